@@ -1,0 +1,504 @@
+"""Tracking items: validated against the API's rules and encoded to JSON once.
+
+This module is the single source of the Bucket Tracking API's rules. The client
+validates every item with :func:`validate_wire` before it is queued, and the local
+tracking server (:mod:`bucket_logging._server`) validates what it receives with the
+very same function.
+
+An :class:`Item` holds the already-encoded JSON object of one bulk entry
+(``{"type": "event", ...}``); bulk bodies are assembled from these bytes without
+encoding anything again.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import re
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+import orjson
+
+from ._exceptions import InvalidItemError
+
+__all__ = [
+    "KINDS",
+    "MAX_BODY_BYTES",
+    "MAX_ITEM_BYTES",
+    "Item",
+    "bulk_body",
+    "dumps",
+    "encode",
+    "format_timestamp",
+    "normalize_id",
+    "validate_wire",
+]
+
+#: The four kinds of tracking call, as the ``type`` of a bulk entry.
+KINDS: Final = ("user", "company", "event", "feedback")
+
+#: Every request body stays at or under this many bytes (the API's 2 MB limit).
+MAX_BODY_BYTES: Final = 2_000_000
+
+#: One item alone may be at most this large: it must fit a bulk body ``[item]``.
+MAX_ITEM_BYTES: Final = MAX_BODY_BYTES - 2
+
+_FEEDBACK_SOURCES: Final = frozenset({"api", "manual", "prompt", "sdk", "widget"})
+
+_ALLOWED: Final[dict[str, frozenset[str]]] = {
+    "user": frozenset({"type", "userId", "attributes", "context", "timestamp"}),
+    "company": frozenset({"type", "companyId", "userId", "attributes", "context", "timestamp"}),
+    "event": frozenset(
+        {"type", "event", "userId", "companyId", "attributes", "context", "timestamp"}
+    ),
+    "feedback": frozenset(
+        {
+            "type",
+            "featureId",
+            "key",
+            "userId",
+            "companyId",
+            "score",
+            "comment",
+            "question",
+            "promptedQuestion",
+            "source",
+            "promptId",
+            "feedbackId",
+            "timestamp",
+        }
+    ),
+}
+
+# (field, required) for the ids of each kind
+_IDS: Final[dict[str, tuple[tuple[str, bool], ...]]] = {
+    "user": (("userId", True),),
+    "company": (("companyId", True), ("userId", False)),
+    "event": (("userId", True), ("companyId", False)),
+    "feedback": (("userId", True), ("companyId", False)),
+}
+
+_ISO_RE: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)\Z"
+)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _id_problem(value: Any, name: str) -> str | None:
+    """Return why ``value`` is not a valid id, or None when it is."""
+    if value is None:
+        return f"{name} is required"
+    cls = type(value)
+    if cls is str:
+        return None if value else f"{name} must not be empty"
+    if cls is int:
+        return None
+    if cls is bool:
+        return f"{name} must be a string or a number, not a bool"
+    if cls is float:
+        return None if math.isfinite(value) else f"{name} must be a finite number"
+    if isinstance(value, str):
+        return None if value else f"{name} must not be empty"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None
+    return f"{name} must be a non-empty string or a number, not {cls.__name__}"
+
+
+def _timestamp_problem(value: Any) -> str | None:
+    if isinstance(value, str):
+        if _ISO_RE.match(value):
+            try:
+                _dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace(",", "."))
+            except ValueError:
+                pass
+            else:
+                return None
+        return f"timestamp must be ISO 8601 with a time zone, got {value!r:.60}"
+    if type(value) is int and value >= 0:
+        return None  # milliseconds since the epoch, as Bucket's OpenAPI allows
+    return f"timestamp must be an ISO 8601 string, not {type(value).__name__}"
+
+
+def _optional_str(obj: Mapping[str, Any], name: str, lo: int, hi: int, out: list[str]) -> None:
+    value = obj.get(name)
+    if value is None:
+        if name in obj:
+            out.append(f"{name} must not be null")
+        return
+    if not isinstance(value, str):
+        out.append(f"{name} must be a string, not {type(value).__name__}")
+    elif not lo <= len(value) <= hi:
+        out.append(f"{name} must be {lo} to {hi} characters long, got {len(value)}")
+
+
+def validate_wire(obj: Any, kind: str | None = None) -> list[str]:
+    """Check one item in the API's wire format; return the problems, empty when valid.
+
+    ``obj`` is a decoded JSON object as it travels to the API (camelCase keys).
+    ``kind`` is the endpoint's kind for the single-item endpoints; for bulk entries it
+    is taken from ``obj["type"]``. The server and the client both use this function.
+    """
+    if not isinstance(obj, Mapping):
+        return [f"an item must be a JSON object, not {type(obj).__name__}"]
+    if kind is None:
+        kind = obj.get("type")
+        if kind not in _ALLOWED:
+            return [f"type must be one of {', '.join(KINDS)}, got {kind!r:.40}"]
+    elif "type" in obj and obj["type"] != kind:
+        return [f"type {obj['type']!r:.40} does not match the {kind} endpoint"]
+    problems: list[str] = []
+    unknown = obj.keys() - _ALLOWED[kind]
+    if unknown:
+        names = ", ".join(sorted(str(k) for k in unknown))
+        problems.append(f"unknown field(s) for a {kind}: {names}")
+
+    if kind == "event":
+        name = obj.get("event")
+        if name is None:
+            problems.append("event is required")
+        elif not isinstance(name, str):
+            problems.append(f"event must be a non-empty string, not {type(name).__name__}")
+        elif not name:
+            problems.append("event must not be empty")
+    if kind == "feedback":
+        _feedback_problems(obj, problems)
+    for name, required in _IDS[kind]:
+        if required or name in obj:
+            p = _id_problem(obj.get(name), name)
+            if p:
+                problems.append(p)
+    if "attributes" in obj and not isinstance(obj["attributes"], Mapping):
+        problems.append(
+            f"attributes must be an object, not {type(obj['attributes']).__name__}"
+        )
+    if "context" in obj:
+        ctx = obj["context"]
+        if not isinstance(ctx, Mapping):
+            problems.append(f"context must be an object, not {type(ctx).__name__}")
+        else:
+            if ctx.keys() - {"active"}:
+                names = ", ".join(sorted(str(k) for k in ctx.keys() - {"active"}))
+                problems.append(f"context supports only 'active', got {names}")
+            if "active" in ctx and type(ctx["active"]) is not bool:
+                problems.append("context.active must be true or false")
+    if "timestamp" in obj:
+        p = _timestamp_problem(obj["timestamp"])
+        if p:
+            problems.append(p)
+    return problems
+
+
+def _feedback_problems(obj: Mapping[str, Any], problems: list[str]) -> None:
+    has_feature = "featureId" in obj and obj["featureId"] is not None
+    if has_feature:
+        fp = _id_problem(obj["featureId"], "featureId")
+        if fp:
+            problems.append(fp)
+    if "key" in obj:
+        _optional_str(obj, "key", 1, 255, problems)
+    if not has_feature and obj.get("key") is None:
+        problems.append("feedback needs featureId or key")
+    score = obj.get("score")
+    comment = obj.get("comment")
+    if score is None and comment is None:
+        problems.append("feedback needs a score (1-5), a comment, or both")
+    if score is not None and (
+        isinstance(score, bool)
+        or not isinstance(score, (int, float))
+        or not 1 <= score <= 5
+    ):
+        problems.append(f"score must be a number from 1 to 5, got {score!r:.40}")
+    if comment is not None:
+        _optional_str(obj, "comment", 0, 4000, problems)
+    _optional_str(obj, "question", 0, 256, problems)
+    _optional_str(obj, "promptedQuestion", 0, 256, problems)
+    _optional_str(obj, "promptId", 10, 40, problems)
+    _optional_str(obj, "feedbackId", 1, 255, problems)
+    source = obj.get("source")
+    if source is not None and source not in _FEEDBACK_SOURCES:
+        allowed = ", ".join(sorted(_FEEDBACK_SOURCES))
+        problems.append(f"source must be one of {allowed}, got {source!r:.40}")
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _default(obj: Any) -> Any:
+    """Convert what orjson cannot encode natively; never raise."""
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    if isinstance(obj, Decimal):
+        if obj.is_finite():
+            return int(obj) if obj == obj.to_integral_value() and abs(obj) < 2**63 else float(obj)
+        return str(obj)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).decode("utf-8", "replace")
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, int):  # integers beyond 64 bits
+        return str(obj)
+    tolist = getattr(obj, "tolist", None)  # numpy arrays and scalars
+    if callable(tolist):
+        try:
+            return tolist()
+        except Exception:
+            pass
+    try:
+        return str(obj)
+    except Exception:
+        return f"<unprintable {type(obj).__name__}>"
+
+
+_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
+
+
+def _sanitize(obj: Any, depth: int = 0) -> Any:
+    """Slow path: rebuild a value orjson refused (huge ints, deep nesting, bad keys)."""
+    if depth > 64:
+        return _default_str(obj)
+    if obj is None or isinstance(obj, (bool, float, str)):
+        return obj
+    if isinstance(obj, int):
+        return obj if -(2**63) <= obj < 2**64 else str(obj)
+    if isinstance(obj, Mapping):
+        return {_key(k): _sanitize(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_sanitize(v, depth + 1) for v in obj]
+    converted = _default(obj)
+    if converted is obj or isinstance(converted, str):
+        return converted
+    return _sanitize(converted, depth + 1)
+
+
+def _default_str(obj: Any) -> str:
+    try:
+        return str(obj)
+    except Exception:
+        return f"<unprintable {type(obj).__name__}>"
+
+
+def _key(key: Any) -> str:
+    return key if isinstance(key, str) else _default_str(key)
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode ``obj`` to JSON bytes, converting what JSON cannot hold; never raises."""
+    try:
+        return orjson.dumps(obj, default=_default, option=_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError, ValueError, RecursionError):
+        return orjson.dumps(_sanitize(obj), default=_default_str, option=_OPTIONS)
+
+
+# --------------------------------------------------------------------------- timestamps
+
+_ts_cache: list[Any] = [-1, ""]
+
+
+def format_timestamp(when: float) -> str:
+    """Format a POSIX time as ``2021-01-01T13:37:00.000Z`` (UTC, millisecond precision).
+
+    The date-and-seconds prefix is cached: log calls within one second reuse it.
+    """
+    sec = int(when)
+    cache = _ts_cache
+    if cache[0] != sec:
+        cache = [sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))]
+        globals()["_ts_cache"] = cache  # replace atomically: safe across threads
+    ms = int((when - sec) * 1000)
+    return f"{cache[1]}.{ms:03d}Z"
+
+
+def _coerce_timestamp(value: Any) -> str:
+    if isinstance(value, _dt.datetime):
+        return format_timestamp(value.timestamp())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format_timestamp(float(value))
+    if isinstance(value, str):
+        problem = _timestamp_problem(value)
+        if problem:
+            raise InvalidItemError([problem])
+        return value
+    raise InvalidItemError(
+        [f"timestamp must be a datetime, a POSIX time or an ISO 8601 string, not "
+         f"{type(value).__name__}"]
+    )
+
+
+def normalize_id(value: Any) -> Any:
+    """Return an id as it will be sent: UUIDs become strings, everything else is kept."""
+    if type(value) is uuid.UUID:
+        return str(value)
+    return value
+
+
+# --------------------------------------------------------------------------- items
+
+
+class Item:
+    """One tracking call, validated and encoded, ready for a bulk body.
+
+    Build items with :meth:`user`, :meth:`company`, :meth:`event` and
+    :meth:`feedback`; they raise :class:`~bucket_logging.InvalidItemError` for
+    anything the API would reject, so a queued item is always valid.
+
+    Attributes:
+        kind: ``"user"``, ``"company"``, ``"event"`` or ``"feedback"``.
+        body: the encoded JSON object of the bulk entry, including ``type``.
+        dedupe_key: for user and company updates, the encoding without the
+            timestamp; identical keys within the dedupe window are sent once.
+    """
+
+    __slots__ = ("body", "dedupe_key", "kind")
+
+    def __init__(self, kind: str, body: bytes, dedupe_key: bytes | None = None) -> None:
+        self.kind = kind
+        self.body = body
+        self.dedupe_key = dedupe_key
+
+    def __repr__(self) -> str:
+        return f"<Item {self.kind} {len(self.body)} bytes>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Item) and self.body == other.body
+
+    def __hash__(self) -> int:
+        return hash(self.body)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Decode the item back to the JSON object that will be sent."""
+        result: dict[str, Any] = orjson.loads(self.body)
+        return result
+
+    # -- builders -------------------------------------------------------------------
+
+    @classmethod
+    def user(
+        cls,
+        user_id: Any,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        active: bool | None = None,
+        timestamp: _dt.datetime | float | str | None = None,
+    ) -> Item:
+        """A ``user`` call: create or update the user ``user_id``."""
+        wire: dict[str, Any] = {"type": "user", "userId": normalize_id(user_id)}
+        _common(wire, attributes, active)
+        return encode(wire, _ts(timestamp))
+
+    @classmethod
+    def company(
+        cls,
+        company_id: Any,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        user_id: Any = None,
+        active: bool | None = None,
+        timestamp: _dt.datetime | float | str | None = None,
+    ) -> Item:
+        """A ``company`` call, associating ``user_id`` with the company when given."""
+        wire: dict[str, Any] = {"type": "company", "companyId": normalize_id(company_id)}
+        if user_id is not None:
+            wire["userId"] = normalize_id(user_id)
+        _common(wire, attributes, active)
+        return encode(wire, _ts(timestamp))
+
+    @classmethod
+    def event(
+        cls,
+        event: str,
+        user_id: Any,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        company_id: Any = None,
+        active: bool | None = None,
+        timestamp: _dt.datetime | float | str | None = None,
+    ) -> Item:
+        """An ``event`` call: ``user_id`` did ``event``."""
+        wire: dict[str, Any] = {"type": "event", "event": event, "userId": normalize_id(user_id)}
+        if company_id is not None:
+            wire["companyId"] = normalize_id(company_id)
+        _common(wire, attributes, active)
+        return encode(wire, _ts(timestamp))
+
+    @classmethod
+    def feedback(
+        cls,
+        user_id: Any,
+        *,
+        feature_id: Any = None,
+        key: str | None = None,
+        score: float | None = None,
+        comment: str | None = None,
+        company_id: Any = None,
+        question: str | None = None,
+        prompted_question: str | None = None,
+        source: str | None = None,
+        prompt_id: str | None = None,
+        feedback_id: str | None = None,
+        timestamp: _dt.datetime | float | str | None = None,
+    ) -> Item:
+        """A ``feedback`` call: needs ``feature_id`` or ``key``, and a score and/or comment."""
+        wire: dict[str, Any] = {"type": "feedback", "userId": normalize_id(user_id)}
+        for name, value in (
+            ("featureId", normalize_id(feature_id)),
+            ("key", key),
+            ("companyId", normalize_id(company_id)),
+            ("score", score),
+            ("comment", comment),
+            ("question", question),
+            ("promptedQuestion", prompted_question),
+            ("source", source),
+            ("promptId", prompt_id),
+            ("feedbackId", feedback_id),
+        ):
+            if value is not None:
+                wire[name] = value
+        return encode(wire, _ts(timestamp))
+
+
+def _common(wire: dict[str, Any], attributes: Mapping[str, Any] | None, active: bool | None) -> None:
+    if attributes is not None:
+        wire["attributes"] = attributes
+    if active is not None:
+        wire["context"] = {"active": active}
+
+
+def _ts(timestamp: _dt.datetime | float | str | None) -> str:
+    return format_timestamp(time.time()) if timestamp is None else _coerce_timestamp(timestamp)
+
+
+_DEDUPE_KINDS: Final = frozenset({"user", "company"})
+
+
+def encode(wire: dict[str, Any], timestamp: str | None) -> Item:
+    """Validate a wire-format dict (without its timestamp) and encode it once.
+
+    Raises :class:`~bucket_logging.InvalidItemError` when the API would reject it,
+    including when it is too large to fit a request on its own.
+    """
+    kind = wire.get("type")
+    problems = validate_wire(wire)
+    if problems:
+        raise InvalidItemError(problems, kind if isinstance(kind, str) else None)
+    payload = dumps(wire)
+    if timestamp is None:
+        body = payload
+    else:
+        body = b"".join((payload[:-1], b',"timestamp":"', timestamp.encode(), b'"}'))
+    if len(body) > MAX_ITEM_BYTES:
+        raise InvalidItemError(
+            [f"the item is {len(body):,} bytes encoded, over the {MAX_ITEM_BYTES:,}-byte limit"],
+            str(kind),
+        )
+    return Item(str(kind), body, payload if kind in _DEDUPE_KINDS else None)
+
+
+def bulk_body(bodies: Iterable[bytes]) -> bytes:
+    """Join encoded items into one bulk request body (a JSON array)."""
+    return b"[" + b",".join(bodies) + b"]"
