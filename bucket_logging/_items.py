@@ -174,9 +174,7 @@ def validate_wire(obj: Any, kind: str | None = None) -> list[str]:
             if p:
                 problems.append(p)
     if "attributes" in obj and not isinstance(obj["attributes"], Mapping):
-        problems.append(
-            f"attributes must be an object, not {type(obj['attributes']).__name__}"
-        )
+        problems.append(f"attributes must be an object, not {type(obj['attributes']).__name__}")
     if "context" in obj:
         ctx = obj["context"]
         if not isinstance(ctx, Mapping):
@@ -209,9 +207,7 @@ def _feedback_problems(obj: Mapping[str, Any], problems: list[str]) -> None:
     if score is None and comment is None:
         problems.append("feedback needs a score (1-5), a comment, or both")
     if score is not None and (
-        isinstance(score, bool)
-        or not isinstance(score, (int, float))
-        or not 1 <= score <= 5
+        isinstance(score, bool) or not isinstance(score, (int, float)) or not 1 <= score <= 5
     ):
         problems.append(f"score must be a number from 1 to 5, got {score!r:.40}")
     if comment is not None:
@@ -325,8 +321,10 @@ def _coerce_timestamp(value: Any) -> str:
             raise InvalidItemError([problem])
         return value
     raise InvalidItemError(
-        [f"timestamp must be a datetime, a POSIX time or an ISO 8601 string, not "
-         f"{type(value).__name__}"]
+        [
+            f"timestamp must be a datetime, a POSIX time or an ISO 8601 string, not "
+            f"{type(value).__name__}"
+        ]
     )
 
 
@@ -462,7 +460,9 @@ class Item:
         return encode(wire, _ts(timestamp))
 
 
-def _common(wire: dict[str, Any], attributes: Mapping[str, Any] | None, active: bool | None) -> None:
+def _common(
+    wire: dict[str, Any], attributes: Mapping[str, Any] | None, active: bool | None
+) -> None:
     if attributes is not None:
         wire["attributes"] = attributes
     if active is not None:

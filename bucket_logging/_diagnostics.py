@@ -1,0 +1,123 @@
+"""The library's own voice: rate-limited diagnostics on the ``bucket_logging`` logger.
+
+Everything the library has to say (rejected input, dropped items, delivery
+failures) goes through :func:`report`. Messages are plain lines without
+tracebacks, limited per topic so that a bad log statement in a hot loop cannot
+flood the logs, and scrubbed of every tracking key the process has registered.
+
+This module also knows what must never be tracked: records of the library's own
+logger and of its HTTP client (``httpx``, ``httpcore``), and anything logged from a
+sender's own thread. Front ends ask :func:`is_internal` before doing any work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Final
+
+__all__ = [
+    "INTERNAL_LOGGER_PREFIXES",
+    "LOGGER_NAME",
+    "internal_threads",
+    "is_internal",
+    "logger",
+    "redact",
+    "register_secret",
+    "report",
+]
+
+#: The name of the logger the library reports on.
+LOGGER_NAME: Final = "bucket_logging"
+
+logger: Final = logging.getLogger(LOGGER_NAME)
+
+#: Loggers whose records are never tracked.
+INTERNAL_LOGGER_PREFIXES: Final = ("bucket_logging", "httpx", "httpcore")
+
+_INTERNAL_ROOTS: Final = frozenset(INTERNAL_LOGGER_PREFIXES)
+
+#: Thread ids of the senders' background threads; their records are never tracked.
+internal_threads: set[int] = set()
+
+_secrets: set[str] = set()
+_REDACTED: Final = "<tracking-key>"
+
+#: At most one message per topic per this many seconds; the rest are counted.
+RATE_LIMIT_SECONDS: Final = 10.0
+
+_lock = threading.Lock()
+_last: dict[str, tuple[float, int]] = {}
+
+
+def is_internal(logger_name: str, thread_id: int | None) -> bool:
+    """Whether a record from ``logger_name`` on ``thread_id`` is the library's own."""
+    return thread_id in internal_threads or logger_name.partition(".")[0] in _INTERNAL_ROOTS
+
+
+def register_secret(secret: str) -> None:
+    """Remember a tracking key so that :func:`redact` removes it from every message."""
+    if secret:
+        _secrets.add(secret)
+
+
+def redact(text: str) -> str:
+    """Replace every registered tracking key in ``text``."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+class _ThreadFilter(logging.Filter):
+    """Drops the HTTP client's records emitted on a sender's thread.
+
+    httpx logs every request at INFO; those records would reach the application's
+    handlers (and carry the tracking key in the URL). Records of the application's
+    own httpx use, on its own threads, pass untouched.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread not in internal_threads
+
+
+_thread_filter: Final = _ThreadFilter()
+
+
+def silence_http_client_logs() -> None:
+    """Install the filter on the ``httpx`` and ``httpcore`` loggers (idempotent)."""
+    for name in ("httpx", "httpcore", "httpcore.http11", "httpcore.connection", "hpack"):
+        log = logging.getLogger(name)
+        if _thread_filter not in log.filters:
+            log.addFilter(_thread_filter)
+
+
+def report(topic: str, message: str, *args: Any, level: int = logging.WARNING) -> None:
+    """Log ``message % args`` on the ``bucket_logging`` logger, rate-limited per topic.
+
+    Never raises. When messages of a topic were suppressed, the next one that passes
+    says how many.
+    """
+    try:
+        if not logger.isEnabledFor(level):
+            return
+        now = time.monotonic()
+        with _lock:
+            last, suppressed = _last.get(topic, (-RATE_LIMIT_SECONDS, 0))
+            if now - last < RATE_LIMIT_SECONDS:
+                _last[topic] = (last, suppressed + 1)
+                return
+            _last[topic] = (now, 0)
+        text = message % args if args else message
+        if suppressed:
+            text += f" ({suppressed} similar message(s) suppressed)"
+        logger.log(level, "%s", redact(text))
+    except Exception:  # a diagnostic must never break the caller
+        pass
+
+
+def reset_rate_limits() -> None:
+    """Forget the rate-limit state (for tests)."""
+    with _lock:
+        _last.clear()
