@@ -1,15 +1,27 @@
-"""bucket_logging: turn log statements into Bucket tracking calls."""
+"""bucket_logging: turn log statements into Bucket tracking calls.
+
+Tag a log record (``log.info("sent", extra={"bucket_event": "Sent message"})``) or a
+structlog event with the same keys, and it also becomes a Bucket ``user``,
+``company``, ``event`` or ``feedback`` call, shipped in the background through the
+bulk endpoint.
+"""
 
 from __future__ import annotations
 
-from ._exceptions import BucketLoggingError, ConfigurationError, InvalidItemError
+from ._exceptions import BucketLoggingError, ConfigurationError, DeliveryError, InvalidItemError
 from ._items import Item
+from ._sender import BulkSender, SenderStats, flush, get_sender
 
 __all__ = [
     "BucketLoggingError",
+    "BulkSender",
     "ConfigurationError",
+    "DeliveryError",
     "InvalidItemError",
     "Item",
+    "SenderStats",
+    "flush",
+    "get_sender",
 ]
 
 __version__ = "0.1.0"

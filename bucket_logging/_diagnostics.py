@@ -86,8 +86,8 @@ _thread_filter: Final = _ThreadFilter()
 
 
 def silence_http_client_logs() -> None:
-    """Install the filter on the ``httpx`` and ``httpcore`` loggers (idempotent)."""
-    for name in ("httpx", "httpcore", "httpcore.http11", "httpcore.connection", "hpack"):
+    """Install the filter on the HTTP client's and asyncio's loggers (idempotent)."""
+    for name in ("httpx", "httpcore", "httpcore.http11", "httpcore.connection", "asyncio"):
         log = logging.getLogger(name)
         if _thread_filter not in log.filters:
             log.addFilter(_thread_filter)

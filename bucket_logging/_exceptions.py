@@ -6,12 +6,13 @@ these are raised only by explicit API calls (constructing a sender, building an 
 
     BucketLoggingError
     ├── ConfigurationError   (also a ValueError)  bad or missing settings
-    └── InvalidItemError     (also a ValueError)  a tracking item the API would reject
+    ├── InvalidItemError     (also a ValueError)  a tracking item the API would reject
+    └── DeliveryError        items that could not be delivered (given to on_error)
 """
 
 from __future__ import annotations
 
-__all__ = ["BucketLoggingError", "ConfigurationError", "InvalidItemError"]
+__all__ = ["BucketLoggingError", "ConfigurationError", "DeliveryError", "InvalidItemError"]
 
 
 class BucketLoggingError(Exception):
@@ -34,3 +35,34 @@ class InvalidItemError(BucketLoggingError, ValueError):
         self.kind = kind
         prefix = f"invalid {kind} item: " if kind else "invalid item: "
         super().__init__(prefix + "; ".join(self.errors))
+
+
+class DeliveryError(BucketLoggingError):
+    """Items that could not be delivered, as passed to a sender's ``on_error`` callback.
+
+    Never raised by a log call: a sender hands it to ``on_error`` and reports it on the
+    ``bucket_logging`` logger.
+
+    Attributes:
+        reason: why, one of ``"rejected"`` (the server answered 400 for these items),
+            ``"client_error"`` (another 4xx, e.g. a wrong tracking key or URL),
+            ``"retries_exhausted"``, ``"queue_full"``, ``"shutdown"``, ``"closed"``,
+            ``"not_started"``.
+        count: how many items.
+        status: the HTTP status of the last answer, if there was one.
+        detail: the server's message or the network error, without the tracking key.
+    """
+
+    def __init__(
+        self, reason: str, count: int, status: int | None = None, detail: str = ""
+    ) -> None:
+        self.reason = reason
+        self.count = count
+        self.status = status
+        self.detail = detail
+        text = f"{count} item(s) not delivered: {reason}"
+        if status is not None:
+            text += f" (HTTP {status})"
+        if detail:
+            text += f": {detail}"
+        super().__init__(text)

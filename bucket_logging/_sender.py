@@ -1,0 +1,795 @@
+"""The bulk sender: the one component that talks HTTP.
+
+A :class:`BulkSender` owns a bounded in-memory queue and one daemon thread running
+an asyncio loop with an :class:`httpx.AsyncClient`. Callers only append to the queue
+(O(1), never blocking, never raising); the thread drains it into bulk requests that
+close on item count, on bytes (every body ≤ 2,000,000 bytes) and on the flush
+interval, and delivers them with retries:
+
+* 5xx, 408, 429 and network errors are retried with exponential backoff, jitter and a
+  cap, honouring ``Retry-After``, for at most ``retry_budget`` seconds per batch;
+* a 400 is not retried as is: the batch is bisected to isolate the items the server
+  rejects; those are dropped and reported, every other item is delivered;
+* identical user and company updates within ``dedupe_window`` are sent once.
+
+The sender knows nothing about logging: it takes :class:`~bucket_logging.Item` objects.
+Its diagnostics go to the ``bucket_logging`` logger, its HTTP client's records are
+silenced on its own thread, and the tracking key appears in no message or ``repr``.
+
+Senders are shared per (tracking key, base URL) through :func:`get_sender`, flushed
+at interpreter exit within ``shutdown_timeout``, and rebuilt in a forked child
+(items queued before the fork are sent by the parent only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import concurrent.futures
+import contextlib
+import email.utils
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+
+from . import _diagnostics
+from ._diagnostics import report
+from ._exceptions import ConfigurationError, DeliveryError
+from ._items import MAX_BODY_BYTES, Item, bulk_body
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "BulkSender",
+    "SenderStats",
+    "flush",
+    "get_sender",
+]
+
+#: Where items go unless ``base_url`` or ``BUCKET_TRACKING_URL`` says otherwise.
+DEFAULT_BASE_URL: Final = "https://tracking.bucket.co"
+
+ENV_KEY: Final = "BUCKET_TRACKING_KEY"
+ENV_URL: Final = "BUCKET_TRACKING_URL"
+
+_RETRY_STATUSES: Final = frozenset({408, 429})
+_USER_AGENT: Final = "bucket-logging/0.1.0"
+
+
+@dataclass(frozen=True)
+class SenderStats:
+    """A snapshot of a sender's counters (see :attr:`BulkSender.stats`).
+
+    Attributes:
+        queued: items accepted into the queue since the sender started.
+        sent: items the server accepted.
+        pending: items queued or in flight right now.
+        requests: HTTP requests made (including retries and bisection).
+        retried: requests that were retried after a retryable failure.
+        deduplicated: user/company updates skipped as identical within the window.
+        rejected: items the server rejected with a 400 (dropped, reported).
+        dropped: items dropped for another reason, by reason (``queue_full``,
+            ``retries_exhausted``, ``client_error``, ``shutdown``, ``closed``,
+            ``not_started``).
+        offline: items validated but not sent because the sender is offline.
+    """
+
+    queued: int = 0
+    sent: int = 0
+    pending: int = 0
+    requests: int = 0
+    retried: int = 0
+    deduplicated: int = 0
+    rejected: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    offline: int = 0
+
+    @property
+    def dropped_total(self) -> int:
+        """All items dropped for any reason, rejected ones included."""
+        return self.rejected + sum(self.dropped.values())
+
+
+class _Retry(Exception):
+    """A retryable failure of one request."""
+
+    def __init__(self, detail: str, status: int | None = None, delay: float | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+        self.delay = delay
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_message(response: httpx.Response) -> tuple[str, str]:
+    """The (code, readable message) of an error answer, per the API's error body."""
+    try:
+        data = response.json()
+        error = data.get("error") or {}
+        code = str(error.get("code") or "")
+        message = str(error.get("message") or "")
+        details = [
+            str(v.get("message"))
+            for v in error.get("validationErrors") or ()
+            if isinstance(v, dict) and v.get("message")
+        ]
+        if details:
+            message = (message + ": " if message else "") + "; ".join(details)
+        return code, message or response.text[:300]
+    except Exception:
+        return "", response.text[:300]
+
+
+class BulkSender:
+    """Ships :class:`~bucket_logging.Item` objects to Bucket's bulk endpoint in the background.
+
+    Most applications never build one: :class:`~bucket_logging.BucketHandler` and
+    :class:`~bucket_logging.BucketProcessor` get the shared sender for their key
+    through :func:`get_sender`. Build one directly to send items yourself::
+
+        sender = BulkSender("my-tracking-key")
+        sender.enqueue(Item.event("Sent message", user_id=42))
+        sender.flush(timeout=5)
+
+    Args:
+        tracking_key: the app's tracking key; else env ``BUCKET_TRACKING_KEY``.
+        base_url: the API's base URL; else env ``BUCKET_TRACKING_URL``, else
+            ``https://tracking.bucket.co``.
+        offline: validate and count items, send nothing (no key needed).
+        flush_interval: seconds between sends of a partial batch.
+        max_batch_items: items per request at most.
+        max_queue_items: items held in memory at most; more are dropped and counted.
+        max_queue_bytes: encoded bytes held in memory at most (same).
+        max_concurrent_requests: bulk requests in flight at once.
+        request_timeout: seconds for one HTTP request.
+        retry_budget: seconds a batch is retried before it is dropped.
+        backoff_base: first retry delay in seconds (doubles each time, with jitter).
+        backoff_max: the cap of one retry delay in seconds.
+        dedupe_window: seconds within which identical user/company updates are
+            sent once; 0 turns it off.
+        shutdown_timeout: seconds the exit hook (and :meth:`close`) may spend
+            delivering what is queued.
+        transport: an httpx async transport (e.g. ``httpx.MockTransport``) for tests.
+        verify: TLS certificate verification (httpx's ``verify``).
+        on_error: called on the sender's thread with a
+            :class:`~bucket_logging.DeliveryError` whenever items are dropped.
+
+    Memory is bounded by ``max_queue_bytes`` of encoded items (plus about 150 bytes of
+    bookkeeping per item, at most ``max_queue_items`` of them) and
+    ``max_concurrent_requests`` bodies of at most 2,000,000 bytes in flight: about
+    64 MiB + 30 MiB + 8 MB with the defaults.
+    """
+
+    def __init__(
+        self,
+        tracking_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        offline: bool = False,
+        flush_interval: float = 1.0,
+        max_batch_items: int = 1000,
+        max_queue_items: int = 200_000,
+        max_queue_bytes: int = 64 * 1024 * 1024,
+        max_concurrent_requests: int = 4,
+        request_timeout: float = 10.0,
+        retry_budget: float = 300.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        dedupe_window: float = 60.0,
+        shutdown_timeout: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: bool | str = True,
+        on_error: Callable[[DeliveryError], object] | None = None,
+    ) -> None:
+        key = tracking_key if tracking_key is not None else os.environ.get(ENV_KEY, "")
+        if not offline and not key:
+            raise ConfigurationError(
+                "no Bucket tracking key: pass tracking_key=... or set the "
+                f"{ENV_KEY} environment variable (or use offline=True)"
+            )
+        url = (base_url or os.environ.get(ENV_URL) or DEFAULT_BASE_URL).rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
+        for name, value in (
+            ("flush_interval", flush_interval),
+            ("max_batch_items", max_batch_items),
+            ("max_queue_items", max_queue_items),
+            ("max_queue_bytes", max_queue_bytes),
+            ("max_concurrent_requests", max_concurrent_requests),
+            ("request_timeout", request_timeout),
+        ):
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be positive, got {value!r}")
+        _diagnostics.register_secret(key)
+        self._key = key
+        self.base_url = url
+        self.offline = offline
+        self._endpoint = f"{url}/{key}/bulk"
+        self.flush_interval = float(flush_interval)
+        self.max_batch_items = int(max_batch_items)
+        self.max_queue_items = int(max_queue_items)
+        self.max_queue_bytes = int(max_queue_bytes)
+        self.max_concurrent_requests = int(max_concurrent_requests)
+        self.request_timeout = float(request_timeout)
+        self.retry_budget = float(retry_budget)
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self.dedupe_window = float(dedupe_window)
+        self.shutdown_timeout = float(shutdown_timeout)
+        self._transport = transport
+        self._verify = verify
+        self.on_error = on_error
+        self._options: dict[str, Any] = {}
+        self._start_lock = threading.Lock()
+        self._init_state()
+        _live_senders.add(self)
+        _install_exit_hook()
+        if not offline:
+            self._start()
+
+    # ------------------------------------------------------------------ state
+
+    def _init_state(self) -> None:
+        """(Re)create everything that belongs to one process: queue, lock, thread."""
+        self._lock = threading.Lock()
+        self._queue: collections.deque[Item] = collections.deque()
+        self._queue_bytes = 0
+        self._enqueued = 0  # items ever appended (their sequence numbers)
+        self._done = 0  # items sent, rejected, deduplicated or dropped after queueing
+        self._drained = 0  # items ever taken off the queue
+        self._inflight: dict[int, int] = {}  # batch id -> first sequence number
+        self._batch_ids = 0
+        self._wake_requested = False
+        self._closed = False
+        self._started = False
+        self._thread: threading.Thread | None = None
+        self._thread_id: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: list[tuple[int, concurrent.futures.Future[bool]]] = []
+        self._dedupe: dict[bytes, float] = {}
+        self._closing_deadline: float | None = None
+        self._stopping = False
+        self._counts: dict[str, int] = collections.defaultdict(int)
+        self._dropped: dict[str, int] = collections.defaultdict(int)
+
+    def _start(self) -> None:
+        _diagnostics.silence_http_client_logs()
+        self._started = True
+        ready = threading.Event()
+        thread = threading.Thread(
+            target=self._thread_main, args=(ready,), name="bucket_logging-sender", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError as exc:  # e.g. "can't create new thread at interpreter shutdown"
+            self._closed = True
+            report("start", "bucket_logging: cannot start the sender thread (%s)", exc)
+            return
+        self._thread = thread
+        ready.wait()
+
+    def _after_fork_in_child(self) -> None:
+        if self._thread_id is not None:
+            _diagnostics.internal_threads.discard(self._thread_id)
+        self._init_state()  # the parent's queued items stay the parent's
+
+    def __repr__(self) -> str:
+        return (
+            f"<BulkSender {self.base_url} key=<redacted>"
+            f"{' offline' if self.offline else ''} pending={self.pending}>"
+        )
+
+    # ------------------------------------------------------------------ caller side
+
+    def enqueue(self, item: Item) -> bool:
+        """Queue ``item`` for delivery; never blocks, never raises.
+
+        Returns False when the item was dropped (queue full, sender closed), which is
+        counted in :attr:`stats`.
+        """
+        if self.offline:
+            with self._lock:
+                self._counts["offline"] += 1
+            if _diagnostics.logger.isEnabledFor(logging.DEBUG):
+                _diagnostics.logger.debug("offline: %s", item.body.decode("utf-8", "replace"))
+            return True
+        if not self._started:
+            with self._start_lock:  # first use in a forked child
+                if not self._started:
+                    self._start()
+        size = len(item.body)
+        with self._lock:
+            if self._closed:
+                self._dropped["closed"] += 1
+                dropped = "closed"
+            elif (
+                len(self._queue) >= self.max_queue_items
+                or self._queue_bytes + size > self.max_queue_bytes
+            ):
+                self._dropped["queue_full"] += 1
+                dropped = "queue_full"
+            else:
+                self._queue.append(item)
+                self._queue_bytes += size
+                self._enqueued += 1
+                if self._wake_requested or len(self._queue) < self.max_batch_items:
+                    return True
+                self._wake_requested = True
+                dropped = ""
+        if dropped:
+            report(
+                "drop-" + dropped,
+                "bucket_logging: dropped a %s item: %s",
+                item.kind,
+                "the queue is full (the endpoint is slow or down)"
+                if dropped == "queue_full"
+                else "the sender is closed",
+            )
+            return False
+        self._call_soon(self._wake_now)
+        return True
+
+    def _call_soon(self, callback: Callable[..., Any], *args: Any) -> bool:
+        loop = self._loop
+        if loop is None:
+            return False
+        try:
+            loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop is closed
+            return False
+        return True
+
+    @property
+    def pending(self) -> int:
+        """Items queued or in flight, not yet delivered or dropped."""
+        with self._lock:
+            return self._enqueued - self._done
+
+    def _finished_locked(self) -> int:
+        """Every item with a sequence number below this one is finished."""
+        return min(self._inflight.values()) if self._inflight else self._drained
+
+    @property
+    def stats(self) -> SenderStats:
+        """A snapshot of the counters; cheap, readable at any time from any thread."""
+        with self._lock:
+            c = self._counts
+            return SenderStats(
+                queued=self._enqueued,
+                sent=c["sent"],
+                pending=self._enqueued - self._done,
+                requests=c["requests"],
+                retried=c["retried"],
+                deduplicated=c["deduplicated"],
+                rejected=c["rejected"],
+                dropped={k: v for k, v in self._dropped.items() if v},
+                offline=c["offline"],
+            )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver everything queued so far; wait at most ``timeout`` seconds.
+
+        Returns True when every item queued before the call was delivered or dropped
+        (and counted), False on time-out. Retry back-offs are cut short: a flush does
+        not sit out a long delay. Safe to call from any thread; from the sender's own
+        thread it returns False at once instead of deadlocking.
+        """
+        future = self._request_flush()
+        if future is None:
+            return True
+        if threading.get_ident() == self._thread_id:
+            return False
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            return False
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """:meth:`flush` for asyncio applications: awaits without blocking their loop."""
+        future = self._request_flush()
+        if future is None:
+            return True
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except asyncio.TimeoutError:
+            return False
+
+    def _request_flush(self) -> concurrent.futures.Future[bool] | None:
+        if self.offline or not self._started:
+            return None
+        with self._lock:
+            target = self._enqueued
+            if self._finished_locked() >= target:
+                return None
+        future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        if not self._call_soon(self._add_waiter, target, future):
+            return None
+        return future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver what is queued (within ``timeout``, default ``shutdown_timeout``), then stop.
+
+        Items still undelivered then are counted as dropped (``shutdown``) and
+        reported. Later :meth:`enqueue` calls drop their items (``closed``).
+        Idempotent.
+        """
+        if self._closed or self.offline:
+            self._closed = True
+            return
+        timeout = self.shutdown_timeout if timeout is None else max(0.0, timeout)
+        deadline = time.monotonic() + timeout
+        self._call_soon(self._set_closing, deadline)
+        self.flush(timeout)
+        with self._lock:
+            self._closed = True
+        self._call_soon(self._stop)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.1, min(1.0, deadline - time.monotonic())))
+        with self._lock:
+            lost = self._enqueued - self._done
+        if lost:
+            self._drop("shutdown", lost, None, "not delivered before the shutdown deadline")
+        _live_senders.discard(self)
+        for registry_key, sender in list(_registry.items()):
+            if sender is self:
+                del _registry[registry_key]
+
+    # ------------------------------------------------------------------ sender thread
+
+    def _thread_main(self, ready: threading.Event) -> None:
+        self._thread_id = threading.get_ident()
+        _diagnostics.internal_threads.add(self._thread_id)
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main(ready))
+        except BaseException as exc:  # pragma: no cover - last resort
+            report("thread", "bucket_logging: the sender stopped unexpectedly: %r", exc)
+        finally:
+            ready.set()
+            with contextlib.suppress(Exception):
+                loop.close()
+
+    async def _main(self, ready: threading.Event) -> None:
+        self._wake = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.max_concurrent_requests)
+        self._tasks: set[asyncio.Task[None]] = set()
+        client = httpx.AsyncClient(
+            transport=self._transport,
+            verify=self._verify,
+            timeout=self.request_timeout,
+            headers={"Content-Type": "application/json", "User-Agent": _USER_AGENT},
+            limits=httpx.Limits(max_connections=self.max_concurrent_requests + 1),
+        )
+        self._client = client
+        ready.set()
+        try:
+            while not self._stopping:
+                if not self._wake.is_set():
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+                self._wake.clear()
+                with self._lock:
+                    self._wake_requested = False
+                await self._pump()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await client.aclose()
+
+    def _wake_now(self) -> None:
+        self._wake.set()
+
+    def _set_closing(self, deadline: float) -> None:
+        self._closing_deadline = deadline
+        self._hurry_up()
+
+    def _stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _hurry_up(self) -> None:
+        """Wake every retry back-off now (a flush or shutdown is waiting)."""
+        self._hurry.set()
+        self._hurry = asyncio.Event()
+        self._wake.set()
+
+    def _add_waiter(self, target: int, future: concurrent.futures.Future[bool]) -> None:
+        self._waiters.append((target, future))
+        self._hurry_up()
+        self._check_waiters()
+
+    def _check_waiters(self) -> None:
+        if not self._waiters:
+            return
+        with self._lock:
+            done = self._finished_locked()
+        keep = []
+        for target, future in self._waiters:
+            if done >= target:
+                if not future.done():
+                    future.set_result(True)
+            elif not future.done():
+                keep.append((target, future))
+        self._waiters = keep
+
+    async def _pump(self) -> None:
+        """Take batches off the queue while a request slot is free, and send them."""
+        while not self._stopping:
+            with self._lock:
+                if not self._queue:
+                    break
+            await self._slots.acquire()
+            batch, batch_id = self._take_batch()
+            if not batch:
+                self._slots.release()
+                self._check_waiters()
+                continue
+            task = asyncio.get_running_loop().create_task(self._deliver(batch, batch_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _take_batch(self) -> tuple[list[Item], int]:
+        """Pop one batch (by count and bytes), skipping duplicate user/company updates."""
+        batch: list[Item] = []
+        size = 2  # the brackets of the JSON array
+        now = time.monotonic()
+        window = self.dedupe_window
+        dedupe = self._dedupe
+        skipped = 0
+        with self._lock:
+            queue = self._queue
+            first = self._drained
+            while queue and len(batch) < self.max_batch_items:
+                item = queue[0]
+                n = len(item.body) + (1 if batch else 0)
+                if size + n > MAX_BODY_BYTES:
+                    break
+                queue.popleft()
+                self._queue_bytes -= len(item.body)
+                key = item.dedupe_key
+                if key is not None and window > 0:
+                    seen = dedupe.get(key)
+                    if seen is not None and now - seen < window:
+                        skipped += 1
+                        continue
+                    dedupe[key] = now
+                batch.append(item)
+                size += n
+            self._drained += len(batch) + skipped
+            self._counts["deduplicated"] += skipped
+            self._done += skipped
+            batch_id = self._batch_ids = self._batch_ids + 1
+            if batch:
+                self._inflight[batch_id] = first
+        if len(dedupe) > 50_000:
+            self._dedupe = {k: t for k, t in dedupe.items() if now - t < window}
+        return batch, batch_id
+
+    async def _deliver(self, batch: list[Item], batch_id: int) -> None:
+        try:
+            await self._send(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # pragma: no cover - defensive: never kill the loop
+            self._drop("retries_exhausted", len(batch), None, f"unexpected error: {exc!r}")
+        finally:
+            with self._lock:
+                self._inflight.pop(batch_id, None)
+            self._slots.release()
+            self._check_waiters()
+
+    async def _send(self, batch: list[Item]) -> None:
+        """Deliver one batch: retry what is retryable, bisect on 400."""
+        body = bulk_body([item.body for item in batch])
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                response = await self._post(body)
+            except _Retry as failure:
+                attempt += 1
+                delay = self._backoff(attempt, failure.delay)
+                now = time.monotonic()
+                closing = self._closing_deadline
+                if now + delay - started > self.retry_budget or (
+                    closing is not None and now >= closing
+                ):
+                    reason = "retries_exhausted" if closing is None else "shutdown"
+                    self._drop(reason, len(batch), failure.status, failure.detail)
+                    return
+                with self._lock:
+                    self._counts["retried"] += 1
+                if closing is not None:
+                    delay = min(delay, 0.2, max(0.0, closing - now))
+                await self._sleep(delay)
+                continue
+            status = response.status_code
+            if 200 <= status < 300:
+                with self._lock:
+                    self._counts["sent"] += len(batch)
+                    self._done += len(batch)
+                return
+            code, message = _error_message(response)
+            if status in (400, 413) and code != "INVALID_API_KEY":
+                if len(batch) == 1:
+                    with self._lock:
+                        self._counts["rejected"] += 1
+                        self._done += 1
+                    self._notify(DeliveryError("rejected", 1, status, message))
+                    report(
+                        "rejected",
+                        "bucket_logging: the server rejected a %s item (HTTP %d: %s): %.300s",
+                        batch[0].kind,
+                        status,
+                        message,
+                        batch[0].body.decode("utf-8", "replace"),
+                    )
+                    return
+                half = len(batch) // 2
+                await self._send(batch[:half])
+                await self._send(batch[half:])
+                return
+            hint = (
+                " (check the tracking key and base_url)" if status in (400, 401, 403, 404) else ""
+            )
+            self._drop("client_error", len(batch), status, f"{code or message}{hint}")
+            return
+
+    async def _post(self, body: bytes) -> httpx.Response:
+        with self._lock:
+            self._counts["requests"] += 1
+        try:
+            response = await self._client.post(self._endpoint, content=body)
+        except httpx.TransportError as exc:
+            raise _Retry(f"{type(exc).__name__}: {exc}") from None
+        status = response.status_code
+        if status >= 500 or status in _RETRY_STATUSES:
+            raise _Retry(
+                f"HTTP {status}", status, _retry_after(response.headers.get("Retry-After"))
+            )
+        return response
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.retry_budget)
+        delay = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
+        jitter: float = random.uniform(0.5, 1.0)
+        return delay * jitter
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or until a flush or shutdown hurries everyone."""
+        if delay <= 0:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._hurry.wait(), delay)
+
+    def _drop(self, reason: str, count: int, status: int | None, detail: str) -> None:
+        with self._lock:
+            self._dropped[reason] += count
+            if reason not in ("queue_full", "closed"):
+                self._done += count
+        error = DeliveryError(reason, count, status, _diagnostics.redact(detail))
+        report("drop-" + reason, "bucket_logging: %s", error)
+        self._notify(error)
+
+    def _notify(self, error: DeliveryError) -> None:
+        if self.on_error is None:
+            return
+        try:
+            self.on_error(error)
+        except Exception as exc:
+            report("on_error", "bucket_logging: on_error callback raised %r", exc)
+
+
+# ---------------------------------------------------------------------- process-wide
+
+_registry: dict[tuple[str, str, bool], BulkSender] = {}
+_registry_lock = threading.Lock()
+_live_senders: weakref.WeakSet[BulkSender] = weakref.WeakSet()
+_exit_hook_installed = False
+
+
+def get_sender(
+    tracking_key: str | None = None, *, base_url: str | None = None, **options: Any
+) -> BulkSender:
+    """The process's shared sender for a key and URL, created on first use.
+
+    Handlers and processors with the same key and URL share one queue, one thread
+    and one connection pool. ``options`` are :class:`BulkSender` keywords; they apply
+    when the sender is created (a later call with other options gets the existing
+    sender, and a warning says so).
+    """
+    offline = bool(options.get("offline", False))
+    key = tracking_key if tracking_key is not None else os.environ.get(ENV_KEY, "")
+    url = (base_url or os.environ.get(ENV_URL) or DEFAULT_BASE_URL).rstrip("/")
+    registry_key = (key, url, offline)
+    with _registry_lock:
+        sender = _registry.get(registry_key)
+        if sender is not None and not sender._closed:
+            if options and sender._options != options:
+                report(
+                    "options",
+                    "bucket_logging: a sender for this key and URL exists already; "
+                    "its options are kept and the new ones ignored",
+                )
+            return sender
+        sender = BulkSender(tracking_key, base_url=base_url, **options)
+        sender._options = options
+        _registry[registry_key] = sender
+        return sender
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Flush every sender in the process; for scripts and serverless handlers.
+
+    Waits at most ``timeout`` seconds in all; returns True when everything queued
+    was delivered (or dropped and counted).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ok = True
+    for sender in list(_live_senders):
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ok = sender.flush(remaining) and ok
+    return ok
+
+
+def _shutdown_all() -> None:
+    """The exit hook: deliver what is queued, within each sender's deadline."""
+    senders = [s for s in list(_live_senders) if not s._closed]
+    if not senders:
+        return
+    deadline = time.monotonic() + max(s.shutdown_timeout for s in senders)
+    for sender in senders:  # every sender hurries at once, then each is closed
+        sender._call_soon(sender._set_closing, time.monotonic() + sender.shutdown_timeout)
+    for sender in senders:
+        remaining = max(0.0, min(sender.shutdown_timeout, deadline - time.monotonic()))
+        try:
+            sender.close(remaining)
+        except Exception as exc:  # pragma: no cover - exit must go on
+            report("exit", "bucket_logging: error at exit: %r", exc)
+
+
+def _install_exit_hook() -> None:
+    global _exit_hook_installed
+    if not _exit_hook_installed:
+        _exit_hook_installed = True
+        atexit.register(_shutdown_all)
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for sender in list(_live_senders):
+        sender._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
