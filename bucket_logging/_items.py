@@ -300,14 +300,19 @@ def format_timestamp(when: float) -> str:
     """Format a POSIX time as ``2021-01-01T13:37:00.000Z`` (UTC, millisecond precision).
 
     The date-and-seconds prefix is cached: log calls within one second reuse it.
+    Like :meth:`datetime.datetime.fromtimestamp`, the time is first rounded to the
+    microsecond (``1.001`` is ``.001``, not ``.000``), then cut to the millisecond.
     """
-    sec = int(when)
+    sec = math.floor(when)
+    micros = round((when - sec) * 1_000_000)  # when - sec is exact for a float
+    if micros >= 1_000_000:
+        sec += 1
+        micros -= 1_000_000
     cache = _ts_cache
     if cache[0] != sec:
         cache = [sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))]
         globals()["_ts_cache"] = cache  # replace atomically: safe across threads
-    ms = int((when - sec) * 1000)
-    return f"{cache[1]}.{ms:03d}Z"
+    return f"{cache[1]}.{micros // 1000:03d}Z"
 
 
 def _coerce_timestamp(value: Any) -> str:
