@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._exceptions import BucketLoggingError, ConfigurationError, DeliveryError, InvalidItemError
 from ._items import Item
 from ._sender import BulkSender, SenderStats, flush, get_sender
+from ._server import TrackingServer
 
 __all__ = [
     "BucketLoggingError",
@@ -20,6 +21,7 @@ __all__ = [
     "InvalidItemError",
     "Item",
     "SenderStats",
+    "TrackingServer",
     "flush",
     "get_sender",
 ]
