@@ -227,6 +227,13 @@ def _feedback_problems(obj: Mapping[str, Any], problems: list[str]) -> None:
 
 def _default(obj: Any) -> Any:
     """Convert what orjson cannot encode natively; never raise."""
+    try:
+        return _convert(obj)
+    except Exception:  # e.g. a __getattr__ that raises, a broken Mapping
+        return _default_str(obj)
+
+
+def _convert(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return list(obj)
     if isinstance(obj, Decimal):
@@ -262,10 +269,13 @@ def _sanitize(obj: Any, depth: int = 0) -> Any:
         return obj
     if isinstance(obj, int):
         return obj if -(2**63) <= obj < 2**64 else str(obj)
-    if isinstance(obj, Mapping):
-        return {_key(k): _sanitize(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_sanitize(v, depth + 1) for v in obj]
+    try:
+        if isinstance(obj, Mapping):
+            return {_key(k): _sanitize(v, depth + 1) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            return [_sanitize(v, depth + 1) for v in obj]
+    except Exception:  # a container that breaks while iterated
+        return _default_str(obj)
     converted = _default(obj)
     if converted is obj or isinstance(converted, str):
         return converted
