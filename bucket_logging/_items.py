@@ -264,8 +264,10 @@ _OPTIONS: Final = orjson.OPT_NON_STR_KEYS
 def _sanitize(obj: Any, depth: int = 0) -> Any:
     """Slow path: rebuild a value orjson refused (huge ints, deep nesting, bad keys)."""
     if depth > 64:
-        return _default_str(obj)
-    if obj is None or isinstance(obj, (bool, float, str)):
+        return _clean_str(_default_str(obj))
+    if isinstance(obj, str):
+        return _clean_str(obj)
+    if obj is None or isinstance(obj, (bool, float)):
         return obj
     if isinstance(obj, int):
         return obj if -(2**63) <= obj < 2**64 else str(obj)
@@ -275,11 +277,21 @@ def _sanitize(obj: Any, depth: int = 0) -> Any:
         if isinstance(obj, (list, tuple, set, frozenset)):
             return [_sanitize(v, depth + 1) for v in obj]
     except Exception:  # a container that breaks while iterated
-        return _default_str(obj)
+        return _clean_str(_default_str(obj))
     converted = _default(obj)
-    if converted is obj or isinstance(converted, str):
+    if isinstance(converted, str):
+        return _clean_str(converted)
+    if converted is obj:
         return converted
     return _sanitize(converted, depth + 1)
+
+
+_SURROGATES: Final = re.compile("[\ud800-\udfff]")
+
+
+def _clean_str(text: str) -> str:
+    """Replace lone surrogates (e.g. from surrogateescape; orjson refuses them)."""
+    return _SURROGATES.sub("\ufffd", text)
 
 
 def _default_str(obj: Any) -> str:
@@ -290,7 +302,7 @@ def _default_str(obj: Any) -> str:
 
 
 def _key(key: Any) -> str:
-    return key if isinstance(key, str) else _default_str(key)
+    return _clean_str(key if isinstance(key, str) else _default_str(key))
 
 
 def dumps(obj: Any) -> bytes:
