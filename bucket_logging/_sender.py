@@ -61,6 +61,9 @@ ENV_KEY: Final = "BUCKET_TRACKING_KEY"
 ENV_URL: Final = "BUCKET_TRACKING_URL"
 
 _RETRY_STATUSES: Final = frozenset({408, 429})
+
+#: While a flush waits, a back-off (not a server's Retry-After) lasts at most this long.
+_FLUSH_RETRY_DELAY: Final = 0.2
 _USER_AGENT: Final = "bucket-logging/0.1.0"
 
 
@@ -399,10 +402,12 @@ class BulkSender:
         if future is None:
             return True
         if threading.get_ident() == self._thread_id:
+            future.cancel()
             return False
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
+            future.cancel()  # a flush that gave up no longer cuts the back-offs short
             return False
 
     async def aflush(self, timeout: float | None = None) -> bool:
@@ -535,7 +540,8 @@ class BulkSender:
         for target, future in self._waiters:
             if done >= target:
                 if not future.done():
-                    future.set_result(True)
+                    with contextlib.suppress(concurrent.futures.InvalidStateError):
+                        future.set_result(True)  # unless cancelled meanwhile
             elif not future.done():
                 keep.append((target, future))
         self._waiters = keep
@@ -617,6 +623,8 @@ class BulkSender:
             except _Retry as failure:
                 attempt += 1
                 delay = self._backoff(attempt, failure.delay)
+                if failure.delay is None and any(not f.done() for _, f in self._waiters):
+                    delay = min(delay, _FLUSH_RETRY_DELAY)  # a flush waits: no long back-off
                 now = time.monotonic()
                 closing = self._closing_deadline
                 if now + delay - started > self.retry_budget or (
