@@ -651,9 +651,7 @@ class BulkSender:
                     with self._lock:
                         self._counts["rejected"] += 1
                         self._done += 1
-                    self._notify(
-                        DeliveryError("rejected", 1, status, _diagnostics.redact(message))
-                    )
+                    self._notify(DeliveryError("rejected", 1, status, _diagnostics.redact(message)))
                     report(
                         "rejected",
                         "bucket_logging: the server rejected a %s item (HTTP %d: %s): %.300s",
