@@ -41,7 +41,7 @@ from typing import Any, Final
 
 import httpx
 
-from . import _diagnostics
+from . import _diagnostics, _spool
 from ._diagnostics import report
 from ._exceptions import ConfigurationError, DeliveryError
 from ._items import MAX_BODY_BYTES, Item, bulk_body
@@ -81,8 +81,18 @@ class SenderStats:
         rejected: items the server rejected with a 400 (dropped, reported).
         dropped: items dropped for another reason, by reason (``queue_full``,
             ``retries_exhausted``, ``client_error``, ``shutdown``, ``closed``,
-            ``not_started``).
+            ``not_started``; with a spool also ``spool_full``, ``spool_expired``
+            and ``spool_error``).
         offline: items validated but not sent because the sender is offline.
+        spooled: items not delivered yet that this sender left in its spool (retries
+            exhausted, another 4xx, the shutdown deadline) for a later delivery;
+            not counted as dropped.
+        replayed: items this sender took from its spool's backlog (left there by an
+            earlier process, another one, or itself); counted in ``sent`` once
+            delivered, but not in ``queued``.
+        redelivered: of the replayed items, those a request may already have
+            delivered (a process died, or a request ended without an answer):
+            possible duplicates.
     """
 
     queued: int = 0
@@ -94,6 +104,9 @@ class SenderStats:
     rejected: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     offline: int = 0
+    spooled: int = 0
+    replayed: int = 0
+    redelivered: int = 0
 
     @property
     def dropped_total(self) -> int:
@@ -177,6 +190,16 @@ class BulkSender:
         verify: TLS certificate verification (httpx's ``verify``).
         on_error: called on the sender's thread with a
             :class:`~bucket_logging.DeliveryError` whenever items are dropped.
+        spool_dir: a directory for the on-disk spool (else env ``BUCKET_SPOOL_DIR``;
+            off by default): batches are written there before they are sent and
+            deleted once delivered, so that a crash, a deploy or an outage longer
+            than ``retry_budget`` loses nothing; a later sender with the same
+            directory delivers them. Several processes may share one directory.
+            See :mod:`bucket_logging._spool`.
+        spool_max_bytes: the spool's size limit in bytes (256 MiB); the oldest
+            batches are dropped (counted, reported) to stay under it.
+        spool_max_age: seconds a batch is kept in the spool (7 days); older ones are
+            dropped (counted, reported).
 
     Memory is bounded by ``max_queue_bytes`` of encoded items (plus about 150 bytes of
     bookkeeping per item, at most ``max_queue_items`` of them) and
@@ -204,6 +227,9 @@ class BulkSender:
         transport: httpx.AsyncBaseTransport | None = None,
         verify: bool | str = True,
         on_error: Callable[[DeliveryError], object] | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = _spool.DEFAULT_SPOOL_MAX_BYTES,
+        spool_max_age: float = _spool.DEFAULT_SPOOL_MAX_AGE,
     ) -> None:
         key = tracking_key if tracking_key is not None else os.environ.get(ENV_KEY, "")
         if not offline and not key:
@@ -221,6 +247,8 @@ class BulkSender:
             ("max_queue_bytes", max_queue_bytes),
             ("max_concurrent_requests", max_concurrent_requests),
             ("request_timeout", request_timeout),
+            ("spool_max_bytes", spool_max_bytes),
+            ("spool_max_age", spool_max_age),
         ):
             if not value > 0:
                 raise ConfigurationError(f"{name} must be positive, got {value!r}")
@@ -243,6 +271,11 @@ class BulkSender:
         self._transport = transport
         self._verify = verify
         self.on_error = on_error
+        if spool_dir is None:
+            spool_dir = os.environ.get(_spool.ENV_SPOOL_DIR) or None
+        self.spool_dir = os.fspath(spool_dir) if spool_dir else None
+        self.spool_max_bytes = int(spool_max_bytes)
+        self.spool_max_age = float(spool_max_age)
         self._options: dict[str, Any] = {}
         self._start_lock = threading.Lock()
         self._init_state()
@@ -275,6 +308,11 @@ class BulkSender:
         self._stopping = False
         self._counts: dict[str, int] = collections.defaultdict(int)
         self._dropped: dict[str, int] = collections.defaultdict(int)
+        self._spool: _spool.Spool | None = None
+        if self.spool_dir and not self.offline:
+            self._spool = _spool.Spool(
+                self, self.spool_dir, self.spool_max_bytes, self.spool_max_age
+            )
 
     def _start(self) -> None:
         _diagnostics.silence_http_client_logs()
@@ -388,6 +426,9 @@ class BulkSender:
                 rejected=c["rejected"],
                 dropped={k: v for k, v in self._dropped.items() if v},
                 offline=c["offline"],
+                spooled=c["spooled"],
+                replayed=c["replayed"],
+                redelivered=c["redelivered"],
             )
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -505,6 +546,8 @@ class BulkSender:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._spool is not None:
+                await self._spool.close()
             await client.aclose()
 
     def _wake_now(self) -> None:
@@ -548,6 +591,8 @@ class BulkSender:
 
     async def _pump(self) -> None:
         """Take batches off the queue while a request slot is free, and send them."""
+        if self._spool is not None and await self._spool.pump():
+            return  # the spool persisted the queue and started what slots allow
         while not self._stopping:
             with self._lock:
                 if not self._queue:
@@ -602,6 +647,8 @@ class BulkSender:
     async def _deliver(self, batch: list[Item], batch_id: int) -> None:
         try:
             await self._send(batch)
+            if self._spool is not None:
+                await self._spool.settle()  # delete it from the spool (or keep the rest)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # pragma: no cover - defensive: never kill the loop
@@ -619,7 +666,10 @@ class BulkSender:
         attempt = 0
         while True:
             try:
-                response = await self._post(body)
+                if self._spool is None:
+                    response = await self._post(body)
+                else:  # the spool records whether the request may have reached the server
+                    response = await self._spool.post(body)
             except _Retry as failure:
                 attempt += 1
                 delay = self._backoff(attempt, failure.delay)
@@ -631,7 +681,10 @@ class BulkSender:
                     closing is not None and now >= closing
                 ):
                     reason = "retries_exhausted" if closing is None else "shutdown"
-                    self._drop(reason, len(batch), failure.status, failure.detail)
+                    if self._spool is None or not self._spool.keep(
+                        batch, reason, failure.status, failure.detail
+                    ):
+                        self._drop(reason, len(batch), failure.status, failure.detail)
                     return
                 with self._lock:
                     self._counts["retried"] += 1
@@ -668,7 +721,9 @@ class BulkSender:
             hint = (
                 " (check the tracking key and base_url)" if status in (400, 401, 403, 404) else ""
             )
-            self._drop("client_error", len(batch), status, f"{code or message}{hint}")
+            detail = f"{code or message}{hint}"
+            if self._spool is None or not self._spool.keep(batch, "client_error", status, detail):
+                self._drop("client_error", len(batch), status, detail)
             return
 
     async def _post(self, body: bytes) -> httpx.Response:
