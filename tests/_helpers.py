@@ -1,0 +1,123 @@
+"""Shared helpers for the tracking-engine tests (items, sender, server, processes)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from bucket_logging import BulkSender, _diagnostics
+
+#: A distinctive tracking key: tests assert it never shows up in any output.
+KEY = "trSECRETkey-5f3a9c1e7b2d4068"
+
+#: Keyword arguments that make a sender quick in tests that do not measure delays.
+FAST: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05, "retry_budget": 30.0}
+
+
+@dataclass
+class Seen:
+    """One request as a MockTransport handler saw it."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+    thread: int
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = orjson.loads(self.body)
+        return data
+
+
+Answer = Callable[[httpx.Request, int], "httpx.Response | None"]
+
+
+@dataclass
+class Endpoint:
+    """A scriptable bulk endpoint for ``httpx.MockTransport``.
+
+    ``answer(request, n)`` (n counts requests from 0) returns the response, raises a
+    transport error, or returns None for 200 ``{"success": true}``. Every request is
+    recorded; the items of 2xx answers are collected in :attr:`delivered`.
+    """
+
+    answer: Answer | None = None
+    requests: list[Seen] = field(default_factory=list)
+    delivered: list[dict[str, Any]] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        with self.cond:
+            n = len(self.requests)
+            self.requests.append(
+                Seen(
+                    str(request.url),
+                    dict(request.headers),
+                    body,
+                    time.monotonic(),
+                    threading.get_ident(),
+                )
+            )
+            self.cond.notify_all()
+        response = self.answer(request, n) if self.answer is not None else None
+        if response is None:
+            response = httpx.Response(200, json={"success": True})
+        if 200 <= response.status_code < 300:
+            with self.cond:
+                self.delivered.extend(orjson.loads(body))
+                self.cond.notify_all()
+        return response
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self)
+
+    def wait_requests(self, n: int, timeout: float = 10.0) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: len(self.requests) >= n, timeout)
+
+    def wait_delivered(self, n: int, timeout: float = 10.0) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: len(self.delivered) >= n, timeout)
+
+
+def error_body(code: str, message: str, *details: str) -> dict[str, Any]:
+    """An error answer of the API."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["validationErrors"] = [{"message": d} for d in details]
+    return {"success": False, "error": error}
+
+
+@pytest.fixture
+def make_sender() -> Iterator[Callable[..., BulkSender]]:
+    """Build senders (the test key, quick back-off) and close them all afterwards."""
+    made: list[BulkSender] = []
+
+    def make(**options: Any) -> BulkSender:
+        options.setdefault("tracking_key", KEY)
+        for name, value in FAST.items():
+            options.setdefault(name, value)
+        sender = BulkSender(**options)
+        made.append(sender)
+        return sender
+
+    yield make
+    for sender in made:
+        sender.close(timeout=1.0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Each test sees every diagnostic (the limits are per process)."""
+    _diagnostics.reset_rate_limits()
+    yield
+    _diagnostics.reset_rate_limits()
