@@ -1,0 +1,199 @@
+"""``BucketHandler``: the standard library ``logging`` front end.
+
+Tag any log call with ``extra=`` and the handler turns it into Bucket tracking
+calls, queued on the background sender::
+
+    logging.getLogger("app").info(
+        "User %s signed in",
+        user.id,
+        extra={"user_id": user.id, "company_id": org.id, "bucket_event": "Signed in"},
+    )
+
+Configured from ``logging.config.dictConfig`` (every option is a plain keyword)::
+
+    "handlers": {
+        "bucket": {
+            "class": "bucket_logging.BucketHandler",
+            "tracking_key": "trCqx4DGo1lk3Lcct5NHLjWy",
+            "rules": [{"match": "User %s signed in", "event": "Signed in"}],
+        },
+    },
+
+or from an INI file read by ``logging.config.fileConfig``::
+
+    [handler_bucket]
+    class = bucket_logging.BucketHandler
+    args = ()
+    kwargs = {"tracking_key": "trCqx4DGo1lk3Lcct5NHLjWy"}
+
+Records bridged from structlog are understood too: with
+``ProcessorFormatter.wrap_for_formatter`` the record's ``msg`` is the event dict
+(the tags, ids and event text are read from it); with ``render_to_log_kwargs`` the
+event dict's keys are record attributes, like ``extra=``. When a
+:class:`~bucket_logging.BucketProcessor` in the structlog chain already tracked the
+event, the handler recognises the record and skips it (see
+:mod:`bucket_logging._processor`), so every event is tracked exactly once.
+
+The handler never formats and never takes its lock for records it does not
+track: ``handle()`` is overridden so that an untagged record costs a few
+dictionary look-ups. Records of the library's own logger, of ``httpx`` and
+``httpcore`` and of the senders' threads are never tracked.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from . import _diagnostics
+from ._diagnostics import is_internal
+from ._rules import NO_RULES
+from ._tracker import Sender, Tracker, _local, is_claimed, resolve_sender
+
+__all__ = ["BucketHandler"]
+
+
+class BucketHandler(logging.Handler):
+    """A ``logging`` handler that turns tagged records into Bucket tracking calls.
+
+    Args:
+        tracking_key: the Bucket tracking key; defaults to the
+            ``BUCKET_TRACKING_KEY`` environment variable.
+        base_url: the tracking API's base URL (the sender's default when None).
+        level: the handler's level.
+        rules: zero-code rules (a list of dicts, see :mod:`bucket_logging._rules`).
+        user_id_field: the record field (and contextvars key) holding the user id.
+        company_id_field: the record field (and contextvars key) holding the company id.
+        sender: an existing sender to use instead of the shared one for the key
+            (anything with ``enqueue(item)`` and ``flush(timeout)``); not combined
+            with the key or sender options.
+        **sender_options: passed on to the sender (``offline``, ``flush_interval``,
+            ``shutdown_timeout``, ...).
+
+    Raises:
+        ConfigurationError: when a rule or an option is invalid, or no tracking key
+            is given or set in the environment (unless ``offline=True``).
+    """
+
+    def __init__(
+        self,
+        tracking_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        level: int | str = logging.NOTSET,
+        rules: list[dict[str, Any]] | None = None,
+        user_id_field: str = "user_id",
+        company_id_field: str = "company_id",
+        sender: Sender | None = None,
+        **sender_options: Any,
+    ) -> None:
+        # Everything that can fail comes first: a handler whose construction failed
+        # must not be registered with logging (which would flush it at shutdown).
+        resolved = resolve_sender(sender, tracking_key, base_url, sender_options)
+        self._tracker = Tracker(
+            resolved,
+            rules=rules,
+            user_id_field=user_id_field,
+            company_id_field=company_id_field,
+        )
+        compiled = self._tracker.rules
+        self._rule_cache = None if compiled is None else compiled.template_cache
+        self._wants = self._tracker.wants
+        self._track = self._tracker.track
+        super().__init__(level)
+
+    @property
+    def tracker(self) -> Tracker:
+        """The tracker shared by this handler's calls."""
+        return self._tracker
+
+    @property
+    def sender(self) -> Sender:
+        """The sender this handler queues on."""
+        return self._tracker.sender
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        """Track ``record`` if it asks for it; the lock is never taken.
+
+        Applies the handler's filters like :meth:`logging.Handler.handle` and
+        returns what it would (the record, or a falsy value when filtered out).
+        """
+        if self.filters:
+            passed = self.filter(record)
+            if not passed:
+                return passed
+            if isinstance(passed, logging.LogRecord):
+                record = passed
+        msg = record.msg
+        if type(msg) is dict:  # structlog's ProcessorFormatter.wrap_for_formatter
+            fields: Any = msg
+            template = msg.get("event")
+        else:
+            fields = record.__dict__
+            template = msg
+        # Pre-filters only (no tag, or a template known to match no rule): the
+        # tracker's wants() decides what a record asks for.
+        if not (
+            "bucket_event" in fields
+            or "bucket_user" in fields
+            or "bucket_company" in fields
+            or "bucket_feedback" in fields
+            or "bucket_attributes" in fields
+            or "bucket_active" in fields
+        ):
+            cache = self._rule_cache
+            if cache is None or (type(template) is str and cache.get(template) is NO_RULES):
+                return record
+        self._slow(record, fields, template)
+        return record
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Track ``record`` (for callers that bypass :meth:`handle`)."""
+        msg = record.msg
+        if type(msg) is dict:
+            self._slow(record, msg, msg.get("event"))
+        else:
+            self._slow(record, record.__dict__, msg)
+
+    def _slow(self, record: logging.LogRecord, fields: Any, template: object) -> None:
+        try:
+            name = record.name
+            plan = self._wants(fields, name, template)
+            if plan is None or is_internal(name, record.thread):
+                return
+            if _local.claim is not None and is_claimed(record, fields, template):
+                return
+            created = record.created
+        except Exception:  # a broken record must not break the log call
+            return
+        self._track(fields, created, name, template, plan)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything queued on the sender was delivered (or ``timeout``)."""
+        try:
+            self._tracker.sender.flush(timeout)
+        except Exception as exc:
+            _diagnostics.report(
+                "flush-error",
+                "Flushing the tracking queue failed (%s: %s)",
+                type(exc).__name__,
+                exc,
+            )
+
+    def close(self) -> None:
+        """Flush (at most the sender's ``shutdown_timeout``), then detach the handler.
+
+        The shared sender itself stays open for the other handlers and processors
+        of the process; its exit hook closes it.
+        """
+        try:
+            timeout = getattr(self._tracker.sender, "shutdown_timeout", None)
+            self.flush(timeout if isinstance(timeout, (int, float)) else None)
+        finally:
+            super().close()
+
+    def __repr__(self) -> str:
+        level = logging.getLevelName(self.level)
+        rules = self._tracker.rules
+        count = len(rules) if rules is not None else 0
+        return f"<{type(self).__name__} ({level}) {count} rule(s)>"

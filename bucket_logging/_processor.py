@@ -1,0 +1,201 @@
+"""``BucketProcessor``: the structlog front end, and how double shipping is avoided.
+
+Put the processor anywhere after ``merge_contextvars`` and before the renderer::
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            BucketProcessor("trCqx4DGo1lk3Lcct5NHLjWy"),
+            structlog.processors.JSONRenderer(),
+        ]
+    )
+    log.info("Message sent", bucket_event="Sent message", user_id=42)
+
+It tracks the event and returns the event dict unchanged, so the line is still
+rendered. The timestamp is the time of the call.
+
+No double shipping
+------------------
+With structlog bridged into ``logging`` (``ProcessorFormatter.wrap_for_formatter``
+or ``render_to_log_kwargs`` as the last processor) and a
+:class:`~bucket_logging.BucketHandler` on the root logger as well, both front ends
+see every tagged event. The rule is: **the processor tracks, the handler skips
+what the processor tracked.**
+
+When the processor tracks an event it *claims* it: it remembers, in a thread-local
+slot, the event dict and its ``event`` text (:func:`bucket_logging._tracker.claim`).
+The bridge hands that very event to ``logging`` synchronously, on the same thread,
+before the processor runs again. A BucketHandler that receives a record built from
+it recognises it by identity (:func:`bucket_logging._tracker.is_claimed`):
+
+* ``wrap_for_formatter`` -- the record's ``msg`` *is* the claimed event dict;
+* ``render_to_log_kwargs`` -- the record's ``msg`` is the claimed ``event`` object
+  and its ``bucket_*`` attributes are the claimed tag objects.
+
+and leaves it alone. Nothing is added to the event dict or the record, so
+rendered output is untouched. The claim is replaced at the processor's next call
+on that thread and bound to the first record recognised, so unrelated records
+(plain stdlib records, which the handler keeps tracking) are never mistaken for
+it; an event the wrapped stdlib logger is not enabled for is not claimed at all.
+Events the processor did not track (untagged, no rule of its own matched) are not
+claimed either, and the handler applies its own rules to them.
+
+Limits: the handler must receive the record on the thread that logged it. If a
+``QueueHandler`` sits between ``render_to_log_kwargs`` and the BucketHandler, use
+only one of the two front ends. Place the processor in structlog's chain, not in
+``ProcessorFormatter``'s own ``processors``/``foreign_pre_chain``, which run once
+per formatting handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+from . import _diagnostics
+from ._rules import NO_RULES
+from ._tracker import Sender, Tracker, _local, claim, release_claim, resolve_sender
+
+__all__ = ["BucketProcessor"]
+
+_get_ident = threading.get_ident
+
+# structlog's method names -> stdlib levels, to know whether a record will be built.
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+def _logger_name(logger: Any, event_dict: MutableMapping[str, Any]) -> str:
+    name = getattr(logger, "name", None)
+    if isinstance(name, str):
+        return name
+    name = event_dict.get("logger")
+    if isinstance(name, str):
+        return name
+    name = event_dict.get("logger_name")
+    return name if isinstance(name, str) else ""
+
+
+class BucketProcessor:
+    """A structlog processor that turns tagged events into Bucket tracking calls.
+
+    Args:
+        tracking_key: the Bucket tracking key; defaults to the
+            ``BUCKET_TRACKING_KEY`` environment variable.
+        base_url: the tracking API's base URL (the sender's default when None).
+        rules: zero-code rules (a list of dicts, see :mod:`bucket_logging._rules`);
+            ``match`` is matched against the event text, ``logger`` against the
+            wrapped logger's ``name`` (or the ``logger`` key of the event dict).
+        user_id_field: the event-dict key (and contextvars key) holding the user id.
+        company_id_field: the event-dict key (and contextvars key) holding the
+            company id.
+        sender: an existing sender to use instead of the shared one for the key.
+        **sender_options: passed on to the sender.
+
+    Raises:
+        ConfigurationError: when a rule or an option is invalid, or no tracking key
+            is given or set in the environment (unless ``offline=True``).
+    """
+
+    __slots__ = ("_rule_cache", "_track", "_tracker", "_wants")
+
+    def __init__(
+        self,
+        tracking_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        rules: list[dict[str, Any]] | None = None,
+        user_id_field: str = "user_id",
+        company_id_field: str = "company_id",
+        sender: Sender | None = None,
+        **sender_options: Any,
+    ) -> None:
+        resolved = resolve_sender(sender, tracking_key, base_url, sender_options)
+        self._tracker = Tracker(
+            resolved,
+            rules=rules,
+            user_id_field=user_id_field,
+            company_id_field=company_id_field,
+        )
+        compiled = self._tracker.rules
+        self._rule_cache = None if compiled is None else compiled.template_cache
+        self._wants = self._tracker.wants
+        self._track = self._tracker.track
+
+    @property
+    def tracker(self) -> Tracker:
+        """The tracker shared by this processor's calls."""
+        return self._tracker
+
+    @property
+    def sender(self) -> Sender:
+        """The sender this processor queues on."""
+        return self._tracker.sender
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued was delivered; True when it was."""
+        try:
+            return bool(self._tracker.sender.flush(timeout))
+        except Exception as exc:
+            _diagnostics.report(
+                "flush-error",
+                "Flushing the tracking queue failed (%s: %s)",
+                type(exc).__name__,
+                exc,
+            )
+            return False
+
+    def __call__(
+        self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        """Track the event if it asks for it; return ``event_dict`` unchanged."""
+        try:
+            event = event_dict.get("event")
+            if not (
+                "bucket_event" in event_dict
+                or "bucket_user" in event_dict
+                or "bucket_company" in event_dict
+                or "bucket_feedback" in event_dict
+                or "bucket_attributes" in event_dict
+                or "bucket_active" in event_dict
+            ):
+                cache = self._rule_cache
+                if cache is None or (type(event) is str and cache.get(event) is NO_RULES):
+                    if _local.claim is not None:
+                        release_claim()
+                    return event_dict
+            name = _logger_name(logger, event_dict)
+            plan = self._wants(event_dict, name, event)
+            if plan is None:
+                release_claim()
+                return event_dict
+            if _diagnostics.is_internal(name, _get_ident()):
+                return event_dict
+            now = time.time()
+        except Exception:  # an odd logger or event dict must not break logging
+            return event_dict
+        self._track(event_dict, now, name, event, plan)
+        if isinstance(logger, logging.Logger):
+            level = _LEVELS.get(method_name)
+            if level is not None and not logger.isEnabledFor(level):
+                release_claim()  # logging will build no record from this event
+                return event_dict
+        claim(event_dict, event)
+        return event_dict
+
+    def __repr__(self) -> str:
+        rules = self._tracker.rules
+        count = len(rules) if rules is not None else 0
+        return f"<{type(self).__name__} {count} rule(s)>"

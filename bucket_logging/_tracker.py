@@ -1,0 +1,682 @@
+"""The one path from a log record's fields to tracking items, shared by both front ends.
+
+:class:`~bucket_logging.BucketHandler` (stdlib ``logging``) and
+:class:`~bucket_logging.BucketProcessor` (structlog) each own a :class:`Tracker`.
+They hand it a mapping of fields (a record's ``__dict__`` or a structlog event
+dict), the time of the log call, the logger name and the message template; the
+tracker reads the ``bucket_*`` tags and the ids, applies the zero-code rules,
+validates and encodes each call with :func:`bucket_logging._items.encode`, and
+queues the items on the sender.
+
+Two steps keep untagged records cheap: :meth:`Tracker.wants` is a handful of
+``in`` tests and, with rules configured, one cached dict look-up; only when it
+returns a plan does the front end call :meth:`Tracker.track`.
+
+This module also holds the process-wide state both front ends share: the
+per-thread re-entry guard, the per-thread *claim* that prevents double shipping
+when structlog is bridged into ``logging`` (see :func:`claim`), and the capture
+lists of :func:`bucket_logging.testing.capture_tracking`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any, Final, Protocol
+
+import structlog.contextvars
+
+from . import _diagnostics
+from ._exceptions import ConfigurationError, InvalidItemError
+from ._items import Item, encode, format_timestamp, normalize_id
+from ._rules import Rule, RuleSet, compile_rules
+from ._sender import get_sender
+
+__all__ = [
+    "ORPHAN",
+    "TAGGED",
+    "TAGS",
+    "Sender",
+    "Tracker",
+    "claim",
+    "is_claimed",
+    "release_claim",
+    "resolve_sender",
+]
+
+#: Every tag a record can carry.
+TAGS: Final = (
+    "bucket_event",
+    "bucket_user",
+    "bucket_company",
+    "bucket_feedback",
+    "bucket_attributes",
+    "bucket_active",
+)
+
+#: Plan: the record carries at least one call tag.
+TAGGED: Final = "tagged"
+#: Plan: the record carries only ``bucket_attributes`` / ``bucket_active`` and no
+#: rule matched; nothing can be sent, the misuse is reported.
+ORPHAN: Final = "orphan"
+
+# Feedback keys as users write them (snake_case, camelCase accepted too) -> wire names.
+_FEEDBACK_KEYS: Final = {
+    "feature_id": "featureId",
+    "featureId": "featureId",
+    "key": "key",
+    "score": "score",
+    "comment": "comment",
+    "question": "question",
+    "prompted_question": "promptedQuestion",
+    "promptedQuestion": "promptedQuestion",
+    "source": "source",
+    "prompt_id": "promptId",
+    "promptId": "promptId",
+    "feedback_id": "feedbackId",
+    "feedbackId": "feedbackId",
+    "user_id": "userId",
+    "userId": "userId",
+    "company_id": "companyId",
+    "companyId": "companyId",
+}
+_FEEDBACK_IDS: Final = frozenset({"featureId", "userId", "companyId"})
+_FEEDBACK_DOC: Final = (
+    "feature_id, key, score, comment, question, prompted_question, source, prompt_id, "
+    "feedback_id, user_id, company_id"
+)
+
+# Fields that are never "structured" for a rule's ``"attributes": "*"``: the standard
+# LogRecord attributes and structlog's bookkeeping keys (plus, per tracker, the ids).
+_RESERVED: Final = frozenset(
+    {
+        *logging.LogRecord("", 0, "", 0, "", (), None).__dict__,
+        "args",
+        "asctime",
+        "message",
+        "taskName",
+        "event",
+        "timestamp",
+        "level",
+        "logger",
+        "logger_name",
+        "exception",
+        "exc_info",
+        "stack",
+        "stack_info",
+        "stacklevel",
+        "positional_args",
+        *TAGS,
+    }
+)
+
+_CONTEXT_PREFIX: Final = "structlog_"
+
+# Event-dict keys that render_to_log_kwargs does not turn into record attributes.
+_NOT_EXTRA: Final = frozenset({"event", "exc_info", "stack_info", "stacklevel", "positional_args"})
+_MISSING: Final = object()
+
+
+class Sender(Protocol):
+    """What a front end needs from a sender (see :mod:`bucket_logging._sender`)."""
+
+    def enqueue(self, item: Item) -> bool:
+        """Queue ``item`` without blocking; False when it was dropped."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued was delivered; True when it was."""
+
+
+class _Local(threading.local):
+    busy = False
+    claim: Any = None
+    claim_event: Any = None
+    claim_record: Any = None
+
+
+_local: Final = _Local()
+
+#: The lists of the active :func:`~bucket_logging.testing.capture_tracking` blocks.
+#: Replaced as a whole (never mutated) so readers need no lock.
+_captures: tuple[list[dict[str, Any]], ...] = ()
+
+
+def start_capture(target: list[dict[str, Any]]) -> None:
+    """Divert every item of every tracker to ``target`` (decoded) instead of the senders."""
+    global _captures
+    _captures = (*_captures, target)
+
+
+def stop_capture(target: list[dict[str, Any]]) -> None:
+    """End a :func:`start_capture`."""
+    global _captures
+    _captures = tuple(c for c in _captures if c is not target)
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def claim(event_dict: Mapping[str, Any], event: object) -> None:
+    """Record that a BucketProcessor tracked ``event_dict`` on this thread.
+
+    When structlog is bridged into ``logging``, the stdlib record built from this
+    event dict reaches the handlers synchronously, on this thread, right after the
+    processor chain. :func:`is_claimed` lets a BucketHandler recognise that record
+    and leave it alone, so the event is tracked exactly once.
+    """
+    local = _local
+    local.claim = event_dict
+    local.claim_event = event
+    local.claim_record = None
+
+
+def release_claim() -> None:
+    """Forget this thread's claim (a processor call that tracked nothing)."""
+    local = _local
+    if local.claim is not None:
+        local.claim = None
+        local.claim_event = None
+        local.claim_record = None
+
+
+def is_claimed(record: logging.LogRecord, fields: Mapping[str, Any], template: object) -> bool:
+    """Whether ``record`` was produced from the event dict a processor just tracked.
+
+    ``ProcessorFormatter.wrap_for_formatter`` makes the event dict itself the record's
+    ``msg`` (``fields``). ``render_to_log_kwargs`` pops ``event`` from the event dict
+    (it becomes the record's ``msg``) and turns every other key into a record
+    attribute: the record's tags and other attributes are the very same objects as
+    the claimed dict's values. The first record recognised is bound to the claim: a
+    later record that happens to share those objects is not mistaken for it.
+    """
+    local = _local
+    claimed = local.claim
+    if claimed is None:
+        return False
+    if fields is not claimed:
+        # render_to_log_kwargs pops "event" from the (claimed) event dict itself; a
+        # later processor may have replaced the text (PositionalArgumentsFormatter).
+        if template is not local.claim_event and "event" in claimed:
+            return False
+        get = fields.get
+        cget = claimed.get
+        for key in TAGS:
+            if get(key) is not cget(key):
+                return False
+        for key, value in claimed.items():  # every other key became a record attribute
+            if key not in _NOT_EXTRA and get(key, _MISSING) is not value:
+                return False
+    bound = local.claim_record
+    if bound is None:
+        local.claim_record = record
+        return True
+    return bound is record
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _short(obj: object, limit: int = 80) -> str:
+    """A bounded repr for diagnostics; never raises."""
+    try:
+        text = repr(obj)
+    except Exception:
+        return f"<{type(obj).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _context_vars() -> dict[str, Any] | None:
+    found = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
+    return found if isinstance(found, dict) else None
+
+
+# structlog keeps one ContextVar per bound key in this dict; reading the one we need
+# is far cheaper than get_contextvars(), which copies the whole context.
+_STRUCTLOG_VARS: Final = _context_vars()
+
+
+def _from_context(name: str, key: str) -> Any:
+    """The value bound with ``structlog.contextvars.bind_contextvars(name=...)``, or None."""
+    variables = _STRUCTLOG_VARS
+    if variables is None:
+        return structlog.contextvars.get_contextvars().get(name)
+    var = variables.get(key)
+    if var is None:
+        return None
+    value = var.get(None)
+    return None if value is Ellipsis else value
+
+
+def resolve_sender(
+    sender: Any,
+    tracking_key: str | None,
+    base_url: str | None,
+    options: Mapping[str, Any],
+) -> Sender:
+    """The sender a front end uses: ``sender`` as given, or the shared one for the key."""
+    if sender is not None:
+        if tracking_key is not None or base_url is not None or options:
+            raise ConfigurationError(
+                "pass either sender= or the tracking key and sender options, not both"
+            )
+        if not callable(getattr(sender, "enqueue", None)) or not callable(
+            getattr(sender, "flush", None)
+        ):
+            raise ConfigurationError(
+                f"sender must have enqueue() and flush() methods, got {type(sender).__name__}"
+            )
+        return sender  # type: ignore[no-any-return]
+    return get_sender(tracking_key, base_url=base_url, **options)
+
+
+def _check_field(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{name} must be a non-empty string, got {value!r:.60}")
+    return value
+
+
+# --------------------------------------------------------------------------- the tracker
+
+
+class Tracker:
+    """Turns the fields of one log call into validated items and queues them.
+
+    Everything that depends only on the configuration (field names, context keys,
+    compiled rules, the sender) is worked out once here.
+
+    Args:
+        sender: where items go (anything with ``enqueue(item)`` and ``flush(timeout)``).
+        rules: zero-code rules, see :mod:`bucket_logging._rules`.
+        user_id_field: the field holding the user id (also the contextvars key).
+        company_id_field: the field holding the company id (also the contextvars key).
+    """
+
+    __slots__ = (
+        "_company_field",
+        "_company_key",
+        "_reserved",
+        "_rules",
+        "_sender",
+        "_user_field",
+        "_user_key",
+    )
+
+    def __init__(
+        self,
+        sender: Sender,
+        *,
+        rules: object = None,
+        user_id_field: str = "user_id",
+        company_id_field: str = "company_id",
+    ) -> None:
+        self._sender = sender
+        self._user_field = _check_field("user_id_field", user_id_field)
+        self._company_field = _check_field("company_id_field", company_id_field)
+        self._user_key = _CONTEXT_PREFIX + user_id_field
+        self._company_key = _CONTEXT_PREFIX + company_id_field
+        if isinstance(rules, RuleSet) or rules is None:
+            self._rules: RuleSet | None = rules
+        else:
+            self._rules = compile_rules(rules)  # type: ignore[arg-type]
+        self._reserved = _RESERVED | {user_id_field, company_id_field}
+
+    @property
+    def sender(self) -> Sender:
+        """The sender items are queued on."""
+        return self._sender
+
+    @property
+    def rules(self) -> RuleSet | None:
+        """The compiled rules, or None."""
+        return self._rules
+
+    @property
+    def has_rules(self) -> bool:
+        """Whether any rule is configured (the logger name is then needed)."""
+        return self._rules is not None
+
+    def wants(self, fields: Mapping[str, Any], logger_name: str, template: object) -> object:
+        """The cheap first step: what this record asks for, or None for nothing.
+
+        Returns :data:`TAGGED`, a matching :class:`~bucket_logging._rules.Rule`,
+        :data:`ORPHAN`, or None. Never raises for ordinary mappings.
+        """
+        if (
+            "bucket_event" in fields
+            or "bucket_user" in fields
+            or "bucket_company" in fields
+            or "bucket_feedback" in fields
+        ):
+            return TAGGED
+        rules = self._rules
+        if rules is not None:
+            rule = rules.lookup(template, logger_name)
+            if rule is not None:
+                return rule
+        if "bucket_attributes" in fields or "bucket_active" in fields:
+            return ORPHAN
+        return None
+
+    def track(
+        self,
+        fields: Mapping[str, Any],
+        created: float,
+        logger_name: str,
+        template: object,
+        plan: object = TAGGED,
+    ) -> None:
+        """Build, validate and queue the calls ``plan`` (from :meth:`wants`) asks for.
+
+        ``created`` is the POSIX time of the log call. Never raises: problems are
+        reported on the ``bucket_logging`` logger, invalid calls are not sent and the
+        valid calls of the same record still are. Re-entrant calls on the same
+        thread (tracking that logs something tagged) are ignored.
+        """
+        local = _local
+        if local.busy:
+            return
+        local.busy = True
+        try:
+            if plan is ORPHAN:
+                _reject(
+                    "tags",
+                    logger_name,
+                    template,
+                    "bucket_attributes/bucket_active need bucket_event, bucket_user or "
+                    "bucket_company (or a matching rule); nothing was sent",
+                )
+            elif plan is TAGGED or isinstance(plan, Rule):
+                self._track(fields, created, logger_name, template, plan)
+        except Exception as exc:
+            _diagnostics.report(
+                "tracking-error",
+                "Tracking the record of logger %r with message %s failed (%s: %s); "
+                "its remaining calls were not sent",
+                logger_name,
+                _short(template),
+                type(exc).__name__,
+                exc,
+            )
+        finally:
+            local.busy = False
+
+    # -- the slow path ---------------------------------------------------------------
+
+    def _track(
+        self,
+        fields: Mapping[str, Any],
+        created: float,
+        logger_name: str,
+        template: object,
+        plan: object,
+    ) -> None:
+        get = fields.get
+        attributes: Any = get("bucket_attributes")
+        active: Any = get("bucket_active")
+        rule: Rule | None = None
+        if isinstance(plan, Rule):
+            rule = plan
+            event: Any = rule.event
+            user: Any = None
+            company: Any = None
+            feedback: Any = None
+            if active is None:
+                active = rule.active
+            if rule.attributes is not None or rule.all_attributes:
+                attributes = self._rule_attributes(rule, fields, attributes)
+        else:
+            event = get("bucket_event")
+            user = get("bucket_user")
+            company = get("bucket_company")
+            feedback = get("bucket_feedback")
+
+        if (
+            attributes is not None
+            and type(attributes) is not dict
+            and not isinstance(attributes, Mapping)
+        ):
+            _reject(
+                "event",
+                logger_name,
+                template,
+                f"bucket_attributes must be a dict, not {type(attributes).__name__}",
+            )
+            event = None
+        elif attributes is not None and event is None:
+            _reject(
+                "tags",
+                logger_name,
+                template,
+                "bucket_attributes are the attributes of bucket_event, which is missing; "
+                "they were ignored",
+            )
+        if active is not None and type(active) is not bool:
+            _reject(
+                "tags",
+                logger_name,
+                template,
+                f"bucket_active must be True or False, got {_short(active, 40)}; "
+                "the record's user, company and event calls were not sent",
+            )
+            user = company = event = None
+
+        user_id = get(self._user_field)
+        if user_id is None:
+            user_id = _from_context(self._user_field, self._user_key)
+        if type(user_id) is not str and user_id is not None:
+            user_id = normalize_id(user_id)
+        company_id = get(self._company_field)
+        if company_id is None:
+            company_id = _from_context(self._company_field, self._company_key)
+        if type(company_id) is not str and company_id is not None:
+            company_id = normalize_id(company_id)
+        timestamp = format_timestamp(created)
+        context = None if active is None else {"active": active}
+
+        if user is not None and user is not False:
+            self._entity(
+                "user",
+                value=user,
+                entity_id=user_id,
+                user_id=None,
+                context=context,
+                timestamp=timestamp,
+                logger_name=logger_name,
+                template=template,
+            )
+        if company is not None and company is not False:
+            self._entity(
+                "company",
+                value=company,
+                entity_id=company_id,
+                user_id=user_id,
+                context=context,
+                timestamp=timestamp,
+                logger_name=logger_name,
+                template=template,
+            )
+        if event is not None:
+            if not isinstance(event, str) or not event:
+                problem = (
+                    "bucket_event must not be empty"
+                    if isinstance(event, str)
+                    else f"bucket_event must be the event name (a string), "
+                    f"not {type(event).__name__} {_short(event, 40)}"
+                )
+                _reject("event", logger_name, template, problem)
+            elif user_id is None:
+                _reject("event", logger_name, template, self._missing_user(f"event {event!r}"))
+            else:
+                wire: dict[str, Any] = {"type": "event", "event": event, "userId": user_id}
+                if company_id is not None:
+                    wire["companyId"] = company_id
+                if attributes is not None:
+                    wire["attributes"] = attributes
+                if context is not None:
+                    wire["context"] = context
+                self._send(wire, timestamp, logger_name, template)
+        if feedback is not None:
+            self._feedback(
+                feedback,
+                user_id=user_id,
+                company_id=company_id,
+                timestamp=timestamp,
+                logger_name=logger_name,
+                template=template,
+            )
+
+    def _entity(
+        self,
+        kind: str,
+        *,
+        value: Any,
+        entity_id: Any,
+        user_id: Any,
+        context: dict[str, Any] | None,
+        timestamp: str,
+        logger_name: str,
+        template: object,
+    ) -> None:
+        """A user call (``user_id`` None) or a company call (associated with ``user_id``)."""
+        tag = "bucket_" + kind
+        if value is True:
+            attributes = None
+        elif type(value) is dict or isinstance(value, Mapping):
+            attributes = value
+        else:
+            _reject(
+                kind,
+                logger_name,
+                template,
+                f"{tag} must be True or a dict of attributes, "
+                f"not {type(value).__name__} {_short(value, 40)}",
+            )
+            return
+        if entity_id is None:
+            if kind == "user":
+                problem = self._missing_user(tag)
+            else:
+                field = self._company_field
+                problem = (
+                    f"{tag} needs a company id: give the record a {field!r} field or "
+                    f"bind it with structlog.contextvars.bind_contextvars({field}=...)"
+                )
+            _reject(kind, logger_name, template, problem)
+            return
+        id_name = "userId" if kind == "user" else "companyId"
+        wire: dict[str, Any] = {"type": kind, id_name: entity_id}
+        if user_id is not None:
+            wire["userId"] = user_id
+        if attributes is not None:
+            wire["attributes"] = attributes
+        if context is not None:
+            wire["context"] = context
+        self._send(wire, timestamp, logger_name, template)
+
+    def _feedback(
+        self,
+        feedback: Any,
+        *,
+        user_id: Any,
+        company_id: Any,
+        timestamp: str,
+        logger_name: str,
+        template: object,
+    ) -> None:
+        if not isinstance(feedback, Mapping):
+            _reject(
+                "feedback",
+                logger_name,
+                template,
+                f"bucket_feedback must be a dict ({_FEEDBACK_DOC}), not {type(feedback).__name__}",
+            )
+            return
+        wire: dict[str, Any] = {"type": "feedback"}
+        unknown: list[str] = []
+        for key, value in feedback.items():
+            name = _FEEDBACK_KEYS.get(key) if isinstance(key, str) else None
+            if name is None:
+                unknown.append(_short(key, 40))
+            elif value is not None:
+                wire[name] = normalize_id(value) if name in _FEEDBACK_IDS else value
+        if unknown:
+            _reject(
+                "feedback",
+                logger_name,
+                template,
+                f"bucket_feedback has unknown key(s) {', '.join(sorted(unknown))}; "
+                f"it takes {_FEEDBACK_DOC}",
+            )
+            return
+        if "userId" not in wire:
+            if user_id is None:
+                _reject("feedback", logger_name, template, self._missing_user("bucket_feedback"))
+                return
+            wire["userId"] = user_id
+        if "companyId" not in wire and company_id is not None:
+            wire["companyId"] = company_id
+        self._send(wire, timestamp, logger_name, template)
+
+    def _send(
+        self, wire: dict[str, Any], timestamp: str, logger_name: str, template: object
+    ) -> None:
+        kind = wire["type"]
+        try:
+            item = encode(wire, timestamp)
+        except InvalidItemError as exc:
+            _reject(kind, logger_name, template, "; ".join(exc.errors))
+            return
+        captures = _captures
+        if captures:
+            decoded = item.to_dict()
+            for target in captures:
+                target.append(dict(decoded))
+            return
+        try:
+            self._sender.enqueue(item)
+        except Exception as exc:
+            _diagnostics.report(
+                "enqueue-error",
+                "Queueing a %s call failed (%s: %s); it was not sent",
+                kind,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _missing_user(self, what: str) -> str:
+        field = self._user_field
+        return (
+            f"{what} needs a user id: give the record a {field!r} field or bind it with "
+            f"structlog.contextvars.bind_contextvars({field}=...)"
+        )
+
+    def _rule_attributes(
+        self, rule: Rule, fields: Mapping[str, Any], extra: Any
+    ) -> dict[str, Any] | Any:
+        if rule.all_attributes:
+            reserved = self._reserved
+            attributes = {
+                k: v
+                for k, v in fields.items()
+                if k not in reserved and isinstance(k, str) and not k.startswith("_")
+            }
+        else:
+            attributes = {name: fields[name] for name in rule.attributes or () if name in fields}
+        if extra is not None:
+            if not isinstance(extra, Mapping):
+                return extra  # reported by the caller
+            attributes.update(extra)
+        return attributes or None
+
+
+def _reject(kind: str, logger_name: str, template: object, problem: str) -> None:
+    """Report a call that is not sent (rate-limited per kind)."""
+    _diagnostics.report(
+        "invalid-" + kind,
+        "Not sending the %s call of a record from logger %r with message %s: %s",
+        kind if kind != "tags" else "tracking",
+        logger_name,
+        _short(template),
+        problem,
+    )
