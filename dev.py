@@ -31,7 +31,7 @@ def _run(*args: str | os.PathLike[str]) -> int:
 
 def ensure_venv(extras: str = "dev") -> None:
     """Create the virtual environment and install the package into it if needed."""
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - dev.py may run on any python3
         sys.exit(f"bucket_logging needs Python 3.10 or newer, this is {sys.version.split()[0]}")
     stamp = VENV / f".installed-{extras}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()

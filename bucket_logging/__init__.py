@@ -9,12 +9,16 @@ bulk endpoint.
 from __future__ import annotations
 
 from ._exceptions import BucketLoggingError, ConfigurationError, DeliveryError, InvalidItemError
+from ._handler import BucketHandler
 from ._items import Item
+from ._processor import BucketProcessor
 from ._sender import BulkSender, SenderStats, flush, get_sender
 from ._server import TrackingServer
 
 __all__ = [
+    "BucketHandler",
     "BucketLoggingError",
+    "BucketProcessor",
     "BulkSender",
     "ConfigurationError",
     "DeliveryError",
