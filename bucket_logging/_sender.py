@@ -505,8 +505,8 @@ class BulkSender:
     # ------------------------------------------------------------------ sender thread
 
     def _thread_main(self, ready: threading.Event) -> None:
-        self._thread_id = threading.get_ident()
-        _diagnostics.internal_threads.add(self._thread_id)
+        ident = self._thread_id = threading.get_ident()
+        _diagnostics.internal_threads.add(ident)
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
@@ -517,6 +517,8 @@ class BulkSender:
             ready.set()
             with contextlib.suppress(Exception):
                 loop.close()
+            # thread ids are reused: a later application thread must not pass for ours
+            _diagnostics.internal_threads.discard(ident)
 
     async def _main(self, ready: threading.Event) -> None:
         self._wake = asyncio.Event()
