@@ -860,3 +860,24 @@ def test_repr_hides_the_key(make_sender: Make) -> None:
     assert KEY not in repr(sender)
     assert "key=<redacted>" in repr(sender)
     assert "https://tracking.bucket.co" in repr(sender)
+
+
+def test_a_closed_senders_thread_id_is_forgotten(make_sender: Make) -> None:
+    from bucket_logging import _diagnostics
+
+    sender = make_sender(transport=Endpoint().transport())
+    ident = sender._thread_id
+    assert ident in _diagnostics.internal_threads
+    sender.close(5)
+    assert sender._thread is not None
+    sender._thread.join(5)
+    # thread ids are reused by later threads, whose records must still count as the app's
+    assert ident not in _diagnostics.internal_threads
+    seen: list[bool] = []
+    for _ in range(20):
+        thread = threading.Thread(
+            target=lambda: seen.append(_diagnostics.is_internal("app", threading.get_ident()))
+        )
+        thread.start()
+        thread.join()
+    assert seen == [False] * 20
