@@ -43,6 +43,7 @@ internal_threads: set[int] = set()
 
 _secrets: set[str] = set()
 _REDACTED: Final = "<tracking-key>"
+_MIN_SECRET: Final = 8
 
 #: At most one message per topic per this many seconds; the rest are counted.
 RATE_LIMIT_SECONDS: Final = 10.0
@@ -57,8 +58,12 @@ def is_internal(logger_name: str, thread_id: int | None) -> bool:
 
 
 def register_secret(secret: str) -> None:
-    """Remember a tracking key so that :func:`redact` removes it from every message."""
-    if secret:
+    """Remember a tracking key so that :func:`redact` removes it from every message.
+
+    Keys shorter than 8 characters are not real tracking keys (Bucket's are 24) and
+    would mangle ordinary words, so they are not registered.
+    """
+    if len(secret) >= _MIN_SECRET:
         _secrets.add(secret)
 
 

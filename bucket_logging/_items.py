@@ -33,6 +33,7 @@ __all__ = [
     "bulk_body",
     "dumps",
     "encode",
+    "encode_plain_event",
     "format_timestamp",
     "normalize_id",
     "validate_wire",
@@ -157,27 +158,40 @@ def validate_wire(obj: Any, kind: str | None = None) -> list[str]:
     if unknown:
         names = ", ".join(sorted(str(k) for k in unknown))
         problems.append(f"unknown field(s) for a {kind}: {names}")
+    _value_problems(obj, kind, problems)
+    return problems
 
+
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _value_problems(obj: Mapping[str, Any], kind: str, problems: list[str]) -> None:
+    """Append what is wrong with the values of a ``kind`` item (its keys are known)."""
     if kind == "event":
         name = obj.get("event")
-        if name is None:
-            problems.append("event is required")
-        elif not isinstance(name, str):
-            problems.append(f"event must be a non-empty string, not {type(name).__name__}")
-        elif not name:
-            problems.append("event must not be empty")
-    if kind == "feedback":
+        if type(name) is not str or not name:
+            if name is None:
+                problems.append("event is required")
+            elif not isinstance(name, str):
+                problems.append(f"event must be a non-empty string, not {type(name).__name__}")
+            elif not name:
+                problems.append("event must not be empty")
+    elif kind == "feedback":
         _feedback_problems(obj, problems)
     for name, required in _IDS[kind]:
         if required or name in obj:
-            p = _id_problem(obj.get(name), name)
+            value = obj.get(name)
+            if type(value) is int or (type(value) is str and value):
+                continue
+            p = _id_problem(value, name)
             if p:
                 problems.append(p)
-    if "attributes" in obj and not isinstance(obj["attributes"], Mapping):
+    if "attributes" in obj and not _is_mapping(obj["attributes"]):
         problems.append(f"attributes must be an object, not {type(obj['attributes']).__name__}")
     if "context" in obj:
         ctx = obj["context"]
-        if not isinstance(ctx, Mapping):
+        if not _is_mapping(ctx):
             problems.append(f"context must be an object, not {type(ctx).__name__}")
         else:
             if ctx.keys() - {"active"}:
@@ -189,7 +203,6 @@ def validate_wire(obj: Any, kind: str | None = None) -> list[str]:
         p = _timestamp_problem(obj["timestamp"])
         if p:
             problems.append(p)
-    return problems
 
 
 def _feedback_problems(obj: Mapping[str, Any], problems: list[str]) -> None:
@@ -315,26 +328,28 @@ def dumps(obj: Any) -> bytes:
 
 # --------------------------------------------------------------------------- timestamps
 
-_ts_cache: list[Any] = [-1, ""]
+_ts_cache: list[Any] = [-1, "", -1, ""]
 
 
 def format_timestamp(when: float) -> str:
     """Format a POSIX time as ``2021-01-01T13:37:00.000Z`` (UTC, millisecond precision).
 
-    The date-and-seconds prefix is cached: log calls within one second reuse it.
     Like :meth:`datetime.datetime.fromtimestamp`, the time is first rounded to the
     microsecond (``1.001`` is ``.001``, not ``.000``), then cut to the millisecond.
+    The last result and the date-and-seconds prefix are cached: log calls within
+    the same millisecond (or second) reuse them.
     """
-    sec = math.floor(when)
-    micros = round((when - sec) * 1_000_000)  # when - sec is exact for a float
-    if micros >= 1_000_000:
-        sec += 1
-        micros -= 1_000_000
     cache = _ts_cache
-    if cache[0] != sec:
-        cache = [sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))]
-        globals()["_ts_cache"] = cache  # replace atomically: safe across threads
-    return f"{cache[1]}.{micros // 1000:03d}Z"
+    sec = int(when) if when >= 0 else math.floor(when)
+    micros = round((when - sec) * 1_000_000)  # when - sec is exact for a float
+    millis = sec * 1000 + micros // 1000
+    if millis == cache[2]:
+        return cache[3]  # type: ignore[no-any-return]
+    sec, ms = divmod(millis, 1000)
+    prefix = cache[1] if cache[0] == sec else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    text = f"{prefix}.{ms:03d}Z"
+    globals()["_ts_cache"] = [sec, prefix, millis, text]  # replaced whole: thread-safe
+    return text
 
 
 def _coerce_timestamp(value: Any) -> str:
@@ -510,20 +525,62 @@ def encode(wire: dict[str, Any], timestamp: str | None) -> Item:
     including when it is too large to fit a request on its own.
     """
     kind = wire.get("type")
-    problems = validate_wire(wire)
+    if kind in _ALLOWED and wire.keys() <= _ALLOWED[kind]:
+        problems: list[str] = []
+        _value_problems(wire, kind, problems)
+    else:
+        problems = validate_wire(wire)
     if problems:
         raise InvalidItemError(problems, kind if isinstance(kind, str) else None)
-    payload = dumps(wire)
-    if timestamp is None:
-        body = payload
+    dedupe_key: bytes | None = None
+    if kind in _DEDUPE_KINDS:
+        # the dedupe key is the encoding without the timestamp, which is spliced in
+        body = dedupe_key = dumps(wire)
+        if timestamp is not None:
+            body = b"".join((body[:-1], b',"timestamp":"', timestamp.encode(), b'"}'))
     else:
-        body = b"".join((payload[:-1], b',"timestamp":"', timestamp.encode(), b'"}'))
+        body = dumps(wire if timestamp is None else {**wire, "timestamp": timestamp})
     if len(body) > MAX_ITEM_BYTES:
         raise InvalidItemError(
             [f"the item is {len(body):,} bytes encoded, over the {MAX_ITEM_BYTES:,}-byte limit"],
             str(kind),
         )
-    return Item(str(kind), body, payload if kind in _DEDUPE_KINDS else None)
+    return Item(str(kind), body, dedupe_key)
+
+
+def _plain_id(value: Any) -> bool:
+    """A valid id of the two everyday types (a non-empty str, an int)."""
+    cls = type(value)
+    return (cls is str and value != "") or cls is int
+
+
+def encode_plain_event(
+    event: Any, user_id: Any, company_id: Any, attributes: Any, created: float
+) -> Item | None:
+    """The hot path for the everyday event: an :class:`Item`, or None to take :func:`encode`.
+
+    Handles an event whose name is a non-empty ``str``, whose ids are non-empty
+    strings or ints (``company_id`` may be None) and whose attributes are a ``dict``
+    or None, stamped with ``created``. Those values satisfy every rule of
+    :func:`validate_wire` for an event; anything else (including what the rules
+    reject) returns None so that :func:`encode` validates and explains it.
+    """
+    if type(event) is not str or not event or not _plain_id(user_id):
+        return None
+    wire: dict[str, Any] = {"type": "event", "event": event, "userId": user_id}
+    if company_id is not None:
+        if not _plain_id(company_id):
+            return None
+        wire["companyId"] = company_id
+    if attributes is not None:
+        if type(attributes) is not dict:
+            return None
+        wire["attributes"] = attributes
+    wire["timestamp"] = format_timestamp(created)
+    body = dumps(wire)
+    if len(body) > MAX_ITEM_BYTES:
+        return None
+    return Item("event", body, None)
 
 
 def bulk_body(bodies: Iterable[bytes]) -> bytes:

@@ -29,7 +29,7 @@ import structlog.contextvars
 
 from . import _diagnostics
 from ._exceptions import ConfigurationError, InvalidItemError
-from ._items import Item, encode, format_timestamp, normalize_id
+from ._items import Item, encode, encode_plain_event, format_timestamp, normalize_id
 from ._rules import Rule, RuleSet, compile_rules
 from ._sender import get_sender
 
@@ -412,6 +412,27 @@ class Tracker:
         plan: object,
     ) -> None:
         get = fields.get
+        if (
+            plan is TAGGED
+            and "bucket_user" not in fields
+            and "bucket_company" not in fields
+            and "bucket_feedback" not in fields
+            and "bucket_active" not in fields
+        ):
+            # The everyday record: one event. encode_plain_event takes it when its
+            # values are plainly valid, else the general path below explains why not.
+            user_id = get(self._user_field)
+            if user_id is None:
+                user_id = _from_context(self._user_field, self._user_key)
+            company_id = get(self._company_field)
+            if company_id is None:
+                company_id = _from_context(self._company_field, self._company_key)
+            item = encode_plain_event(
+                get("bucket_event"), user_id, company_id, get("bucket_attributes"), created
+            )
+            if item is not None:
+                self._deliver(item)
+                return
         attributes: Any = get("bucket_attributes")
         active: Any = get("bucket_active")
         rule: Rule | None = None
@@ -627,6 +648,10 @@ class Tracker:
         except InvalidItemError as exc:
             _reject(kind, logger_name, template, "; ".join(exc.errors))
             return
+        self._deliver(item)
+
+    def _deliver(self, item: Item) -> None:
+        """Queue ``item`` on the sender, or hand it to the active capture blocks."""
         captures = _captures
         if captures:
             decoded = item.to_dict()
@@ -639,7 +664,7 @@ class Tracker:
             _diagnostics.report(
                 "enqueue-error",
                 "Queueing a %s call failed (%s: %s); it was not sent",
-                kind,
+                item.kind,
                 type(exc).__name__,
                 exc,
             )
