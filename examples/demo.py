@@ -1,0 +1,202 @@
+"""The bucket_logging demo: an app's log statements become Bucket tracking calls.
+
+Run it with ``python3 dev.py demo`` (or ``python examples/demo.py`` in the venv).
+
+Without ``BUCKET_TRACKING_KEY`` in the environment, the demo starts a local tracking
+server inside this process (nothing to sign up for) and prints every tracking call
+that arrived there. With the key set, the calls go to Bucket, or to
+``BUCKET_TRACKING_URL`` when that is set too (e.g. ``python -m bucket_logging serve``).
+
+The app logs through both front ends, configured the way an application would:
+
+* the standard library's ``logging``, set up with ``logging.config.dictConfig`` and a
+  ``bucket_logging.BucketHandler`` that also has one zero-code rule;
+* ``structlog``, with a ``bucket_logging.BucketProcessor`` in its processor chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+import sys
+from typing import Any
+
+import structlog
+
+import bucket_logging
+from bucket_logging.__main__ import format_call
+
+HEADER = """\
+bucket_logging demo
+===================
+A tiny shop app logs what it does, through the standard library's logging
+(configured with dictConfig) and through structlog. Some log statements carry
+Bucket tags (extra={{"bucket_event": ...}} or structlog keywords), one plain
+statement matches a zero-code rule, and one has an invalid tag. bucket_logging
+turns them into Bucket tracking calls and ships them in the background.
+
+Tracking calls go to: {where}
+"""
+
+
+def configure(tracking_key: str | None, base_url: str | None) -> None:
+    """Set up logging (dictConfig + BucketHandler) and structlog (BucketProcessor)."""
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "app": {"format": "  logging   | %(levelname)-7s %(name)s: %(message)s"},
+            },
+            "handlers": {
+                "console": {
+                    "class": "logging.StreamHandler",
+                    "stream": "ext://sys.stdout",
+                    "formatter": "app",
+                },
+                "bucket": {
+                    "class": "bucket_logging.BucketHandler",
+                    "tracking_key": tracking_key,  # None: $BUCKET_TRACKING_KEY
+                    "base_url": base_url,  # None: $BUCKET_TRACKING_URL, else Bucket
+                    # A zero-code rule: this existing, untagged log statement becomes
+                    # an "Exported data" event with two of the record's fields.
+                    "rules": [
+                        {
+                            "match": "Exported %d rows as %s",
+                            "logger": "shop.*",
+                            "event": "Exported data",
+                            "attributes": ["rows", "format"],
+                        }
+                    ],
+                },
+            },
+            "loggers": {
+                # The library's own diagnostics (invalid tags, delivery problems).
+                "bucket_logging": {
+                    "handlers": ["console"],
+                    "level": "WARNING",
+                    "propagate": False,
+                },
+            },
+            "root": {"level": "INFO", "handlers": ["console", "bucket"]},
+        }
+    )
+
+    def prefix(logger: Any, method_name: str, line: str) -> str:
+        return "  structlog | " + line
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,  # ids bound per request
+            structlog.processors.add_log_level,
+            bucket_logging.BucketProcessor(tracking_key, base_url=base_url),
+            structlog.dev.ConsoleRenderer(colors=False, pad_event_to=20),
+            prefix,
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=False,
+    )
+
+
+def act_out_the_app() -> None:
+    """What the app logs; each statement is a plain log call."""
+    auth = logging.getLogger("shop.auth")
+    billing = logging.getLogger("shop.billing")
+    export = logging.getLogger("shop.export")
+    log = structlog.get_logger().bind(logger="shop.messages")
+
+    # 1. A user signs in: one record gives a user, a company and an event call.
+    auth.info(
+        "User %s signed in",
+        "ada",
+        extra={
+            "user_id": "u-ada",
+            "company_id": "acme",
+            "bucket_user": {"name": "Ada Lovelace", "email": "ada@acme.example"},
+            "bucket_company": {"name": "Acme Inc", "plan": "pro"},
+            "bucket_event": "Signed in",
+        },
+    )
+
+    # 2. A web middleware binds the ids once per request; every record in the
+    #    request (stdlib and structlog alike) carries them.
+    structlog.contextvars.bind_contextvars(user_id="u-ada", company_id="acme")
+    try:
+        log.info(
+            "message sent",
+            bucket_event="Sent message",
+            bucket_attributes={"channel": "email", "recipients": 3},
+        )
+        billing.info(
+            "Invoice %s paid",
+            "INV-7",
+            extra={"bucket_event": "Paid invoice", "bucket_attributes": {"amount": 49}},
+        )
+        # 3. Feedback on a feature.
+        log.info(
+            "feedback received",
+            bucket_feedback={"feature_id": "export", "score": 5, "comment": "Love the CSV export"},
+        )
+        # 4. An untagged record: the zero-code rule above turns it into an event.
+        export.info("Exported %d rows as %s", 1200, "csv", extra={"rows": 1200, "format": "csv"})
+        # 5. An invalid tag (a score of 9): that feedback is not sent and the problem
+        #    is reported on the "bucket_logging" logger; the record's event still is.
+        log.info(
+            "export rated",
+            bucket_event="Rated export",
+            bucket_feedback={"feature_id": "export", "score": 9},
+        )
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def main() -> int:
+    server: bucket_logging.TrackingServer | None = None
+    if os.environ.get("BUCKET_TRACKING_KEY"):
+        tracking_key, base_url = None, None  # both from the environment
+    else:
+        server = bucket_logging.TrackingServer("127.0.0.1", 0).start()
+        tracking_key, base_url = "demo-tracking-key", server.url
+    try:
+        configure(tracking_key, base_url)
+        sender = bucket_logging.get_sender(tracking_key, base_url=base_url)
+        where = (
+            f"a local tracking server in this process, {sender.base_url}\n"
+            "  (set BUCKET_TRACKING_KEY to send them to Bucket instead)"
+            if server is not None
+            else sender.base_url
+        )
+        print(HEADER.format(where=where))
+        print("1. What the app logs:\n", flush=True)
+        act_out_the_app()
+        delivered = bucket_logging.flush(timeout=10)
+        stats = sender.stats
+        print()
+        if server is not None:
+            calls = server.calls
+            print(f"2. The tracking calls that arrived at the server ({len(calls)}):\n")
+            for call in calls:
+                print("  " + format_call(call))
+            print(f"\n{len(calls)} calls arrived in {len(server.requests)} bulk request(s).")
+        else:
+            print(f"2. {stats.sent} tracking calls were delivered to {sender.base_url}.")
+        dropped = ", ".join(f"{k}={v}" for k, v in stats.dropped.items()) or "none"
+        print(
+            f"Sender: queued={stats.queued} sent={stats.sent} requests={stats.requests} "
+            f"retried={stats.retried} rejected={stats.rejected} dropped={dropped}"
+            + ("" if delivered else " (flush timed out)")
+        )
+        print(
+            "The feedback with score 9 never left the app: it was reported on the\n"
+            "'bucket_logging' logger (the WARNING line above) and everything else was sent."
+        )
+        return 0 if delivered and not stats.dropped_total else 1
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

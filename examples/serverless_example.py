@@ -1,0 +1,93 @@
+"""A serverless function (AWS Lambda style) that flushes before returning.
+
+The platform may freeze or discard the process as soon as the handler returns, so
+the background sender might never get to send. The handler therefore calls
+``bucket_logging.flush(timeout=2)`` before it returns: it waits (at most 2 s)
+until what this invocation logged was delivered, and returns ``True`` when it was.
+Logging is configured once per process, at import time (the cold start).
+
+Run it: ``python examples/serverless_example.py`` invokes the handler three times
+(without ``BUCKET_TRACKING_URL`` it starts a local tracking server and prints the
+calls that arrived).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import bucket_logging
+from bucket_logging.__main__ import format_call
+
+log = logging.getLogger("thumbnails")
+
+
+def configure_logging() -> None:
+    """Call at import time in the function's module (here: from ``__main__``).
+
+    The runtime already put a handler on the root logger; add the Bucket one. The
+    tracking key comes from the function's ``BUCKET_TRACKING_KEY`` variable.
+    """
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(bucket_logging.BucketHandler())
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The function: make a thumbnail, log it (tracked), flush, return."""
+    try:
+        size = event.get("size", 128)
+        log.info(
+            "Thumbnail of %s generated",
+            event["image"],
+            extra={
+                "user_id": event["user_id"],
+                "company_id": event.get("company_id"),
+                "bucket_event": "Generated thumbnail",
+                "bucket_attributes": {"size": size},
+            },
+        )
+        return {"statusCode": 200, "body": f"{event['image']} at {size}px"}
+    finally:
+        # Before the platform freezes the process.
+        delivered = bucket_logging.flush(timeout=2)
+        print(f"invocation for {event.get('image')}: delivered={delivered}")
+
+
+# -- running this example on its own ------------------------------------------------
+
+
+def start_local_server_unless_configured() -> bucket_logging.TrackingServer | None:
+    """Without BUCKET_TRACKING_URL, start a local tracking server and point the library at it."""
+    if os.environ.get("BUCKET_TRACKING_URL"):
+        return None
+    server = bucket_logging.TrackingServer().start()
+    os.environ["BUCKET_TRACKING_URL"] = server.url
+    os.environ.setdefault("BUCKET_TRACKING_KEY", "local-example-key")
+    return server
+
+
+def show_delivery(server: bucket_logging.TrackingServer | None) -> None:
+    """Deliver what is queued, then say what arrived."""
+    bucket_logging.flush(timeout=5)
+    print(f"{bucket_logging.get_sender().stats.sent} tracking call(s) delivered")
+    if server is not None:
+        for call in server.calls:
+            print("  " + format_call(call))
+        server.stop()
+
+
+if __name__ == "__main__":
+    local_server = start_local_server_unless_configured()
+    # Stands in for the handler the runtime puts on the root logger.
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    configure_logging()
+    for image, user, company in [
+        ("cat.png", 1, "acme"),
+        ("dog.png", 2, "acme"),
+        ("owl.png", 3, None),
+    ]:
+        handler({"image": image, "user_id": user, "company_id": company}, None)
+    show_delivery(local_server)
