@@ -329,6 +329,8 @@ class BulkSender:
             return
         self._thread = thread
         ready.wait()
+        if self._spool is not None:
+            self._call_soon(self._wake_now)  # open the spool and replay its backlog now
 
     def _after_fork_in_child(self) -> None:
         if self._thread_id is not None:

@@ -25,21 +25,23 @@ Why SQLite (the standard library's :mod:`sqlite3`) in WAL mode, one file
 One row is one batch (up to ``max_batch_items`` items, at most 2,000,000 bytes),
 not one item: the items' encoded bytes are stored back to back with their sizes
 and kinds, so that persisting and deleting 1,000 items is one insert and one
-delete. Schema (version 1)::
+delete. The bytes live in a table of their own, so that claiming, renewing and
+releasing (small updates) never rewrite them. Schema (version 1)::
 
     batches(id        INTEGER PRIMARY KEY AUTOINCREMENT  -- spool order, oldest first
             dest      TEXT     -- sha256 of the tracking key: a spool shared by
                                -- several apps never sends a batch to the wrong one
             created   REAL     -- time.time() when written, for spool_max_age
             items     INTEGER  -- how many items
-            bytes     INTEGER  -- size of the three columns below
-            kinds     BLOB     -- JSON list of the items' kinds
-            sizes     BLOB     -- JSON list of the items' sizes in bytes
-            bodies    BLOB     -- the items' encoded JSON objects, back to back
+            bytes     INTEGER  -- size of its payload
             owner     TEXT     -- "host/pid-namespace/pid/token" of the holder, or NULL
             lease     REAL     -- time.time() until which the owner's claim holds
             attempted INTEGER) -- 1: a request may have carried it (a replay may
                                -- then be a duplicate; counted as ``redelivered``)
+    payloads(id       INTEGER PRIMARY KEY  -- the batch's id
+             kinds    BLOB     -- JSON list of the items' kinds
+             sizes    BLOB     -- JSON list of the items' sizes in bytes
+             bodies   BLOB)    -- the items' encoded JSON objects, back to back
 
 Ownership and leases. Every sender has an owner id: its host name, pid namespace,
 pid and a random token. A batch it writes is owned by it from the start, with a
@@ -88,7 +90,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import httpx
@@ -143,12 +145,16 @@ _SCHEMA: Final = (
     " created REAL NOT NULL,"
     " items INTEGER NOT NULL,"
     " bytes INTEGER NOT NULL,"
-    " kinds BLOB NOT NULL,"
-    " sizes BLOB NOT NULL,"
-    " bodies BLOB NOT NULL,"
     " owner TEXT,"
     " lease REAL NOT NULL DEFAULT 0,"
     " attempted INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS payloads ("
+    " id INTEGER PRIMARY KEY,"
+    " kinds BLOB NOT NULL,"
+    " sizes BLOB NOT NULL,"
+    " bodies BLOB NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS batches_delete AFTER DELETE ON batches"
+    " BEGIN DELETE FROM payloads WHERE id = old.id; END",
     "CREATE INDEX IF NOT EXISTS batches_dest ON batches (dest, id)",
     "CREATE INDEX IF NOT EXISTS batches_owner ON batches (owner)",
     "CREATE INDEX IF NOT EXISTS batches_created ON batches (created)",
@@ -220,6 +226,9 @@ class SpoolStore:
         self._token = secrets.token_hex(6)
         self.owner = f"{self._host}/{self._pidns}/{os.getpid()}/{self._token}"
         self._conn: sqlite3.Connection | None = None
+        # An upper bound of the bytes in use, to skip measuring before most inserts.
+        self._used_estimate = 0
+        self._unmeasured = 0
         _tokens_in_process.add(self._token)
         _live_stores.add(self)
 
@@ -258,6 +267,10 @@ class SpoolStore:
                     level=logging.INFO,
                 )
             conn.execute("PRAGMA synchronous = NORMAL")
+            # Many builds default to secure_delete=ON, which rewrites every freed page
+            # with zeros: deleting a delivered batch would cost as much as writing it.
+            # FAST still clears what it can without extra I/O.
+            conn.execute("PRAGMA secure_delete = FAST")
             conn.execute("PRAGMA journal_size_limit = 16777216")
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -310,22 +323,23 @@ class SpoolStore:
             row: int | None = None
             if fits:
                 cursor = conn.execute(
-                    "INSERT INTO batches (dest, created, items, bytes, kinds, sizes, bodies,"
-                    " owner, lease, attempted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO batches (dest, created, items, bytes, owner, lease, attempted)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         self.dest,
                         now,
                         len(bodies),
                         size,
-                        kinds_blob,
-                        sizes_blob,
-                        blob,
                         self.owner,
                         now + LEASE_SECONDS,
                         int(attempted),
                     ),
                 )
                 row = cursor.lastrowid
+                conn.execute(
+                    "INSERT INTO payloads (id, kinds, sizes, bodies) VALUES (?, ?, ?, ?)",
+                    (row, kinds_blob, sizes_blob, blob),
+                )
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -340,15 +354,12 @@ class SpoolStore:
         )
         if cursor.rowcount != 1:
             return None
-        found = conn.execute(
-            "SELECT kinds, sizes, bodies FROM batches WHERE id = ?", (row,)
-        ).fetchone()
-        return None if found is None else _split(found[0], found[1], found[2])
+        return self.read(row)
 
     def read(self, row: int) -> list[Item] | None:
         """Read a batch whoever owns it (the memory fallback's last attempt)."""
         found = self.conn.execute(
-            "SELECT kinds, sizes, bodies FROM batches WHERE id = ?", (row,)
+            "SELECT kinds, sizes, bodies FROM payloads WHERE id = ?", (row,)
         ).fetchone()
         return None if found is None else _split(found[0], found[1], found[2])
 
@@ -360,7 +371,7 @@ class SpoolStore:
         )
 
     def delete(self, row: int) -> None:
-        """Forget a batch: delivered, or finally rejected."""
+        """Forget a batch: delivered, or finally rejected (a trigger drops its payload)."""
         self.conn.execute("DELETE FROM batches WHERE id = ?", (row,))
 
     def release(self, row: int, attempted: bool, rest: Sequence[Item] | None = None) -> None:
@@ -376,20 +387,29 @@ class SpoolStore:
         blob = b"".join(bodies)
         kinds_blob = orjson.dumps([item.kind for item in rest])
         sizes_blob = orjson.dumps([len(b) for b in bodies])
-        self.conn.execute(
-            "UPDATE batches SET owner = NULL, lease = 0, attempted = ?, items = ?, bytes = ?,"
-            " kinds = ?, sizes = ?, bodies = ? WHERE id = ? AND owner = ?",
-            (
-                int(attempted),
-                len(bodies),
-                len(blob) + len(kinds_blob) + len(sizes_blob),
-                kinds_blob,
-                sizes_blob,
-                blob,
-                row,
-                self.owner,
-            ),
-        )
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = conn.execute(
+                "UPDATE batches SET owner = NULL, lease = 0, attempted = ?, items = ?,"
+                " bytes = ? WHERE id = ? AND owner = ?",
+                (
+                    int(attempted),
+                    len(bodies),
+                    len(blob) + len(kinds_blob) + len(sizes_blob),
+                    row,
+                    self.owner,
+                ),
+            )
+            if cursor.rowcount == 1:
+                conn.execute(
+                    "UPDATE payloads SET kinds = ?, sizes = ?, bodies = ? WHERE id = ?",
+                    (kinds_blob, sizes_blob, blob, row),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
 
     def release_rows(self, rows: Sequence[tuple[int, bool]]) -> None:
         """Give several batches up: (row, attempted) pairs."""
@@ -425,8 +445,7 @@ class SpoolStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             found = conn.execute(
-                "SELECT id, kinds, sizes, bodies, attempted FROM batches"
-                f" WHERE dest = ? AND {_FREE} ORDER BY id LIMIT 1",
+                f"SELECT id, attempted FROM batches WHERE dest = ? AND {_FREE} ORDER BY id LIMIT 1",
                 (self.dest, now),
             ).fetchone()
             if found is not None:
@@ -440,7 +459,11 @@ class SpoolStore:
             raise
         if found is None:
             return None
-        return int(found[0]), _split(found[1], found[2], found[3]), bool(found[4])
+        row = int(found[0])
+        items = self.read(row)  # ours now: nobody else changes it
+        if items is None:
+            raise sqlite3.DatabaseError(f"spooled batch {row} has no payload")
+        return row, items, bool(found[1])
 
     def backlog(self) -> tuple[int, int]:
         """How many batches and items of this destination are free to claim."""
@@ -479,7 +502,11 @@ class SpoolStore:
                 (now - self.max_age, now, self.owner),
                 protect,
             )
+            self._unmeasured = 32  # measure: other processes wrote meanwhile
             full, _ = self._make_room(0, protect, now)
+            conn.execute(  # defensive: a payload without its batch is never read
+                "DELETE FROM payloads WHERE id NOT IN (SELECT id FROM batches)"
+            )
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -527,7 +554,14 @@ class SpoolStore:
         evicted: list[Evicted] = []
         if size > self.max_bytes:
             return evicted, False
-        while self.used_bytes() + size > self.max_bytes:
+        cost = size + size // 32 + 8192  # pages are not full; a row, index entries
+        if self._unmeasured < 32 and self._used_estimate + cost <= self.max_bytes * 3 // 4:
+            # Far from the limit: no need to measure. Other processes' writes are
+            # caught up with at least every 32 inserts.
+            self._used_estimate += cost
+            self._unmeasured += 1
+            return evicted, True
+        while self._measure() + size > self.max_bytes:
             batch = self._evict(
                 f"SELECT id, owner, items FROM batches WHERE {_EVICTABLE} ORDER BY id LIMIT 8",
                 (now, self.owner),
@@ -537,7 +571,14 @@ class SpoolStore:
             if not batch:
                 return evicted, False
             evicted.extend(batch)
+        self._used_estimate += cost
         return evicted, True
+
+    def _measure(self) -> int:
+        used = self.used_bytes()
+        self._used_estimate = used
+        self._unmeasured = 0
+        return used
 
     def _evict(
         self,
@@ -627,11 +668,13 @@ class _Chunk:
         "marked",
         "posting",
         "row",
+        "size",
     )
 
-    def __init__(self, bid: int, count: int, row: int | None = None) -> None:
+    def __init__(self, bid: int, count: int, row: int | None = None, size: int = 0) -> None:
         self.bid = bid  # the sender's batch id (its _inflight key)
         self.count = count
+        self.size = size  # encoded bytes
         self.row = row  # None: not in the spool (no room): memory only
         self.items: list[Item] | None = None  # held in memory only until it is sent
         self.kept: list[Item] = []  # items given up on: they stay in the spool
@@ -674,6 +717,10 @@ class Spool:
         self._opened = False
         self.failed = False
         self._waiting: deque[_Chunk] = deque()
+        # Waiting batches keep their items in memory up to this many bytes, so that
+        # a burst is sent without reading it back; the rest is read back from disk.
+        self._retain_limit = sender.max_queue_bytes // 4
+        self._retained = 0
         self._sending: dict[int, _Chunk] = {}  # row -> batch being delivered
         self._cancelled: list[_Chunk] = []  # deliveries cut short by the stop
         self._next_maintenance = 0.0
@@ -738,6 +785,7 @@ class Spool:
         sender = self._sender
         waiting = list(self._waiting)
         self._waiting.clear()
+        self._retained = 0
         loop = asyncio.get_running_loop()
         for chunk in waiting:
             task = loop.create_task(self._fallback(chunk))
@@ -978,14 +1026,17 @@ class Spool:
     async def _persist(self, batch: list[Item], bid: int, send: bool = True) -> None:
         """Write one batch taken off the queue; keep its items if it is sent next."""
         sender = self._sender
-        retain = send and not self._waiting and not sender._slots.locked()
-        chunk = _Chunk(bid, len(batch))
+        bodies = [item.body for item in batch]
+        size = sum(map(len, bodies))
+        sent_next = send and not self._waiting and not sender._slots.locked()
+        retain = sent_next or (send and self._retained + size <= self._retain_limit)
+        chunk = _Chunk(bid, len(batch), size=size)
         try:
             row, evicted = await self._call(
                 self._store.insert,
                 [item.kind for item in batch],
-                [item.body for item in batch],
-                retain,
+                bodies,
+                sent_next,  # its row says "attempted" before the request starts
                 frozenset(self._sending),
             )
         except BaseException:
@@ -1004,9 +1055,17 @@ class Spool:
                 return
             retain = True
         chunk.row = row
+        chunk.marked = sent_next and row is not None
         if retain:
             chunk.items = batch
+            self._retained += size
         self._waiting.append(chunk)
+
+    def _unretain(self, chunks: Iterable[_Chunk]) -> None:
+        """Waiting batches leave the waiting list: stop counting their items."""
+        for chunk in chunks:
+            if chunk.items is not None:
+                self._retained -= chunk.size
 
     async def _dispatch(self) -> None:
         """Start deliveries while a request slot is free: own batches, then the backlog."""
@@ -1019,6 +1078,7 @@ class Spool:
                 return
             if self._waiting:
                 chunk = self._waiting.popleft()
+                self._unretain((chunk,))
                 if chunk.items is None and chunk.row is not None:
                     try:
                         items = await self._call(self._store.load, chunk.row)
@@ -1029,6 +1089,7 @@ class Spool:
                         self._taken_over(chunk)
                         continue
                     chunk.items = items
+                    chunk.marked = True
             else:
                 claimed = await self._claim()
                 if claimed is None:
@@ -1087,6 +1148,7 @@ class Spool:
                 sender._counts["redelivered"] += count
         chunk = _Chunk(bid, count, row)
         chunk.backlog = True
+        chunk.marked = True  # the claim set attempted = 1
         chunk.items = items
         return chunk
 
@@ -1095,6 +1157,7 @@ class Spool:
         sender = self._sender
         waiting = list(self._waiting)
         self._waiting.clear()
+        self._retained = 0
         rows = [(c.row, False) for c in waiting if c.row is not None]
         if rows:
             await self._call(self._store.release_rows, rows)
@@ -1137,6 +1200,7 @@ class Spool:
         dropped_own = [c for c in self._waiting if c.row in mine]
         if dropped_own:
             self._waiting = deque(c for c in self._waiting if c.row not in mine)
+            self._unretain(dropped_own)
         with sender._lock:
             sender._dropped[reason] += total
             for chunk in dropped_own:
