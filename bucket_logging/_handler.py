@@ -169,7 +169,14 @@ class BucketHandler(logging.Handler):
         self._track(fields, created, name, template, plan)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until everything queued on the sender was delivered (or ``timeout``)."""
+        """Wait until everything queued on the sender was delivered (or ``timeout``).
+
+        When the calling thread holds logging's module lock (``dictConfig`` or
+        ``fileConfig`` replacing handlers), the flush is requested but not awaited:
+        the sender's thread may need that lock to log, and waiting would deadlock.
+        """
+        if _holds_logging_lock():
+            timeout = 0.0
         try:
             self._tracker.sender.flush(timeout)
         except Exception as exc:
@@ -197,3 +204,12 @@ class BucketHandler(logging.Handler):
         rules = self._tracker.rules
         count = len(rules) if rules is not None else 0
         return f"<{type(self).__name__} ({level}) {count} rule(s)>"
+
+
+def _holds_logging_lock() -> bool:
+    """Whether this thread holds ``logging``'s module lock (an RLock); False if unknown."""
+    is_owned = getattr(getattr(logging, "_lock", None), "_is_owned", None)
+    try:
+        return bool(is_owned()) if callable(is_owned) else False
+    except Exception:
+        return False

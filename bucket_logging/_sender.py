@@ -32,6 +32,7 @@ import email.utils
 import logging
 import os
 import random
+import selectors
 import threading
 import time
 import weakref
@@ -315,20 +316,34 @@ class BulkSender:
             )
 
     def _start(self) -> None:
+        """Start the sender thread without waiting for it.
+
+        The caller must never wait for the new thread: ``logging.config.dictConfig``
+        holds logging's module lock while it builds handlers, and the thread may
+        need that lock as soon as anything on it logs. So everything the loop's
+        callbacks touch is created here, before the thread runs.
+        """
         _diagnostics.silence_http_client_logs()
         self._started = True
-        ready = threading.Event()
+        # An explicit selector: the default constructor logs "Using selector" (DEBUG).
+        loop = asyncio.SelectorEventLoop(selectors.DefaultSelector())
+        self._wake = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.max_concurrent_requests)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = loop
         thread = threading.Thread(
-            target=self._thread_main, args=(ready,), name="bucket_logging-sender", daemon=True
+            target=self._thread_main, args=(loop,), name="bucket_logging-sender", daemon=True
         )
         try:
             thread.start()
         except RuntimeError as exc:  # e.g. "can't create new thread at interpreter shutdown"
             self._closed = True
+            self._loop = None
+            loop.close()
             report("start", "bucket_logging: cannot start the sender thread (%s)", exc)
             return
         self._thread = thread
-        ready.wait()
         if self._spool is not None:
             self._call_soon(self._wake_now)  # open the spool and replay its backlog now
 
@@ -506,27 +521,21 @@ class BulkSender:
 
     # ------------------------------------------------------------------ sender thread
 
-    def _thread_main(self, ready: threading.Event) -> None:
+    def _thread_main(self, loop: asyncio.AbstractEventLoop) -> None:
         ident = self._thread_id = threading.get_ident()
         _diagnostics.internal_threads.add(ident)
-        loop = asyncio.new_event_loop()
-        self._loop = loop
+        asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(self._main(ready))
+            loop.run_until_complete(self._main())
         except BaseException as exc:  # pragma: no cover - last resort
             report("thread", "bucket_logging: the sender stopped unexpectedly: %r", exc)
         finally:
-            ready.set()
             with contextlib.suppress(Exception):
                 loop.close()
             # thread ids are reused: a later application thread must not pass for ours
             _diagnostics.internal_threads.discard(ident)
 
-    async def _main(self, ready: threading.Event) -> None:
-        self._wake = asyncio.Event()
-        self._hurry = asyncio.Event()
-        self._slots = asyncio.Semaphore(self.max_concurrent_requests)
-        self._tasks: set[asyncio.Task[None]] = set()
+    async def _main(self) -> None:
         client = httpx.AsyncClient(
             transport=self._transport,
             verify=self._verify,
@@ -535,7 +544,6 @@ class BulkSender:
             limits=httpx.Limits(max_connections=self.max_concurrent_requests + 1),
         )
         self._client = client
-        ready.set()
         try:
             while not self._stopping:
                 if not self._wake.is_set():
