@@ -33,6 +33,7 @@ import logging
 import os
 import random
 import selectors
+import ssl
 import threading
 import time
 import weakref
@@ -40,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
+import httpcore  # noqa: F401 - (a fork during an import leaves a partial module)
 import httpx
 
 from . import _diagnostics, _spool
@@ -226,7 +229,7 @@ class BulkSender:
         dedupe_window: float = 60.0,
         shutdown_timeout: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         on_error: Callable[[DeliveryError], object] | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = _spool.DEFAULT_SPOOL_MAX_BYTES,
@@ -271,6 +274,7 @@ class BulkSender:
         self.shutdown_timeout = float(shutdown_timeout)
         self._transport = transport
         self._verify = verify
+        self._tls_context: ssl.SSLContext | None = None
         self.on_error = on_error
         if spool_dir is None:
             spool_dir = os.environ.get(_spool.ENV_SPOOL_DIR) or None
@@ -331,6 +335,17 @@ class BulkSender:
         self._hurry = asyncio.Event()
         self._slots = asyncio.Semaphore(self.max_concurrent_requests)
         self._tasks: set[asyncio.Task[None]] = set()
+        # The client is built here, on the caller's thread, so that its imports and
+        # set-up never run on the sender's thread (a fork during a half-done import
+        # would leave the child a partial module). The TLS context is made once per
+        # sender and reused by a forked child.
+        self._client = httpx.AsyncClient(
+            transport=self._transport,
+            verify=self._tls(),
+            timeout=self.request_timeout,
+            headers={"Content-Type": "application/json", "User-Agent": _USER_AGENT},
+            limits=httpx.Limits(max_connections=self.max_concurrent_requests + 1),
+        )
         self._loop = loop
         thread = threading.Thread(
             target=self._thread_main, args=(loop,), name="bucket_logging-sender", daemon=True
@@ -521,6 +536,20 @@ class BulkSender:
 
     # ------------------------------------------------------------------ sender thread
 
+    def _tls(self) -> ssl.SSLContext | bool | str:
+        if self._transport is not None or self._verify is False:
+            return self._verify
+        if self._tls_context is None:
+            verify = self._verify
+            create = getattr(httpx, "create_ssl_context", None)
+            if isinstance(verify, ssl.SSLContext):
+                self._tls_context = verify
+            elif callable(create):
+                self._tls_context = create(verify=verify)
+            else:  # pragma: no cover - httpx before 0.28
+                return verify
+        return self._tls_context
+
     def _thread_main(self, loop: asyncio.AbstractEventLoop) -> None:
         ident = self._thread_id = threading.get_ident()
         _diagnostics.internal_threads.add(ident)
@@ -536,14 +565,7 @@ class BulkSender:
             _diagnostics.internal_threads.discard(ident)
 
     async def _main(self) -> None:
-        client = httpx.AsyncClient(
-            transport=self._transport,
-            verify=self._verify,
-            timeout=self.request_timeout,
-            headers={"Content-Type": "application/json", "User-Agent": _USER_AGENT},
-            limits=httpx.Limits(max_connections=self.max_concurrent_requests + 1),
-        )
-        self._client = client
+        client = self._client
         try:
             while not self._stopping:
                 if not self._wake.is_set():
