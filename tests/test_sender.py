@@ -866,7 +866,10 @@ def test_a_closed_senders_thread_id_is_forgotten(make_sender: Make) -> None:
     from bucket_logging import _diagnostics
 
     sender = make_sender(transport=Endpoint().transport())
+    assert sender.enqueue(events(1)[0])
+    assert sender.flush(10)  # the thread runs (and knows its id) by now
     ident = sender._thread_id
+    assert ident is not None
     assert ident in _diagnostics.internal_threads
     sender.close(5)
     assert sender._thread is not None
