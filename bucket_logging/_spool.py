@@ -188,21 +188,51 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-# Connections inherited through fork() must never be used or closed in the child:
-# closing one could checkpoint or remove the parent's WAL. They are parked here.
+# fork(): connections inherited by a child must never be used or closed there
+# (closing one could checkpoint or remove the parent's WAL): they are parked here.
+# And SQLite's own mutexes would stay locked in the child if a worker was inside
+# SQLite at that moment: a fork waits (briefly) until every worker is between two
+# operations; if one stays busy, the child's senders do without a spool.
 _live_stores: weakref.WeakSet[SpoolStore] = weakref.WeakSet()
+_live_workers: weakref.WeakSet[_Worker] = weakref.WeakSet()
 _inherited: list[sqlite3.Connection] = []
 _tokens_in_process: set[str] = set()
+_held_for_fork: list[threading.Lock] = []
+_fork_state = {"busy": False, "unsafe_in_child": False}
+
+#: Seconds a fork() waits for a spool worker to finish its current operation.
+FORK_WAIT_SECONDS: Final = 2.0
+
+
+def _before_fork() -> None:
+    _fork_state["busy"] = False
+    for worker in list(_live_workers):
+        if worker.busy.acquire(timeout=FORK_WAIT_SECONDS):
+            _held_for_fork.append(worker.busy)
+        else:
+            _fork_state["busy"] = True
+
+
+def _after_fork_in_parent() -> None:
+    while _held_for_fork:
+        _held_for_fork.pop().release()
 
 
 def _after_fork_in_child() -> None:
+    _held_for_fork.clear()
+    _live_workers.clear()
+    _fork_state["unsafe_in_child"] = _fork_state["busy"]
     _tokens_in_process.clear()
     for store in list(_live_stores):
         store._abandon()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 class SpoolStore:
@@ -248,7 +278,7 @@ class SpoolStore:
 
     def open(self) -> tuple[int, int, list[Evicted], list[Evicted]]:
         """Create or open the database; return the backlog (batches, items) and evictions."""
-        os.makedirs(self.directory, exist_ok=True)
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)  # new ones: this user's
         conn = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
@@ -369,6 +399,11 @@ class SpoolStore:
             "UPDATE batches SET attempted = ? WHERE id = ? AND owner = ?",
             (int(attempted), row, self.owner),
         )
+
+    def mark_all_attempted(self) -> None:
+        """Mark everything this sender owns as attempted; never raises (best effort)."""
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("UPDATE batches SET attempted = 1 WHERE owner = ?", (self.owner,))
 
     def delete(self, row: int) -> None:
         """Forget a batch: delivered, or finally rejected (a trigger drops its payload)."""
@@ -631,9 +666,11 @@ class _Worker:
     """One daemon thread running spool operations in order."""
 
     def __init__(self) -> None:
+        self.busy = threading.Lock()  # held while an operation runs (see _before_fork)
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="bucket_logging-spool", daemon=True)
         self._thread.start()
+        _live_workers.add(self)
 
     def _run(self) -> None:
         ident = threading.get_ident()
@@ -643,7 +680,8 @@ class _Worker:
                 job = self._jobs.get()
                 if job is None:
                     return
-                job()
+                with self.busy:
+                    job()
         finally:
             _diagnostics.internal_threads.discard(ident)
 
@@ -778,6 +816,10 @@ class Spool:
             exc,
             level=logging.ERROR,
         )
+        if self._opened and self._worker is not None:
+            # Best effort: the batches now sent from memory may still be in the file;
+            # if a later sender replays them, they count as possible duplicates.
+            self._worker.submit(self._store.mark_all_attempted)
         self._hand_over()
 
     def _hand_over(self) -> None:
@@ -951,11 +993,12 @@ class Spool:
                 if batch:
                     await self._persist(batch, bid, send=False)
             cut = [(c.row, c.ambiguous or c.posting) for c in self._cancelled if c.row]
+            memory_only = sum(c.count for c in self._cancelled if c.row is None)
             self._cancelled.clear()
             if cut:
                 await self._call(self._store.release_rows, cut)
             await self._call(self._store.release_all)
-            memory_only = sum(c.count for c in self._waiting if c.row is None)
+            memory_only += sum(c.count for c in self._waiting if c.row is None)
             with sender._lock:
                 for chunk in self._waiting:
                     if chunk.row is not None:
@@ -994,6 +1037,11 @@ class Spool:
 
     async def _open(self) -> bool:
         try:
+            if _fork_state["unsafe_in_child"]:
+                raise RuntimeError(
+                    "this process was forked while a spool operation was running in the "
+                    "parent; SQLite cannot be used safely here"
+                )
             if self._worker is None:
                 self._worker = _Worker()
             batches, items, expired, full = await self._call(self._store.open)
@@ -1028,7 +1076,9 @@ class Spool:
         sender = self._sender
         bodies = [item.body for item in batch]
         size = sum(map(len, bodies))
-        sent_next = send and not self._waiting and not sender._slots.locked()
+        sent_next = (
+            send and not self._waiting and not sender._slots.locked() and not self._backlog_maybe
+        )
         retain = sent_next or (send and self._retained + size <= self._retain_limit)
         chunk = _Chunk(bid, len(batch), size=size)
         try:
@@ -1068,7 +1118,8 @@ class Spool:
                 self._retained -= chunk.size
 
     async def _dispatch(self) -> None:
-        """Start deliveries while a request slot is free: own batches, then the backlog."""
+        """Start deliveries while a request slot is free: the backlog, oldest first,
+        then this sender's own batches (those first while a flush or exit waits)."""
         sender = self._sender
         loop = asyncio.get_running_loop()
         while not sender._stopping and not sender._slots.locked() and not self.failed:
@@ -1076,7 +1127,10 @@ class Spool:
             if closing is not None and time.monotonic() >= closing:
                 await self._leave_waiting()
                 return
-            if self._waiting:
+            claimed = await self._claim()
+            if claimed is not None:
+                chunk = claimed
+            elif self._waiting:
                 chunk = self._waiting.popleft()
                 self._unretain((chunk,))
                 if chunk.items is None and chunk.row is not None:
@@ -1091,10 +1145,7 @@ class Spool:
                     chunk.items = items
                     chunk.marked = True
             else:
-                claimed = await self._claim()
-                if claimed is None:
-                    return
-                chunk = claimed
+                return
             items = chunk.items or []
             chunk.items = None
             if chunk.row is not None:
@@ -1110,8 +1161,7 @@ class Spool:
         try:
             await self._sender._deliver(items, chunk.bid)
         except asyncio.CancelledError:
-            if chunk.row is not None:
-                self._cancelled.append(chunk)
+            self._cancelled.append(chunk)
             raise
         finally:
             if chunk.row is not None:

@@ -322,6 +322,55 @@ def test_two_processes_replay_one_backlog_without_duplicates(
     assert spooled_items(spool) == 0
 
 
+FORK = r"""
+import json, os, sys
+from bucket_logging import BulkSender, Item
+
+cfg = json.loads(sys.argv[1])
+sender = BulkSender(cfg["key"], base_url=cfg["url"], spool_dir=cfg["spool"])
+for i in range(300):
+    sender.enqueue(Item.event("Forked", f"p{i}"))
+# Fork once the sender thread is up (its client created, its spool open): a fork while
+# another thread is importing a module can leave that module's import lock held.
+assert sender.flush(10)
+for i in range(300):
+    sender.enqueue(Item.event("Forked", f"q{i}"))  # queued before the fork: the parent's
+pid = os.fork()
+if pid == 0:  # the child: a sender (and a spool connection) of its own
+    for i in range(300):
+        sender.enqueue(Item.event("Forked", f"c{i}"))
+    ok = sender.flush(10)
+    sender.close()
+    os._exit(0 if ok and sender.stats.sent == 300 else 1)
+_, status = os.waitpid(pid, 0)
+assert sender.flush(10)
+print(json.dumps({"child": os.waitstatus_to_exitcode(status), "sent": sender.stats.sent}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_gives_the_child_its_own_spool_connection(
+    tmp_path: Path, spool: Path, server: TrackingServer
+) -> None:
+    script = tmp_path / "fork.py"
+    script.write_text(FORK)
+    cfg = {"key": KEY, "url": server.url, "spool": str(spool)}
+    proc = subprocess.run(
+        [sys.executable, str(script), json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"child": 0, "sent": 600}
+    got = delivered_ids(server)
+    assert sorted(got) == sorted(ids(300, "p") | ids(300, "q") | ids(300, "c"))  # each once
+    assert spooled_items(spool) == 0
+    with contextlib.closing(sqlite3.connect(spool / SPOOL_FILE)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
 # --------------------------------------------------------------------------- limits
 
 
