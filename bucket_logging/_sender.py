@@ -329,8 +329,16 @@ class BulkSender:
         """
         _diagnostics.silence_http_client_logs()
         self._started = True
-        # An explicit selector: the default constructor logs "Using selector" (DEBUG).
-        loop = asyncio.SelectorEventLoop(selectors.DefaultSelector())
+        # The loop's constructor logs "Using selector" on asyncio's logger: for that
+        # moment this thread counts as the sender's, so the record is filtered out.
+        me = threading.get_ident()
+        mine = me not in _diagnostics.internal_threads
+        _diagnostics.internal_threads.add(me)
+        try:
+            loop = asyncio.SelectorEventLoop(selectors.DefaultSelector())
+        finally:
+            if mine:
+                _diagnostics.internal_threads.discard(me)
         self._wake = asyncio.Event()
         self._hurry = asyncio.Event()
         self._slots = asyncio.Semaphore(self.max_concurrent_requests)
