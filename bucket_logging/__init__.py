@@ -9,10 +9,11 @@ bulk endpoint.
 from __future__ import annotations
 
 from ._exceptions import BucketLoggingError, ConfigurationError, DeliveryError, InvalidItemError
+from ._format import format_call
 from ._handler import BucketHandler
 from ._items import Item
 from ._processor import BucketProcessor
-from ._sender import BulkSender, SenderStats, flush, get_sender
+from ._sender import BulkSender, SenderStats, aflush, flush, get_sender
 from ._server import TrackingServer
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "Item",
     "SenderStats",
     "TrackingServer",
+    "aflush",
     "flush",
+    "format_call",
     "get_sender",
 ]
 

@@ -126,3 +126,9 @@ def reset_rate_limits() -> None:
     """Forget the rate-limit state (for tests)."""
     with _lock:
         _last.clear()
+
+
+def after_fork_in_child() -> None:
+    """Replace the rate-limit lock: another thread may have held it at the fork."""
+    global _lock
+    _lock = threading.Lock()

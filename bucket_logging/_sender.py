@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "BulkSender",
     "SenderStats",
+    "aflush",
     "flush",
     "get_sender",
 ]
@@ -866,6 +867,16 @@ def flush(timeout: float | None = None) -> bool:
     return ok
 
 
+async def aflush(timeout: float | None = None) -> bool:
+    """:func:`flush` for asyncio applications: awaits without blocking their loop."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ok = True
+    for sender in list(_live_senders):
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ok = await sender.aflush(remaining) and ok
+    return ok
+
+
 def _shutdown_all() -> None:
     """The exit hook: deliver what is queued, within each sender's deadline."""
     senders = [s for s in list(_live_senders) if not s._closed]
@@ -892,7 +903,9 @@ def _install_exit_hook() -> None:
 def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
+    _diagnostics.after_fork_in_child()
     for sender in list(_live_senders):
+        sender._start_lock = threading.Lock()
         sender._after_fork_in_child()
 
 

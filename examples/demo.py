@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 import bucket_logging
-from bucket_logging.__main__ import format_call
+from bucket_logging import format_call
 
 HEADER = """\
 bucket_logging demo

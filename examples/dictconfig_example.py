@@ -21,7 +21,7 @@ import logging.config
 import os
 
 import bucket_logging
-from bucket_logging.__main__ import format_call
+from bucket_logging import format_call
 
 LOGGING = {
     "version": 1,

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 import bucket_logging
-from bucket_logging.__main__ import format_call
+from bucket_logging import format_call
 
 INI = Path(__file__).with_name("logging.ini")
 

@@ -30,7 +30,7 @@ import warnings
 from typing import Any
 
 import bucket_logging
-from bucket_logging.__main__ import format_call
+from bucket_logging import format_call
 
 bind = "127.0.0.1:8000"
 workers = 2

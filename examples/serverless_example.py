@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 import bucket_logging
-from bucket_logging.__main__ import format_call
+from bucket_logging import format_call
 
 log = logging.getLogger("thumbnails")
 

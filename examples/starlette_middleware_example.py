@@ -36,7 +36,7 @@ import httpx
 import structlog
 
 import bucket_logging
-from bucket_logging.__main__ import format_call
+from bucket_logging import format_call
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

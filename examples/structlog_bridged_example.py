@@ -28,7 +28,7 @@ import os
 import structlog
 
 import bucket_logging
-from bucket_logging.__main__ import format_call
+from bucket_logging import format_call
 
 
 def configure() -> None:

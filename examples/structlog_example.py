@@ -22,7 +22,7 @@ import sys
 import structlog
 
 import bucket_logging
-from bucket_logging.__main__ import format_call
+from bucket_logging import format_call
 
 
 def configure() -> None:

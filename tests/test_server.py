@@ -635,7 +635,7 @@ def cli_factory() -> Iterator[Any]:
 
 def test_cli_prints_each_call(cli_factory: Any, client: httpx.Client) -> None:
     cli: Cli = cli_factory()
-    assert cli.hint == f"export BUCKET_TRACKING_URL={cli.url}"
+    assert cli.hint == f"export BUCKET_TRACKING_URL={cli.url} BUCKET_TRACKING_KEY=dev-local-key"
     r = client.post(
         f"{cli.url}/{KEY}/bulk",
         json=[
