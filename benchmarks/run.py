@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -649,8 +649,6 @@ class Goal:
     target: str
     value: float | None
     met: bool | None
-    detail: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _row(section: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
