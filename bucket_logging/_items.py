@@ -319,11 +319,21 @@ def _key(key: Any) -> str:
 
 
 def dumps(obj: Any) -> bytes:
-    """Encode ``obj`` to JSON bytes, converting what JSON cannot hold; never raises."""
+    """Encode ``obj`` to JSON bytes, converting what JSON cannot hold; never raises.
+
+    The result is a right-sized copy: orjson's own result keeps a buffer of at least
+    4 KiB behind it whatever its length, and queued items would hold ~30x the memory
+    their ``len()`` says (which the queue's byte bound counts).
+    """
     try:
-        return orjson.dumps(obj, default=_default, option=_OPTIONS)
+        out = orjson.dumps(obj, default=_default, option=_OPTIONS)
     except (orjson.JSONEncodeError, TypeError, ValueError, RecursionError):
-        return orjson.dumps(_sanitize(obj), default=_default_str, option=_OPTIONS)
+        out = orjson.dumps(_sanitize(obj), default=_default_str, option=_OPTIONS)
+    return b"".join((out, b"")) if len(out) < _RIGHT_SIZE else out
+
+
+#: Results shorter than this are copied (see :func:`dumps`); longer ones waste little.
+_RIGHT_SIZE: Final = 64 * 1024
 
 
 # --------------------------------------------------------------------------- timestamps

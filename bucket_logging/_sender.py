@@ -219,7 +219,7 @@ class BulkSender:
         base_url: str | None = None,
         offline: bool = False,
         flush_interval: float = 1.0,
-        max_batch_items: int = 1000,
+        max_batch_items: int = 5000,
         max_queue_items: int = 200_000,
         max_queue_bytes: int = 64 * 1024 * 1024,
         max_concurrent_requests: int = 4,
