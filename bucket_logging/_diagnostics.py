@@ -89,10 +89,23 @@ class _ThreadFilter(logging.Filter):
 
 _thread_filter: Final = _ThreadFilter()
 
+# Filters are not inherited: every logger the HTTP stack and asyncio log on is named.
+_SILENCED: Final = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+    "hpack",
+    "asyncio",
+)
+
 
 def silence_http_client_logs() -> None:
     """Install the filter on the HTTP client's and asyncio's loggers (idempotent)."""
-    for name in ("httpx", "httpcore", "httpcore.http11", "httpcore.connection", "asyncio"):
+    for name in _SILENCED:
         log = logging.getLogger(name)
         if _thread_filter not in log.filters:
             log.addFilter(_thread_filter)

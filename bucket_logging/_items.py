@@ -84,7 +84,8 @@ _IDS: Final[dict[str, tuple[tuple[str, bool], ...]]] = {
 }
 
 _ISO_RE: Final = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)\Z"
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,]\d{1,9})?)?"
+    r"(?:Z|[+-](\d{2})(?::?(\d{2}))?)\Z"
 )
 
 
@@ -113,13 +114,16 @@ def _id_problem(value: Any, name: str) -> str | None:
 
 def _timestamp_problem(value: Any) -> str | None:
     if isinstance(value, str):
-        if _ISO_RE.match(value):
-            try:
-                _dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace(",", "."))
+        match = _ISO_RE.match(value)
+        if match:
+            year, month, day, hour, minute, second, zh, zm = (int(g or 0) for g in match.groups())
+            try:  # the fields' ranges (datetime.fromisoformat is stricter on Python 3.10)
+                _dt.datetime(year, month, day, hour, minute, second)
             except ValueError:
                 pass
             else:
-                return None
+                if zh < 24 and zm < 60:
+                    return None
         return f"timestamp must be ISO 8601 with a time zone, got {value!r:.60}"
     if type(value) is int and value >= 0:
         return None  # milliseconds since the epoch, as Bucket's OpenAPI allows

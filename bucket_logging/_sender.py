@@ -750,7 +750,7 @@ class BulkSender:
                     self._notify(DeliveryError("rejected", 1, status, _diagnostics.redact(message)))
                     report(
                         "rejected",
-                        "bucket_logging: the server rejected a %s item (HTTP %d: %s): %.300s",
+                        "bucket_logging: the server rejected an item (%s; HTTP %d: %s): %.300s",
                         batch[0].kind,
                         status,
                         message,

@@ -182,7 +182,7 @@ def test_the_key_is_in_no_output_even_when_everything_goes_wrong(
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("flushed True") == 2
     # the run did say things (so the check below is not vacuous) ...
-    assert "the server rejected a event item" in done.stderr
+    assert "the server rejected an item (event; HTTP 400" in done.stderr
     assert "INVALID_API_KEY" in done.stderr
     # the sender thread's HTTP client and event loop logged nothing on the app's handlers
     assert "HTTP Request" not in done.stderr
