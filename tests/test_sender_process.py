@@ -41,7 +41,7 @@ def run(
     )
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, str(script)],
+        [sys.executable, "-W", "ignore:This process:DeprecationWarning", str(script)],
         env=env,
         capture_output=True,
         text=True,
