@@ -63,10 +63,20 @@ the age of a batch; what exceeds either is deleted oldest first, counted
 deletes only batches it owns (not in flight) or free ones, never another live
 process's.
 
-Threads. The caller's thread is untouched: it still only appends to the in-memory
-queue. Every spool operation runs on one worker thread per sender (started by the
-sender's thread), awaited by the sender's event loop, so the loop keeps serving
-requests while SQLite waits on the disk or on another process's lock.
+Threads and memory. The caller's thread is untouched: it still only appends to
+the in-memory queue. Every spool operation runs on one worker thread per sender
+(started by the sender's thread), awaited by the sender's event loop, so the loop
+keeps serving requests while SQLite waits on the disk or on another process's lock.
+Batches waiting for a request slot keep their items in memory up to a quarter of
+``max_queue_bytes`` (so that a burst is sent without reading it back); beyond that
+they are read back from the file when their turn comes. A ``fork()`` waits (at most
+:data:`FORK_WAIT_SECONDS`) until no spool operation runs, and the child opens its
+own connection; the parent's is never touched in the child.
+
+On disk. The directory must be on a local file system (SQLite's locks are not
+reliable over NFS and the like). Besides the database (at most about
+``spool_max_bytes`` of used pages), the WAL file holds up to about 4 MiB between
+checkpoints and is trimmed back to 16 MiB; new directories are created ``0700``.
 
 Failures. A spool that cannot be opened or used (garbage in the file, a read-only
 or missing directory, a full disk, a lock held past the busy timeout) is reported
