@@ -169,14 +169,20 @@ class BucketHandler(logging.Handler):
         self._track(fields, created, name, template, plan)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until everything queued on the sender was delivered (or ``timeout``).
+        """Wait until everything queued on the sender was delivered, or ``timeout``.
 
-        When the calling thread holds logging's module lock (``dictConfig`` or
-        ``fileConfig`` replacing handlers), the flush is requested but not awaited:
-        the sender's thread may need that lock to log, and waiting would deadlock.
+        ``timeout`` defaults to the sender's ``shutdown_timeout`` (5 s): logging
+        calls ``flush()`` with no argument at ``logging.shutdown()``, and a hanging
+        endpoint must not hold the exit longer. When the calling thread holds
+        logging's module lock (``dictConfig`` or ``fileConfig`` replacing handlers),
+        the flush is requested but not awaited: the sender's thread may need that
+        lock to log, and waiting would deadlock.
         """
         if _holds_logging_lock():
             timeout = 0.0
+        elif timeout is None:
+            default = getattr(self._tracker.sender, "shutdown_timeout", None)
+            timeout = float(default) if isinstance(default, (int, float)) else _FLUSH_TIMEOUT
         try:
             self._tracker.sender.flush(timeout)
         except Exception as exc:
@@ -194,8 +200,7 @@ class BucketHandler(logging.Handler):
         of the process; its exit hook closes it.
         """
         try:
-            timeout = getattr(self._tracker.sender, "shutdown_timeout", None)
-            self.flush(timeout if isinstance(timeout, (int, float)) else None)
+            self.flush()
         finally:
             super().close()
 
@@ -204,6 +209,11 @@ class BucketHandler(logging.Handler):
         rules = self._tracker.rules
         count = len(rules) if rules is not None else 0
         return f"<{type(self).__name__} ({level}) {count} rule(s)>"
+
+
+#: How long :meth:`BucketHandler.flush` waits by default when the sender has no
+#: ``shutdown_timeout`` (a custom sender).
+_FLUSH_TIMEOUT = 5.0
 
 
 def _holds_logging_lock() -> bool:
