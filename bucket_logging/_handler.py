@@ -100,6 +100,7 @@ class BucketHandler(logging.Handler):
         self._rule_cache = None if compiled is None else compiled.template_cache
         self._wants = self._tracker.wants
         self._track = self._tracker.track
+        self._track_event = self._tracker.track_event
         super().__init__(level)
 
     @property
@@ -131,6 +132,14 @@ class BucketHandler(logging.Handler):
         else:
             fields = record.__dict__
             template = msg
+        if "bucket_event" in fields and not (
+            "bucket_user" in fields
+            or "bucket_company" in fields
+            or "bucket_feedback" in fields
+            or "bucket_active" in fields
+        ):
+            self._track_event(fields, None, None, template, record)
+            return record
         # Pre-filters only (no tag, or a template known to match no rule): the
         # tracker's wants() decides what a record asks for.
         if not (

@@ -312,6 +312,7 @@ class BulkSender:
         self._wake_requested = False
         self._closed = False
         self._started = False
+        self._running = False  # started, not closed, not offline: enqueue's fast path
         self._thread: threading.Thread | None = None
         self._thread_id: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -370,11 +371,13 @@ class BulkSender:
             thread.start()
         except RuntimeError as exc:  # e.g. "can't create new thread at interpreter shutdown"
             self._closed = True
+            self._running = False
             self._loop = None
             loop.close()
             report("start", "bucket_logging: cannot start the sender thread (%s)", exc)
             return
         self._thread = thread
+        self._running = not self._closed
         if self._spool is not None:
             self._call_soon(self._wake_now)  # open the spool and replay its backlog now
 
@@ -397,6 +400,39 @@ class BulkSender:
         Returns False when the item was dropped (queue full, sender closed), which is
         counted in :attr:`stats`.
         """
+        if not self._running:  # offline, closed, or first use in a forked child
+            return self._enqueue_slowly(item)
+        size = len(item.body)
+        lock = self._lock
+        lock.acquire()
+        queue = self._queue
+        if len(queue) < self.max_queue_items and self._queue_bytes + size <= self.max_queue_bytes:
+            queue.append(item)
+            self._queue_bytes += size
+            self._enqueued += 1
+            if self._wake_requested or len(queue) < self.max_batch_items:
+                lock.release()
+                return True
+            self._wake_requested = True
+            lock.release()
+            self._call_soon(self._wake_now)
+            return True
+        self._dropped["queue_full"] += 1
+        lock.release()
+        self._report_drop(item, "queue_full")
+        return False
+
+    def _report_drop(self, item: Item, reason: str) -> None:
+        report(
+            "drop-" + reason,
+            "bucket_logging: dropped a %s item: %s",
+            item.kind,
+            "the queue is full (the endpoint is slow or down)"
+            if reason == "queue_full"
+            else "the sender is closed",
+        )
+
+    def _enqueue_slowly(self, item: Item) -> bool:
         if self.offline:
             with self._lock:
                 self._counts["offline"] += 1
@@ -407,37 +443,12 @@ class BulkSender:
             with self._start_lock:  # first use in a forked child
                 if not self._started:
                     self._start()
-        size = len(item.body)
+        if self._running:
+            return self.enqueue(item)
         with self._lock:
-            if self._closed:
-                self._dropped["closed"] += 1
-                dropped = "closed"
-            elif (
-                len(self._queue) >= self.max_queue_items
-                or self._queue_bytes + size > self.max_queue_bytes
-            ):
-                self._dropped["queue_full"] += 1
-                dropped = "queue_full"
-            else:
-                self._queue.append(item)
-                self._queue_bytes += size
-                self._enqueued += 1
-                if self._wake_requested or len(self._queue) < self.max_batch_items:
-                    return True
-                self._wake_requested = True
-                dropped = ""
-        if dropped:
-            report(
-                "drop-" + dropped,
-                "bucket_logging: dropped a %s item: %s",
-                item.kind,
-                "the queue is full (the endpoint is slow or down)"
-                if dropped == "queue_full"
-                else "the sender is closed",
-            )
-            return False
-        self._call_soon(self._wake_now)
-        return True
+            self._dropped["closed"] += 1
+        self._report_drop(item, "closed")
+        return False
 
     def _call_soon(self, callback: Callable[..., Any], *args: Any) -> bool:
         loop = self._loop
@@ -530,6 +541,7 @@ class BulkSender:
         """
         if self._closed or self.offline:
             self._closed = True
+            self._running = False
             return
         timeout = self.shutdown_timeout if timeout is None else max(0.0, timeout)
         deadline = time.monotonic() + timeout
@@ -537,6 +549,7 @@ class BulkSender:
         self.flush(timeout)
         with self._lock:
             self._closed = True
+            self._running = False
         self._call_soon(self._stop)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():

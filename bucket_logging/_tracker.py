@@ -28,6 +28,7 @@ from typing import Any, Final, Protocol
 import structlog.contextvars
 
 from . import _diagnostics
+from ._diagnostics import INTERNAL_LOGGER_PREFIXES
 from ._exceptions import ConfigurationError, InvalidItemError
 from ._items import Item, encode, encode_plain_event, format_timestamp, normalize_id
 from ._rules import Rule, RuleSet, compile_rules
@@ -44,6 +45,8 @@ __all__ = [
     "release_claim",
     "resolve_sender",
 ]
+
+_INTERNAL_ROOTS: Final = frozenset(INTERNAL_LOGGER_PREFIXES)
 
 #: Every tag a record can carry.
 TAGS: Final = (
@@ -357,6 +360,62 @@ class Tracker:
         if "bucket_attributes" in fields or "bucket_active" in fields:
             return ORPHAN
         return None
+
+    def track_event(
+        self,
+        fields: Mapping[str, Any],
+        created: float | None,
+        logger_name: str | None,
+        template: object,
+        record: logging.LogRecord | None = None,
+    ) -> None:
+        """The everyday record in one step: only ``bucket_event`` (and its attributes).
+
+        Front ends call this when a record carries ``bucket_event`` and none of
+        ``bucket_user``, ``bucket_company``, ``bucket_feedback``, ``bucket_active``.
+        ``created`` and ``logger_name`` are read from ``record`` when None. It skips
+        the library's own records and a record a processor already tracked, encodes
+        plainly valid values with :func:`~bucket_logging._items.encode_plain_event`,
+        and hands everything else to :meth:`track`, which validates and explains.
+        Never raises, never re-enters itself.
+        """
+        local = _local
+        if local.busy:
+            return
+        local.busy = True
+        try:
+            if record is not None:
+                if created is None:
+                    created = record.created
+                if logger_name is None:
+                    logger_name = record.name
+                if record.thread in _diagnostics.internal_threads:
+                    return
+                if local.claim is not None and is_claimed(record, fields, template):
+                    return
+            if created is None or logger_name is None:
+                return
+            if logger_name.partition(".")[0] in _INTERNAL_ROOTS:
+                return
+            get = fields.get
+            user_id = get(self._user_field)
+            if user_id is None:
+                user_id = _from_context(self._user_field, self._user_key)
+            company_id = get(self._company_field)
+            if company_id is None:
+                company_id = _from_context(self._company_field, self._company_key)
+            item = encode_plain_event(
+                get("bucket_event"), user_id, company_id, get("bucket_attributes"), created
+            )
+            if item is not None:
+                self._deliver(item)
+                return
+        except Exception:  # a broken record or an odd value: the general path explains
+            if created is None or logger_name is None:
+                return
+        finally:
+            local.busy = False
+        self.track(fields, created, logger_name, template, TAGGED)
 
     def track(
         self,
