@@ -48,7 +48,7 @@ from typing import Any
 from . import _diagnostics
 from ._diagnostics import is_internal
 from ._rules import NO_RULES
-from ._tracker import Sender, Tracker, _local, is_claimed, resolve_sender
+from ._tracker import Sender, Tracker, _local, is_claimed
 
 __all__ = ["BucketHandler"]
 
@@ -89,9 +89,11 @@ class BucketHandler(logging.Handler):
     ) -> None:
         # Everything that can fail comes first: a handler whose construction failed
         # must not be registered with logging (which would flush it at shutdown).
-        resolved = resolve_sender(sender, tracking_key, base_url, sender_options)
-        self._tracker = Tracker(
-            resolved,
+        self._tracker = Tracker.configured(
+            sender,
+            tracking_key,
+            base_url,
+            sender_options,
             rules=rules,
             user_id_field=user_id_field,
             company_id_field=company_id_field,

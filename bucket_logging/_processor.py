@@ -58,7 +58,7 @@ from typing import Any
 
 from . import _diagnostics
 from ._rules import NO_RULES
-from ._tracker import Sender, Tracker, _local, claim, release_claim, resolve_sender
+from ._tracker import Sender, Tracker, _local, claim, release_claim
 
 __all__ = ["BucketProcessor"]
 
@@ -122,9 +122,11 @@ class BucketProcessor:
         sender: Sender | None = None,
         **sender_options: Any,
     ) -> None:
-        resolved = resolve_sender(sender, tracking_key, base_url, sender_options)
-        self._tracker = Tracker(
-            resolved,
+        self._tracker = Tracker.configured(
+            sender,
+            tracking_key,
+            base_url,
+            sender_options,
             rules=rules,
             user_id_field=user_id_field,
             company_id_field=company_id_field,
