@@ -8,6 +8,7 @@ by replacing one method of the running server.
 from __future__ import annotations
 
 import logging
+import selectors
 import socket
 import threading
 from collections.abc import Iterator
@@ -19,8 +20,7 @@ import orjson
 import pytest
 from _helpers import _fresh_rate_limits  # noqa: F401  (autouse fixture)
 
-from bucket_logging import _server
-from bucket_logging._items import MAX_BODY_BYTES
+from bucket_logging._items import MAX_BODY_BYTES, validate_wire
 from bucket_logging._server import RequestRecord, TrackingServer
 
 KEY = "trEdgeSecretKey-9f8e7d6c"
@@ -377,7 +377,7 @@ def test_a_handler_that_raises_closes_its_connection(
     monkeypatch: pytest.MonkeyPatch,
     exc: Exception,
 ) -> None:
-    real = _server.validate_wire
+    real = validate_wire
     calls = []
 
     def flaky(*args: Any) -> Any:
@@ -386,7 +386,7 @@ def test_a_handler_that_raises_closes_its_connection(
             raise exc
         return real(*args)
 
-    monkeypatch.setattr(_server, "validate_wire", flaky)
+    monkeypatch.setattr("bucket_logging._server.validate_wire", flaky)
     with httpx.Client(timeout=10) as c:
         with pytest.raises(httpx.TransportError):
             c.post(f"{server.url}/{KEY}/user", json={"userId": 1})
@@ -435,7 +435,7 @@ def test_a_connection_that_cannot_be_handed_to_a_thread_is_closed_and_reported(
             raise RuntimeError("can't start new thread")
         real(request, address)
 
-    httpd.process_request = process_request  # type: ignore[method-assign]
+    httpd.process_request = process_request  # type: ignore[method-assign,assignment]
     with httpx.Client(timeout=10) as c:
         with pytest.raises(httpx.TransportError):
             c.post(f"{server.url}/{KEY}/user", json={"userId": 1})
@@ -459,7 +459,7 @@ def test_a_connection_accepted_while_stopping_is_not_served(
             httpd.stopping.set()  # stop() began between the accept and the handler
             real(request, address)
 
-        httpd.process_request = stop_meanwhile  # type: ignore[method-assign]
+        httpd.process_request = stop_meanwhile  # type: ignore[method-assign,assignment]
         with pytest.raises(httpx.TransportError):
             client.post(f"{srv.url}/{KEY}/user", json={"userId": 1})
     finally:
@@ -497,7 +497,7 @@ def test_a_failed_bind_leaves_nothing_open(monkeypatch: pytest.MonkeyPatch) -> N
         pairs.append(pair)
         return pair
 
-    monkeypatch.setattr(_server.socket, "socketpair", spy)
+    monkeypatch.setattr(socket, "socketpair", spy)  # the module _server uses
     with TrackingServer() as busy:
         srv = TrackingServer(port=busy.port)
         with pytest.raises(OSError):
@@ -508,35 +508,33 @@ def test_a_failed_bind_leaves_nothing_open(monkeypatch: pytest.MonkeyPatch) -> N
     assert all(s.fileno() == -1 for s in pairs[1])  # the failed one's wake-up pair is closed
 
 
-class NoticedServer(TrackingServer):
-    """Sets :attr:`bound` once it listens (serve_forever without on_ready says nothing)."""
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: TrackingServer.stop closes the wake-up socket of a serve_forever() loop "
+    "without waiting for it: a loop about to wait then waits forever",
+)
+def test_stop_from_another_thread_ends_serve_forever(monkeypatch: pytest.MonkeyPatch) -> None:
+    entered, proceed = threading.Event(), threading.Event()
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.bound = threading.Event()
+    class LateSelector(selectors.DefaultSelector):
+        """Its first wait begins only once ``proceed`` is set: the serving thread
+        checked ``stopping``, then lost the CPU before it began to wait."""
 
-    def _bind(self) -> Any:
-        httpd = super()._bind()
-        self.bound.set()
-        return httpd
+        def select(self, timeout: float | None = None) -> Any:
+            if threading.current_thread().name == "serve-forever" and not proceed.is_set():
+                entered.set()
+                proceed.wait(10)
+            return super().select(timeout)
 
-
-def test_serve_forever_on_a_thread_until_stop(client: httpx.Client) -> None:
-    srv = NoticedServer()
-    thread = threading.Thread(target=srv.serve_forever)  # without on_ready
-    thread.start()
-    try:
-        assert srv.bound.wait(10)
-        assert srv.running
-        assert client.post(f"{srv.url}/{KEY}/user", json={"userId": 1}).status_code == 200
-    finally:
-        srv.stop()
-        thread.join(10)
-    assert not thread.is_alive()
-    assert not srv.running
-    with srv:  # it can be started again, on the same port
-        assert client.post(f"{srv.url}/{KEY}/user", json={"userId": 2}).status_code == 200
-    assert [c["userId"] for c in srv.calls] == [1, 2]
+    monkeypatch.setattr(selectors, "DefaultSelector", LateSelector)  # _server's too
+    srv = TrackingServer()
+    thread = threading.Thread(target=srv.serve_forever, name="serve-forever", daemon=True)
+    thread.start()  # without on_ready
+    assert entered.wait(10)
+    srv.stop()  # from another thread, as its docstring allows
+    proceed.set()
+    thread.join(2)
+    assert not thread.is_alive()  # (if it is, it stays blocked: a daemon thread)
 
 
 def test_entering_a_started_server_keeps_it(client: httpx.Client) -> None:
