@@ -425,10 +425,16 @@ def test_a_forked_child_that_closes_before_use_starts_nothing(
     assert thread is not None
     sender.close(5)
     thread.join(10)
-    pretend_fork(monkeypatch, sender)
+    monkeypatch.delenv("BUCKET_TRACKING_KEY", raising=False)
+    offline = BulkSender(offline=True)  # never had a thread
+    assert offline.enqueue(events(1)[0])
+    pretend_fork(monkeypatch, sender, offline)
     sender.close(5)
     assert sender._thread is None  # no thread was started just to stop it
     assert sender.flush(5)
+    assert offline.stats.offline == 0  # the parent's count stays the parent's
+    assert offline.enqueue(events(1)[0]) and offline.stats.offline == 1
+    offline.close()
 
 
 @pytest.mark.xfail(
