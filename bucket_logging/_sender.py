@@ -439,9 +439,9 @@ class BulkSender:
             if _diagnostics.logger.isEnabledFor(logging.DEBUG):
                 _diagnostics.logger.debug("offline: %s", item.body.decode("utf-8", "replace"))
             return True
-        if not self._started:
+        if not self._started and not self._closed:
             with self._start_lock:  # first use in a forked child
-                if not self._started:
+                if not self._started and not self._closed:
                     self._start()
         if self._running:
             return self.enqueue(item)
@@ -554,10 +554,20 @@ class BulkSender:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.1, min(1.0, deadline - time.monotonic())))
+            spool = self._spool
+            if thread.is_alive() and spool is not None and not spool.failed:
+                # The thread is still writing what is left to the spool (e.g. waiting
+                # for another process's write lock): that wrap-up counts it as spooled.
+                self._forget()
+                return
         with self._lock:
             lost = self._enqueued - self._done
         if lost:
             self._drop("shutdown", lost, None, "not delivered before the shutdown deadline")
+        self._forget()
+
+    def _forget(self) -> None:
+        """Leave the process-wide lists: a closed sender is neither flushed nor shared."""
         _live_senders.discard(self)
         for registry_key, sender in list(_registry.items()):
             if sender is self:
@@ -836,10 +846,10 @@ class BulkSender:
             await asyncio.wait_for(self._hurry.wait(), delay)
 
     def _drop(self, reason: str, count: int, status: int | None, detail: str) -> None:
+        """Count and report queued items that will not be delivered (they are done)."""
         with self._lock:
             self._dropped[reason] += count
-            if reason not in ("queue_full", "closed"):
-                self._done += count
+            self._done += count
         error = DeliveryError(reason, count, status, _diagnostics.redact(detail))
         report("drop-" + reason, "bucket_logging: %s", error)
         self._notify(error)

@@ -525,6 +525,7 @@ class TrackingServer:
             httpd.run(0.5 if sys.platform == "win32" else None)
         finally:
             self.stop()
+            httpd.server_close()  # here, once the loop is out: stop() leaves it to us
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving: close every connection and interrupt delayed requests.
@@ -538,9 +539,12 @@ class TrackingServer:
             return
         handlers = httpd.close_connections()  # also sets httpd.stopping
         httpd.wake()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-        httpd.server_close()
+        if thread is not None:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+            httpd.server_close()
+        # else serve_forever() runs the loop: it closes the sockets once the loop is
+        # out (closing them under a loop about to wait would leave it waiting forever)
         for handler in handlers:
             if handler is not threading.current_thread():
                 handler.join(timeout)

@@ -558,7 +558,9 @@ class SpoolStore:
             raise
         page_size, pages, free = self._pages()
         if free * page_size > 4 * 1024 * 1024 and free * 4 > pages:
-            conn.execute("PRAGMA incremental_vacuum")  # give the space back to the disk
+            # give the space back to the disk; executescript steps the pragma to the end
+            # (execute() would free one page per call: it returns no rows to fetch)
+            conn.executescript("PRAGMA incremental_vacuum;")
         return expired, full
 
     def _dead(self, owner: str) -> bool:

@@ -445,11 +445,6 @@ def test_a_forked_child_that_closes_before_use_starts_nothing(
     offline.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: BulkSender.enqueue starts the sender thread of a closed, never-started "
-    "sender (a forked child's), which nothing ever stops",
-)
 def test_a_forked_child_that_closed_its_sender_drops_without_a_thread(
     make_sender: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:

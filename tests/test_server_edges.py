@@ -508,11 +508,6 @@ def test_a_failed_bind_leaves_nothing_open(monkeypatch: pytest.MonkeyPatch) -> N
     assert all(s.fileno() == -1 for s in pairs[1])  # the failed one's wake-up pair is closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: TrackingServer.stop closes the wake-up socket of a serve_forever() loop "
-    "without waiting for it: a loop about to wait then waits forever",
-)
 def test_stop_from_another_thread_ends_serve_forever(monkeypatch: pytest.MonkeyPatch) -> None:
     entered, proceed = threading.Event(), threading.Event()
 

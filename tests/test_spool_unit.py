@@ -376,11 +376,6 @@ def test_age_limit_spares_protected_and_other_live_senders_batches(
     assert [r[0] for r in rows(spool)] == [theirs, in_flight]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SpoolStore.maintain runs PRAGMA incremental_vacuum with conn.execute, "
-    "which steps the statement once: one page is freed per maintenance, not all",
-)
 def test_the_file_shrinks_after_a_backlog_is_gone(
     stores: Callable[..., SpoolStore], spool: Path
 ) -> None:
@@ -782,12 +777,6 @@ def test_a_request_cut_by_the_exit_counts_as_possibly_delivered(
     assert (later.stats.replayed, later.stats.redelivered) == (4, 4)  # possible duplicates
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: BulkSender.close counts items as dropped (shutdown) when the sender "
-    "thread's spool wrap-up outlasts its join, although that wrap-up leaves them in the "
-    "spool for the next sender",
-)
 def test_items_left_in_the_spool_by_a_slow_exit_are_not_counted_as_dropped(
     senders: Callable[..., BulkSender], spool: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
