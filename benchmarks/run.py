@@ -23,6 +23,7 @@ or not met, and written as JSON to ``benchmarks/results/latest.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import importlib.metadata
 import json
@@ -64,6 +65,10 @@ class Config:
     rules_rounds: int = 5
     warmup_calls: int = 1_000
     timeout: float = 120.0
+    # Where bucket_logging's items go: "sink", the same counting server the peers post
+    # to (equal server work for every library on this shared machine), or "tracking",
+    # the validating TrackingServer.
+    bucket_server: str = "sink"
 
 
 SMOKE = Config(
@@ -152,7 +157,8 @@ class Bench:
         self.cfg = cfg
         self.notes: list[str] = []
         self.fe = _frontends
-        url = servers.tracking_url
+        self.bucket_server = cfg.bucket_server
+        url = servers.sink_url if cfg.bucket_server == "sink" else servers.tracking_url
         self.null_logger = _logger("bench.null", logging.NullHandler())
         self.handler: Any = None
         self.bucket_logger: logging.Logger | None = None
@@ -229,7 +235,7 @@ class Bench:
             key,
             label or "BucketHandler, tracked",
             _calls.stdlib_tracked(self.bucket_logger),
-            "tracking",
+            self.bucket_server,
             1,
             self.flush_bucket,
             "null_tracked",
@@ -355,7 +361,7 @@ def section_cost(b: Bench) -> dict[str, Any]:
             continue
         if ships:
             variants.append(
-                Variant(key, label, factory(log), "tracking", 1, b.flush_bucket, baseline)
+                Variant(key, label, factory(log), b.bucket_server, 1, b.flush_bucket, baseline)
             )
         else:
             variants.append(Variant(key, label, factory(log), baseline=baseline))
@@ -544,7 +550,7 @@ def section_scaling(b: Bench) -> dict[str, Any]:
                 f"tracked_t{t}",
                 f"BucketHandler tracked, {t} thread(s)",
                 _calls.threaded(_calls.stdlib_tracked(b.bucket_logger), t),
-                "tracking",
+                b.bucket_server,
                 1,
                 b.flush_bucket,
                 f"null_t{t}",
@@ -596,7 +602,8 @@ def section_scaling(b: Bench) -> dict[str, Any]:
             }
             for i in range(count)
         ]
-        handler = b.fe.BucketHandler(KEY, base_url=b.servers.tracking_url, rules=rules or None)
+        url = b.servers.sink_url if b.bucket_server == "sink" else b.servers.tracking_url
+        handler = b.fe.BucketHandler(KEY, base_url=url, rules=rules or None)
         logger = _logger(f"bench.rules.{count}", handler)
         variants.append(
             Variant(
@@ -612,7 +619,7 @@ def section_scaling(b: Bench) -> dict[str, Any]:
                     f"rules{count}_hit",
                     f"{count} rules, untagged, matches rule #{count - 1}",
                     _calls.stdlib_rule_hit(logger, f"bench rule {count - 1} fired for %s"),
-                    "tracking",
+                    b.bucket_server,
                     1,
                     b.flush_bucket,
                     "null_rules",
@@ -770,6 +777,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="where to write the results (JSON)")
     parser.add_argument(
+        "--bucket-server",
+        choices=("sink", "tracking"),
+        default="sink",
+        help="where bucket_logging's items go: the peers' counting sink (default: the "
+        "same server work for every library) or the validating TrackingServer",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="profile the tracked call path and exit"
     )
     args = parser.parse_args(argv)
@@ -781,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
-    cfg = SMOKE if args.smoke else Config()
+    cfg = dataclasses.replace(SMOKE if args.smoke else Config(), bucket_server=args.bucket_server)
     out_path = args.json or HERE / "results" / ("smoke.json" if args.smoke else "latest.json")
 
     info = machine()

@@ -109,7 +109,7 @@ class BucketProcessor:
             is given or set in the environment (unless ``offline=True``).
     """
 
-    __slots__ = ("_rule_cache", "_track", "_tracker", "_wants")
+    __slots__ = ("_rule_cache", "_track", "_track_event", "_tracker", "_wants")
 
     def __init__(
         self,
@@ -135,6 +135,7 @@ class BucketProcessor:
         self._rule_cache = None if compiled is None else compiled.template_cache
         self._wants = self._tracker.wants
         self._track = self._tracker.track
+        self._track_event = self._tracker.track_event
 
     @property
     def tracker(self) -> Tracker:
@@ -179,16 +180,27 @@ class BucketProcessor:
                         release_claim()
                     return event_dict
             name = _logger_name(logger, event_dict)
-            plan = self._wants(event_dict, name, event)
-            if plan is None:
-                release_claim()
-                return event_dict
+            plan: object = None
+            plain = "bucket_event" in event_dict and not (
+                "bucket_user" in event_dict
+                or "bucket_company" in event_dict
+                or "bucket_feedback" in event_dict
+                or "bucket_active" in event_dict
+            )
+            if not plain:  # else the everyday event: Tracker.track_event
+                plan = self._wants(event_dict, name, event)
+                if plan is None:
+                    release_claim()
+                    return event_dict
             if _diagnostics.is_internal(name, _get_ident()):
                 return event_dict
             now = time.time()
         except Exception:  # an odd logger or event dict must not break logging
             return event_dict
-        self._track(event_dict, now, name, event, plan)
+        if plain:
+            self._track_event(event_dict, now, name, event)
+        else:
+            self._track(event_dict, now, name, event, plan)
         if isinstance(logger, logging.Logger):
             level = _LEVELS.get(method_name)
             if level is not None and not logger.isEnabledFor(level):
