@@ -84,7 +84,8 @@ class _ThreadFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.thread not in internal_threads
+        # the emitting thread, not record.thread: that is None with logThreads off
+        return threading.get_ident() not in internal_threads
 
 
 _thread_filter: Final = _ThreadFilter()

@@ -337,7 +337,6 @@ class BulkSender:
         callbacks touch is created here, before the thread runs.
         """
         _diagnostics.silence_http_client_logs()
-        self._started = True
         # The loop's constructor logs "Using selector" on asyncio's logger: for that
         # moment this thread counts as the sender's, so the record is filtered out.
         me = threading.get_ident()
@@ -377,6 +376,7 @@ class BulkSender:
             report("start", "bucket_logging: cannot start the sender thread (%s)", exc)
             return
         self._thread = thread
+        self._started = True
         self._running = not self._closed
         if self._spool is not None:
             self._call_soon(self._wake_now)  # open the spool and replay its backlog now
@@ -403,24 +403,28 @@ class BulkSender:
         if not self._running:  # offline, closed, or first use in a forked child
             return self._enqueue_slowly(item)
         size = len(item.body)
-        lock = self._lock
-        lock.acquire()
-        queue = self._queue
-        if len(queue) < self.max_queue_items and self._queue_bytes + size <= self.max_queue_bytes:
-            queue.append(item)
-            self._queue_bytes += size
-            self._enqueued += 1
-            if self._wake_requested or len(queue) < self.max_batch_items:
-                lock.release()
-                return True
-            self._wake_requested = True
-            lock.release()
-            self._call_soon(self._wake_now)
-            return True
-        self._dropped["queue_full"] += 1
-        lock.release()
-        self._report_drop(item, "queue_full")
-        return False
+        with self._lock:
+            queue = self._queue
+            if (
+                len(queue) < self.max_queue_items
+                and self._queue_bytes + size <= self.max_queue_bytes
+                and self._running  # re-checked: close() may have run meanwhile
+            ):
+                queue.append(item)
+                self._queue_bytes += size
+                self._enqueued += 1
+                if self._wake_requested or len(queue) < self.max_batch_items:
+                    return True
+                self._wake_requested = True
+                reason = ""
+            else:
+                reason = "queue_full" if self._running else "closed"
+                self._dropped[reason] += 1
+        if reason:
+            self._report_drop(item, reason)
+            return False
+        self._call_soon(self._wake_now)
+        return True
 
     def _report_drop(self, item: Item, reason: str) -> None:
         report(
@@ -439,10 +443,15 @@ class BulkSender:
             if _diagnostics.logger.isEnabledFor(logging.DEBUG):
                 _diagnostics.logger.debug("offline: %s", item.body.decode("utf-8", "replace"))
             return True
-        if not self._started and not self._closed:
-            with self._start_lock:  # first use in a forked child
-                if not self._started and not self._closed:
-                    self._start()
+        if not self._running and not self._closed:
+            # First use in a forked child: concurrent first calls wait for one start.
+            with self._start_lock:
+                if not self._running and not self._closed:
+                    try:
+                        self._start()
+                    except Exception as exc:  # e.g. no file descriptor left
+                        self._closed = True
+                        report("start", "bucket_logging: cannot start the sender (%r)", exc)
         if self._running:
             return self.enqueue(item)
         with self._lock:
@@ -521,8 +530,8 @@ class BulkSender:
             return False
 
     def _request_flush(self) -> concurrent.futures.Future[bool] | None:
-        if self.offline or not self._started:
-            return None
+        if self.offline or not self._started or self._closed:
+            return None  # (a closed sender has counted what it could not deliver)
         with self._lock:
             target = self._enqueued
             if self._finished_locked() >= target:
@@ -622,6 +631,11 @@ class BulkSender:
             if self._spool is not None:
                 await self._spool.close()
             await client.aclose()
+            self._check_waiters()
+            for _, future in self._waiters:  # never left waiting on a stopped sender
+                if not future.done():
+                    future.set_result(False)
+            self._waiters = []
 
     def _wake_now(self) -> None:
         self._wake.set()
@@ -703,20 +717,21 @@ class BulkSender:
             else:
                 del queue[:n]
             self._queue_bytes -= size
-            first = self._drained
+            # in flight from now on: a flush must not see these items as finished
+            batch_id = self._batch_ids = self._batch_ids + 1
+            self._inflight[batch_id] = self._drained
             self._drained += n
         batch = taken
         window = self.dedupe_window
         if window > 0 and any(map(_DEDUPE_KEY, taken)):
             batch = self._dedupe_batch(taken, window)
         skipped = n - len(batch)
-        with self._lock:
-            if skipped:
+        if skipped:
+            with self._lock:
                 self._counts["deduplicated"] += skipped
                 self._done += skipped
-            batch_id = self._batch_ids = self._batch_ids + 1
-            if batch:
-                self._inflight[batch_id] = first
+                if not batch:
+                    del self._inflight[batch_id]
         return batch, batch_id
 
     def _dedupe_batch(self, taken: list[Item], window: float) -> list[Item]:
@@ -832,7 +847,7 @@ class BulkSender:
         return response
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
+        if retry_after is not None:  # the server's ask is honoured, even by a flush
             return min(retry_after, self.retry_budget)
         delay = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
         jitter: float = random.uniform(0.5, 1.0)
