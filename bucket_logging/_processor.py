@@ -57,6 +57,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from . import _diagnostics
+from ._handler import BucketHandler
 from ._rules import NO_RULES
 from ._tracker import Sender, Tracker, _local, claim, release_claim
 
@@ -75,6 +76,19 @@ _LEVELS = {
     "critical": logging.CRITICAL,
     "fatal": logging.CRITICAL,
 }
+
+
+def _reaches_bucket_handler(logger: logging.Logger, level: int) -> bool:
+    """Whether a record of ``level`` on ``logger`` reaches a BucketHandler (by level)."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if isinstance(handler, BucketHandler) and level >= handler.level:
+                return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False
 
 
 def _logger_name(logger: Any, event_dict: MutableMapping[str, Any]) -> str:
@@ -203,8 +217,12 @@ class BucketProcessor:
             self._track(event_dict, now, name, event, plan)
         if isinstance(logger, logging.Logger):
             level = _LEVELS.get(method_name)
-            if level is not None and not logger.isEnabledFor(level):
-                release_claim()  # logging will build no record from this event
+            if level is not None and (
+                not logger.isEnabledFor(level) or not _reaches_bucket_handler(logger, level)
+            ):
+                # logging builds no record from this event, or no BucketHandler sees it:
+                # an unclaimed record can't be mistaken for it later on this thread
+                release_claim()
                 return event_dict
         claim(event_dict, event)
         return event_dict
