@@ -228,12 +228,18 @@ def compile_rules(rules: Iterable[object] | None) -> RuleSet | None:
 class RuleSet:
     """Compiled rules with the caches that keep lookups cheap."""
 
-    __slots__ = ("_by_pair", "_by_template", "rules")
+    __slots__ = ("_any_glob", "_by_pair", "_by_template", "_exact", "rules")
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         self._by_template: dict[str, tuple[Rule, ...]] = {}
         self._by_pair: dict[tuple[str, str], Rule | None] = {}
+        # A template no rule matches (the usual case) costs one set look-up and one
+        # regex match, however many rules there are (messages built with f-strings
+        # are new templates every time).
+        self._exact = frozenset(r.match for r in self.rules if r._match_re is None)
+        globs = [r._match_re.pattern for r in self.rules if r._match_re is not None]
+        self._any_glob = re.compile("|".join(f"(?:{g})" for g in globs)) if globs else None
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -258,11 +264,16 @@ class RuleSet:
             template = str(template)
         candidates = self._by_template.get(template)
         if candidates is None:
-            candidates = tuple(r for r in self.rules if r.matches_template(template)) or NO_RULES
+            any_glob = self._any_glob
+            if template in self._exact or (
+                any_glob is not None and any_glob.match(template) is not None
+            ):
+                candidates = tuple(r for r in self.rules if r.matches_template(template))
+            else:
+                candidates = NO_RULES
             cache = self._by_template
-            if len(cache) >= MAX_CACHE:
-                cache.clear()
-            cache[template] = candidates
+            if len(cache) < MAX_CACHE:  # full: keep the templates seen first
+                cache[template] = candidates
         if not candidates:
             return None
         key = (template, logger_name)
@@ -276,7 +287,6 @@ class RuleSet:
                 found = rule
                 break
         pairs = self._by_pair
-        if len(pairs) >= MAX_CACHE:
-            pairs.clear()
-        pairs[key] = found
+        if len(pairs) < MAX_CACHE:
+            pairs[key] = found
         return found

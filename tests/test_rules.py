@@ -160,11 +160,18 @@ def test_lookups_are_cached_and_bounded() -> None:
     for i in range(MAX_CACHE + 10):
         rules.lookup(f"miss {i}", "app")
     assert len(rules._by_template) <= MAX_CACHE
+    assert "miss 0" in rules._by_template  # full: the templates seen first stay cached
+    # past the bound, lookups still answer right, uncached
     assert rules.lookup("hit 1", "app.x") is rules.rules[0]
-    assert rules._by_template["hit 1"] == (rules.rules[0],)
-    assert rules._by_pair[("hit 1", "app.x")] is rules.rules[0]
+    assert "hit 1" not in rules._by_template
     assert rules.lookup("hit 1", "other") is None
-    assert rules._by_pair[("hit 1", "other")] is None
+    fresh = compile_rules([{"match": "hit *", "logger": "app*", "event": "Hit"}])
+    assert isinstance(fresh, RuleSet)
+    assert fresh.lookup("hit 1", "app.x") is fresh.rules[0]
+    assert fresh._by_template["hit 1"] == (fresh.rules[0],)
+    assert fresh._by_pair[("hit 1", "app.x")] is fresh.rules[0]
+    assert fresh.lookup("hit 1", "other") is None
+    assert fresh._by_pair[("hit 1", "other")] is None
 
 
 # --------------------------------------------------------------------------- end to end
