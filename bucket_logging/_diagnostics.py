@@ -19,6 +19,7 @@ from typing import Any, Final
 
 __all__ = [
     "INTERNAL_LOGGER_PREFIXES",
+    "INTERNAL_ROOTS",
     "LOGGER_NAME",
     "internal_threads",
     "is_internal",
@@ -36,7 +37,8 @@ logger: Final = logging.getLogger(LOGGER_NAME)
 #: Loggers whose records are never tracked.
 INTERNAL_LOGGER_PREFIXES: Final = ("bucket_logging", "httpx", "httpcore")
 
-_INTERNAL_ROOTS: Final = frozenset(INTERNAL_LOGGER_PREFIXES)
+#: Top-level names of :data:`INTERNAL_LOGGER_PREFIXES`, for a set look-up.
+INTERNAL_ROOTS: Final = frozenset(INTERNAL_LOGGER_PREFIXES)
 
 #: Thread ids of the senders' background threads; their records are never tracked.
 internal_threads: set[int] = set()
@@ -54,7 +56,7 @@ _last: dict[str, tuple[float, int]] = {}
 
 def is_internal(logger_name: str, thread_id: int | None) -> bool:
     """Whether a record from ``logger_name`` on ``thread_id`` is the library's own."""
-    return thread_id in internal_threads or logger_name.partition(".")[0] in _INTERNAL_ROOTS
+    return thread_id in internal_threads or logger_name.partition(".")[0] in INTERNAL_ROOTS
 
 
 def register_secret(secret: str) -> None:

@@ -555,11 +555,14 @@ def encode(wire: dict[str, Any], timestamp: str | None) -> Item:
     else:
         body = dumps(wire if timestamp is None else {**wire, "timestamp": timestamp})
     if len(body) > MAX_ITEM_BYTES:
-        raise InvalidItemError(
-            [f"the item is {len(body):,} bytes encoded, over the {MAX_ITEM_BYTES:,}-byte limit"],
-            str(kind),
-        )
+        raise _too_large(len(body), str(kind))
     return Item(str(kind), body, dedupe_key)
+
+
+def _too_large(size: int, kind: str) -> InvalidItemError:
+    return InvalidItemError(
+        [f"the item is {size:,} bytes encoded, over the {MAX_ITEM_BYTES:,}-byte limit"], kind
+    )
 
 
 def _plain_id(value: Any) -> bool:
@@ -577,7 +580,8 @@ def encode_plain_event(
     strings or ints (``company_id`` may be None) and whose attributes are a ``dict``
     or None, stamped with ``created``. Those values satisfy every rule of
     :func:`validate_wire` for an event; anything else (including what the rules
-    reject) returns None so that :func:`encode` validates and explains it.
+    reject) returns None so that :func:`encode` validates and explains it. An event
+    too large for a request raises :class:`~bucket_logging.InvalidItemError`.
     """
     if type(event) is not str or not event or not _plain_id(user_id):
         return None
@@ -593,7 +597,7 @@ def encode_plain_event(
     wire["timestamp"] = format_timestamp(created)
     body = dumps(wire)
     if len(body) > MAX_ITEM_BYTES:
-        return None
+        raise _too_large(len(body), "event")
     return Item("event", body, None)
 
 

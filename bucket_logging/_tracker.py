@@ -28,7 +28,7 @@ from typing import Any, Final, Protocol
 import structlog.contextvars
 
 from . import _diagnostics
-from ._diagnostics import INTERNAL_LOGGER_PREFIXES
+from ._diagnostics import INTERNAL_ROOTS
 from ._exceptions import ConfigurationError, InvalidItemError
 from ._items import Item, encode, encode_plain_event, format_timestamp, normalize_id
 from ._rules import Rule, RuleSet, compile_rules
@@ -45,8 +45,6 @@ __all__ = [
     "release_claim",
     "resolve_sender",
 ]
-
-_INTERNAL_ROOTS: Final = frozenset(INTERNAL_LOGGER_PREFIXES)
 
 #: Every tag a record can carry.
 TAGS: Final = (
@@ -354,11 +352,6 @@ class Tracker:
         """The compiled rules, or None."""
         return self._rules
 
-    @property
-    def has_rules(self) -> bool:
-        """Whether any rule is configured (the logger name is then needed)."""
-        return self._rules is not None
-
     def wants(self, fields: Mapping[str, Any], logger_name: str, template: object) -> object:
         """The cheap first step: what this record asks for, or None for nothing.
 
@@ -415,7 +408,7 @@ class Tracker:
                     return
             if created is None or logger_name is None:
                 return
-            if logger_name.partition(".")[0] in _INTERNAL_ROOTS:
+            if logger_name.partition(".")[0] in INTERNAL_ROOTS:
                 return
             get = fields.get
             user_id = get(self._user_field)
@@ -430,6 +423,10 @@ class Tracker:
             if item is not None:
                 self._deliver(item)
                 return
+        except InvalidItemError as exc:  # too large: final, and not encoded again
+            if logger_name is not None:
+                _reject("event", logger_name, template, "; ".join(exc.errors))
+            return
         except Exception:  # a broken record or an odd value: the general path explains
             if created is None or logger_name is None:
                 return
@@ -491,27 +488,6 @@ class Tracker:
         plan: object,
     ) -> None:
         get = fields.get
-        if (
-            plan is TAGGED
-            and "bucket_user" not in fields
-            and "bucket_company" not in fields
-            and "bucket_feedback" not in fields
-            and "bucket_active" not in fields
-        ):
-            # The everyday record: one event. encode_plain_event takes it when its
-            # values are plainly valid, else the general path below explains why not.
-            user_id = get(self._user_field)
-            if user_id is None:
-                user_id = _from_context(self._user_field, self._user_key)
-            company_id = get(self._company_field)
-            if company_id is None:
-                company_id = _from_context(self._company_field, self._company_key)
-            item = encode_plain_event(
-                get("bucket_event"), user_id, company_id, get("bucket_attributes"), created
-            )
-            if item is not None:
-                self._deliver(item)
-                return
         attributes: Any = get("bucket_attributes")
         active: Any = get("bucket_active")
         rule: Rule | None = None
