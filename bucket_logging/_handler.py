@@ -45,7 +45,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import _diagnostics
 from ._diagnostics import is_internal
 from ._rules import NO_RULES
 from ._tracker import Sender, Tracker, _local, is_claimed
@@ -182,27 +181,13 @@ class BucketHandler(logging.Handler):
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything queued on the sender was delivered, or ``timeout``.
 
-        ``timeout`` defaults to the sender's ``shutdown_timeout`` (5 s): logging
-        calls ``flush()`` with no argument at ``logging.shutdown()``, and a hanging
-        endpoint must not hold the exit longer. When the calling thread holds
-        logging's module lock (``dictConfig`` or ``fileConfig`` replacing handlers),
-        the flush is requested but not awaited: the sender's thread may need that
-        lock to log, and waiting would deadlock.
+        ``timeout`` defaults to the sender's ``shutdown_timeout`` (see
+        :meth:`Tracker.flush <bucket_logging._tracker.Tracker.flush>`). When the calling
+        thread holds logging's module lock (``dictConfig`` or ``fileConfig``
+        replacing handlers), the flush is requested but not awaited: the sender's
+        thread may need that lock to log, and waiting would deadlock.
         """
-        if _holds_logging_lock():
-            timeout = 0.0
-        elif timeout is None:
-            default = getattr(self._tracker.sender, "shutdown_timeout", None)
-            timeout = float(default) if isinstance(default, (int, float)) else _FLUSH_TIMEOUT
-        try:
-            self._tracker.sender.flush(timeout)
-        except Exception as exc:
-            _diagnostics.report(
-                "flush-error",
-                "Flushing the tracking queue failed (%s: %s)",
-                type(exc).__name__,
-                exc,
-            )
+        self._tracker.flush(0.0 if _holds_logging_lock() else timeout)
 
     def close(self) -> None:
         """Flush (at most the sender's ``shutdown_timeout``), then detach the handler.
@@ -220,11 +205,6 @@ class BucketHandler(logging.Handler):
         rules = self._tracker.rules
         count = len(rules) if rules is not None else 0
         return f"<{type(self).__name__} ({level}) {count} rule(s)>"
-
-
-#: How long :meth:`BucketHandler.flush` waits by default when the sender has no
-#: ``shutdown_timeout`` (a custom sender).
-_FLUSH_TIMEOUT = 5.0
 
 
 def _holds_logging_lock() -> bool:

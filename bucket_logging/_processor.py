@@ -162,17 +162,9 @@ class BucketProcessor:
         return self._tracker.sender
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued was delivered; True when it was."""
-        try:
-            return bool(self._tracker.sender.flush(timeout))
-        except Exception as exc:
-            _diagnostics.report(
-                "flush-error",
-                "Flushing the tracking queue failed (%s: %s)",
-                type(exc).__name__,
-                exc,
-            )
-            return False
+        """Wait until everything queued was delivered, or ``timeout`` (default: the
+        sender's ``shutdown_timeout``); True when it was. Never raises."""
+        return self._tracker.flush(timeout)
 
     def __call__(
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]

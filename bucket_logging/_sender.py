@@ -92,8 +92,8 @@ class SenderStats:
         deduplicated: user/company updates skipped as identical within the window.
         rejected: items the server rejected with a 400 (dropped, reported).
         dropped: items dropped for another reason, by reason (``queue_full``,
-            ``retries_exhausted``, ``client_error``, ``shutdown``, ``closed``,
-            ``not_started``; with a spool also ``spool_full``, ``spool_expired``
+            ``retries_exhausted``, ``client_error``, ``shutdown``, ``closed`` (also when the sender
+            thread could not start); with a spool also ``spool_full``, ``spool_expired``
             and ``spool_error``).
         offline: items validated but not sent because the sender is offline.
         spooled: items not delivered yet that this sender left in its spool (retries

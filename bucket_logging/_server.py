@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import selectors
+import signal
 import socket
 import socketserver
 import struct
@@ -139,15 +140,32 @@ class _HTTPServer(ThreadingHTTPServer):
         Unlike ``serve_forever`` this does not poll: :meth:`wake` interrupts the wait
         at once. ``poll`` bounds each wait (only needed for Ctrl-C on Windows).
         """
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.socket, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self.stopping.is_set():
-                ready = selector.select(poll)
-                if self.stopping.is_set():
-                    break
-                if any(key.fileobj is self.socket for key, _ in ready):
-                    self._accept_one()
+        # On the main thread, a signal (Ctrl-C, SIGTERM) also writes to the wake-up
+        # socket: one landing just before the wait began would otherwise be noticed
+        # only at the next connection.
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._wake_w.setblocking(False)
+            with contextlib.suppress(ValueError, OSError):
+                previous = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.socket, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                while not self.stopping.is_set():
+                    ready = selector.select(poll)
+                    if self.stopping.is_set():
+                        break
+                    for key, _ in ready:
+                        if key.fileobj is self._wake_r:
+                            with contextlib.suppress(OSError):
+                                self._wake_r.recv(4096)  # a signal's byte: drain it
+                        else:
+                            self._accept_one()
+        finally:
+            if previous is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    signal.set_wakeup_fd(previous)
 
     def _accept_one(self) -> None:
         try:

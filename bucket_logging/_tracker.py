@@ -46,6 +46,10 @@ __all__ = [
     "resolve_sender",
 ]
 
+#: How long a front end's ``flush()`` waits by default when its sender has no
+#: ``shutdown_timeout`` (a custom sender).
+FLUSH_TIMEOUT: Final = 5.0
+
 #: Every tag a record can carry.
 TAGS: Final = (
     "bucket_event",
@@ -351,6 +355,29 @@ class Tracker:
     def rules(self) -> RuleSet | None:
         """The compiled rules, or None."""
         return self._rules
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the sender delivered what is queued, or ``timeout``; never raises.
+
+        ``timeout`` defaults to the sender's ``shutdown_timeout`` (5 s for a sender
+        without one): logging calls ``flush()`` with no argument at
+        ``logging.shutdown()``, and a hanging endpoint must not hold the exit longer.
+        True when everything queued was delivered (or dropped and counted).
+        """
+        sender = self._sender
+        if timeout is None:
+            default = getattr(sender, "shutdown_timeout", None)
+            timeout = float(default) if isinstance(default, (int, float)) else FLUSH_TIMEOUT
+        try:
+            return bool(sender.flush(timeout))
+        except Exception as exc:
+            _diagnostics.report(
+                "flush-error",
+                "Flushing the tracking queue failed (%s: %s)",
+                type(exc).__name__,
+                exc,
+            )
+            return False
 
     def wants(self, fields: Mapping[str, Any], logger_name: str, template: object) -> object:
         """The cheap first step: what this record asks for, or None for nothing.

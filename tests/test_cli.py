@@ -125,6 +125,7 @@ def serve(
     thread once the banner is out, then ``stop`` is sent to this thread."""
     main_thread = threading.get_ident()
     banner = run.err if banner_on_stderr else run.out
+    returned = threading.Event()
 
     def helper() -> None:
         try:
@@ -141,13 +142,19 @@ def serve(
         except BaseException as exc:
             run.failure.append(exc)
         finally:
-            signal.pthread_kill(main_thread, stop)
+            # A signal that lands while the serving thread is busy elsewhere is acted
+            # on at its next wait; re-send a few times rather than hang the suite.
+            for _ in range(5):
+                signal.pthread_kill(main_thread, stop)
+                if returned.wait(3):
+                    break
 
     thread = threading.Thread(target=helper)
     thread.start()
     try:
         run.status = main(["serve", "--port", "0", *args])
     finally:
+        returned.set()
         thread.join(15)
     assert not thread.is_alive()
     if run.failure:
