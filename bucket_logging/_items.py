@@ -13,6 +13,7 @@ encoding anything again.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import math
 import re
 import time
@@ -404,8 +405,8 @@ class Item:
     Attributes:
         kind: ``"user"``, ``"company"``, ``"event"`` or ``"feedback"``.
         body: the encoded JSON object of the bulk entry, including ``type``.
-        dedupe_key: for user and company updates, the encoding without the
-            timestamp; identical keys within the dedupe window are sent once.
+        dedupe_key: for user and company updates, a digest of the encoding without
+            the timestamp; identical keys within the dedupe window are sent once.
     """
 
     __slots__ = ("body", "dedupe_key", "kind")
@@ -548,8 +549,10 @@ def encode(wire: dict[str, Any], timestamp: str | None) -> Item:
         raise InvalidItemError(problems, kind if isinstance(kind, str) else None)
     dedupe_key: bytes | None = None
     if kind in _DEDUPE_KINDS:
-        # the dedupe key is the encoding without the timestamp, which is spliced in
-        body = dedupe_key = dumps(wire)
+        # the dedupe key: a 16-byte digest of the encoding without the timestamp
+        # (spliced in after), so the queue and the dedupe window hold no second copy
+        body = dumps(wire)
+        dedupe_key = hashlib.blake2b(body, digest_size=16).digest()
         if timestamp is not None:
             body = b"".join((body[:-1], b',"timestamp":"', timestamp.encode(), b'"}'))
     else:
