@@ -47,12 +47,12 @@ from typing import Any
 
 from ._diagnostics import is_internal
 from ._rules import NO_RULES
-from ._tracker import Sender, Tracker, _local, is_claimed
+from ._tracker import FrontEnd, Sender, _local, is_claimed
 
 __all__ = ["BucketHandler"]
 
 
-class BucketHandler(logging.Handler):
+class BucketHandler(FrontEnd, logging.Handler):
     """A ``logging`` handler that turns tagged records into Bucket tracking calls.
 
     Args:
@@ -88,7 +88,7 @@ class BucketHandler(logging.Handler):
     ) -> None:
         # Everything that can fail comes first: a handler whose construction failed
         # must not be registered with logging (which would flush it at shutdown).
-        self._tracker = Tracker.configured(
+        self._set_up(
             sender,
             tracking_key,
             base_url,
@@ -97,22 +97,7 @@ class BucketHandler(logging.Handler):
             user_id_field=user_id_field,
             company_id_field=company_id_field,
         )
-        compiled = self._tracker.rules
-        self._rule_cache = None if compiled is None else compiled.template_cache
-        self._wants = self._tracker.wants
-        self._track = self._tracker.track
-        self._track_event = self._tracker.track_event
         super().__init__(level)
-
-    @property
-    def tracker(self) -> Tracker:
-        """The tracker shared by this handler's calls."""
-        return self._tracker
-
-    @property
-    def sender(self) -> Sender:
-        """The sender this handler queues on."""
-        return self._tracker.sender
 
     def handle(self, record: logging.LogRecord) -> Any:
         """Track ``record`` if it asks for it; the lock is never taken.
@@ -202,9 +187,7 @@ class BucketHandler(logging.Handler):
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
-        rules = self._tracker.rules
-        count = len(rules) if rules is not None else 0
-        return f"<{type(self).__name__} ({level}) {count} rule(s)>"
+        return f"<{type(self).__name__} ({level}) {self._rule_count()} rule(s)>"
 
 
 def _holds_logging_lock() -> bool:

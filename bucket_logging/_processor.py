@@ -59,7 +59,7 @@ from typing import Any
 from . import _diagnostics
 from ._handler import BucketHandler
 from ._rules import NO_RULES
-from ._tracker import Sender, Tracker, _local, claim, release_claim
+from ._tracker import FrontEnd, Sender, _local, claim, release_claim
 
 __all__ = ["BucketProcessor"]
 
@@ -102,7 +102,7 @@ def _logger_name(logger: Any, event_dict: MutableMapping[str, Any]) -> str:
     return name if isinstance(name, str) else ""
 
 
-class BucketProcessor:
+class BucketProcessor(FrontEnd):
     """A structlog processor that turns tagged events into Bucket tracking calls.
 
     Args:
@@ -123,7 +123,7 @@ class BucketProcessor:
             is given or set in the environment (unless ``offline=True``).
     """
 
-    __slots__ = ("_rule_cache", "_track", "_track_event", "_tracker", "_wants")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -136,7 +136,7 @@ class BucketProcessor:
         sender: Sender | None = None,
         **sender_options: Any,
     ) -> None:
-        self._tracker = Tracker.configured(
+        self._set_up(
             sender,
             tracking_key,
             base_url,
@@ -145,21 +145,6 @@ class BucketProcessor:
             user_id_field=user_id_field,
             company_id_field=company_id_field,
         )
-        compiled = self._tracker.rules
-        self._rule_cache = None if compiled is None else compiled.template_cache
-        self._wants = self._tracker.wants
-        self._track = self._tracker.track
-        self._track_event = self._tracker.track_event
-
-    @property
-    def tracker(self) -> Tracker:
-        """The tracker shared by this processor's calls."""
-        return self._tracker
-
-    @property
-    def sender(self) -> Sender:
-        """The sender this processor queues on."""
-        return self._tracker.sender
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued was delivered, or ``timeout`` (default: the
@@ -220,6 +205,4 @@ class BucketProcessor:
         return event_dict
 
     def __repr__(self) -> str:
-        rules = self._tracker.rules
-        count = len(rules) if rules is not None else 0
-        return f"<{type(self).__name__} {count} rule(s)>"
+        return f"<{type(self).__name__} {self._rule_count()} rule(s)>"
