@@ -262,6 +262,8 @@ def test_outage_for_a_whole_life_then_the_next_process_delivers(
     assert report["exit_seconds"] < 1.0 + 1.0  # the exit respects shutdown_timeout
     assert "left in the spool" in err
     assert KEY not in err
+    # a refused attempt cut by the exit deadline stays flagged: a possible duplicate
+    flagged = spooled_items(spool, "attempted = 1")
 
     sender = senders(spool, server.url)
     assert server.wait_for(1000, timeout=15)
@@ -269,7 +271,8 @@ def test_outage_for_a_whole_life_then_the_next_process_delivers(
     got = delivered_ids(server)
     duplicates = len(got) - len(set(got))
     assert set(got) == ids(1000)
-    assert duplicates == sender.stats.redelivered == 0
+    assert duplicates == 0  # the endpoint was down: nothing was really delivered twice
+    assert sender.stats.redelivered == flagged  # counted, never more than flagged
     assert sender.stats.replayed == 1000
     assert spooled_items(spool) == 0
 
@@ -303,6 +306,9 @@ def test_two_processes_replay_one_backlog_without_duplicates(
     script: Path, spool: Path, server: TrackingServer, senders: Callable[..., BulkSender]
 ) -> None:
     fill_spool(senders, spool, 3000, max_batch_items=100)
+    # a batch whose refused request was cut by the filler's shutdown stays flagged as
+    # attempted: replaying it counts as a possible duplicate (rare; timing-dependent)
+    flagged = spooled_items(spool, "attempted = 1")
     a = Child(script, spool, server.url, count=0, mode="hold", **QUICK)
     b = Child(script, spool, server.url, count=0, mode="hold", **QUICK)
     try:
@@ -318,7 +324,8 @@ def test_two_processes_replay_one_backlog_without_duplicates(
     assert sorted(got) == sorted(ids(3000))
     replayed = report_a["stats"]["replayed"] + report_b["stats"]["replayed"]
     assert replayed == 3000
-    assert report_a["stats"]["redelivered"] == report_b["stats"]["redelivered"] == 0
+    redelivered = report_a["stats"]["redelivered"] + report_b["stats"]["redelivered"]
+    assert redelivered == flagged  # no duplicate beyond what the filler left ambiguous
     assert spooled_items(spool) == 0
 
 
