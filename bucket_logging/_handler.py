@@ -47,7 +47,7 @@ from typing import Any
 
 from ._diagnostics import is_internal
 from ._rules import NO_RULES
-from ._tracker import FrontEnd, Sender, _local, is_claimed
+from ._tracker import PLAIN_EVENT, FrontEnd, Sender, _local, is_claimed, tag_kind
 
 __all__ = ["BucketHandler"]
 
@@ -118,24 +118,11 @@ class BucketHandler(FrontEnd, logging.Handler):
         else:
             fields = record.__dict__
             template = msg
-        if "bucket_event" in fields and not (
-            "bucket_user" in fields
-            or "bucket_company" in fields
-            or "bucket_feedback" in fields
-            or "bucket_active" in fields
-        ):
+        kind = tag_kind(fields)
+        if kind == PLAIN_EVENT:
             self._track_event(fields, None, None, template, record)
             return record
-        # Pre-filters only (no tag, or a template known to match no rule): the
-        # tracker's wants() decides what a record asks for.
-        if not (
-            "bucket_event" in fields
-            or "bucket_user" in fields
-            or "bucket_company" in fields
-            or "bucket_feedback" in fields
-            or "bucket_attributes" in fields
-            or "bucket_active" in fields
-        ):
+        if not kind:  # untagged: only a rule can ask for it
             cache = self._rule_cache
             if cache is None or (type(template) is str and cache.get(template) is NO_RULES):
                 return record

@@ -59,7 +59,7 @@ from typing import Any
 from . import _diagnostics
 from ._handler import BucketHandler
 from ._rules import NO_RULES
-from ._tracker import FrontEnd, Sender, _local, claim, release_claim
+from ._tracker import PLAIN_EVENT, FrontEnd, Sender, _local, claim, release_claim, tag_kind
 
 __all__ = ["BucketProcessor"]
 
@@ -157,27 +157,16 @@ class BucketProcessor(FrontEnd):
         """Track the event if it asks for it; return ``event_dict`` unchanged."""
         try:
             event = event_dict.get("event")
-            if not (
-                "bucket_event" in event_dict
-                or "bucket_user" in event_dict
-                or "bucket_company" in event_dict
-                or "bucket_feedback" in event_dict
-                or "bucket_attributes" in event_dict
-                or "bucket_active" in event_dict
-            ):
+            kind = tag_kind(event_dict)
+            if not kind:  # untagged: only a rule can ask for it
                 cache = self._rule_cache
                 if cache is None or (type(event) is str and cache.get(event) is NO_RULES):
                     if _local.claim is not None:
                         release_claim()
                     return event_dict
             name = _logger_name(logger, event_dict)
+            plain = kind == PLAIN_EVENT
             plan: object = None
-            plain = "bucket_event" in event_dict and not (
-                "bucket_user" in event_dict
-                or "bucket_company" in event_dict
-                or "bucket_feedback" in event_dict
-                or "bucket_active" in event_dict
-            )
             if not plain:  # else the everyday event: Tracker.track_event
                 plan = self._wants(event_dict, name, event)
                 if plan is None:
