@@ -21,6 +21,8 @@ __all__ = [
     "INTERNAL_LOGGER_PREFIXES",
     "INTERNAL_ROOTS",
     "LOGGER_NAME",
+    "internal_logger",
+    "internal_names",
     "internal_threads",
     "is_internal",
     "logger",
@@ -57,6 +59,23 @@ _last: dict[str, tuple[float, int]] = {}
 def is_internal(logger_name: str, thread_id: int | None) -> bool:
     """Whether a record from ``logger_name`` on ``thread_id`` is the library's own."""
     return thread_id in internal_threads or logger_name.partition(".")[0] in INTERNAL_ROOTS
+
+
+#: :func:`internal_logger`'s answers so far, by logger name (applications have a
+#: bounded set of loggers; past :data:`_NAMES_CACHED` names nothing more is kept).
+internal_names: dict[object, bool] = {}
+_NAMES_CACHED: Final = 4096
+
+
+def internal_logger(logger_name: object) -> bool:
+    """Whether ``logger_name`` is one of the library's own (or not a name at all).
+
+    The hot paths read :data:`internal_names` first and call this on a miss.
+    """
+    internal = type(logger_name) is not str or (logger_name.partition(".")[0] in INTERNAL_ROOTS)
+    if type(logger_name) is str and len(internal_names) < _NAMES_CACHED:
+        internal_names[logger_name] = internal
+    return internal
 
 
 def register_secret(secret: str) -> None:

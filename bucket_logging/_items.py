@@ -34,8 +34,9 @@ __all__ = [
     "bulk_body",
     "dumps",
     "encode",
-    "encode_plain_event",
+    "event_body",
     "format_timestamp",
+    "kind_of",
     "normalize_id",
     "validate_wire",
 ]
@@ -343,7 +344,13 @@ _RIGHT_SIZE: Final = 64 * 1024
 
 # --------------------------------------------------------------------------- timestamps
 
-_ts_cache: list[Any] = [-1, "", -1, ""]
+#: The last result: (lo, hi, text, second, date-and-seconds prefix). Every time in
+#: [lo, hi) formats to ``text``; the range is empty when nothing may be reused.
+_ts_cache: tuple[float, float, str, int, str] = (0.0, 0.0, "", -1, "")
+
+#: How far inside its millisecond a time must be for the cached text to be reused:
+#: far more than a float's error and the rounding to the microsecond below 2**32 s.
+_TS_EDGE: Final = 2e-6
 
 
 def format_timestamp(when: float) -> str:
@@ -351,19 +358,24 @@ def format_timestamp(when: float) -> str:
 
     Like :meth:`datetime.datetime.fromtimestamp`, the time is first rounded to the
     microsecond (``1.001`` is ``.001``, not ``.000``), then cut to the millisecond.
-    The last result and the date-and-seconds prefix are cached: log calls within
-    the same millisecond (or second) reuse them.
+    The last result is cached with the range of times certain to give the same text
+    (two comparisons for log calls within the same millisecond), and so is the
+    date-and-seconds prefix.
     """
     cache = _ts_cache
+    if cache[0] <= when < cache[1]:
+        return cache[2]
     sec = int(when) if when >= 0 else math.floor(when)
     micros = round((when - sec) * 1_000_000)  # when - sec is exact for a float
     millis = sec * 1000 + micros // 1000
-    if millis == cache[2]:
-        return cache[3]  # type: ignore[no-any-return]
     sec, ms = divmod(millis, 1000)
-    prefix = cache[1] if cache[0] == sec else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    prefix = cache[4] if cache[3] == sec else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
     text = f"{prefix}.{ms:03d}Z"
-    globals()["_ts_cache"] = [sec, prefix, millis, text]  # replaced whole: thread-safe
+    lo = hi = 0.0
+    if 0 <= when < 2**32:
+        lo = millis / 1000 + _TS_EDGE
+        hi = (millis + 1) / 1000 - _TS_EDGE
+    globals()["_ts_cache"] = (lo, hi, text, sec, prefix)  # replaced whole: thread-safe
     return text
 
 
@@ -568,29 +580,28 @@ def _too_large(size: int, kind: str) -> InvalidItemError:
     )
 
 
-def _plain_id(value: Any) -> bool:
-    """A valid id of the two everyday types (a non-empty str, an int)."""
-    cls = type(value)
-    return (cls is str and value != "") or cls is int
-
-
-def encode_plain_event(
+def event_body(
     event: Any, user_id: Any, company_id: Any, attributes: Any, created: float
-) -> Item | None:
-    """The hot path for the everyday event: an :class:`Item`, or None to take :func:`encode`.
+) -> bytes | None:
+    """The hot path for the everyday event: its encoded bulk entry, or None to take :func:`encode`.
 
     Handles an event whose name is a non-empty ``str``, whose ids are non-empty
     strings or ints (``company_id`` may be None) and whose attributes are a ``dict``
-    or None, stamped with ``created``. Those values satisfy every rule of
-    :func:`validate_wire` for an event; anything else (including what the rules
-    reject) returns None so that :func:`encode` validates and explains it. An event
-    too large for a request raises :class:`~bucket_logging.InvalidItemError`.
+    or None, stamped with ``created``, and whose values orjson encodes natively.
+    Those satisfy every rule of :func:`validate_wire` for an event. Anything else
+    returns None, so that :func:`encode` validates, converts and explains it: no
+    application code (a ``__str__``) ever runs here. An event too large for a request
+    raises :class:`~bucket_logging.InvalidItemError`.
     """
-    if type(event) is not str or not event or not _plain_id(user_id):
+    if type(event) is not str or not event:
+        return None
+    cls = type(user_id)
+    if not ((cls is str and user_id) or cls is int):
         return None
     wire: dict[str, Any] = {"type": "event", "event": event, "userId": user_id}
     if company_id is not None:
-        if not _plain_id(company_id):
+        cls = type(company_id)
+        if not ((cls is str and company_id) or cls is int):
             return None
         wire["companyId"] = company_id
     if attributes is not None:
@@ -598,10 +609,29 @@ def encode_plain_event(
             return None
         wire["attributes"] = attributes
     wire["timestamp"] = format_timestamp(created)
-    body = dumps(wire)
-    if len(body) > MAX_ITEM_BYTES:
-        raise _too_large(len(body), "event")
-    return Item("event", body, None)
+    try:
+        out = orjson.dumps(wire, option=_OPTIONS)
+    except TypeError:  # (orjson.JSONEncodeError is one) a value to convert first
+        return None
+    size = len(out)
+    if size < _RIGHT_SIZE:
+        return b"".join((out, b""))  # right-sized: see dumps()
+    if size > MAX_ITEM_BYTES:
+        raise _too_large(size, "event")
+    return out
+
+
+def kind_of(body: bytes) -> str:
+    """The ``type`` of an encoded bulk entry, for messages (``"item"`` when it has none)."""
+    if body.startswith(b'{"type":"'):  # how every entry encoded here begins
+        end = body.find(b'"', 9)
+        if end > 9:
+            return body[9:end].decode("utf-8", "replace")
+    try:
+        kind = orjson.loads(body).get("type")
+    except (orjson.JSONDecodeError, AttributeError):
+        return "item"
+    return kind if isinstance(kind, str) else "item"
 
 
 def bulk_body(bodies: Iterable[bytes]) -> bytes:

@@ -167,13 +167,13 @@ class BucketProcessor(FrontEnd):
             name = _logger_name(logger, event_dict)
             plain = kind == PLAIN_EVENT
             plan: object = None
-            if not plain:  # else the everyday event: Tracker.track_event
+            if not plain:  # else the everyday event: Tracker.track_event checks it all
                 plan = self._wants(event_dict, name, event)
                 if plan is None:
                     release_claim()
                     return event_dict
-            if _diagnostics.is_internal(name, _get_ident()):
-                return event_dict
+                if _diagnostics.is_internal(name, _get_ident()):
+                    return event_dict
             now = time.time()
         except Exception:  # an odd logger or event dict must not break logging
             return event_dict

@@ -12,7 +12,8 @@ interval, and delivers them with retries:
   rejects; those are dropped and reported, every other item is delivered;
 * identical user and company updates within ``dedupe_window`` are sent once.
 
-The sender knows nothing about logging: it takes :class:`~bucket_logging.Item` objects.
+The sender knows nothing about logging: it takes :class:`~bucket_logging.Item` objects
+and queues their encoded bodies (one bytes object per item).
 Its diagnostics go to the ``bucket_logging`` logger, its HTTP client's records are
 silenced on its own thread, and the tracking key appears in no message or ``repr``.
 
@@ -32,7 +33,6 @@ import contextlib
 import email.utils
 import itertools
 import logging
-import operator
 import os
 import random
 import selectors
@@ -51,7 +51,7 @@ import httpx
 from . import _diagnostics, _spool
 from ._diagnostics import report
 from ._exceptions import ConfigurationError, DeliveryError
-from ._items import MAX_BODY_BYTES, Item, bulk_body
+from ._items import MAX_BODY_BYTES, Item, bulk_body, kind_of
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -68,8 +68,8 @@ DEFAULT_BASE_URL: Final = "https://tracking.bucket.co"
 ENV_KEY: Final = "BUCKET_TRACKING_KEY"
 ENV_URL: Final = "BUCKET_TRACKING_URL"
 
-_BODY: Final = operator.attrgetter("body")
-_DEDUPE_KEY: Final = operator.attrgetter("dedupe_key")
+#: The dedupe window is pruned of expired keys when it holds more than this many.
+_DEDUPE_MAX_KEYS: Final = 50_000
 _PLUS_ONE: Final = (1).__add__
 
 _RETRY_STATUSES: Final = frozenset({408, 429})
@@ -302,7 +302,7 @@ class BulkSender:
     def _init_state(self) -> None:
         """(Re)create everything that belongs to one process: queue, lock, thread."""
         self._lock = threading.Lock()
-        self._queue: list[Item] = []
+        self._queue: list[bytes] = []  # encoded entries (Item bodies)
         self._queue_bytes = 0
         self._enqueued = 0  # items ever appended (their sequence numbers)
         self._done = 0  # items sent, rejected, deduplicated or dropped after queueing
@@ -398,11 +398,23 @@ class BulkSender:
         """Queue ``item`` for delivery; never blocks, never raises.
 
         Returns False when the item was dropped (queue full, sender closed), which is
-        counted in :attr:`stats`.
+        counted in :attr:`stats`. A user or company update identical to one queued
+        within ``dedupe_window`` seconds is skipped (counted as ``deduplicated``).
+        """
+        key = item.dedupe_key
+        if key is not None and self.dedupe_window > 0 and self._running:
+            return self._put_once(item.body, key)
+        return self._put(item.body)
+
+    def _put(self, body: bytes) -> bool:
+        """Queue one encoded bulk entry (an ``Item.body``): the trackers' fast path.
+
+        The entry must be valid, as every :class:`Item` is, and it is not deduplicated.
+        Never blocks, never raises; False when dropped.
         """
         if not self._running:  # offline, closed, or first use in a forked child
-            return self._enqueue_slowly(item)
-        size = len(item.body)
+            return self._put_slowly(body)
+        size = len(body)
         with self._lock:
             queue = self._queue
             if (
@@ -410,7 +422,7 @@ class BulkSender:
                 and self._queue_bytes + size <= self.max_queue_bytes
                 and self._running  # re-checked: close() may have run meanwhile
             ):
-                queue.append(item)
+                queue.append(body)
                 self._queue_bytes += size
                 self._enqueued += 1
                 if self._wake_requested or len(queue) < self.max_batch_items:
@@ -421,27 +433,47 @@ class BulkSender:
                 reason = "queue_full" if self._running else "closed"
                 self._dropped[reason] += 1
         if reason:
-            self._report_drop(item, reason)
+            self._report_drop(body, reason)
             return False
         self._call_soon(self._wake_now)
         return True
 
-    def _report_drop(self, item: Item, reason: str) -> None:
+    def _put_once(self, body: bytes, key: bytes) -> bool:
+        """:meth:`_put`, unless an entry with the same dedupe key was queued lately."""
+        now = time.monotonic()
+        window = self.dedupe_window
+        with self._lock:
+            dedupe = self._dedupe
+            seen = dedupe.get(key)
+            if seen is not None and now - seen < window:
+                self._counts["deduplicated"] += 1
+                return True
+            dedupe[key] = now
+            if len(dedupe) > _DEDUPE_MAX_KEYS:
+                self._dedupe = {k: t for k, t in dedupe.items() if now - t < window}
+        if self._put(body):
+            return True
+        with self._lock:  # dropped: an identical update later must not be skipped
+            if self._dedupe.get(key) == now:
+                del self._dedupe[key]
+        return False
+
+    def _report_drop(self, body: bytes, reason: str) -> None:
         report(
             "drop-" + reason,
             "bucket_logging: dropped a %s item: %s",
-            item.kind,
+            kind_of(body),
             "the queue is full (the endpoint is slow or down)"
             if reason == "queue_full"
             else "the sender is closed",
         )
 
-    def _enqueue_slowly(self, item: Item) -> bool:
+    def _put_slowly(self, body: bytes) -> bool:
         if self.offline:
             with self._lock:
                 self._counts["offline"] += 1
             if _diagnostics.logger.isEnabledFor(logging.DEBUG):
-                _diagnostics.logger.debug("offline: %s", item.body.decode("utf-8", "replace"))
+                _diagnostics.logger.debug("offline: %s", body.decode("utf-8", "replace"))
             return True
         if not self._running and not self._closed:
             # First use in a forked child: concurrent first calls wait for one start.
@@ -453,10 +485,10 @@ class BulkSender:
                         self._closed = True
                         report("start", "bucket_logging: cannot start the sender (%r)", exc)
         if self._running:
-            return self.enqueue(item)
+            return self._put(body)
         with self._lock:
             self._dropped["closed"] += 1
-        self._report_drop(item, "closed")
+        self._report_drop(body, "closed")
         return False
 
     def _call_soon(self, callback: Callable[..., Any], *args: Any) -> bool:
@@ -694,18 +726,17 @@ class BulkSender:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _take_batch(self) -> tuple[list[Item], int]:
-        """Take one batch (by count and bytes), skipping duplicate user/company updates.
+    def _take_batch(self) -> tuple[list[bytes], int]:
+        """Take one batch off the queue (by count and bytes).
 
-        Works on whole slices with C-level helpers (no Python loop per item unless
-        the batch holds user/company updates to dedupe): the sender's CPU per item
-        is GIL time taken from the threads that log.
+        Works on whole slices with C-level helpers (no Python loop per item): the
+        sender's CPU per item is GIL time taken from the threads that log.
         """
         with self._lock:
             queue = self._queue
             n = min(len(queue), self.max_batch_items)
             taken = queue if n == len(queue) else queue[:n]
-            sizes = list(map(len, map(_BODY, taken)))
+            sizes = list(map(len, taken))
             size = sum(sizes)
             if size + n + 1 > MAX_BODY_BYTES:  # items, their commas and the brackets
                 ends = list(itertools.accumulate(map(_PLUS_ONE, sizes)))
@@ -721,36 +752,9 @@ class BulkSender:
             batch_id = self._batch_ids = self._batch_ids + 1
             self._inflight[batch_id] = self._drained
             self._drained += n
-        batch = taken
-        window = self.dedupe_window
-        if window > 0 and any(map(_DEDUPE_KEY, taken)):
-            batch = self._dedupe_batch(taken, window)
-        skipped = n - len(batch)
-        if skipped:
-            with self._lock:
-                self._counts["deduplicated"] += skipped
-                self._done += skipped
-                if not batch:
-                    del self._inflight[batch_id]
-        return batch, batch_id
+        return taken, batch_id
 
-    def _dedupe_batch(self, taken: list[Item], window: float) -> list[Item]:
-        now = time.monotonic()
-        dedupe = self._dedupe
-        batch = []
-        for item in taken:
-            key = item.dedupe_key
-            if key is not None:
-                seen = dedupe.get(key)
-                if seen is not None and now - seen < window:
-                    continue
-                dedupe[key] = now
-            batch.append(item)
-        if len(dedupe) > 50_000:
-            self._dedupe = {k: t for k, t in dedupe.items() if now - t < window}
-        return batch
-
-    async def _deliver(self, batch: list[Item], batch_id: int) -> None:
+    async def _deliver(self, batch: list[bytes], batch_id: int) -> None:
         try:
             await self._send(batch)
             if self._spool is not None:
@@ -765,9 +769,9 @@ class BulkSender:
             self._slots.release()
             self._check_waiters()
 
-    async def _send(self, batch: list[Item]) -> None:
+    async def _send(self, batch: list[bytes]) -> None:
         """Deliver one batch: retry what is retryable, bisect on 400."""
-        body = bulk_body(map(_BODY, batch))
+        body = bulk_body(batch)
         started = time.monotonic()
         attempt = 0
         while True:
@@ -814,10 +818,10 @@ class BulkSender:
                     report(
                         "rejected",
                         "bucket_logging: the server rejected an item (%s; HTTP %d: %s): %.300s",
-                        batch[0].kind,
+                        kind_of(batch[0]),
                         status,
                         message,
-                        batch[0].body.decode("utf-8", "replace"),
+                        batch[0].decode("utf-8", "replace"),
                     )
                     return
                 half = len(batch) // 2

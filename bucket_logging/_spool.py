@@ -23,8 +23,8 @@ Why SQLite (the standard library's :mod:`sqlite3`) in WAL mode, one file
   loss up to the last checkpoint), so a batch costs about one small write.
 
 One row is one batch (up to ``max_batch_items`` items, at most 2,000,000 bytes),
-not one item: the items' encoded bytes are stored back to back with their sizes
-and kinds, so that persisting and deleting 1,000 items is one insert and one
+not one item: the items' encoded bytes are stored back to back with their sizes,
+so that persisting and deleting 1,000 items is one insert and one
 delete. The bytes live in a table of their own, so that claiming, renewing and
 releasing (small updates) never rewrite them. Schema (version 1)::
 
@@ -39,7 +39,7 @@ releasing (small updates) never rewrite them. Schema (version 1)::
             attempted INTEGER) -- 1: a request may have carried it (a replay may
                                -- then be a duplicate; counted as ``redelivered``)
     payloads(id       INTEGER PRIMARY KEY  -- the batch's id
-             kinds    BLOB     -- JSON list of the items' kinds
+             kinds    BLOB     -- "[]" (older rows: a JSON list of the items' kinds)
              sizes    BLOB     -- JSON list of the items' sizes in bytes
              bodies   BLOB)    -- the items' encoded JSON objects, back to back
 
@@ -90,6 +90,7 @@ import asyncio
 import contextlib
 import contextvars
 import hashlib
+import itertools
 import logging
 import os
 import queue
@@ -109,7 +110,6 @@ import orjson
 from . import _diagnostics
 from ._diagnostics import report
 from ._exceptions import DeliveryError
-from ._items import Item
 
 if TYPE_CHECKING:
     from ._sender import BulkSender
@@ -348,11 +348,11 @@ class SpoolStore:
     # -- the sender's own batches -------------------------------------------------------
 
     def insert(
-        self, kinds: list[str], bodies: list[bytes], attempted: bool, protect: frozenset[int]
+        self, bodies: list[bytes], attempted: bool, protect: frozenset[int]
     ) -> tuple[int | None, list[Evicted]]:
         """Write one batch owned by this sender; None when no room could be made."""
         blob = b"".join(bodies)
-        kinds_blob = orjson.dumps(kinds)
+        kinds_blob = _NO_KINDS
         sizes_blob = orjson.dumps([len(b) for b in bodies])
         size = len(blob) + len(kinds_blob) + len(sizes_blob)
         now = time.time()
@@ -386,7 +386,7 @@ class SpoolStore:
             raise
         return row, evicted
 
-    def load(self, row: int) -> list[Item] | None:
+    def load(self, row: int) -> list[bytes] | None:
         """Read back a batch this sender owns, marking it attempted; None if it is gone."""
         conn = self.conn
         cursor = conn.execute(
@@ -396,7 +396,7 @@ class SpoolStore:
             return None
         return self.read(row)
 
-    def read(self, row: int) -> list[Item] | None:
+    def read(self, row: int) -> list[bytes] | None:
         """Read a batch whoever owns it (the memory fallback's last attempt)."""
         found = self.conn.execute(
             "SELECT kinds, sizes, bodies FROM payloads WHERE id = ?", (row,)
@@ -419,7 +419,7 @@ class SpoolStore:
         """Forget a batch: delivered, or finally rejected (a trigger drops its payload)."""
         self.conn.execute("DELETE FROM batches WHERE id = ?", (row,))
 
-    def release(self, row: int, attempted: bool, rest: Sequence[Item] | None = None) -> None:
+    def release(self, row: int, attempted: bool, rest: Sequence[bytes] | None = None) -> None:
         """Give a batch up for anyone to claim; ``rest`` replaces its items when given."""
         if rest is None:
             self.conn.execute(
@@ -428,9 +428,9 @@ class SpoolStore:
                 (int(attempted), row, self.owner),
             )
             return
-        bodies = [item.body for item in rest]
+        bodies = list(rest)
         blob = b"".join(bodies)
-        kinds_blob = orjson.dumps([item.kind for item in rest])
+        kinds_blob = _NO_KINDS
         sizes_blob = orjson.dumps([len(b) for b in bodies])
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -480,7 +480,7 @@ class SpoolStore:
 
     # -- the backlog -----------------------------------------------------------------
 
-    def claim(self) -> tuple[int, list[Item], bool] | None:
+    def claim(self) -> tuple[int, list[bytes], bool] | None:
         """Take the oldest free batch of this destination: (row, items, attempted before)."""
         conn = self.conn
         now = time.time()
@@ -652,18 +652,19 @@ class SpoolStore:
                 conn.execute("ROLLBACK")
 
 
-def _split(kinds_blob: bytes, sizes_blob: bytes, bodies: bytes) -> list[Item]:
-    """Rebuild a batch's items (without dedupe keys: they were deduplicated once)."""
+#: The ``kinds`` column of a payload: no longer recorded (every entry names its
+#: ``type``); rows that list their kinds are still read.
+_NO_KINDS: Final = b"[]"
+
+
+def _split(kinds_blob: bytes, sizes_blob: bytes, bodies: bytes) -> list[bytes]:
+    """Cut a batch's payload back into its entries (deduplicated once already)."""
     kinds = orjson.loads(kinds_blob)
     sizes = orjson.loads(sizes_blob)
-    if len(kinds) != len(sizes) or sum(sizes) != len(bodies):
+    if (kinds and len(kinds) != len(sizes)) or sum(sizes) != len(bodies):
         raise sqlite3.DatabaseError("a spooled batch is inconsistent")
-    items = []
-    pos = 0
-    for kind, size in zip(kinds, sizes, strict=True):
-        items.append(Item(str(kind), bodies[pos : pos + size]))
-        pos += size
-    return items
+    ends = list(itertools.accumulate(sizes))
+    return list(map(bodies.__getitem__, map(slice, [0, *ends[:-1]], ends)))
 
 
 def destination(tracking_key: str) -> str:
@@ -726,8 +727,8 @@ class _Chunk:
         self.count = count
         self.size = size  # encoded bytes
         self.row = row  # None: not in the spool (no room): memory only
-        self.items: list[Item] | None = None  # held in memory only until it is sent
-        self.kept: list[Item] = []  # items given up on: they stay in the spool
+        self.items: list[bytes] | None = None  # held in memory only until it is sent
+        self.kept: list[bytes] = []  # items given up on: they stay in the spool
         self.ambiguous = False  # a request for it ended without an answer
         self.accepted = False  # a request for (part of) it was answered 2xx
         self.posting = False  # a request for it is on the wire
@@ -901,7 +902,7 @@ class Spool:
 
     def keep(
         self,
-        batch: list[Item],
+        batch: list[bytes],
         reason: str,
         status: int | None,
         detail: str,
@@ -1083,10 +1084,10 @@ class Spool:
         self._evicted(full, "spool_full")
         self._backlog_maybe = True
 
-    async def _persist(self, batch: list[Item], bid: int, send: bool = True) -> None:
+    async def _persist(self, batch: list[bytes], bid: int, send: bool = True) -> None:
         """Write one batch taken off the queue; keep its items if it is sent next."""
         sender = self._sender
-        bodies = [item.body for item in batch]
+        bodies = batch
         size = sum(map(len, bodies))
         sent_next = (
             send and not self._waiting and not sender._slots.locked() and not self._backlog_maybe
@@ -1096,7 +1097,6 @@ class Spool:
         try:
             row, evicted = await self._call(
                 self._store.insert,
-                [item.kind for item in batch],
                 bodies,
                 sent_next,  # its row says "attempted" before the request starts
                 frozenset(self._sending),
@@ -1168,7 +1168,7 @@ class Spool:
             task.add_done_callback(sender._tasks.discard)
             task.add_done_callback(self._delivered)
 
-    async def _run(self, chunk: _Chunk, items: list[Item]) -> None:
+    async def _run(self, chunk: _Chunk, items: list[bytes]) -> None:
         _current.set(chunk)
         try:
             await self._sender._deliver(items, chunk.bid)

@@ -28,11 +28,12 @@ from typing import Any, Final, Protocol
 import structlog.contextvars
 
 from . import _diagnostics
-from ._diagnostics import INTERNAL_ROOTS
+from ._diagnostics import internal_names as _internal_names
+from ._diagnostics import internal_threads as _internal_threads
 from ._exceptions import ConfigurationError, InvalidItemError
-from ._items import Item, encode, encode_plain_event, format_timestamp, normalize_id
+from ._items import Item, encode, event_body, format_timestamp, normalize_id
 from ._rules import Rule, RuleSet, compile_rules
-from ._sender import get_sender
+from ._sender import BulkSender, get_sender
 
 __all__ = [
     "ORPHAN",
@@ -176,6 +177,7 @@ class _Local(threading.local):
 
 
 _local: Final = _Local()
+_get_ident: Final = threading.get_ident
 
 #: The lists of the active :func:`~bucket_logging.testing.capture_tracking` blocks.
 #: Replaced as a whole (never mutated) so readers need no lock.
@@ -335,6 +337,7 @@ class Tracker:
     __slots__ = (
         "_company_field",
         "_company_key",
+        "_put",
         "_reserved",
         "_rules",
         "_sender",
@@ -351,6 +354,8 @@ class Tracker:
         company_id_field: str = "company_id",
     ) -> None:
         self._sender = sender
+        # the everyday event's encoded bytes go straight onto a BulkSender's queue
+        self._put = sender._put if isinstance(sender, BulkSender) else self._enqueue_body
         self._user_field = _check_field("user_id_field", user_id_field)
         self._company_field = _check_field("company_id_field", company_id_field)
         self._user_key = _CONTEXT_PREFIX + user_id_field
@@ -450,51 +455,66 @@ class Tracker:
         ``bucket_user``, ``bucket_company``, ``bucket_feedback``, ``bucket_active``.
         ``created`` and ``logger_name`` are read from ``record`` when None. It skips
         the library's own records and a record a processor already tracked, encodes
-        plainly valid values with :func:`~bucket_logging._items.encode_plain_event`,
-        and hands everything else to :meth:`track`, which validates and explains.
-        Never raises, never re-enters itself.
+        plainly valid values with :func:`~bucket_logging._items.event_body` and
+        queues the bytes; everything else goes to :meth:`track`, which converts,
+        validates and explains. No application code runs on this path (so it needs
+        no re-entry guard of its own). Never raises.
         """
         local = _local
-        if local.busy:
+        if local.busy:  # inside track() on this thread: its conversions logged
             return
-        local.busy = True
         try:
-            if record is not None:
+            if record is None:
+                if _get_ident() in _internal_threads:
+                    return
+            else:
                 if created is None:
                     created = record.created
                 if logger_name is None:
                     logger_name = record.name
-                if record.thread in _diagnostics.internal_threads:
+                if record.thread in _internal_threads:
                     return
                 if local.claim is not None and is_claimed(record, fields, template):
                     return
-            if created is None or logger_name is None:
+            internal = _internal_names.get(logger_name)
+            if internal is None:
+                internal = _diagnostics.internal_logger(logger_name)
+            if internal or created is None:
                 return
-            if logger_name.partition(".")[0] in INTERNAL_ROOTS:
-                return
-            get = fields.get
-            user_id = get(self._user_field)
-            if user_id is None:
-                user_id = _from_context(self._user_field, self._user_key)
-            company_id = get(self._company_field)
-            if company_id is None:
-                company_id = _from_context(self._company_field, self._company_key)
-            item = encode_plain_event(
-                get("bucket_event"), user_id, company_id, get("bucket_attributes"), created
-            )
-            if item is not None:
-                self._deliver(item)
-                return
+            if type(fields) is dict:  # (a custom Mapping may run code: the guarded path)
+                get = fields.get
+                user_id = get(self._user_field)
+                if user_id is None and (
+                    _STRUCTLOG_VARS is None or self._user_key in _STRUCTLOG_VARS
+                ):
+                    user_id = _from_context(self._user_field, self._user_key)
+                company_id = get(self._company_field)
+                if company_id is None and (
+                    _STRUCTLOG_VARS is None or self._company_key in _STRUCTLOG_VARS
+                ):
+                    company_id = _from_context(self._company_field, self._company_key)
+                body = event_body(
+                    get("bucket_event"), user_id, company_id, get("bucket_attributes"), created
+                )
+                if body is not None:
+                    if _captures:
+                        self._deliver(Item("event", body))
+                    else:
+                        self._put(body)
+                    return
         except InvalidItemError as exc:  # too large: final, and not encoded again
-            if logger_name is not None:
+            if type(logger_name) is str:
                 _reject("event", logger_name, template, "; ".join(exc.errors))
             return
-        except Exception:  # a broken record or an odd value: the general path explains
-            if created is None or logger_name is None:
-                return
-        finally:
-            local.busy = False
-        self.track(fields, created, logger_name, template, TAGGED)
+        except Exception:  # a broken record: the general path explains what it can
+            pass
+        if type(logger_name) is str and created is not None:
+            self.track(fields, created, logger_name, template, TAGGED)
+
+    def _enqueue_body(self, body: bytes) -> bool:
+        """:attr:`_put` for a sender other than a BulkSender: it takes Items."""
+        self._deliver(Item("event", body))
+        return True
 
     def track(
         self,

@@ -40,15 +40,16 @@ BIG = 256 * 1024 * 1024
 WEEK = 7 * 86400.0
 
 
-def items(n: int, start: int = 0, pad: str = "") -> list[Item]:
+def items(n: int, start: int = 0, pad: str = "") -> list[bytes]:
+    """Encoded entries, as the sender queues and spools them."""
     return [
-        Item.event("Spooled", str(i), {"pad": pad} if pad else None)
+        Item.event("Spooled", str(i), {"pad": pad} if pad else None).body
         for i in range(start, start + n)
     ]
 
 
-def put(store: SpoolStore, batch: list[Item], protect: frozenset[int] = frozenset()) -> int | None:
-    row, _ = store.insert([i.kind for i in batch], [i.body for i in batch], False, protect)
+def put(store: SpoolStore, batch: list[bytes], protect: frozenset[int] = frozenset()) -> int | None:
+    row, _ = store.insert(batch, False, protect)
     return row
 
 
@@ -336,7 +337,7 @@ def test_a_batch_larger_than_the_limit_is_not_written(
     store = stores(max_bytes=100_000)
     kept = put(store, items(1))
     huge = items(1, pad="x" * 150_000)
-    assert store.insert(["event"], [huge[0].body], False, frozenset()) == (None, [])
+    assert store.insert([huge[0]], False, frozenset()) == (None, [])
     assert [r[0] for r in rows(spool)] == [kept]  # nothing was evicted for it in vain
 
 
@@ -353,7 +354,7 @@ def test_room_is_never_made_from_another_live_senders_batches(
     more = items(1, pad="c" * 8_000)
     assert put(mine, more, protect=frozenset({own})) is None
     assert len(rows(spool)) == 13
-    row, evicted = mine.insert(["event"], [more[0].body], False, frozenset())
+    row, evicted = mine.insert([more[0]], False, frozenset())
     assert row is not None
     assert evicted == [(own, True, 1)]  # its own, never the other sender's
     assert len(rows(spool)) == 13
@@ -566,7 +567,7 @@ def test_fork_while_busy_leaves_the_child_without_a_spool(
     sender = BulkSender(KEY, transport=endpoint.transport(), spool_dir=spool)
     try:
         for item in items(5):
-            assert sender.enqueue(item)
+            assert sender.enqueue(Item("event", item))
         assert sender.flush(10)
     finally:
         sender.close(2)
@@ -668,8 +669,8 @@ def reports(caplog: pytest.LogCaptureFixture) -> Callable[[], str]:
     return lambda: "\n".join(r.getMessage() for r in caplog.records if r.name == "bucket_logging")
 
 
-def enqueue(sender: BulkSender, batch: list[Item]) -> None:
-    results = [sender.enqueue(item) for item in batch]
+def enqueue(sender: BulkSender, batch: list[bytes]) -> None:
+    results = [sender.enqueue(Item("event", body)) for body in batch]
     assert all(results)
 
 
