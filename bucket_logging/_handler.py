@@ -47,7 +47,7 @@ from typing import Any
 
 from ._diagnostics import is_internal
 from ._rules import NO_RULES
-from ._tracker import PLAIN_EVENT, FrontEnd, Sender, _local, is_claimed, tag_kind
+from ._tracker import FrontEnd, Sender, _local, has_tags, is_claimed
 
 __all__ = ["BucketHandler"]
 
@@ -118,11 +118,10 @@ class BucketHandler(FrontEnd, logging.Handler):
         else:
             fields = record.__dict__
             template = msg
-        kind = tag_kind(fields)
-        if kind == PLAIN_EVENT:
+        if "bucket_event" in fields:
             self._track_event(fields, None, None, template, record)
             return record
-        if not kind:  # untagged: only a rule can ask for it
+        if not has_tags(fields):  # untagged: only a rule can ask for it
             cache = self._rule_cache
             if cache is None or (type(template) is str and cache.get(template) is NO_RULES):
                 return record

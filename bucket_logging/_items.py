@@ -608,7 +608,8 @@ def event_body(
         if type(attributes) is not dict:
             return None
         wire["attributes"] = attributes
-    wire["timestamp"] = format_timestamp(created)
+    cache = _ts_cache
+    wire["timestamp"] = cache[2] if cache[0] <= created < cache[1] else format_timestamp(created)
     try:
         out = orjson.dumps(wire, option=_OPTIONS)
     except TypeError:  # (orjson.JSONEncodeError is one) a value to convert first

@@ -59,7 +59,7 @@ from typing import Any
 from . import _diagnostics
 from ._handler import BucketHandler
 from ._rules import NO_RULES
-from ._tracker import PLAIN_EVENT, FrontEnd, Sender, _local, claim, release_claim, tag_kind
+from ._tracker import FrontEnd, Sender, _local, claim, has_tags, release_claim
 
 __all__ = ["BucketProcessor"]
 
@@ -157,17 +157,16 @@ class BucketProcessor(FrontEnd):
         """Track the event if it asks for it; return ``event_dict`` unchanged."""
         try:
             event = event_dict.get("event")
-            kind = tag_kind(event_dict)
-            if not kind:  # untagged: only a rule can ask for it
+            plain = "bucket_event" in event_dict
+            if not plain and not has_tags(event_dict):  # untagged: only a rule can ask
                 cache = self._rule_cache
                 if cache is None or (type(event) is str and cache.get(event) is NO_RULES):
                     if _local.claim is not None:
                         release_claim()
                     return event_dict
             name = _logger_name(logger, event_dict)
-            plain = kind == PLAIN_EVENT
             plan: object = None
-            if not plain:  # else the everyday event: Tracker.track_event checks it all
+            if not plain:  # else Tracker.track_event checks it all
                 plan = self._wants(event_dict, name, event)
                 if plan is None:
                     release_claim()

@@ -43,10 +43,10 @@ __all__ = [
     "Sender",
     "Tracker",
     "claim",
+    "has_tags",
     "is_claimed",
     "release_claim",
     "resolve_sender",
-    "tag_kind",
 ]
 
 #: How long a front end's ``flush()`` waits by default when its sender has no
@@ -136,37 +136,21 @@ class Sender(Protocol):
         """Wait until everything queued was delivered; True when it was."""
 
 
-#: :func:`tag_kind`: the record carries only ``bucket_event`` (and its attributes).
-PLAIN_EVENT: Final = 1
-#: :func:`tag_kind`: the record carries some other combination of tags.
-OTHER_TAGS: Final = 2
+def has_tags(fields: Mapping[str, Any]) -> bool:
+    """Whether a record *without* ``bucket_event`` carries another ``bucket_*`` tag.
 
-
-def tag_kind(fields: Mapping[str, Any]) -> int:
-    """What a record's tags ask for: 0 (no tag), :data:`PLAIN_EVENT` or :data:`OTHER_TAGS`.
-
-    The front ends' first, cheapest step: a few ``in`` tests. The everyday event goes
-    to :meth:`Tracker.track_event`, other tags to :meth:`Tracker.wants` and
-    :meth:`Tracker.track`, and untagged records only to the rules.
+    The front ends' first, cheapest step is one ``in`` test: a record with
+    ``bucket_event`` goes to :meth:`Tracker.track_event` (which reads the other tags
+    itself); for any other record this tells a tagged one (for :meth:`Tracker.wants`
+    and :meth:`Tracker.track`) from an untagged one, which only a rule can ask for.
     """
-    if "bucket_event" in fields:
-        if (
-            "bucket_user" in fields
-            or "bucket_company" in fields
-            or "bucket_feedback" in fields
-            or "bucket_active" in fields
-        ):
-            return OTHER_TAGS
-        return PLAIN_EVENT
-    if (
+    return (
         "bucket_user" in fields
         or "bucket_company" in fields
         or "bucket_feedback" in fields
         or "bucket_attributes" in fields
         or "bucket_active" in fields
-    ):
-        return OTHER_TAGS
-    return 0
+    )
 
 
 class _Local(threading.local):
@@ -449,16 +433,17 @@ class Tracker:
         template: object,
         record: logging.LogRecord | None = None,
     ) -> None:
-        """The everyday record in one step: only ``bucket_event`` (and its attributes).
+        """Track a record that carries ``bucket_event``: the everyday one in one step.
 
-        Front ends call this when a record carries ``bucket_event`` and none of
-        ``bucket_user``, ``bucket_company``, ``bucket_feedback``, ``bucket_active``.
-        ``created`` and ``logger_name`` are read from ``record`` when None. It skips
-        the library's own records and a record a processor already tracked, encodes
-        plainly valid values with :func:`~bucket_logging._items.event_body` and
-        queues the bytes; everything else goes to :meth:`track`, which converts,
-        validates and explains. No application code runs on this path (so it needs
-        no re-entry guard of its own). Never raises.
+        Front ends call this for every record with ``bucket_event``. ``created`` and
+        ``logger_name`` are read from ``record`` when None. It skips the library's
+        own records and a record a processor already tracked. The everyday event
+        (no ``bucket_user``, ``bucket_company``, ``bucket_feedback`` or
+        ``bucket_active`` beside it) with plainly valid values is encoded by
+        :func:`~bucket_logging._items.event_body` and its bytes are queued; everything
+        else goes to :meth:`track`, which converts, validates and explains. No
+        application code runs on the everyday path (so it needs no re-entry guard of
+        its own). Never raises.
         """
         local = _local
         if local.busy:  # inside track() on this thread: its conversions logged
@@ -481,7 +466,12 @@ class Tracker:
                 internal = _diagnostics.internal_logger(logger_name)
             if internal or created is None:
                 return
-            if type(fields) is dict:  # (a custom Mapping may run code: the guarded path)
+            if type(fields) is dict and not (  # (a custom Mapping may run code)
+                "bucket_user" in fields
+                or "bucket_company" in fields
+                or "bucket_feedback" in fields
+                or "bucket_active" in fields
+            ):
                 get = fields.get
                 user_id = get(self._user_field)
                 if user_id is None and (
