@@ -186,7 +186,8 @@ class BulkSender:
             ``https://tracking.bucket.co``.
         offline: validate and count items, send nothing (no key needed).
         flush_interval: seconds between sends of a partial batch.
-        max_batch_items: items per request at most.
+        max_batch_items: items per request at most (bodies also stay at or under
+            2,000,000 bytes, which bounds a batch of typical events first).
         max_queue_items: items held in memory at most; more are dropped and counted.
         max_queue_bytes: encoded bytes held in memory at most (same).
         max_concurrent_requests: bulk requests in flight at once.
@@ -213,10 +214,10 @@ class BulkSender:
         spool_max_age: seconds a batch is kept in the spool (7 days); older ones are
             dropped (counted, reported).
 
-    Memory is bounded by ``max_queue_bytes`` of encoded items (plus about 150 bytes of
+    Memory is bounded by ``max_queue_bytes`` of encoded items (plus about 40 bytes of
     bookkeeping per item, at most ``max_queue_items`` of them) and
     ``max_concurrent_requests`` bodies of at most 2,000,000 bytes in flight: about
-    64 MiB + 30 MiB + 8 MB with the defaults.
+    64 MiB + 8 MB + 8 MB with the defaults.
     """
 
     def __init__(
@@ -226,7 +227,7 @@ class BulkSender:
         base_url: str | None = None,
         offline: bool = False,
         flush_interval: float = 1.0,
-        max_batch_items: int = 5000,
+        max_batch_items: int = 15_000,
         max_queue_items: int = 200_000,
         max_queue_bytes: int = 64 * 1024 * 1024,
         max_concurrent_requests: int = 4,
@@ -425,8 +426,10 @@ class BulkSender:
                 queue.append(body)
                 self._queue_bytes += size
                 self._enqueued += 1
-                if self._wake_requested or len(queue) < self.max_batch_items:
-                    return True
+                if self._wake_requested or (
+                    len(queue) < self.max_batch_items and self._queue_bytes < MAX_BODY_BYTES
+                ):
+                    return True  # (the sender wakes for a full batch, or on its timer)
                 self._wake_requested = True
                 reason = ""
             else:
