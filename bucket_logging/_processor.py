@@ -64,6 +64,7 @@ from ._tracker import FrontEnd, Sender, _local, claim, has_tags, release_claim
 __all__ = ["BucketProcessor"]
 
 _get_ident = threading.get_ident
+_time = time.time
 
 # structlog's method names -> stdlib levels, to know whether a record will be built.
 _LEVELS = {
@@ -91,10 +92,8 @@ def _reaches_bucket_handler(logger: logging.Logger, level: int) -> bool:
     return False
 
 
-def _logger_name(logger: Any, event_dict: MutableMapping[str, Any]) -> str:
-    name = getattr(logger, "name", None)
-    if isinstance(name, str):
-        return name
+def _logger_name(event_dict: MutableMapping[str, Any]) -> str:
+    """The logger name of an event whose logger has no ``name``: from the event dict."""
     name = event_dict.get("logger")
     if isinstance(name, str):
         return name
@@ -157,23 +156,25 @@ class BucketProcessor(FrontEnd):
         """Track the event if it asks for it; return ``event_dict`` unchanged."""
         try:
             event = event_dict.get("event")
-            plain = "bucket_event" in event_dict
-            if not plain and not has_tags(event_dict):  # untagged: only a rule can ask
-                cache = self._rule_cache
-                if cache is None or (type(event) is str and cache.get(event) is NO_RULES):
-                    if _local.claim is not None:
-                        release_claim()
-                    return event_dict
-            name = _logger_name(logger, event_dict)
+            plain = "bucket_event" in event_dict  # Tracker.track_event checks it all
+            name = getattr(logger, "name", None)
+            if type(name) is not str:
+                name = _logger_name(event_dict)
             plan: object = None
-            if not plain:  # else Tracker.track_event checks it all
+            if not plain:
+                if not has_tags(event_dict):  # untagged: only a rule can ask for it
+                    cache = self._rule_cache
+                    if cache is None or (type(event) is str and cache.get(event) is NO_RULES):
+                        if _local.claim is not None:
+                            release_claim()
+                        return event_dict
                 plan = self._wants(event_dict, name, event)
                 if plan is None:
                     release_claim()
                     return event_dict
                 if _diagnostics.is_internal(name, _get_ident()):
                     return event_dict
-            now = time.time()
+            now = _time()
         except Exception:  # an odd logger or event dict must not break logging
             return event_dict
         if plain:

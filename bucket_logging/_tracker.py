@@ -155,9 +155,8 @@ def has_tags(fields: Mapping[str, Any]) -> bool:
 
 class _Local(threading.local):
     busy = False
-    claim: Any = None
-    claim_event: Any = None
-    claim_record: Any = None
+    #: [the claimed event dict, its event text, the record bound to it or None]
+    claim: list[Any] | None = None
 
 
 _local: Final = _Local()
@@ -191,10 +190,7 @@ def claim(event_dict: Mapping[str, Any], event: object) -> None:
     processor chain. :func:`is_claimed` lets a BucketHandler recognise that record
     and leave it alone, so the event is tracked exactly once.
     """
-    local = _local
-    local.claim = event_dict
-    local.claim_event = event
-    local.claim_record = None
+    _local.claim = [event_dict, event, None]
 
 
 def release_claim() -> None:
@@ -202,8 +198,6 @@ def release_claim() -> None:
     local = _local
     if local.claim is not None:
         local.claim = None
-        local.claim_event = None
-        local.claim_record = None
 
 
 def is_claimed(record: logging.LogRecord, fields: Mapping[str, Any], template: object) -> bool:
@@ -216,14 +210,14 @@ def is_claimed(record: logging.LogRecord, fields: Mapping[str, Any], template: o
     the claimed dict's values. The first record recognised is bound to the claim: a
     later record that happens to share those objects is not mistaken for it.
     """
-    local = _local
-    claimed = local.claim
-    if claimed is None:
+    claim = _local.claim
+    if claim is None:
         return False
+    claimed = claim[0]
     if fields is not claimed:
         # render_to_log_kwargs pops "event" from the (claimed) event dict itself; a
         # later processor may have replaced the text (PositionalArgumentsFormatter).
-        if template is not local.claim_event and "event" in claimed:
+        if template is not claim[1] and "event" in claimed:
             return False
         get = fields.get
         cget = claimed.get
@@ -233,9 +227,9 @@ def is_claimed(record: logging.LogRecord, fields: Mapping[str, Any], template: o
         for key, value in claimed.items():  # every other key became a record attribute
             if key not in _NOT_EXTRA and get(key, _MISSING) is not value:
                 return False
-    bound = local.claim_record
+    bound = claim[2]
     if bound is None:
-        local.claim_record = record
+        claim[2] = record
         return True
     return bound is record
 
