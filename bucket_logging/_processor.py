@@ -157,17 +157,17 @@ class BucketProcessor(FrontEnd):
         try:
             event = event_dict.get("event")
             plain = "bucket_event" in event_dict  # Tracker.track_event checks it all
+            if not plain and not has_tags(event_dict):  # untagged: only a rule can ask
+                cache = self._rule_cache
+                if cache is None or (type(event) is str and cache.get(event) is NO_RULES):
+                    if _local.claim is not None:
+                        release_claim()
+                    return event_dict
             name = getattr(logger, "name", None)
             if type(name) is not str:
                 name = _logger_name(event_dict)
             plan: object = None
             if not plain:
-                if not has_tags(event_dict):  # untagged: only a rule can ask for it
-                    cache = self._rule_cache
-                    if cache is None or (type(event) is str and cache.get(event) is NO_RULES):
-                        if _local.claim is not None:
-                            release_claim()
-                        return event_dict
                 plan = self._wants(event_dict, name, event)
                 if plan is None:
                     release_claim()
