@@ -38,6 +38,7 @@ __all__ = [
     "format_timestamp",
     "kind_of",
     "normalize_id",
+    "right_sized",
     "validate_wire",
 ]
 
@@ -335,6 +336,11 @@ def dumps(obj: Any) -> bytes:
         out = orjson.dumps(obj, default=_default, option=_OPTIONS)
     except (orjson.JSONEncodeError, TypeError, ValueError, RecursionError):
         out = orjson.dumps(_sanitize(obj), default=_default_str, option=_OPTIONS)
+    return right_sized(out)
+
+
+def right_sized(out: bytes) -> bytes:
+    """A copy of an orjson result that holds only its length (see :func:`dumps`)."""
     return b"".join((out, b"")) if len(out) < _RIGHT_SIZE else out
 
 
@@ -592,6 +598,9 @@ def event_body(
     returns None, so that :func:`encode` validates, converts and explains it: no
     application code (a ``__str__``) ever runs here. An event too large for a request
     raises :class:`~bucket_logging.InvalidItemError`.
+
+    The result is orjson's own, not right-sized (see :func:`dumps`): it is meant to
+    be copied into a sender's batch at once, not kept.
     """
     if type(event) is not str or not event:
         return None
@@ -614,11 +623,8 @@ def event_body(
         out = orjson.dumps(wire, option=_OPTIONS)
     except TypeError:  # (orjson.JSONEncodeError is one) a value to convert first
         return None
-    size = len(out)
-    if size < _RIGHT_SIZE:
-        return b"".join((out, b""))  # right-sized: see dumps()
-    if size > MAX_ITEM_BYTES:
-        raise _too_large(size, "event")
+    if len(out) > MAX_ITEM_BYTES:
+        raise _too_large(len(out), "event")
     return out
 
 

@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import bisect
 import collections
 import concurrent.futures
 import contextlib
 import email.utils
-import itertools
 import logging
 import os
 import random
@@ -77,6 +75,44 @@ _RETRY_STATUSES: Final = frozenset({408, 429})
 #: While a flush waits, a back-off (not a server's Retry-After) lasts at most this long.
 _FLUSH_RETRY_DELAY: Final = 0.2
 _USER_AGENT: Final = "bucket-logging/0.1.0"
+
+
+class Batch:
+    """A sealed batch of the queue: one bulk body, and where each of its entries ends.
+
+    The body is built as items are queued: ``[``, then each encoded entry followed
+    by a comma; the last comma becomes the closing ``]`` when the body is sent.
+    """
+
+    __slots__ = ("buf", "ends")
+
+    def __init__(self, buf: bytearray, ends: list[int]) -> None:
+        self.buf = buf
+        self.ends = ends
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def body(self) -> bytes:
+        """The request body: a JSON array of the entries."""
+        buf = self.buf
+        buf[-1] = 0x5D  # the last entry's comma becomes "]"
+        return bytes(buf)
+
+    def entries(self) -> list[bytes]:
+        """The encoded entries (to bisect a rejected batch, or to spool it)."""
+        buf = bytes(self.buf)
+        ends = self.ends
+        starts = [1, *map(_PLUS_ONE, ends[:-1])]  # after "[" or the previous ","
+        return list(map(buf.__getitem__, map(slice, starts, ends)))
+
+    def entry_bytes(self) -> int:
+        """The entries' encoded bytes (without the brackets and commas)."""
+        return len(self.buf) - 1 - len(self.ends)
+
+
+def _entries(batch: Batch | list[bytes]) -> list[bytes]:
+    return batch.entries() if isinstance(batch, Batch) else batch
 
 
 @dataclass(frozen=True)
@@ -303,8 +339,14 @@ class BulkSender:
     def _init_state(self) -> None:
         """(Re)create everything that belongs to one process: queue, lock, thread."""
         self._lock = threading.Lock()
-        self._queue: list[bytes] = []  # encoded entries (Item bodies)
-        self._queue_bytes = 0
+        # The queue: sealed batches, oldest first, then the open one. Entries (encoded
+        # items) are copied into the open batch's body as they come ("[", then each
+        # entry and a comma): no object per item is kept, and a batch is sent as is.
+        self._sealed: collections.deque[Batch] = collections.deque()
+        self._open = bytearray(b"[")
+        self._open_ends: list[int] = []  # where each entry of the open batch ends
+        self._queue_items = 0  # entries in the sealed and open batches
+        self._queue_bytes = 0  # their encoded bytes
         self._enqueued = 0  # items ever appended (their sequence numbers)
         self._done = 0  # items sent, rejected, deduplicated or dropped after queueing
         self._drained = 0  # items ever taken off the queue
@@ -417,18 +459,26 @@ class BulkSender:
             return self._put_slowly(body)
         size = len(body)
         with self._lock:
-            queue = self._queue
             if (
-                len(queue) < self.max_queue_items
+                self._queue_items < self.max_queue_items
                 and self._queue_bytes + size <= self.max_queue_bytes
                 and self._running  # re-checked: close() may have run meanwhile
             ):
-                queue.append(body)
+                buf = self._open
+                ends = self._open_ends
+                if ends and len(buf) + size >= MAX_BODY_BYTES:
+                    self._seal_locked()  # full by bytes: the entry goes into the next one
+                    buf = self._open
+                    ends = self._open_ends
+                buf += body
+                ends.append(len(buf))
+                buf += b","
+                if len(ends) >= self.max_batch_items:
+                    self._seal_locked()  # full by count
+                self._queue_items += 1
                 self._queue_bytes += size
                 self._enqueued += 1
-                if self._wake_requested or (
-                    len(queue) < self.max_batch_items and self._queue_bytes < MAX_BODY_BYTES
-                ):
+                if self._wake_requested or not self._sealed:
                     return True  # (the sender wakes for a full batch, or on its timer)
                 self._wake_requested = True
                 reason = ""
@@ -716,12 +766,11 @@ class BulkSender:
         if self._spool is not None and await self._spool.pump():
             return  # the spool persisted the queue and started what slots allow
         while not self._stopping:
-            with self._lock:
-                if not self._queue:
-                    break
+            if not self._has_queued():
+                break
             await self._slots.acquire()
             batch, batch_id = self._take_batch()
-            if not batch:
+            if batch is None:
                 self._slots.release()
                 self._check_waiters()
                 continue
@@ -729,35 +778,44 @@ class BulkSender:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _take_batch(self) -> tuple[list[bytes], int]:
-        """Take one batch off the queue (by count and bytes).
+    def _seal_locked(self) -> None:
+        """Close the open batch (not empty) and start a new one; the lock is held."""
+        self._sealed.append(Batch(self._open, self._open_ends))
+        self._open = bytearray(b"[")
+        self._open_ends = []
 
-        Works on whole slices with C-level helpers (no Python loop per item): the
-        sender's CPU per item is GIL time taken from the threads that log.
+    def _has_queued(self) -> bool:
+        with self._lock:
+            return self._queue_items > 0
+
+    def _take_batch(self) -> tuple[Batch | None, int]:
+        """Take the oldest batch off the queue (the open one when none is sealed).
+
+        Batches are filled (and sealed by count and bytes) as items are queued, so
+        the sender does no work per item here: its CPU is GIL time taken from the
+        threads that log.
         """
         with self._lock:
-            queue = self._queue
-            n = min(len(queue), self.max_batch_items)
-            taken = queue if n == len(queue) else queue[:n]
-            sizes = list(map(len, taken))
-            size = sum(sizes)
-            if size + n + 1 > MAX_BODY_BYTES:  # items, their commas and the brackets
-                ends = list(itertools.accumulate(map(_PLUS_ONE, sizes)))
-                n = max(1, bisect.bisect_right(ends, MAX_BODY_BYTES - 1))
-                size = ends[n - 1] - n
-                taken = queue[:n]
-            if taken is queue:
-                self._queue = []
-            else:
-                del queue[:n]
-            self._queue_bytes -= size
+            if not self._sealed:
+                if not self._open_ends:
+                    return None, 0
+                self._seal_locked()
+            batch = self._sealed.popleft()
+            n = len(batch.ends)
+            self._queue_items -= n
+            self._queue_bytes -= batch.entry_bytes()
             # in flight from now on: a flush must not see these items as finished
             batch_id = self._batch_ids = self._batch_ids + 1
             self._inflight[batch_id] = self._drained
             self._drained += n
-        return taken, batch_id
+        return batch, batch_id
 
-    async def _deliver(self, batch: list[bytes], batch_id: int) -> None:
+    def _take_entries(self) -> tuple[list[bytes], int]:
+        """:meth:`_take_batch` as a list of entries (for the spool)."""
+        batch, batch_id = self._take_batch()
+        return ([] if batch is None else batch.entries()), batch_id
+
+    async def _deliver(self, batch: Batch | list[bytes], batch_id: int) -> None:
         try:
             await self._send(batch)
             if self._spool is not None:
@@ -772,9 +830,9 @@ class BulkSender:
             self._slots.release()
             self._check_waiters()
 
-    async def _send(self, batch: list[bytes]) -> None:
+    async def _send(self, batch: Batch | list[bytes]) -> None:
         """Deliver one batch: retry what is retryable, bisect on 400."""
-        body = bulk_body(batch)
+        body = batch.body() if isinstance(batch, Batch) else bulk_body(batch)
         started = time.monotonic()
         attempt = 0
         while True:
@@ -795,7 +853,7 @@ class BulkSender:
                 ):
                     reason = "retries_exhausted" if closing is None else "shutdown"
                     if self._spool is None or not self._spool.keep(
-                        batch, reason, failure.status, failure.detail
+                        _entries(batch), reason, failure.status, failure.detail
                     ):
                         self._drop(reason, len(batch), failure.status, failure.detail)
                     return
@@ -813,6 +871,7 @@ class BulkSender:
                 return
             code, message = _error_message(response)
             if status in (400, 413) and code != "INVALID_API_KEY":
+                batch = _entries(batch)
                 if len(batch) == 1:
                     with self._lock:
                         self._counts["rejected"] += 1
@@ -835,7 +894,9 @@ class BulkSender:
                 " (check the tracking key and base_url)" if status in (400, 401, 403, 404) else ""
             )
             detail = f"{code or message}{hint}"
-            if self._spool is None or not self._spool.keep(batch, "client_error", status, detail):
+            if self._spool is None or not self._spool.keep(
+                _entries(batch), "client_error", status, detail
+            ):
                 self._drop("client_error", len(batch), status, detail)
             return
 

@@ -885,10 +885,9 @@ class Spool:
                 await self._maintain()
             while not sender._stopping and not self.failed:
                 await self._dispatch()
-                with sender._lock:
-                    if not sender._queue:
-                        break
-                batch, bid = sender._take_batch()
+                if not sender._has_queued():
+                    break
+                batch, bid = sender._take_entries()
                 if batch:
                     await self._persist(batch, bid)
                 else:
@@ -999,10 +998,9 @@ class Spool:
             if not self._opened or self.failed:
                 return
             while True:
-                with sender._lock:
-                    if not sender._queue:
-                        break
-                batch, bid = sender._take_batch()
+                if not sender._has_queued():
+                    break
+                batch, bid = sender._take_entries()
                 if batch:
                     await self._persist(batch, bid, send=False)
             cut = [(c.row, c.ambiguous or c.posting) for c in self._cancelled if c.row]

@@ -31,7 +31,7 @@ from . import _diagnostics
 from ._diagnostics import internal_names as _internal_names
 from ._diagnostics import internal_threads as _internal_threads
 from ._exceptions import ConfigurationError, InvalidItemError
-from ._items import Item, encode, event_body, format_timestamp, normalize_id
+from ._items import Item, encode, event_body, format_timestamp, normalize_id, right_sized
 from ._rules import Rule, RuleSet, compile_rules
 from ._sender import BulkSender, get_sender
 
@@ -496,8 +496,8 @@ class Tracker:
             self.track(fields, created, logger_name, template, TAGGED)
 
     def _enqueue_body(self, body: bytes) -> bool:
-        """:attr:`_put` for a sender other than a BulkSender: it takes Items."""
-        self._deliver(Item("event", body))
+        """:attr:`_put` for a sender other than a BulkSender: it takes Items (kept)."""
+        self._deliver(Item("event", right_sized(body)))
         return True
 
     def track(
