@@ -21,6 +21,7 @@ lists of :func:`bucket_logging.testing.capture_tracking`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
@@ -154,13 +155,28 @@ def has_tags(fields: Mapping[str, Any]) -> bool:
 
 
 class _Local(threading.local):
-    busy = False
     #: [the claimed event dict, its event text, the record bound to it or None]
     claim: list[Any] | None = None
 
 
 _local: Final = _Local()
 _get_ident: Final = threading.get_ident
+
+#: The threads inside :meth:`Tracker.track` (the re-entry guard). A set rather than
+#: a thread-local: the hot path reads one module global while it is empty.
+_busy: set[int] = set()
+
+#: Whether any processor ever claimed an event (see :func:`claim`): until then the
+#: handler's hot path does not look for a claim.
+_claiming = False
+
+
+def _after_fork_in_child() -> None:
+    _busy.clear()  # the threads that were busy do not exist in the child
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 #: The lists of the active :func:`~bucket_logging.testing.capture_tracking` blocks.
 #: Replaced as a whole (never mutated) so readers need no lock.
@@ -190,7 +206,9 @@ def claim(event_dict: Mapping[str, Any], event: object) -> None:
     processor chain. :func:`is_claimed` lets a BucketHandler recognise that record
     and leave it alone, so the event is tracked exactly once.
     """
+    global _claiming
     _local.claim = [event_dict, event, None]
+    _claiming = True
 
 
 def release_claim() -> None:
@@ -439,8 +457,7 @@ class Tracker:
         application code runs on the everyday path (so it needs no re-entry guard of
         its own). Never raises.
         """
-        local = _local
-        if local.busy:  # inside track() on this thread: its conversions logged
+        if _busy and _get_ident() in _busy:  # inside track(): its conversions logged
             return
         try:
             if record is None:
@@ -453,7 +470,7 @@ class Tracker:
                     logger_name = record.name
                 if record.thread in _internal_threads:
                     return
-                if local.claim is not None and is_claimed(record, fields, template):
+                if _claiming and _local.claim is not None and is_claimed(record, fields, template):
                     return
             internal = _internal_names.get(logger_name)
             if internal is None:
@@ -515,10 +532,10 @@ class Tracker:
         valid calls of the same record still are. Re-entrant calls on the same
         thread (tracking that logs something tagged) are ignored.
         """
-        local = _local
-        if local.busy:
+        me = _get_ident()
+        if me in _busy:
             return
-        local.busy = True
+        _busy.add(me)
         try:
             if plan is ORPHAN:
                 _reject(
@@ -541,7 +558,7 @@ class Tracker:
                 exc,
             )
         finally:
-            local.busy = False
+            _busy.discard(me)
 
     # -- the slow path ---------------------------------------------------------------
 
