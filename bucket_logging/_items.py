@@ -593,7 +593,8 @@ def event_body(
 
     Handles an event whose name is a non-empty ``str``, whose ids are non-empty
     strings or ints (``company_id`` may be None) and whose attributes are a ``dict``
-    or None, stamped with ``created``, and whose values orjson encodes natively.
+    or None, stamped with ``created``, and whose keys are strings and values orjson
+    encodes natively.
     Those satisfy every rule of :func:`validate_wire` for an event. Anything else
     returns None, so that :func:`encode` validates, converts and explains it: no
     application code (a ``__str__``) ever runs here. An event too large for a request
@@ -607,20 +608,34 @@ def event_body(
     cls = type(user_id)
     if not ((cls is str and user_id) or cls is int):
         return None
-    wire: dict[str, Any] = {"type": "event", "event": event, "userId": user_id}
-    if company_id is not None:
+    cache = _ts_cache
+    timestamp = cache[2] if cache[0] <= created < cache[1] else format_timestamp(created)
+    wire: dict[str, Any]
+    if company_id is None:  # (one dict display per case: cheaper than inserting keys)
+        if type(attributes) is dict:
+            wire = {
+                "type": "event",
+                "event": event,
+                "userId": user_id,
+                "attributes": attributes,
+                "timestamp": timestamp,
+            }
+        elif attributes is None:
+            wire = {"type": "event", "event": event, "userId": user_id, "timestamp": timestamp}
+        else:
+            return None
+    else:
         cls = type(company_id)
         if not ((cls is str and company_id) or cls is int):
             return None
-        wire["companyId"] = company_id
-    if attributes is not None:
-        if type(attributes) is not dict:
-            return None
-        wire["attributes"] = attributes
-    cache = _ts_cache
-    wire["timestamp"] = cache[2] if cache[0] <= created < cache[1] else format_timestamp(created)
+        wire = {"type": "event", "event": event, "userId": user_id, "companyId": company_id}
+        if attributes is not None:
+            if type(attributes) is not dict:
+                return None
+            wire["attributes"] = attributes
+        wire["timestamp"] = timestamp
     try:
-        out = orjson.dumps(wire, option=_OPTIONS)
+        out = orjson.dumps(wire)  # (no options: a key that is not a str raises too)
     except TypeError:  # (orjson.JSONEncodeError is one) a value to convert first
         return None
     if len(out) > MAX_ITEM_BYTES:
