@@ -470,8 +470,15 @@ class Tracker:
                     logger_name = record.name
                 if record.thread in _internal_threads:
                     return
-                if _claiming and _local.claim is not None and is_claimed(record, fields, template):
-                    return
+                if _claiming:  # a processor tracks events too: was this record its event's?
+                    claim = _local.claim
+                    if (
+                        claim is not None
+                        # is_claimed's first test, inline: most records fail it
+                        and (fields is claim[0] or template is claim[1] or "event" not in claim[0])
+                        and is_claimed(record, fields, template)
+                    ):
+                        return
             internal = _internal_names.get(logger_name)
             if internal is None:
                 internal = _diagnostics.internal_logger(logger_name)
