@@ -119,7 +119,12 @@ class BucketHandler(FrontEnd, logging.Handler):
             fields = record.__dict__
             template = msg
         if "bucket_event" in fields:
-            self._track_event(fields, None, None, template, record)
+            try:
+                created = record.created
+                name = record.name
+            except Exception:  # a broken record must not break the log call
+                return record
+            self._track_event(fields, created, name, template, record)
             return record
         if not has_tags(fields):  # untagged: only a rule can ask for it
             cache = self._rule_cache

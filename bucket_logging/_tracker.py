@@ -274,6 +274,17 @@ def _context_vars() -> dict[str, Any] | None:
 _STRUCTLOG_VARS: Final = _context_vars()
 
 
+class _AnyKey:
+    """Stands for structlog's dict where it has none: every key may be bound."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+#: The keys that may hold a bound value: a key not in it is certainly not bound.
+_CONTEXT_KEYS: Final = _AnyKey() if _STRUCTLOG_VARS is None else _STRUCTLOG_VARS
+
+
 def _from_context(name: str, key: str) -> Any:
     """The value bound with ``structlog.contextvars.bind_contextvars(name=...)``, or None."""
     variables = _STRUCTLOG_VARS
@@ -440,15 +451,15 @@ class Tracker:
     def track_event(
         self,
         fields: Mapping[str, Any],
-        created: float | None,
-        logger_name: str | None,
+        created: float,
+        logger_name: str,
         template: object,
         record: logging.LogRecord | None = None,
     ) -> None:
         """Track a record that carries ``bucket_event``: the everyday one in one step.
 
-        Front ends call this for every record with ``bucket_event``. ``created`` and
-        ``logger_name`` are read from ``record`` when None. It skips the library's
+        Front ends call this for every record with ``bucket_event``: the time of the
+        call, the logger name, and the stdlib ``record`` if there is one. It skips the library's
         own records and a record a processor already tracked. The everyday event
         (no ``bucket_user``, ``bucket_company``, ``bucket_feedback`` or
         ``bucket_active`` beside it) with plainly valid values is encoded by
@@ -463,26 +474,21 @@ class Tracker:
             if record is None:
                 if _get_ident() in _internal_threads:
                     return
-            else:
-                if created is None:
-                    created = record.created
-                if logger_name is None:
-                    logger_name = record.name
-                if record.thread in _internal_threads:
+            elif record.thread in _internal_threads:
+                return
+            elif _claiming:  # a processor tracks events too: was this record its event's?
+                claim = _local.claim
+                if (
+                    claim is not None
+                    # is_claimed's first test, inline: most records fail it
+                    and (fields is claim[0] or template is claim[1] or "event" not in claim[0])
+                    and is_claimed(record, fields, template)
+                ):
                     return
-                if _claiming:  # a processor tracks events too: was this record its event's?
-                    claim = _local.claim
-                    if (
-                        claim is not None
-                        # is_claimed's first test, inline: most records fail it
-                        and (fields is claim[0] or template is claim[1] or "event" not in claim[0])
-                        and is_claimed(record, fields, template)
-                    ):
-                        return
             internal = _internal_names.get(logger_name)
             if internal is None:
                 internal = _diagnostics.internal_logger(logger_name)
-            if internal or created is None:
+            if internal:
                 return
             if type(fields) is dict and not (  # (a custom Mapping may run code)
                 "bucket_user" in fields
@@ -492,14 +498,10 @@ class Tracker:
             ):
                 get = fields.get
                 user_id = get(self._user_field)
-                if user_id is None and (
-                    _STRUCTLOG_VARS is None or self._user_key in _STRUCTLOG_VARS
-                ):
+                if user_id is None and self._user_key in _CONTEXT_KEYS:
                     user_id = _from_context(self._user_field, self._user_key)
                 company_id = get(self._company_field)
-                if company_id is None and (
-                    _STRUCTLOG_VARS is None or self._company_key in _STRUCTLOG_VARS
-                ):
+                if company_id is None and self._company_key in _CONTEXT_KEYS:
                     company_id = _from_context(self._company_field, self._company_key)
                 body = event_body(
                     get("bucket_event"), user_id, company_id, get("bucket_attributes"), created
@@ -511,13 +513,11 @@ class Tracker:
                         self._put(body)
                     return
         except InvalidItemError as exc:  # too large: final, and not encoded again
-            if type(logger_name) is str:
-                _reject("event", logger_name, template, "; ".join(exc.errors))
+            _reject("event", logger_name, template, "; ".join(exc.errors))
             return
         except Exception:  # a broken record: the general path explains what it can
             pass
-        if type(logger_name) is str and created is not None:
-            self.track(fields, created, logger_name, template, TAGGED)
+        self.track(fields, created, logger_name, template, TAGGED)
 
     def _enqueue_body(self, body: bytes) -> bool:
         """:attr:`_put` for a sender other than a BulkSender: it takes Items (kept)."""
