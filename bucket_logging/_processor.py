@@ -39,7 +39,9 @@ on that thread and bound to the first record recognised, so unrelated records
 (plain stdlib records, which the handler keeps tracking) are never mistaken for
 it; an event the wrapped stdlib logger is not enabled for is not claimed at all.
 Events the processor did not track (untagged, no rule of its own matched) are not
-claimed either, and the handler applies its own rules to them.
+claimed either, and the handler applies its own rules to them; nor are the events
+of structlog's own loggers (``PrintLogger``, ``WriteLogger``, ``BytesLogger``,
+``ReturnLogger``, ``CapturingLogger``), which never reach ``logging``.
 
 Limits: the handler must receive the record on the thread that logged it. If a
 ``QueueHandler`` sits between ``render_to_log_kwargs`` and the BucketHandler, use
@@ -54,7 +56,10 @@ import logging
 import threading
 import time
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Final
+
+import structlog
+import structlog.testing
 
 from . import _diagnostics
 from ._handler import BucketHandler
@@ -77,6 +82,28 @@ _LEVELS = {
     "critical": logging.CRITICAL,
     "fatal": logging.CRITICAL,
 }
+
+
+def _structlog_outputs() -> frozenset[type]:
+    """structlog's own loggers: they write or return the rendered line themselves."""
+    found = set()
+    for module, name in (
+        (structlog, "PrintLogger"),
+        (structlog, "WriteLogger"),
+        (structlog, "BytesLogger"),
+        (structlog, "ReturnLogger"),
+        (structlog.testing, "ReturnLogger"),
+        (structlog.testing, "CapturingLogger"),
+    ):
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            found.add(cls)
+    return frozenset(found)
+
+
+#: Loggers that never hand an event to ``logging``: their events are not claimed
+#: (a claim only serves a BucketHandler that may receive the same event as a record).
+_NEVER_TO_LOGGING: Final = _structlog_outputs()
 
 
 def _reaches_bucket_handler(logger: logging.Logger, level: int) -> bool:
@@ -181,6 +208,10 @@ class BucketProcessor(FrontEnd):
             self._track_event(event_dict, now, name, event)
         else:
             self._track(event_dict, now, name, event, plan)
+        if type(logger) in _NEVER_TO_LOGGING:  # no record can follow: nothing to claim
+            if _local.claim is not None:
+                release_claim()
+            return event_dict
         if isinstance(logger, logging.Logger):
             level = _LEVELS.get(method_name)
             if level is not None and (

@@ -436,3 +436,54 @@ def test_processor_in_a_plain_stdlib_chain_without_handler(root: logging.Logger)
     structlog.get_logger("app").info("sent", user_id=1, bucket_event="Sent")
     assert sender.events == ["Sent"]
     assert '"bucket_event": "Sent"' in stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    "make_logger",
+    [
+        lambda: structlog.WriteLogger(io.StringIO()),
+        lambda: structlog.PrintLogger(io.StringIO()),
+        lambda: structlog.BytesLogger(io.BytesIO()),
+        structlog.testing.ReturnLogger,
+        structlog.testing.CapturingLogger,
+    ],
+)
+def test_structlog_own_loggers_leave_no_claim(
+    root: logging.Logger, make_logger: Callable[[], Any]
+) -> None:
+    """Their events never become records: a stdlib record on the same thread is tracked."""
+    from bucket_logging import _tracker
+
+    sender = FakeSender()
+    root.addHandler(BucketHandler(sender=sender))
+    logger = make_logger()
+    render = (
+        (lambda _l, _m, ed: repr(ed).encode())
+        if isinstance(logger, structlog.BytesLogger)
+        else structlog.processors.JSONRenderer()
+    )
+    chain = [BucketProcessor(sender=sender), render]
+    log = structlog.wrap_logger(logger, processors=chain)
+    attrs = {"m": "sso"}
+    log.info("Signed in", user_id=1, bucket_event="Signed in", bucket_attributes=attrs)
+    assert _tracker._local.claim is None
+    logging.getLogger("app.std").info(
+        "Signed in", extra={"user_id": 1, "bucket_event": "Signed in", "bucket_attributes": attrs}
+    )
+    assert sender.events == ["Signed in", "Signed in"]
+
+
+def test_a_custom_logger_is_claimed(root: logging.Logger) -> None:
+    """A logger of unknown kind may hand the event to logging: the event is claimed."""
+    from bucket_logging import _tracker
+
+    class Custom:
+        def info(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    sender = FakeSender()
+    log = structlog.wrap_logger(Custom(), processors=[BucketProcessor(sender=sender)])
+    log.info("Signed in", user_id=1, bucket_event="Signed in")
+    claim = _tracker._local.claim
+    assert claim is not None and claim[1] == "Signed in"
+    _tracker.release_claim()
