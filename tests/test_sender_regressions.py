@@ -106,3 +106,56 @@ def test_an_item_after_close_is_counted_as_closed(
     sender.close(1)
     assert sender.enqueue(Item.event("e", 1)) is False
     assert sender.stats.dropped == {"closed": 1}
+
+
+def test_a_contended_queue_lock_is_awaited_with_the_gil_released(
+    make_sender: Callable[..., BulkSender], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logging thread never blocks inside the queue lock's acquire().
+
+    A thread blocked there is handed the lock before it has the GIL back, and every
+    other logging thread then blocked behind it: 4 logging threads ran 3x slower.
+    """
+    from bucket_logging import _sender
+
+    endpoint = Endpoint()
+    sender = make_sender(transport=endpoint.transport(), flush_interval=60)
+    blocking: list[object] = []
+    real_lock = sender._lock
+
+    class Watched:
+        def acquire(self, blocking_: bool = True, timeout: float = -1) -> bool:
+            if blocking_:
+                blocking.append(threading.current_thread())
+            return real_lock.acquire(blocking_, timeout)
+
+        def release(self) -> None:
+            real_lock.release()
+
+        def __enter__(self) -> bool:
+            return real_lock.__enter__()
+
+        def __exit__(self, *exc: object) -> None:
+            real_lock.__exit__(*exc)
+
+    yields: list[float] = []
+    released = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        yields.append(seconds)
+        if len(yields) == 3:
+            released.set()
+            real_lock.release()  # the holder (this test) lets go after a few tries
+
+    monkeypatch.setattr(_sender.time, "sleep", sleep)
+    sender._lock = Watched()  # type: ignore[assignment]
+    real_lock.acquire()  # held by "another thread"
+    put = threading.Thread(target=sender.enqueue, args=(Item.event("e", 1),))
+    put.start()
+    put.join(10)
+    assert not put.is_alive()
+    assert released.is_set() and yields == [0, 0, 0]
+    assert put not in blocking  # never waited inside acquire()
+    sender._lock = real_lock
+    assert sender.flush(10)
+    assert sender.stats.sent == 1
