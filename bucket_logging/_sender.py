@@ -76,6 +76,7 @@ _RETRY_STATUSES: Final = frozenset({408, 429})
 _FLUSH_RETRY_DELAY: Final = 0.2
 _USER_AGENT: Final = "bucket-logging/0.1.0"
 
+
 def _acquire_contended(lock: threading.Lock) -> None:
     """Take the queue's lock from a logging thread when another holds it.
 
