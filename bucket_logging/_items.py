@@ -371,9 +371,11 @@ def format_timestamp(when: float) -> str:
     cache = _ts_cache
     if cache[0] <= when < cache[1]:
         return cache[2]
-    sec = int(when) if when >= 0 else math.floor(when)
-    micros = round((when - sec) * 1_000_000)  # when - sec is exact for a float
-    millis = sec * 1000 + micros // 1000
+    # As datetime.fromtimestamp does: the fraction's microseconds (half to even), then
+    # a negative fraction borrows a second (when + 1 would round the fraction first).
+    fraction, whole = math.modf(when)
+    micros = round(fraction * 1_000_000)
+    millis = int(whole) * 1000 + micros // 1000
     sec, ms = divmod(millis, 1000)
     prefix = cache[4] if cache[3] == sec else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
     text = f"{prefix}.{ms:03d}Z"
