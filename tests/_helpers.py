@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from bucket_logging import BulkSender, _diagnostics
+from bucket_logging import BulkSender, Item, _diagnostics
 
 #: A distinctive tracking key: tests assert it never shows up in any output.
 KEY = "trSECRETkey-5f3a9c1e7b2d4068"
@@ -121,3 +121,34 @@ def _fresh_rate_limits() -> Iterator[None]:
     _diagnostics.reset_rate_limits()
     yield
     _diagnostics.reset_rate_limits()
+
+
+class FakeSender:
+    """A sender that is not a BulkSender: it keeps the Items it is given, sends nothing."""
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []
+        self.flushes: list[float | None] = []
+
+    def enqueue(self, item: Item) -> bool:
+        self.items.append(item)
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        self.flushes.append(timeout)
+        return True
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        """The items as the JSON objects they send, without their timestamps."""
+        out = []
+        for item in self.items:
+            call = item.to_dict()
+            call.pop("timestamp", None)
+            out.append(call)
+        return out
+
+    @property
+    def events(self) -> list[str]:
+        """Each item's event name (its type for the other kinds)."""
+        return [c.get("event", c["type"]) for c in self.calls]

@@ -14,29 +14,12 @@ from typing import Any
 import httpx
 import pytest
 import structlog
+from _helpers import FakeSender
 
 from bucket_logging import ConfigurationError, Item, _diagnostics
 from bucket_logging._handler import BucketHandler
 from bucket_logging._items import format_timestamp
 from bucket_logging.testing import capture_tracking
-
-
-class FakeSender:
-    def __init__(self) -> None:
-        self.items: list[Item] = []
-        self.flushes: list[float | None] = []
-
-    def enqueue(self, item: Item) -> bool:
-        self.items.append(item)
-        return True
-
-    def flush(self, timeout: float | None = None) -> bool:
-        self.flushes.append(timeout)
-        return True
-
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        return [_strip(item.to_dict()) for item in self.items]
 
 
 def _strip(call: dict[str, Any]) -> dict[str, Any]:

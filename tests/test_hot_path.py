@@ -26,7 +26,7 @@ import httpx
 import orjson
 import pytest
 import structlog
-from _helpers import Endpoint, _fresh_rate_limits, make_sender
+from _helpers import Endpoint, FakeSender, _fresh_rate_limits, make_sender
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,20 +49,6 @@ Make = Callable[..., BulkSender]
 #: The time of the log calls below, and its text.
 NOW = 1_700_000_000.25
 NOW_TEXT = "2023-11-14T22:13:20.250Z"
-
-
-class FakeSender:
-    """A sender that is not a BulkSender: it collects the Items it is given."""
-
-    def __init__(self) -> None:
-        self.items: list[Item] = []
-
-    def enqueue(self, item: Item) -> bool:
-        self.items.append(item)
-        return True
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
 
 
 class EventDict(dict):  # type: ignore[type-arg]

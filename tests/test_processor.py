@@ -12,38 +12,12 @@ from typing import Any
 
 import pytest
 import structlog
+from _helpers import FakeSender
 
-from bucket_logging import ConfigurationError, Item, _diagnostics
+from bucket_logging import ConfigurationError, _diagnostics
 from bucket_logging._handler import BucketHandler
 from bucket_logging._items import format_timestamp
 from bucket_logging._processor import BucketProcessor
-
-
-class FakeSender:
-    def __init__(self) -> None:
-        self.items: list[Item] = []
-        self.flushes: list[float | None] = []
-
-    def enqueue(self, item: Item) -> bool:
-        self.items.append(item)
-        return True
-
-    def flush(self, timeout: float | None = None) -> bool:
-        self.flushes.append(timeout)
-        return True
-
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        out = []
-        for item in self.items:
-            call = item.to_dict()
-            call.pop("timestamp")
-            out.append(call)
-        return out
-
-    @property
-    def events(self) -> list[str]:
-        return [c.get("event", c["type"]) for c in self.calls]
 
 
 @pytest.fixture(autouse=True)

@@ -7,31 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _helpers import FakeSender
 
-from bucket_logging import ConfigurationError, Item, _diagnostics
+from bucket_logging import ConfigurationError, _diagnostics
 from bucket_logging._handler import BucketHandler
 from bucket_logging._rules import MAX_CACHE, Rule, RuleSet, compile_rules
-
-
-class FakeSender:
-    def __init__(self) -> None:
-        self.items: list[Item] = []
-
-    def enqueue(self, item: Item) -> bool:
-        self.items.append(item)
-        return True
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
-
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        out = []
-        for item in self.items:
-            call = item.to_dict()
-            call.pop("timestamp")
-            out.append(call)
-        return out
 
 
 @pytest.fixture(autouse=True)

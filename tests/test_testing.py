@@ -9,23 +9,12 @@ from typing import Any
 
 import pytest
 import structlog
+from _helpers import FakeSender
 
-from bucket_logging import Item, _diagnostics, _tracker
+from bucket_logging import _diagnostics, _tracker
 from bucket_logging._handler import BucketHandler
 from bucket_logging._processor import BucketProcessor
 from bucket_logging.testing import capture_tracking
-
-
-class FakeSender:
-    def __init__(self) -> None:
-        self.items: list[Item] = []
-
-    def enqueue(self, item: Item) -> bool:
-        self.items.append(item)
-        return True
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
 
 
 @pytest.fixture(autouse=True)

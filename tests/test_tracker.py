@@ -10,31 +10,11 @@ from typing import Any
 
 import pytest
 import structlog
+from _helpers import FakeSender
 
 from bucket_logging import ConfigurationError, Item, _diagnostics
 from bucket_logging._items import format_timestamp
 from bucket_logging._tracker import ORPHAN, TAGGED, Tracker, resolve_sender
-
-
-class FakeSender:
-    def __init__(self) -> None:
-        self.items: list[Item] = []
-
-    def enqueue(self, item: Item) -> bool:
-        self.items.append(item)
-        return True
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
-
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        out = []
-        for item in self.items:
-            call = item.to_dict()
-            call.pop("timestamp")
-            out.append(call)
-        return out
 
 
 @pytest.fixture(autouse=True)
