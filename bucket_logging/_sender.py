@@ -1,10 +1,12 @@
 """The bulk sender: the one component that talks HTTP.
 
 A :class:`BulkSender` owns a bounded in-memory queue and one daemon thread running
-an asyncio loop with an :class:`httpx.AsyncClient`. Callers only append to the queue
-(O(1), never blocking, never raising); the thread drains it into bulk requests that
-close on item count, on bytes (every body ≤ 2,000,000 bytes) and on the flush
-interval, and delivers them with retries:
+an asyncio loop with an :class:`httpx.AsyncClient`. Callers only copy an item's
+encoded bytes into the batch being filled (O(1), never blocking on the network,
+never raising). A batch is a request body built as items come (``[``, then each
+entry and a comma); it is sealed when it is full by item count or by bytes (every
+body ≤ 2,000,000 bytes), or when the flush interval or a flush asks for it, and
+the thread delivers sealed batches with retries:
 
 * 5xx, 408, 429 and network errors are retried with exponential backoff, jitter and a
   cap, honouring ``Retry-After``, for at most ``retry_budget`` seconds per batch;
@@ -13,7 +15,7 @@ interval, and delivers them with retries:
 * identical user and company updates within ``dedupe_window`` are sent once.
 
 The sender knows nothing about logging: it takes :class:`~bucket_logging.Item` objects
-and queues their encoded bodies (one bytes object per item).
+(and, from the trackers, the encoded bytes of the everyday event).
 Its diagnostics go to the ``bucket_logging`` logger, its HTTP client's records are
 silenced on its own thread, and the tracking key appears in no message or ``repr``.
 

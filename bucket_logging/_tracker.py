@@ -8,14 +8,19 @@ tracker reads the ``bucket_*`` tags and the ids, applies the zero-code rules,
 validates and encodes each call with :func:`bucket_logging._items.encode`, and
 queues the items on the sender.
 
-Two steps keep untagged records cheap: :meth:`Tracker.wants` is a handful of
-``in`` tests and, with rules configured, one cached dict look-up; only when it
-returns a plan does the front end call :meth:`Tracker.track`.
+Three paths keep the common cases cheap. A record with ``bucket_event`` goes to
+:meth:`Tracker.track_event`, which encodes the everyday event (the event alone,
+plainly valid values) with :func:`bucket_logging._items.event_body` and hands its
+bytes straight to a :class:`~bucket_logging.BulkSender`. Other tagged records go
+to :meth:`Tracker.wants` (a handful of ``in`` tests) and :meth:`Tracker.track`.
+Untagged records cost the front end one ``in`` test, :func:`has_tags`, and with
+rules configured one cached dict look-up.
 
-This module also holds the process-wide state both front ends share: the
-per-thread re-entry guard, the per-thread *claim* that prevents double shipping
-when structlog is bridged into ``logging`` (see :func:`claim`), and the capture
-lists of :func:`bucket_logging.testing.capture_tracking`.
+This module also holds the process-wide state both front ends share: the re-entry
+guard (the set of threads inside :meth:`Tracker.track`), the per-thread *claim*
+that prevents double shipping when structlog is bridged into ``logging`` (see
+:func:`claim`), and the capture lists of
+:func:`bucket_logging.testing.capture_tracking`.
 """
 
 from __future__ import annotations
