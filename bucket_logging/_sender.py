@@ -68,7 +68,7 @@ DEFAULT_BASE_URL: Final = "https://tracking.bucket.co"
 ENV_KEY: Final = "BUCKET_TRACKING_KEY"
 ENV_URL: Final = "BUCKET_TRACKING_URL"
 
-#: The dedupe window is pruned of expired keys when it holds more than this many.
+#: Past this many dedupe keys, expired ones are dropped (oldest first) as keys come.
 _DEDUPE_MAX_KEYS: Final = 50_000
 _PLUS_ONE: Final = (1).__add__
 
@@ -79,7 +79,7 @@ _FLUSH_RETRY_DELAY: Final = 0.2
 _USER_AGENT: Final = "bucket-logging/0.1.0"
 
 
-def _acquire_contended(lock: threading.Lock) -> None:
+def _acquire_contended(lock: Any) -> None:
     """Take the queue's lock from a logging thread when another holds it.
 
     Waits with the GIL released between attempts, never inside ``acquire()``: a
@@ -143,8 +143,9 @@ class SenderStats:
         rejected: items the server rejected with a 400 (dropped, reported).
         dropped: items dropped for another reason, by reason (``queue_full``,
             ``retries_exhausted``, ``client_error``, ``shutdown``, ``closed`` (also when the sender
-            thread could not start); with a spool also ``spool_full``, ``spool_expired``
-            and ``spool_error``).
+            thread could not start), ``invalid`` (an ``Item`` built by hand whose body is
+            not bytes); with a spool also ``spool_full``, ``spool_expired`` and
+            ``spool_error``).
         offline: items validated but not sent because the sender is offline.
         spooled: items not delivered yet that this sender left in its spool (retries
             exhausted, another 4xx, the shutdown deadline) for a later delivery;
@@ -352,7 +353,9 @@ class BulkSender:
 
     def _init_state(self) -> None:
         """(Re)create everything that belongs to one process: queue, lock, thread."""
-        self._lock = threading.Lock()
+        # An RLock for its owner check: a signal handler or a finaliser that logs a
+        # tracked event while this thread is inside _put must not wait for itself.
+        self._lock = threading.RLock()
         # The queue: sealed batches, oldest first, then the open one. Entries (encoded
         # items) are copied into the open batch's body as they come ("[", then each
         # entry and a comma): no object per item is kept, and a batch is sent as is.
@@ -373,7 +376,8 @@ class BulkSender:
         self._thread_id: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[tuple[int, concurrent.futures.Future[bool]]] = []
-        self._dedupe: dict[bytes, float] = {}
+        # dedupe key -> when it was queued, oldest first (expired keys leave from the front)
+        self._dedupe: collections.OrderedDict[bytes, float] = collections.OrderedDict()
         self._closing_deadline: float | None = None
         self._stopping = False
         self._counts: dict[str, int] = collections.defaultdict(int)
@@ -457,10 +461,23 @@ class BulkSender:
         counted in :attr:`stats`. A user or company update identical to one queued
         within ``dedupe_window`` seconds is skipped (counted as ``deduplicated``).
         """
+        body = item.body
+        if type(body) is not bytes:  # an Item built by hand
+            try:
+                body = bytes(body)
+            except Exception:  # e.g. a str: never raise from a log call
+                with self._lock:
+                    self._dropped["invalid"] += 1
+                report(
+                    "drop-invalid",
+                    "bucket_logging: dropped an item whose body is %s, not bytes",
+                    type(body).__name__,
+                )
+                return False
         key = item.dedupe_key
         if key is not None and self.dedupe_window > 0 and self._running:
-            return self._put_once(item.body, key)
-        return self._put(item.body)
+            return self._put_once(body, key)
+        return self._put(body)
 
     def _put(self, body: bytes) -> bool:
         """Queue one encoded bulk entry (an ``Item.body``): the trackers' fast path.
@@ -472,6 +489,8 @@ class BulkSender:
             return self._put_slowly(body)
         size = len(body)
         lock = self._lock
+        if lock._is_owned():  # type: ignore[attr-defined]
+            return self._put_reentrant(body)
         if not lock.acquire(False):
             _acquire_contended(lock)
         try:  # (acquire/release, not `with`: half the cost for the same span)
@@ -508,30 +527,44 @@ class BulkSender:
         self._call_soon(self._wake_now)
         return True
 
+    def _put_reentrant(self, body: bytes) -> bool:
+        """:meth:`_put` called while this thread is inside it (the lock is held).
+
+        A signal handler or a finaliser that runs in the middle of a put and logs a
+        tracked event lands here: the entry is queued from the sender's thread.
+        """
+        if self._call_soon(self._put, body):
+            return True
+        with self._lock:
+            self._dropped["closed"] += 1
+        return False
+
     def _put_once(self, body: bytes, key: bytes) -> bool:
-        """:meth:`_put`, unless an entry with the same dedupe key was queued lately."""
+        """:meth:`_put`, unless an entry with the same dedupe key was queued lately.
+
+        The key is recorded once the entry is queued: an update dropped (queue full)
+        leaves no key behind, and two identical updates racing may both be sent.
+        """
         now = time.monotonic()
         window = self.dedupe_window
-        lock = self._lock
-        if not lock.acquire(False):
-            _acquire_contended(lock)
-        try:
+        with self._lock:
             dedupe = self._dedupe
             seen = dedupe.get(key)
             if seen is not None and now - seen < window:
                 self._counts["deduplicated"] += 1
                 return True
+        if not self._put(body):
+            return False
+        with self._lock:
+            dedupe = self._dedupe
             dedupe[key] = now
+            dedupe.move_to_end(key)
             if len(dedupe) > _DEDUPE_MAX_KEYS:
-                self._dedupe = {k: t for k, t in dedupe.items() if now - t < window}
-        finally:
-            lock.release()
-        if self._put(body):
-            return True
-        with self._lock:  # dropped: an identical update later must not be skipped
-            if self._dedupe.get(key) == now:
-                del self._dedupe[key]
-        return False
+                while dedupe:  # expired keys leave, oldest first (each once: O(1) a key)
+                    if now - next(iter(dedupe.values())) < window:
+                        break
+                    dedupe.popitem(last=False)
+        return True
 
     def _report_drop(self, body: bytes, reason: str) -> None:
         report(
@@ -792,10 +825,10 @@ class BulkSender:
                 break
             await self._slots.acquire()
             batch, batch_id = self._take_batch()
-            if batch is None:
+            if batch is None:  # nothing queued after all
                 self._slots.release()
                 self._check_waiters()
-                continue
+                break
             task = asyncio.get_running_loop().create_task(self._deliver(batch, batch_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

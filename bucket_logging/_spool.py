@@ -39,7 +39,8 @@ releasing (small updates) never rewrite them. Schema (version 1)::
             attempted INTEGER) -- 1: a request may have carried it (a replay may
                                -- then be a duplicate; counted as ``redelivered``)
     payloads(id       INTEGER PRIMARY KEY  -- the batch's id
-             kinds    BLOB     -- "[]" (older rows: a JSON list of the items' kinds)
+             kinds    BLOB     -- a JSON list, one entry per item ("item"; 0.1.0
+                               -- wrote each item's kind and needs the length)
              sizes    BLOB     -- JSON list of the items' sizes in bytes
              bodies   BLOB)    -- the items' encoded JSON objects, back to back
 
@@ -352,7 +353,7 @@ class SpoolStore:
     ) -> tuple[int | None, list[Evicted]]:
         """Write one batch owned by this sender; None when no room could be made."""
         blob = b"".join(bodies)
-        kinds_blob = _NO_KINDS
+        kinds_blob = _kinds(len(bodies))
         sizes_blob = orjson.dumps([len(b) for b in bodies])
         size = len(blob) + len(kinds_blob) + len(sizes_blob)
         now = time.time()
@@ -430,7 +431,7 @@ class SpoolStore:
             return
         bodies = list(rest)
         blob = b"".join(bodies)
-        kinds_blob = _NO_KINDS
+        kinds_blob = _kinds(len(bodies))
         sizes_blob = orjson.dumps([len(b) for b in bodies])
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -652,9 +653,14 @@ class SpoolStore:
                 conn.execute("ROLLBACK")
 
 
-#: The ``kinds`` column of a payload: no longer recorded (every entry names its
-#: ``type``); rows that list their kinds are still read.
-_NO_KINDS: Final = b"[]"
+def _kinds(count: int) -> bytes:
+    """The ``kinds`` column of a payload: ``"item"`` for each of its entries.
+
+    The entries name their ``type`` themselves; the list is kept for version 0.1.0,
+    which reads it (for its messages) and refuses a row whose list is not as long as
+    the batch. This version accepts that list or an empty one.
+    """
+    return orjson.dumps(["item"] * count)
 
 
 def _split(kinds_blob: bytes, sizes_blob: bytes, bodies: bytes) -> list[bytes]:

@@ -366,8 +366,13 @@ class Tracker:
         company_id_field: str = "company_id",
     ) -> None:
         self._sender = sender
-        # the everyday event's encoded bytes go straight onto a BulkSender's queue
-        self._put = sender._put if isinstance(sender, BulkSender) else self._enqueue_body
+        # the everyday event's encoded bytes go straight onto a BulkSender's queue (not
+        # when a subclass overrides enqueue: it sees every item)
+        self._put = (
+            sender._put
+            if isinstance(sender, BulkSender) and type(sender).enqueue is BulkSender.enqueue
+            else self._enqueue_body
+        )
         self._user_field = _check_field("user_id_field", user_id_field)
         self._company_field = _check_field("company_id_field", company_id_field)
         self._user_key = _CONTEXT_PREFIX + user_id_field
@@ -525,8 +530,16 @@ class Tracker:
         self.track(fields, created, logger_name, template, TAGGED)
 
     def _enqueue_body(self, body: bytes) -> bool:
-        """:attr:`_put` for a sender other than a BulkSender: it takes Items (kept)."""
-        self._deliver(Item("event", right_sized(body)))
+        """:attr:`_put` for any other sender: an Item (kept: right-sized), re-entry guarded.
+
+        The sender's ``enqueue`` is application code: what it logs is not tracked.
+        """
+        me = _get_ident()
+        _busy.add(me)
+        try:
+            self._deliver(Item("event", right_sized(body)))
+        finally:
+            _busy.discard(me)
         return True
 
     def track(

@@ -1170,3 +1170,22 @@ def test_own_waiting_batches_past_the_age_limit_are_dropped(
     assert [(e.reason, e.count) for e in errors] == [("spool_expired", 20)]
     assert sorted(gate.delivered) == sorted(ids(10))  # the one in flight was spared
     assert rows(spool) == []
+
+
+def test_rows_list_one_kind_per_item_for_0_1_0_readers(
+    stores: Callable[..., SpoolStore], spool: Path
+) -> None:
+    """Version 0.1.0 refuses a row whose kinds list is not as long as the batch (and
+    then gives up its spool): rows written now keep the list, one "item" each."""
+    store = stores()
+    batch = items(4)
+    row = put(store, batch)
+    assert row is not None
+    store.release(row, False, batch[1:])
+    with other_connection(spool) as conn:
+        kinds, sizes = conn.execute(
+            "SELECT kinds, sizes FROM payloads WHERE id = ?", (row,)
+        ).fetchone()
+    assert orjson.loads(kinds) == ["item"] * 3
+    assert orjson.loads(sizes) == [len(body) for body in batch[1:]]
+    assert store.read(row) == batch[1:]
