@@ -529,12 +529,22 @@ class Tracker:
             pass
         self.track(fields, created, logger_name, template, TAGGED)
 
+    def _queue_event(self, body: bytes) -> None:
+        """Queue the bytes of an event from :func:`~bucket_logging._items.event_body`."""
+        if _captures:
+            self._deliver(Item("event", body))
+        else:
+            self._put(body)
+
     def _enqueue_body(self, body: bytes) -> bool:
         """:attr:`_put` for any other sender: an Item (kept: right-sized), re-entry guarded.
 
         The sender's ``enqueue`` is application code: what it logs is not tracked.
         """
         me = _get_ident()
+        if me in _busy:  # called from track(), which holds the guard already
+            self._deliver(Item("event", right_sized(body)))
+            return True
         _busy.add(me)
         try:
             self._deliver(Item("event", right_sized(body)))
@@ -692,14 +702,26 @@ class Tracker:
             elif user_id is None:
                 _reject("event", logger_name, template, self._missing_user(f"event {event!r}"))
             else:
-                wire: dict[str, Any] = {"type": "event", "event": event, "userId": user_id}
-                if company_id is not None:
-                    wire["companyId"] = company_id
-                if attributes is not None:
-                    wire["attributes"] = attributes
-                if context is not None:
-                    wire["context"] = context
-                self._send(wire, timestamp, logger_name, template)
+                # a rule's event (or one beside other tags) with plain values: the
+                # everyday encoder; anything else is validated and converted by encode
+                body = None
+                if context is None:
+                    try:
+                        body = event_body(event, user_id, company_id, attributes, created)
+                    except InvalidItemError as exc:
+                        _reject("event", logger_name, template, "; ".join(exc.errors))
+                        event = None
+                if body is not None:
+                    self._queue_event(body)
+                elif event is not None:
+                    wire: dict[str, Any] = {"type": "event", "event": event, "userId": user_id}
+                    if company_id is not None:
+                        wire["companyId"] = company_id
+                    if attributes is not None:
+                        wire["attributes"] = attributes
+                    if context is not None:
+                        wire["context"] = context
+                    self._send(wire, timestamp, logger_name, template)
         if feedback is not None:
             self._feedback(
                 feedback,

@@ -30,7 +30,7 @@ from _helpers import Endpoint, FakeSender, _fresh_rate_limits, make_sender
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bucket_logging import BulkSender, InvalidItemError, Item, _items, _tracker
+from bucket_logging import BucketHandler, BulkSender, InvalidItemError, Item, _items, _tracker
 from bucket_logging._items import (
     MAX_BODY_BYTES,
     MAX_ITEM_BYTES,
@@ -468,8 +468,14 @@ def test_the_everyday_event_reaches_a_bulk_sender_as_the_general_path_encodes_it
     track_event(Tracker(sender), dict(fields))
     assert encoded == []  # the fast path: nothing validated or encoded again
     assert sender.flush(10)
-    expected = general_item(dict(fields))
-    assert len(encoded) == 1  # (the general path does encode)
+    wire = {
+        "type": "event",
+        "event": "Sent message",
+        "userId": "u1",
+        "companyId": 7,
+        "attributes": fields["bucket_attributes"],
+    }
+    expected = real_encode(wire, NOW_TEXT)  # the general encoder's bytes
     assert endpoint.delivered == [expected.to_dict()]
     assert endpoint.requests[0].body == b"[" + expected.body + b"]"
     assert expected.to_dict()["timestamp"] == NOW_TEXT
@@ -815,3 +821,47 @@ def test_spool_split_refuses_an_inconsistent_payload(
     """Sizes that do not add up, or a legacy kinds list of another length, are an error."""
     with pytest.raises(sqlite3.DatabaseError, match="inconsistent"):
         _split(kinds, sizes, bodies)
+
+
+def test_a_rule_event_takes_the_everyday_encoder_and_keeps_the_guard() -> None:
+    """track() encodes a plain event with event_body too; a custom sender's enqueue,
+    called inside track(), still runs with the re-entry guard held."""
+    log = logging.getLogger("hot.rules")
+    nested: list[bool] = []
+
+    class Audit(FakeSender):
+        def enqueue(self, item: Item) -> bool:
+            log.info("audit %s", item.kind, extra={"user_id": "a"})  # matches the rule
+            nested.append(True)
+            return super().enqueue(item)
+
+    sender = Audit()
+    handler = BucketHandler(
+        sender=sender,
+        rules=[{"match": "audit %s", "event": "Audited"}, {"match": "hi", "event": "Hi"}],
+    )
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        log.info("hi", extra={"user_id": "u1", "company_id": 7})
+        # beside another tag: the event first, then the feedback, both inside track()
+        log.info(
+            "tagged",
+            extra={
+                "user_id": "u1",
+                "bucket_event": "Rated",
+                "bucket_feedback": {"feature_id": "f1", "score": 4},
+            },
+        )
+    finally:
+        log.handlers[:] = []
+    calls = [item.to_dict() for item in sender.items]
+    assert [c.get("event", c["type"]) for c in calls] == ["Hi", "Rated", "feedback"]
+    assert nested == [True, True, True]  # what enqueue logged was never tracked
+    body = sender.items[0].body
+    expected = _items.encode(
+        {"type": "event", "event": "Hi", "userId": "u1", "companyId": 7},
+        orjson.loads(body)["timestamp"],
+    )
+    assert body == expected.body
