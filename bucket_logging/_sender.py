@@ -3,10 +3,12 @@
 A :class:`BulkSender` owns a bounded in-memory queue and one daemon thread running
 an asyncio loop with an :class:`httpx.AsyncClient`. Callers only copy an item's
 encoded bytes into the batch being filled (O(1), never blocking on the network,
-never raising). A batch is a request body built as items come (``[``, then each
-entry and a comma); it is sealed when it is full by item count or by bytes (every
-body ≤ 2,000,000 bytes), or when the flush interval or a flush asks for it, and
-the thread delivers sealed batches with retries:
+never raising); the trackers' everyday events first go to a small lock-free inbox
+that is moved into the batches a batch's worth at a time. A batch is a request body
+built as items come (``[``, then each entry and a comma); it is sealed when it is
+full by item count or by bytes (every body ≤ 2,000,000 bytes), or when the flush
+interval or a flush asks for it, and the thread delivers sealed batches with
+retries:
 
 * 5xx, 408, 429 and network errors are retried with exponential backoff, jitter and a
   cap, honouring ``Retry-After``, for at most ``retry_budget`` seconds per batch;
@@ -67,6 +69,11 @@ DEFAULT_BASE_URL: Final = "https://tracking.bucket.co"
 
 ENV_KEY: Final = "BUCKET_TRACKING_KEY"
 ENV_URL: Final = "BUCKET_TRACKING_URL"
+
+#: The inbox (see BulkSender._put) holds at most this many entries of at most this
+#: many bytes each: 16 MiB at the most beyond the queue's own bounds.
+_INBOX_ITEMS: Final = 4096
+_INBOX_ITEM_BYTES: Final = 4096
 
 #: Past this many dedupe keys, expired ones are dropped (oldest first) as keys come.
 _DEDUPE_MAX_KEYS: Final = 50_000
@@ -266,9 +273,10 @@ class BulkSender:
             dropped (counted, reported).
 
     Memory is bounded by ``max_queue_bytes`` of encoded items (plus about 40 bytes of
-    bookkeeping per item, at most ``max_queue_items`` of them) and
+    bookkeeping per item, at most ``max_queue_items`` of them), the trackers' inbox
+    (at most 4,096 entries of at most 4 KiB, not yet counted) and
     ``max_concurrent_requests`` bodies of at most 2,000,000 bytes in flight: about
-    64 MiB + 8 MB + 8 MB with the defaults.
+    64 MiB + 8 MB + 16 MiB + 8 MB with the defaults.
     """
 
     def __init__(
@@ -323,6 +331,8 @@ class BulkSender:
         self._endpoint = f"{url}/{key}/bulk"
         self.flush_interval = float(flush_interval)
         self.max_batch_items = int(max_batch_items)
+        # the inbox is moved into the batches when it holds a batch's worth
+        self._inbox_limit = min(_INBOX_ITEMS, self.max_batch_items)
         self.max_queue_items = int(max_queue_items)
         self.max_queue_bytes = int(max_queue_bytes)
         self.max_concurrent_requests = int(max_concurrent_requests)
@@ -363,6 +373,8 @@ class BulkSender:
         self._open = bytearray(b"[")
         self._open_ends: list[int] = []  # where each entry of the open batch ends
         self._queue_bytes = 0  # the queued entries' encoded bytes
+        # entries not yet counted nor copied into a batch (see _put), oldest first
+        self._inbox: collections.deque[bytes] = collections.deque()
         self._enqueued = 0  # items ever queued (their sequence numbers)
         self._done = 0  # items sent, rejected, deduplicated or dropped after queueing
         self._drained = 0  # items ever taken off the queue (queued now: the difference)
@@ -477,55 +489,96 @@ class BulkSender:
         key = item.dedupe_key
         if key is not None and self.dedupe_window > 0 and self._running:
             return self._put_once(body, key)
-        return self._put(body)
+        return self._put_locked(body)
 
     def _put(self, body: bytes) -> bool:
         """Queue one encoded bulk entry (an ``Item.body``): the trackers' fast path.
 
         The entry must be valid, as every :class:`Item` is, and it is not deduplicated.
-        Never blocks, never raises; False when dropped.
+        A small entry is appended to the inbox (a deque: no lock); the inbox is moved
+        into the batches under the lock when it holds a batch's worth, by the sender on
+        its timer, and by anything that counts (``flush``, ``stats``, ``pending``,
+        ``close``). An entry dropped then (queue full) is counted and reported, but this
+        call has already returned True. Never blocks, never raises.
         """
         if not self._running:  # offline, closed, or first use in a forked child
             return self._put_slowly(body)
-        size = len(body)
+        if len(body) > _INBOX_ITEM_BYTES:
+            return self._put_locked(body)
+        inbox = self._inbox
+        inbox.append(b"".join((body, b"")))  # right-sized: see _items.dumps
+        if len(inbox) < self._inbox_limit:
+            return True
+        return self._put_locked(None)  # a batch's worth: into the batches, and send
+
+    def _put_locked(self, body: bytes | None) -> bool:
+        """Queue ``body`` under the queue's lock (the inbox first): False if dropped.
+
+        :meth:`enqueue`'s path, where the answer and the dedupe need to be exact.
+        """
+        if body is not None and not self._running:
+            return self._put_slowly(body)
         lock = self._lock
         if lock._is_owned():  # type: ignore[attr-defined]
-            return self._put_reentrant(body)
+            return True if body is None else self._put_reentrant(body)
         if not lock.acquire(False):
             _acquire_contended(lock)
-        try:  # (acquire/release, not `with`: half the cost for the same span)
-            if (
-                self._enqueued - self._drained < self.max_queue_items
-                and self._queue_bytes + size <= self.max_queue_bytes
-                and self._running  # re-checked: close() may have run meanwhile
-            ):
-                buf = self._open
-                ends = self._open_ends
-                if ends and len(buf) + size >= MAX_BODY_BYTES:
-                    self._seal_locked()  # full by bytes: the entry goes into the next one
-                    buf = self._open
-                    ends = self._open_ends
-                buf.extend(body)  # (extend: four times faster than +=)
-                ends.append(len(buf))
-                buf.append(0x2C)  # ","
-                if len(ends) >= self.max_batch_items:
-                    self._seal_locked()  # full by count
-                self._queue_bytes += size
-                self._enqueued += 1
-                if self._wake_requested or not self._sealed:
-                    return True  # (the sender wakes for a full batch, or on its timer)
+        try:
+            self._drain_locked()
+            reason = "" if body is None else self._append_locked(body)
+            wake = not reason and self._sealed and not self._wake_requested
+            if wake:
                 self._wake_requested = True
-                reason = ""
-            else:
-                reason = "queue_full" if self._running else "closed"
-                self._dropped[reason] += 1
         finally:
             lock.release()
-        if reason:
+        if reason and body is not None:
             self._report_drop(body, reason)
             return False
-        self._call_soon(self._wake_now)
+        if wake:
+            self._call_soon(self._wake_now)
         return True
+
+    def _drain_locked(self) -> None:
+        """Move the inbox into the batches (the lock is held); drops are counted."""
+        inbox = self._inbox
+        if not inbox:
+            return
+        pop = inbox.popleft
+        append = self._append_locked
+        dropped: tuple[bytes, str] | None = None
+        for _ in range(len(inbox)):  # (what other threads append meanwhile waits)
+            body = pop()
+            reason = append(body)
+            if reason and dropped is None:
+                dropped = (body, reason)
+        if dropped is not None:  # counted; reported from the sender's thread, not here
+            self._call_soon(self._report_drop, *dropped)
+
+    def _append_locked(self, body: bytes) -> str:
+        """Copy ``body`` into the open batch (the lock is held): "" or why it was dropped."""
+        size = len(body)
+        if (
+            self._enqueued - self._drained >= self.max_queue_items
+            or self._queue_bytes + size > self.max_queue_bytes
+            or not self._running  # re-checked: close() may have run meanwhile
+        ):
+            reason = "queue_full" if self._running else "closed"
+            self._dropped[reason] += 1
+            return reason
+        buf = self._open
+        ends = self._open_ends
+        if ends and len(buf) + size >= MAX_BODY_BYTES:
+            self._seal_locked()  # full by bytes: the entry goes into the next one
+            buf = self._open
+            ends = self._open_ends
+        buf.extend(body)  # (extend: four times faster than +=)
+        ends.append(len(buf))
+        buf.append(0x2C)  # ","
+        if len(ends) >= self.max_batch_items:
+            self._seal_locked()  # full by count
+        self._queue_bytes += size
+        self._enqueued += 1
+        return ""
 
     def _put_reentrant(self, body: bytes) -> bool:
         """:meth:`_put` called while this thread is inside it (the lock is held).
@@ -553,7 +606,7 @@ class BulkSender:
             if seen is not None and now - seen < window:
                 self._counts["deduplicated"] += 1
                 return True
-        if not self._put(body):
+        if not self._put_locked(body):
             return False
         with self._lock:
             dedupe = self._dedupe
@@ -593,7 +646,7 @@ class BulkSender:
                         self._closed = True
                         report("start", "bucket_logging: cannot start the sender (%r)", exc)
         if self._running:
-            return self._put(body)
+            return self._put_locked(body)
         with self._lock:
             self._dropped["closed"] += 1
         self._report_drop(body, "closed")
@@ -613,6 +666,7 @@ class BulkSender:
     def pending(self) -> int:
         """Items queued or in flight, not yet delivered or dropped."""
         with self._lock:
+            self._drain_locked()
             return self._enqueued - self._done
 
     def _finished_locked(self) -> int:
@@ -623,6 +677,7 @@ class BulkSender:
     def stats(self) -> SenderStats:
         """A snapshot of the counters; cheap, readable at any time from any thread."""
         with self._lock:
+            self._drain_locked()
             c = self._counts
             return SenderStats(
                 queued=self._enqueued,
@@ -673,6 +728,7 @@ class BulkSender:
         if self.offline or not self._started or self._closed:
             return None  # (a closed sender has counted what it could not deliver)
         with self._lock:
+            self._drain_locked()  # what was logged before this call is counted in
             target = self._enqueued
             if self._finished_locked() >= target:
                 return None
@@ -697,6 +753,7 @@ class BulkSender:
         self._call_soon(self._set_closing, deadline)
         self.flush(timeout)
         with self._lock:
+            self._drain_locked()  # logged during the flush: counted below as not delivered
             self._closed = True
             self._running = False
         self._call_soon(self._stop)
@@ -710,6 +767,7 @@ class BulkSender:
                 self._forget()
                 return
         with self._lock:
+            self._drain_locked()  # (an entry logged while closing: counted as closed)
             lost = self._enqueued - self._done
         if lost:
             self._drop("shutdown", lost, None, "not delivered before the shutdown deadline")
@@ -841,7 +899,7 @@ class BulkSender:
 
     def _has_queued(self) -> bool:
         with self._lock:
-            return self._enqueued > self._drained
+            return self._enqueued > self._drained or bool(self._inbox)
 
     def _take_batch(self) -> tuple[Batch | None, int]:
         """Take the oldest batch off the queue (the open one when none is sealed).
@@ -851,6 +909,7 @@ class BulkSender:
         threads that log.
         """
         with self._lock:
+            self._drain_locked()
             if not self._sealed:
                 if not self._open_ends:
                     return None, 0

@@ -699,6 +699,7 @@ def test_batches_are_sealed_by_count_and_cut_back_into_their_entries(make_sender
         for item in items[3:]:
             assert sender.enqueue(item)
         with sender._lock:
+            sender._drain_locked()  # the last entries may still be in the inbox
             sealed = list(sender._sealed)
             open_ends = list(sender._open_ends)
             open_buf = bytes(sender._open)
@@ -758,6 +759,7 @@ def test_an_identical_user_update_is_deduplicated_at_enqueue(make_sender: Make) 
     assert sender.enqueue(again)
     assert sender.enqueue(other)
     with sender._lock:
+        sender._drain_locked()  # (the entries may still be in the inbox)
         assert len(sender._open_ends) == 2  # skipped at enqueue time, not when sending
     assert sender.flush(10)
     assert sender.stats.deduplicated == 1
@@ -865,3 +867,75 @@ def test_a_rule_event_takes_the_everyday_encoder_and_keeps_the_guard() -> None:
         orjson.loads(body)["timestamp"],
     )
     assert body == expected.body
+
+
+# --------------------------------------------------------------------------- the inbox
+
+
+def test_the_inbox_keeps_the_order_of_the_fast_path_and_enqueue(make_sender: Make) -> None:
+    """Entries put lock-free (the trackers' path) and enqueued under the lock go out in
+    the order they were queued: the lock's path moves the inbox first."""
+    endpoint = Endpoint()
+    sender = make_sender(transport=endpoint.transport(), flush_interval=60)
+    items = [Item.event(f"e{i}", i) for i in range(6)]
+    for i, item in enumerate(items):
+        if i % 3 == 2:
+            assert sender.enqueue(item)
+        else:
+            assert sender._put(orjson.dumps(item.to_dict()))
+    assert sender.flush(10)
+    assert endpoint.delivered == [item.to_dict() for item in items]
+
+
+def test_a_batch_worth_in_the_inbox_is_sent_without_waiting(make_sender: Make) -> None:
+    """With max_batch_items=3, the third entry put lock-free seals a batch and wakes the
+    sender: it goes out long before the flush interval."""
+    endpoint = Endpoint()
+    sender = make_sender(transport=endpoint.transport(), flush_interval=60, max_batch_items=3)
+    for i in range(3):
+        assert sender._put(Item.event("e", i).body)
+    assert endpoint.wait_delivered(3)
+
+
+def test_a_large_entry_skips_the_inbox(make_sender: Make) -> None:
+    """Entries over 4 KiB are counted at once (the inbox's memory stays bounded)."""
+    sender = make_sender(transport=Endpoint().transport(), flush_interval=60)
+    small = Item.event("e", 1).body
+    large = Item.event("e", 2, {"pad": "x" * 5000}).body
+    assert sender._put(small)
+    assert len(sender._inbox) == 1
+    assert sender._put(large)
+    assert len(sender._inbox) == 0  # moved into the batch first, in order
+    with sender._lock:
+        assert sender._enqueued == 2 and sender._open_ends
+
+
+def test_an_inbox_entry_dropped_for_a_full_queue_is_counted_and_reported(
+    make_sender: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender = make_sender(transport=Endpoint().transport(), flush_interval=60, max_queue_items=2)
+    with caplog.at_level(logging.WARNING, logger="bucket_logging"):
+        for i in range(3):
+            assert sender._put(Item.event("e", i).body)  # accepted into the inbox
+        stats = sender.stats  # counts: the inbox is moved into the batches
+        assert sender.flush(10)
+    assert stats.queued == 2 and stats.dropped == {"queue_full": 1}
+    assert any("queue is full" in m for m in reports(caplog)), reports(caplog)
+
+
+def test_entries_put_while_closing_are_counted(make_sender: Make) -> None:
+    """An entry in the inbox when close() gives up is counted as not delivered."""
+    gate = threading.Event()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        gate.wait(10)
+        return httpx.Response(200, json={"success": True})
+
+    sender = make_sender(transport=httpx.MockTransport(answer), flush_interval=60)
+    for i in range(5):
+        assert sender._put(Item.event("e", i).body)
+    sender.close(0.2)
+    gate.set()
+    stats = sender.stats
+    assert stats.pending == 0
+    assert stats.sent + sum(stats.dropped.values()) == 5, stats
