@@ -375,6 +375,7 @@ class BulkSender:
         self._queue_bytes = 0  # the queued entries' encoded bytes
         # entries not yet counted nor copied into a batch (see _put), oldest first
         self._inbox: collections.deque[bytes] = collections.deque()
+        self._in_queue = False  # this thread is changing the batches (see _drain_locked)
         self._enqueued = 0  # items ever queued (their sequence numbers)
         self._done = 0  # items sent, rejected, deduplicated or dropped after queueing
         self._drained = 0  # items ever taken off the queue (queued now: the difference)
@@ -507,9 +508,11 @@ class BulkSender:
             return self._put_locked(body)
         inbox = self._inbox
         inbox.append(b"".join((body, b"")))  # right-sized: see _items.dumps
-        if len(inbox) < self._inbox_limit:
+        if len(inbox) < self._inbox_limit and self._running:
             return True
-        return self._put_locked(None)  # a batch's worth: into the batches, and send
+        # a batch's worth: into the batches, and send; or close() ran meanwhile (it
+        # drains after it stops running): this call counts and reports the entry
+        return self._put_locked(None) and self._running
 
     def _put_locked(self, body: bytes | None) -> bool:
         """Queue ``body`` under the queue's lock (the inbox first): False if dropped.
@@ -525,7 +528,13 @@ class BulkSender:
             _acquire_contended(lock)
         try:
             self._drain_locked()
-            reason = "" if body is None else self._append_locked(body)
+            reason = ""
+            if body is not None:
+                self._in_queue = True
+                try:
+                    reason = self._append_locked(body)
+                finally:
+                    self._in_queue = False
             wake = not reason and self._sealed and not self._wake_requested
             if wake:
                 self._wake_requested = True
@@ -539,20 +548,31 @@ class BulkSender:
         return True
 
     def _drain_locked(self) -> None:
-        """Move the inbox into the batches (the lock is held); drops are counted."""
+        """Move the inbox into the batches (the lock is held); drops are counted.
+
+        Not while this thread is already changing the queue: a signal handler or a
+        finaliser that reads ``stats`` or flushes in the middle of it finds the
+        inbox as it is (the lock, an RLock, lets it in).
+        """
         inbox = self._inbox
-        if not inbox:
+        if not inbox or self._in_queue:
             return
-        pop = inbox.popleft
-        append = self._append_locked
+        self._in_queue = True
         dropped: tuple[bytes, str] | None = None
-        for _ in range(len(inbox)):  # (what other threads append meanwhile waits)
-            body = pop()
-            reason = append(body)
-            if reason and dropped is None:
-                dropped = (body, reason)
-        if dropped is not None:  # counted; reported from the sender's thread, not here
-            self._call_soon(self._report_drop, *dropped)
+        try:
+            pop = inbox.popleft
+            append = self._append_locked
+            n = len(inbox)  # (what other threads append meanwhile waits)
+            while n and inbox:
+                n -= 1
+                body = pop()
+                reason = append(body)
+                if reason and dropped is None:
+                    dropped = (body, reason)
+        finally:
+            self._in_queue = False
+        if dropped is not None:  # counted; reported at most once per 10 s per reason
+            self._report_drop(*dropped)
 
     def _append_locked(self, body: bytes) -> str:
         """Copy ``body`` into the open batch (the lock is held): "" or why it was dropped."""
@@ -910,17 +930,21 @@ class BulkSender:
         """
         with self._lock:
             self._drain_locked()
-            if not self._sealed:
-                if not self._open_ends:
-                    return None, 0
-                self._seal_locked()
-            batch = self._sealed.popleft()
-            n = len(batch.ends)
-            self._queue_bytes -= batch.entry_bytes()
-            # in flight from now on: a flush must not see these items as finished
-            batch_id = self._batch_ids = self._batch_ids + 1
-            self._inflight[batch_id] = self._drained
-            self._drained += n
+            self._in_queue = True
+            try:
+                if not self._sealed:
+                    if not self._open_ends:
+                        return None, 0
+                    self._seal_locked()
+                batch = self._sealed.popleft()
+                n = len(batch.ends)
+                self._queue_bytes -= batch.entry_bytes()
+                # in flight from now on: a flush must not see these items as finished
+                batch_id = self._batch_ids = self._batch_ids + 1
+                self._inflight[batch_id] = self._drained
+                self._drained += n
+            finally:
+                self._in_queue = False
         return batch, batch_id
 
     def _take_entries(self) -> tuple[list[bytes], int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -264,3 +265,48 @@ def test_an_item_whose_body_is_not_bytes_is_dropped_not_raised(
     assert sender.enqueue(Item("event", bytearray(Item.event("e", 1).body)))  # type: ignore[arg-type]
     assert sender.flush(10)
     assert sender.stats.sent == 1
+
+
+def test_a_count_taken_in_the_middle_of_a_drain_does_not_drain_again(
+    make_sender: Callable[..., BulkSender],
+) -> None:
+    """A signal handler (or finaliser) that reads ``pending`` or flushes while this thread
+    moves the inbox into the batches: the nested drain emptied the inbox under the outer
+    loop (IndexError out of the log call) or cut an entry in half (broken JSON)."""
+    endpoint = Endpoint()
+    sender = make_sender(transport=endpoint.transport(), flush_interval=60, max_batch_items=4)
+    real = sender._append_locked
+    counted: list[int] = []
+
+    def append(body: bytes) -> str:
+        if not counted:
+            counted.append(sender.pending)  # as bucket_logging.flush() in a SIGTERM handler
+        return real(body)
+
+    sender._append_locked = append  # type: ignore[method-assign]
+    items = [Item.event("e", i) for i in range(4)]
+    for item in items:
+        assert sender._put(item.body)  # the 4th: the inbox holds a batch's worth
+    del sender._append_locked
+    assert counted == [0]  # the nested count saw the queue as it was, and left it
+    assert sender.flush(10)
+    assert endpoint.delivered == [item.to_dict() for item in items]
+
+
+def test_an_entry_put_while_the_sender_closes_is_counted_and_reported(
+    make_sender: Callable[..., BulkSender], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The put checked that the sender runs, then close() ran to its end, then the
+    entry reached the inbox: it was neither counted by close() nor reported."""
+    sender = make_sender(transport=Endpoint().transport(), flush_interval=60)
+
+    class Late(collections.deque):  # type: ignore[type-arg]
+        def append(self, x: bytes) -> None:
+            sender.close(1)  # what another thread does between the check and the append
+            super().append(x)
+
+    sender._inbox = Late()
+    with caplog.at_level(logging.WARNING, logger="bucket_logging"):
+        assert sender._put(Item.event("e", 1).body) is False
+    assert dict(sender._dropped) == {"closed": 1}  # counted by the call itself
+    assert any("the sender is closed" in r.getMessage() for r in caplog.records)
