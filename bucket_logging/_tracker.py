@@ -260,6 +260,14 @@ def is_claimed(record: logging.LogRecord, fields: Mapping[str, Any], template: o
 # --------------------------------------------------------------------------- helpers
 
 
+def _wire(head: dict[str, Any], **optional: Any) -> dict[str, Any]:
+    """``head`` with the ``optional`` fields that are not None, in their order."""
+    for name, value in optional.items():
+        if value is not None:
+            head[name] = value
+    return head
+
+
 def _short(obj: object, limit: int = 80) -> str:
     """A bounded repr for diagnostics; never raises."""
     try:
@@ -714,13 +722,12 @@ class Tracker:
                 if body is not None:
                     self._queue_event(body)
                 elif event is not None:
-                    wire: dict[str, Any] = {"type": "event", "event": event, "userId": user_id}
-                    if company_id is not None:
-                        wire["companyId"] = company_id
-                    if attributes is not None:
-                        wire["attributes"] = attributes
-                    if context is not None:
-                        wire["context"] = context
+                    wire = _wire(
+                        {"type": "event", "event": event, "userId": user_id},
+                        companyId=company_id,
+                        attributes=attributes,
+                        context=context,
+                    )
                     self._send(wire, timestamp, logger_name, template)
         if feedback is not None:
             self._feedback(
@@ -771,13 +778,12 @@ class Tracker:
             _reject(kind, logger_name, template, problem)
             return
         id_name = "userId" if kind == "user" else "companyId"
-        wire: dict[str, Any] = {"type": kind, id_name: entity_id}
-        if user_id is not None:
-            wire["userId"] = user_id
-        if attributes is not None:
-            wire["attributes"] = attributes
-        if context is not None:
-            wire["context"] = context
+        wire = _wire(
+            {"type": kind, id_name: entity_id},
+            userId=user_id,
+            attributes=attributes,
+            context=context,
+        )
         self._send(wire, timestamp, logger_name, template)
 
     def _feedback(
