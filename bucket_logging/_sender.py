@@ -834,13 +834,19 @@ class BulkSender:
         client = self._client
         try:
             while not self._stopping:
+                timed_out = False
                 if not self._wake.is_set():
-                    with contextlib.suppress(asyncio.TimeoutError):
+                    try:
                         await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+                    except asyncio.TimeoutError:
+                        timed_out = True
                 self._wake.clear()
                 with self._lock:
                     self._wake_requested = False
-                await self._pump()
+                # Woken for a full batch, send the full ones; the batch being filled
+                # goes on the timer, for a flush, or at the close.
+                partial = timed_out or bool(self._waiters) or self._closing_deadline is not None
+                await self._pump(partial)
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -894,15 +900,18 @@ class BulkSender:
                 keep.append((target, future))
         self._waiters = keep
 
-    async def _pump(self) -> None:
-        """Take batches off the queue while a request slot is free, and send them."""
+    async def _pump(self, partial: bool = True) -> None:
+        """Take batches off the queue while a request slot is free, and send them.
+
+        With ``partial`` False only sealed (full) batches are taken.
+        """
         if self._spool is not None and await self._spool.pump():
             return  # the spool persisted the queue and started what slots allow
         while not self._stopping:
             if not self._has_queued():
                 break
             await self._slots.acquire()
-            batch, batch_id = self._take_batch()
+            batch, batch_id = self._take_batch(partial)
             if batch is None:  # nothing queued after all
                 self._slots.release()
                 self._check_waiters()
@@ -921,8 +930,9 @@ class BulkSender:
         with self._lock:
             return self._enqueued > self._drained or bool(self._inbox)
 
-    def _take_batch(self) -> tuple[Batch | None, int]:
-        """Take the oldest batch off the queue (the open one when none is sealed).
+    def _take_batch(self, partial: bool = True) -> tuple[Batch | None, int]:
+        """Take the oldest batch off the queue: a sealed one, else (when ``partial``)
+        the one being filled.
 
         Batches are filled (and sealed by count and bytes) as items are queued, so
         the sender does no work per item here: its CPU is GIL time taken from the
@@ -933,7 +943,7 @@ class BulkSender:
             self._in_queue = True
             try:
                 if not self._sealed:
-                    if not self._open_ends:
+                    if not self._open_ends or not partial:
                         return None, 0
                     self._seal_locked()
                 batch = self._sealed.popleft()

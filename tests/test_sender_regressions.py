@@ -310,3 +310,21 @@ def test_an_entry_put_while_the_sender_closes_is_counted_and_reported(
         assert sender._put(Item.event("e", 1).body) is False
     assert dict(sender._dropped) == {"closed": 1}  # counted by the call itself
     assert any("the sender is closed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_wake_for_a_full_batch_does_not_send_the_batch_being_filled(
+    make_sender: Callable[..., BulkSender],
+) -> None:
+    """Woken for a full batch, the sender also sent the one being filled: a burst went
+    out as full bodies with small ones in between (seen as a 50 kB body among 2 MB ones)."""
+    endpoint = Endpoint()
+    sender = make_sender(transport=endpoint.transport(), flush_interval=60, max_batch_items=3)
+    items = [Item.event("e", i) for i in range(4)]
+    for item in items:
+        assert sender.enqueue(item)
+    assert endpoint.wait_delivered(3)
+    with sender._lock:
+        assert len(sender._open_ends) == 1  # the fourth waits for the timer or a flush
+    assert len(endpoint.requests) == 1
+    assert sender.flush(10)
+    assert [len(r.items) for r in endpoint.requests] == [3, 1]
