@@ -35,12 +35,8 @@ from __future__ import annotations
 
 import logging
 import logging.config
-import os
 
 import structlog
-
-import bucket_logging
-from bucket_logging import format_call
 
 LOGGING = {
     "version": 1,
@@ -104,27 +100,9 @@ def main() -> None:
 # -- running this example on its own ------------------------------------------------
 
 
-def start_local_server_unless_configured() -> bucket_logging.TrackingServer | None:
-    """Without BUCKET_TRACKING_URL, start a local tracking server and point the library at it."""
-    if os.environ.get("BUCKET_TRACKING_URL"):
-        return None
-    server = bucket_logging.TrackingServer().start()
-    os.environ["BUCKET_TRACKING_URL"] = server.url
-    os.environ.setdefault("BUCKET_TRACKING_KEY", "local-example-key")
-    return server
-
-
-def show_delivery(server: bucket_logging.TrackingServer | None) -> None:
-    """Deliver what is queued, then say what arrived."""
-    bucket_logging.flush(timeout=5)
-    print(f"{bucket_logging.get_sender().stats.sent} tracking call(s) delivered")
-    if server is not None:
-        for call in server.calls:
-            print("  " + format_call(call))
-        server.stop()
-
-
 if __name__ == "__main__":
+    from _support import show_delivery, start_local_server_unless_configured
+
     local_server = start_local_server_unless_configured()
     main()
     show_delivery(local_server)

@@ -30,7 +30,6 @@ import warnings
 from typing import Any
 
 import bucket_logging
-from bucket_logging import format_call
 
 bind = "127.0.0.1:8000"
 workers = 2
@@ -110,27 +109,9 @@ def simulate_prefork() -> int:
 # -- running this example on its own ------------------------------------------------
 
 
-def start_local_server_unless_configured() -> bucket_logging.TrackingServer | None:
-    """Without BUCKET_TRACKING_URL, start a local tracking server and point the library at it."""
-    if os.environ.get("BUCKET_TRACKING_URL"):
-        return None
-    server = bucket_logging.TrackingServer().start()
-    os.environ["BUCKET_TRACKING_URL"] = server.url
-    os.environ.setdefault("BUCKET_TRACKING_KEY", "local-example-key")
-    return server
-
-
-def show_delivery(server: bucket_logging.TrackingServer | None) -> None:
-    """Deliver what is queued, then say what arrived."""
-    bucket_logging.flush(timeout=5)
-    print(f"{bucket_logging.get_sender().stats.sent} tracking call(s) delivered by the master")
-    if server is not None:
-        for call in server.calls:
-            print("  " + format_call(call))
-        server.stop()
-
-
 if __name__ == "__main__":
+    from _support import show_delivery, start_local_server_unless_configured
+
     local_server = start_local_server_unless_configured()
     worker_status = simulate_prefork()
     show_delivery(local_server)
