@@ -352,9 +352,7 @@ class SpoolStore:
         self, bodies: list[bytes], attempted: bool, protect: frozenset[int]
     ) -> tuple[int | None, list[Evicted]]:
         """Write one batch owned by this sender; None when no room could be made."""
-        blob = b"".join(bodies)
-        kinds_blob = _kinds(len(bodies))
-        sizes_blob = orjson.dumps([len(b) for b in bodies])
+        kinds_blob, sizes_blob, blob = _payload(bodies)
         size = len(blob) + len(kinds_blob) + len(sizes_blob)
         now = time.time()
         conn = self.conn
@@ -430,9 +428,7 @@ class SpoolStore:
             )
             return
         bodies = list(rest)
-        blob = b"".join(bodies)
-        kinds_blob = _kinds(len(bodies))
-        sizes_blob = orjson.dumps([len(b) for b in bodies])
+        kinds_blob, sizes_blob, blob = _payload(bodies)
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -653,14 +649,15 @@ class SpoolStore:
                 conn.execute("ROLLBACK")
 
 
-def _kinds(count: int) -> bytes:
-    """The ``kinds`` column of a payload: ``"item"`` for each of its entries.
+def _payload(bodies: Sequence[bytes]) -> tuple[bytes, bytes, bytes]:
+    """A batch's ``kinds``, ``sizes`` and ``bodies`` columns (read back by :func:`_split`).
 
-    The entries name their ``type`` themselves; the list is kept for version 0.1.0,
-    which reads it (for its messages) and refuses a row whose list is not as long as
-    the batch. This version accepts that list or an empty one.
+    The entries name their ``type`` themselves: ``kinds`` lists ``"item"`` for each,
+    kept for version 0.1.0, which reads it (for its messages) and refuses a row whose
+    list is not as long as the batch. This version accepts that list or an empty one.
     """
-    return orjson.dumps(["item"] * count)
+    kinds = orjson.dumps(["item"] * len(bodies))
+    return kinds, orjson.dumps([len(b) for b in bodies]), b"".join(bodies)
 
 
 def _split(kinds_blob: bytes, sizes_blob: bytes, bodies: bytes) -> list[bytes]:

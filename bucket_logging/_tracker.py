@@ -391,26 +391,6 @@ class Tracker:
             self._rules = compile_rules(rules)  # type: ignore[arg-type]
         self._reserved = _RESERVED | {user_id_field, company_id_field}
 
-    @classmethod
-    def configured(
-        cls,
-        sender: Any,
-        tracking_key: str | None,
-        base_url: str | None,
-        sender_options: Mapping[str, Any],
-        *,
-        rules: object,
-        user_id_field: str,
-        company_id_field: str,
-    ) -> Tracker:
-        """The tracker of a front end's keyword arguments (see :func:`resolve_sender`)."""
-        return cls(
-            resolve_sender(sender, tracking_key, base_url, sender_options),
-            rules=rules,
-            user_id_field=user_id_field,
-            company_id_field=company_id_field,
-        )
-
     @property
     def sender(self) -> Sender:
         """The sender items are queued on."""
@@ -925,11 +905,8 @@ class FrontEnd:
         user_id_field: str,
         company_id_field: str,
     ) -> None:
-        tracker = Tracker.configured(
-            sender,
-            tracking_key,
-            base_url,
-            sender_options,
+        tracker = Tracker(
+            resolve_sender(sender, tracking_key, base_url, sender_options),
             rules=rules,
             user_id_field=user_id_field,
             company_id_field=company_id_field,
