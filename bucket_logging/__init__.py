@@ -15,6 +15,7 @@ from ._items import Item
 from ._processor import BucketProcessor
 from ._sender import BulkSender, SenderStats, aflush, flush, get_sender
 from ._server import TrackingServer
+from ._version import __version__ as __version__
 
 __all__ = [
     "BucketHandler",
@@ -32,5 +33,3 @@ __all__ = [
     "format_call",
     "get_sender",
 ]
-
-__version__ = "0.1.0"

@@ -26,14 +26,13 @@ that prevents double shipping when structlog is bridged into ``logging`` (see
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 import structlog.contextvars
 
-from . import _diagnostics
+from . import _diagnostics, _process
 from ._diagnostics import internal_names as _internal_names
 from ._diagnostics import internal_threads as _internal_threads
 from ._exceptions import ConfigurationError, InvalidItemError
@@ -125,7 +124,7 @@ _RESERVED: Final = frozenset(
     }
 )
 
-_CONTEXT_PREFIX: Final = "structlog_"
+_CONTEXT_PREFIX: Final = structlog.contextvars.STRUCTLOG_KEY_PREFIX
 
 # Event-dict keys that render_to_log_kwargs does not turn into record attributes.
 _NOT_EXTRA: Final = frozenset({"event", "exc_info", "stack_info", "stacklevel", "positional_args"})
@@ -180,8 +179,7 @@ def _after_fork_in_child() -> None:
     _busy.clear()  # the threads that were busy do not exist in the child
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_process.at_fork(after_in_child=_after_fork_in_child)
 
 #: The lists of the active :func:`~bucket_logging.testing.capture_tracking` blocks.
 #: Replaced as a whole (never mutated) so readers need no lock.
@@ -377,7 +375,7 @@ class Tracker:
         # the everyday event's encoded bytes go straight onto a BulkSender's queue (not
         # when a subclass overrides enqueue: it sees every item)
         self._put = (
-            sender._put
+            sender.put_encoded
             if isinstance(sender, BulkSender) and type(sender).enqueue is BulkSender.enqueue
             else self._enqueue_body
         )

