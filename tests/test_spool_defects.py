@@ -1,0 +1,128 @@
+"""Defects of the spool found by a soak under faults (issue 13); each failed before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from _helpers import KEY, _fresh_rate_limits
+
+from bucket_logging import BulkSender, Item
+
+__all__ = ["_fresh_rate_limits"]
+
+
+class Slow:
+    """A bulk endpoint answering 200 after ``latency`` seconds; counts requests and items."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+        self.sizes: list[int] = []
+        self.lock = threading.Lock()
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(self.latency)
+        with self.lock:
+            self.sizes.append(len(orjson.loads(request.content)))
+        return httpx.Response(200, json={"success": True})
+
+
+def steady(sender: BulkSender, rate: float, seconds: float) -> int:
+    """Enqueue events at ``rate`` a second for ``seconds`` (paced, as an application logs)."""
+    count = int(rate * seconds)
+    began = time.monotonic()
+    for i in range(count):
+        due = began + i / rate
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        assert sender.enqueue(Item.event("Steady", i, {"n": i}))
+    return count
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])
+def test_a_steady_rate_keeps_batches_whole(tmp_path: Path, spooled: bool) -> None:
+    """With spool_dir set, the spool's pump took the batch being filled on every pass
+    (each time a request ended): under a steady rate batches shrank to a few items,
+    one request each (3,478 requests instead of 11 in the soak)."""
+    endpoint = Slow(latency=0.02)
+    sender = BulkSender(
+        KEY,
+        transport=httpx.MockTransport(endpoint.handle),
+        flush_interval=0.5,
+        spool_dir=tmp_path / "spool" if spooled else None,
+    )
+    try:
+        count = steady(sender, rate=400, seconds=1.5)
+        assert sender.flush(10)
+    finally:
+        sender.close(2)
+    assert sum(endpoint.sizes) == count == sender.stats.sent
+    # about one request per flush interval (3), plus the flush's: not one per 20 ms
+    assert len(endpoint.sizes) <= 6, endpoint.sizes
+
+
+def test_a_request_without_an_answer_that_is_retried_counts_as_redelivered(
+    tmp_path: Path,
+) -> None:
+    """A server that records a bulk request and closes the connection without
+    answering receives the batch twice: the retry's items are possible duplicates
+    (stats said sent=100, retried=1, redelivered=0)."""
+    received: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        received.append(len(orjson.loads(request.read())))
+        if len(received) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json={"success": True})
+
+    sender = BulkSender(
+        KEY,
+        transport=httpx.MockTransport(handle),
+        flush_interval=60,
+        backoff_base=0.01,
+        backoff_max=0.05,
+        spool_dir=tmp_path / "spool",
+    )
+    try:
+        for i in range(100):
+            assert sender.enqueue(Item.event("e", i))
+        assert sender.flush(10)
+        stats = sender.stats
+    finally:
+        sender.close(2)
+    assert received == [100, 100]
+    assert (stats.sent, stats.retried, stats.redelivered) == (100, 1, 100)
+
+
+def test_a_refused_connection_that_is_retried_is_not_a_duplicate(tmp_path: Path) -> None:
+    """A request that surely never reached the server is retried without counting."""
+    attempts: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise httpx.ConnectError("Connection refused")
+        return httpx.Response(200, json={"success": True})
+
+    sender = BulkSender(
+        KEY,
+        transport=httpx.MockTransport(handle),
+        flush_interval=60,
+        backoff_base=0.01,
+        backoff_max=0.05,
+        spool_dir=tmp_path / "spool",
+    )
+    try:
+        for i in range(10):
+            assert sender.enqueue(Item.event("e", i))
+        assert sender.flush(10)
+        stats = sender.stats
+    finally:
+        sender.close(2)
+    assert (stats.sent, stats.retried, stats.redelivered) == (10, 1, 0)
