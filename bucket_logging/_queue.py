@@ -344,6 +344,14 @@ class BatchQueue:
             self._drain_locked()
             return bool(self._sealed)
 
+    def seal(self) -> None:
+        """Seal the batch being filled (if any): the next takes include it, and only it
+        of what is queued until then (a timer's or a flush's send)."""
+        with self.lock:
+            self._drain_locked()
+            if self._open_ends:
+                self._seal_locked()
+
     def take(self, partial: bool = True) -> tuple[Batch, Ticket] | None:
         """Take the oldest batch: a sealed one, else (when ``partial``) the one being
         filled; None when there is none. The batch is in flight in the ledger.

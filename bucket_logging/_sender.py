@@ -597,13 +597,17 @@ class BulkSender:
 
         With ``partial`` False only sealed (full) batches are taken.
         """
-        if self._spool is not None and await self._spool.pump(partial):
+        if partial:
+            # what is queued now goes; what comes while this pump awaits waits for a
+            # full batch or the next tick (else batches shrink to a few items)
+            self._queue.seal()
+        if self._spool is not None and await self._spool.pump():
             return  # the spool persisted the queue and started what slots allow
         while not self._stopping:
-            if not self._queue.has_queued():
+            if not self._queue.has_full_batch():
                 break
             await self.slots.acquire()
-            taken = self._queue.take(partial)
+            taken = self._queue.take(partial=False)
             if taken is None:  # nothing (full) queued after all
                 self.slots.release()
                 self.check_waiters()

@@ -346,12 +346,12 @@ class Spool:
 
     # -- hooks -----------------------------------------------------------------------
 
-    async def pump(self, partial: bool) -> bool:
-        """Persist what is queued and send what a free request slot can take.
+    async def pump(self) -> bool:
+        """Persist the queue's sealed batches and send what a free request slot can take.
 
-        With ``partial`` False only full batches leave the queue (as without a
-        spool). Returns False when the spool is unusable: the sender's memory-only
-        path takes over.
+        Only sealed batches leave the queue, as without a spool (the sender seals the
+        one being filled on its timer, for a flush or the close). Returns False when
+        the spool is unusable: the sender's memory-only path takes over.
         """
         if self.failed:
             return False
@@ -363,7 +363,7 @@ class Spool:
                 await self._maintain()
             while not host.stopping and not self.failed:
                 await self._dispatch()
-                taken = host.queue.take(partial)
+                taken = host.queue.take(partial=False)
                 if taken is None:
                     host.check_waiters()
                     break

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from pathlib import Path
 
@@ -12,24 +10,9 @@ import orjson
 import pytest
 from _helpers import KEY, _fresh_rate_limits
 
-from bucket_logging import BulkSender, Item
+from bucket_logging import BulkSender, Item, TrackingServer
 
 __all__ = ["_fresh_rate_limits"]
-
-
-class Slow:
-    """A bulk endpoint answering 200 after ``latency`` seconds; counts requests and items."""
-
-    def __init__(self, latency: float) -> None:
-        self.latency = latency
-        self.sizes: list[int] = []
-        self.lock = threading.Lock()
-
-    async def handle(self, request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(self.latency)
-        with self.lock:
-            self.sizes.append(len(orjson.loads(request.content)))
-        return httpx.Response(200, json={"success": True})
 
 
 def steady(sender: BulkSender, rate: float, seconds: float) -> int:
@@ -48,23 +31,29 @@ def steady(sender: BulkSender, rate: float, seconds: float) -> int:
 @pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])
 def test_a_steady_rate_keeps_batches_whole(tmp_path: Path, spooled: bool) -> None:
     """With spool_dir set, the spool's pump took the batch being filled on every pass
-    (each time a request ended): under a steady rate batches shrank to a few items,
-    one request each (3,478 requests instead of 11 in the soak)."""
-    endpoint = Slow(latency=0.02)
-    sender = BulkSender(
-        KEY,
-        transport=httpx.MockTransport(endpoint.handle),
-        flush_interval=0.5,
-        spool_dir=tmp_path / "spool" if spooled else None,
-    )
-    try:
-        count = steady(sender, rate=400, seconds=1.5)
-        assert sender.flush(10)
-    finally:
-        sender.close(2)
-    assert sum(endpoint.sizes) == count == sender.stats.sent
-    # about one request per flush interval (3), plus the flush's: not one per 20 ms
-    assert len(endpoint.sizes) <= 6, endpoint.sizes
+    (each time a request ended, or while it awaited SQLite): under a steady rate
+    batches shrank to a few items, one request each (3,478 requests instead of 11 in
+    the soak, where the server answered after 50 ms)."""
+    with TrackingServer() as server:
+        sender = BulkSender(
+            KEY,
+            base_url=server.url.replace("127.0.0.1", "localhost"),
+            flush_interval=0.5,
+            spool_dir=tmp_path / "spool" if spooled else None,
+        )
+        try:
+            assert sender.enqueue(Item.event("warm", 0))
+            assert sender.flush(10)
+            server.delay(0.05)
+            count = steady(sender, rate=2000, seconds=1.5)
+            assert sender.flush(10)
+            sizes = [r.items for r in server.requests[1:]]
+        finally:
+            server.delay(0)
+            sender.close(2)
+    assert sum(sizes) == count == sender.stats.sent - 1
+    # about one request per flush interval (3), plus the flush's: not one per pass
+    assert len(sizes) <= 6, sizes
 
 
 def test_a_request_without_an_answer_that_is_retried_counts_as_redelivered(
