@@ -12,11 +12,9 @@ their own and talk through small public interfaces:
 * :mod:`~bucket_logging._spool` -- the optional on-disk spool;
 * :mod:`~bucket_logging._process` -- the shared senders, the exit and fork hooks.
 
-This module runs the sender's one daemon thread: an asyncio loop with an
-:class:`httpx.AsyncClient` that takes batches off the queue when one is full, on
-the flush interval, or when a flush or the close asks, and delivers them with at
-most ``max_concurrent_requests`` requests at once (through the spool when there
-is one). The sender knows nothing about logging; its diagnostics go to the
+* :mod:`~bucket_logging._engine` -- the sender's thread and asyncio loop.
+
+The sender knows nothing about logging; its diagnostics go to the
 ``bucket_logging`` logger, its HTTP client's records are silenced on its thread,
 and the tracking key appears in no message or ``repr``.
 """
@@ -25,14 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import os
-import selectors
 import ssl
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, Final
 
 import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
@@ -48,14 +44,12 @@ from ._config import (
     resolve_key,
     resolve_url,
 )
-from ._delivery import Delivery, Outcome, Pace, Post
 from ._diagnostics import report
+from ._engine import SenderLoop
 from ._exceptions import DeliveryError
 from ._items import Item
-from ._ledger import DropReason, Ledger, Mark, SenderStats, Ticket
-from ._queue import Batch, BatchQueue
-from ._spool import Spool
-from ._version import __version__
+from ._ledger import Ledger, SenderStats
+from ._queue import BatchQueue
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -66,15 +60,8 @@ __all__ = [
     "get_sender",
 ]
 
-_USER_AGENT: Final = f"bucket-logging/{__version__}"
-
 #: The senders not closed yet (see :mod:`bucket_logging._process`).
 _live_senders: Final = _process.state.live
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """The sender thread's event loop (the one place a sender's loop is made)."""
-    return asyncio.SelectorEventLoop(selectors.DefaultSelector())
 
 
 class _ConfigValue:
@@ -235,17 +222,9 @@ class BulkSender:
     # ------------------------------------------------------------------ state
 
     def _reset(self) -> None:
-        """(Re)create what belongs to one process: the thread, the loop, the spool."""
+        """Forget what belongs to one process: the engine (thread, loop, spool)."""
         self._closed = False
-        self._started = False
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._thread_id: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: list[tuple[Mark, concurrent.futures.Future[bool]]] = []
-        self._spool: Spool | None = None
-        if self.config.spool is not None:
-            self._spool = Spool(self.config, self)
+        self._engine: SenderLoop | None = None
 
     def after_fork_in_child(self) -> None:
         """In a forked child: an empty queue and a new thread on first use.
@@ -253,71 +232,39 @@ class BulkSender:
         The parent's queued items stay the parent's (it sends them).
         """
         self._start_lock = threading.Lock()
-        if self._thread_id is not None:
-            _diagnostics.internal_threads.discard(self._thread_id)
+        engine = self._engine
+        if engine is not None and engine.thread_id is not None:
+            _diagnostics.internal_threads.discard(engine.thread_id)
         self._queue.reset()
         self._ledger.reset()
         self._reset()
 
     def _start(self) -> None:
-        """Start the sender thread without waiting for it.
-
-        The caller must never wait for the new thread: ``logging.config.dictConfig``
-        holds logging's module lock while it builds handlers, and the thread may
-        need that lock as soon as anything on it logs. So everything the loop's
-        callbacks touch is created here, before the thread runs.
-        """
-        _diagnostics.silence_http_client_logs()
-        # The loop's constructor logs "Using selector" on asyncio's logger: for that
-        # moment this thread counts as the sender's, so the record is filtered out.
-        me = threading.get_ident()
-        mine = me not in _diagnostics.internal_threads
-        _diagnostics.internal_threads.add(me)
-        try:
-            loop = new_event_loop()
-        finally:
-            if mine:
-                _diagnostics.internal_threads.discard(me)
-        self._wake = asyncio.Event()
-        self.pace = Pace(self._flush_waiting)
-        self.slots = asyncio.Semaphore(self.config.max_concurrent_requests)
-        self._tasks: set[asyncio.Task[None]] = set()
-        # The client is built here, on the caller's thread, so that its imports and
-        # set-up never run on the sender's thread (a fork during a half-done import
-        # would leave the child a partial module). The TLS context is made once per
-        # sender and reused by a forked child.
-        self._client = httpx.AsyncClient(
-            transport=self._transport,
-            verify=self._tls(),
-            timeout=self.config.request_timeout,
-            headers={"Content-Type": "application/json", "User-Agent": _USER_AGENT},
-            limits=httpx.Limits(max_connections=self.config.max_concurrent_requests + 1),
-        )
-        self.delivery = Delivery(
-            self._client,
-            self.config.endpoint,
+        """Start the sender's engine and thread without waiting for the thread."""
+        engine = SenderLoop(
+            self.config,
             self._ledger,
-            policy=self.config.retry,
-            pace=self.pace,
-            notify=self.notify,
+            self._queue,
+            verify=self._tls(),
+            transport=self._transport,
+            on_error=lambda: self.on_error,
         )
-        self._loop = loop
-        thread = threading.Thread(
-            target=self._thread_main, args=(loop,), name="bucket_logging-sender", daemon=True
-        )
-        try:
-            thread.start()
-        except RuntimeError as exc:  # e.g. "can't create new thread at interpreter shutdown"
+        self._engine = engine
+        if not engine.start():
             self._closed = True
-            self._loop = None
-            loop.close()
-            report("start", "bucket_logging: cannot start the sender thread (%s)", exc)
             return
-        self._thread = thread
-        self._started = True
         self._queue.running = not self._closed
-        if self._spool is not None:
-            self._call_soon(self._wake.set)  # open the spool and replay its backlog now
+
+    @property
+    def engine(self) -> SenderLoop | None:
+        """The thread, loop and spool of this process (None before the first start)."""
+        return self._engine
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The sender's background thread, once started."""
+        engine = self._engine
+        return None if engine is None else engine.thread
 
     def __repr__(self) -> str:
         return (
@@ -359,10 +306,10 @@ class BulkSender:
             if _diagnostics.logger.isEnabledFor(logging.DEBUG):
                 _diagnostics.logger.debug("offline: %s", body.decode("utf-8", "replace"))
             return True
-        if not self._started and not self._closed:
+        if not self._queue.running and not self._closed:
             # First use in a forked child: concurrent first calls wait for one start.
             with self._start_lock:
-                if not self._started and not self._closed:
+                if not self._queue.running and not self._closed:
                     try:
                         self._start()
                     except Exception as exc:  # e.g. no file descriptor left
@@ -376,20 +323,13 @@ class BulkSender:
 
     def _put_later(self, body: bytes) -> bool:
         """Queue ``body`` from the sender's thread (a put re-entered by a signal handler)."""
-        return self._call_soon(self.put_encoded, body)
+        engine = self._engine
+        return engine is not None and engine.call_soon(self.put_encoded, body)
 
     def _wake_soon(self) -> None:
-        self._call_soon(self._wake.set)
-
-    def _call_soon(self, callback: Callable[..., Any], *args: Any) -> bool:
-        loop = self._loop
-        if loop is None:
-            return False
-        try:
-            loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:  # the loop is closed
-            return False
-        return True
+        engine = self._engine
+        if engine is not None:
+            engine.wake_soon()
 
     @property
     def closed(self) -> bool:
@@ -419,7 +359,8 @@ class BulkSender:
         future = self._request_flush()
         if future is None:
             return True
-        if threading.get_ident() == self._thread_id:
+        engine = self._engine
+        if engine is not None and threading.get_ident() == engine.thread_id:
             future.cancel()
             return False
         try:
@@ -439,21 +380,20 @@ class BulkSender:
             return False
 
     def _request_flush(self) -> concurrent.futures.Future[bool] | None:
-        if self.config.offline or not self._started or self._closed:
+        engine = self._engine
+        if engine is None or engine.thread is None or self._closed:
             return None  # (a closed sender has counted what it could not deliver)
         self._queue.drain()  # what was logged before this call is counted in
         mark = self._ledger.mark()
         if self._ledger.reached(mark):
             return None
-        future: concurrent.futures.Future[bool] = concurrent.futures.Future()
-        if not self._call_soon(self._add_waiter, mark, future):
-            return None
-        return future
+        return engine.request_flush(mark)
 
     def start_closing(self, deadline: float) -> None:
         """Hurry: the close deadline is ``deadline`` (``time.monotonic()``); back-offs
         are cut short and what cannot be delivered by then is given up (or spooled)."""
-        self._call_soon(self._set_closing, deadline)
+        if self._engine is not None:
+            self._engine.start_closing(deadline)
 
     def close(self, timeout: float | None = None) -> None:
         """Deliver what is queued (within ``timeout``, default ``shutdown_timeout``), then stop.
@@ -474,11 +414,14 @@ class BulkSender:
             self._queue.drain()  # logged during the flush: counted below as not delivered
             self._closed = True
             self._queue.running = False
-        self._call_soon(self._stop)
-        thread = self._thread
+        engine = self._engine
+        if engine is None:  # pragma: no cover - a running sender has one
+            return
+        engine.stop()
+        thread = engine.thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.1, min(1.0, deadline - time.monotonic())))
-            spool = self._spool
+            spool = engine.spool
             if thread.is_alive() and spool is not None and not spool.failed:
                 # The thread is still writing what is left to the spool (e.g. waiting
                 # for another process's write lock): that wrap-up counts it as spooled.
@@ -487,7 +430,7 @@ class BulkSender:
         self._queue.drain()  # (an entry logged while closing: counted as closed)
         lost = self._ledger.pending
         if lost:
-            self.drop("shutdown", lost, None, "not delivered before the shutdown deadline")
+            engine.drop("shutdown", lost, None, "not delivered before the shutdown deadline")
         _process.state.forget(self)
 
     # ------------------------------------------------------------------ sender thread
@@ -505,190 +448,6 @@ class BulkSender:
             else:  # pragma: no cover - httpx before 0.28
                 return verify
         return self._tls_context
-
-    def _thread_main(self, loop: asyncio.AbstractEventLoop) -> None:
-        ident = self._thread_id = threading.get_ident()
-        _diagnostics.internal_threads.add(ident)
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._main())
-        except BaseException as exc:  # pragma: no cover - last resort
-            report("thread", "bucket_logging: the sender stopped unexpectedly: %r", exc)
-        finally:
-            with contextlib.suppress(Exception):
-                loop.close()
-            # thread ids are reused: a later application thread must not pass for ours
-            _diagnostics.internal_threads.discard(ident)
-
-    async def _main(self) -> None:
-        client = self._client
-        interval = self.config.flush_interval
-        tick = time.monotonic() + interval  # when the batch being filled goes out
-        try:
-            while not self._stopping:
-                now = time.monotonic()
-                if not self._wake.is_set() and now < tick:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), tick - now)
-                self._wake.clear()
-                self._queue.woken()
-                # Woken for a full batch (or a free request slot), send the full ones;
-                # the batch being filled goes on the timer, for a flush, or at the close.
-                now = time.monotonic()
-                partial = (
-                    now >= tick or bool(self._waiters) or self.pace.closing_deadline is not None
-                )
-                if now >= tick:
-                    tick = now + interval
-                await self._pump(partial)
-        finally:
-            for task in list(self._tasks):
-                task.cancel()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-            if self._spool is not None:
-                await self._spool.close()
-            await client.aclose()
-            self.check_waiters()
-            for _, future in self._waiters:  # never left waiting on a stopped sender
-                if not future.done():
-                    future.set_result(False)
-            self._waiters = []
-
-    def _set_closing(self, deadline: float) -> None:
-        self.pace.closing_deadline = deadline
-        self._hurry()
-
-    def _stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        for task in list(self._tasks):
-            task.cancel()
-
-    def _hurry(self) -> None:
-        """Wake every retry back-off now (a flush or shutdown is waiting)."""
-        self.pace.hurry()
-        self._wake.set()
-
-    def _flush_waiting(self) -> bool:
-        return any(not f.done() for _, f in self._waiters)
-
-    def _add_waiter(self, mark: Mark, future: concurrent.futures.Future[bool]) -> None:
-        self._waiters.append((mark, future))
-        self._hurry()
-        self.check_waiters()
-
-    def check_waiters(self) -> None:
-        """Answer the flushes whose items are all finished."""
-        if not self._waiters:
-            return
-        keep = []
-        for mark, future in self._waiters:
-            if self._ledger.reached(mark):
-                if not future.done():
-                    with contextlib.suppress(concurrent.futures.InvalidStateError):
-                        future.set_result(True)  # unless cancelled meanwhile
-            elif not future.done():
-                keep.append((mark, future))
-        self._waiters = keep
-
-    async def _pump(self, partial: bool) -> None:
-        """Take batches off the queue while a request slot is free, and send them.
-
-        With ``partial`` False only sealed (full) batches are taken.
-        """
-        if partial:
-            # what is queued now goes; what comes while this pump awaits waits for a
-            # full batch or the next tick (else batches shrink to a few items)
-            self._queue.seal()
-        if self._spool is not None and await self._spool.pump():
-            return  # the spool persisted the queue and started what slots allow
-        while not self._stopping:
-            if not self._queue.has_full_batch():
-                break
-            await self.slots.acquire()
-            taken = self._queue.take(partial=False)
-            if taken is None:  # nothing (full) queued after all
-                self.slots.release()
-                self.check_waiters()
-                break
-            self.spawn(self.deliver(*taken))
-
-    # ------------------------------------------------------------------ the spool's host
-
-    @property
-    def stopping(self) -> bool:
-        """Whether the sender thread is stopping (no new delivery starts)."""
-        return self._stopping
-
-    @property
-    def ledger(self) -> Ledger:
-        """The sender's counts."""
-        return self._ledger
-
-    @property
-    def queue(self) -> BatchQueue:
-        """The sender's batch queue."""
-        return self._queue
-
-    def wake(self) -> None:
-        """Pump again soon (on the sender's loop: a request slot is free)."""
-        self._wake.set()
-
-    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run a delivery task on the sender's loop (cancelled at the stop)."""
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def deliver(
-        self,
-        batch: Batch | list[bytes],
-        ticket: Ticket,
-        post: Post | None = None,
-        settle: Callable[[Outcome], Coroutine[Any, Any, None]] | None = None,
-    ) -> None:
-        """Deliver a batch holding a request slot; then free the slot and the ticket.
-
-        ``settle`` decides what becomes of the items given up (the spool keeps them);
-        without it they are dropped.
-        """
-        try:
-            outcome = await self.delivery.deliver(batch, post)
-            if settle is not None:
-                await settle(outcome)
-            else:
-                for gave_up in outcome.given_up:
-                    self.drop(gave_up.reason, len(gave_up.entries), gave_up.status, gave_up.detail)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # pragma: no cover - defensive: never kill the loop
-            self.drop("retries_exhausted", len(batch), None, f"unexpected error: {exc!r}")
-        finally:
-            self.finished(ticket)
-            self.slots.release()
-
-    def finished(self, ticket: Ticket) -> None:
-        """A batch is no longer in flight: answer the flushes that waited for it."""
-        self._ledger.release(ticket)
-        self.check_waiters()
-
-    def drop(self, reason: DropReason, count: int, status: int | None, detail: str) -> None:
-        """Count and report queued items that will not be delivered (they are done)."""
-        self._ledger.count_dropped(reason, count)
-        error = DeliveryError(reason, count, status, _diagnostics.redact(detail))
-        report("drop-" + reason, "bucket_logging: %s", error)
-        self.notify(error)
-
-    def notify(self, error: DeliveryError) -> None:
-        """Pass ``error`` to ``on_error`` (its exceptions are reported, not raised)."""
-        if self.on_error is None:
-            return
-        try:
-            self.on_error(error)
-        except Exception as exc:
-            report("on_error", "bucket_logging: on_error callback raised %r", exc)
 
 
 # ---------------------------------------------------------------------- process-wide

@@ -669,7 +669,7 @@ def test_offline_mode_validates_counts_and_sends_nothing(
         assert stats.offline == 3
         assert (stats.sent, stats.queued, stats.requests) == (0, 0, 0)
         assert endpoint.requests == []
-        assert sender._thread is None  # no thread, no client
+        assert sender.thread is None  # no thread, no client
         assert "offline" in repr(sender)
         offline_lines = [r.getMessage() for r in caplog.records if "offline:" in r.getMessage()]
         assert len(offline_lines) == 3
@@ -871,12 +871,12 @@ def test_a_closed_senders_thread_id_is_forgotten(make_sender: Make) -> None:
     sender = make_sender(transport=Endpoint().transport())
     assert sender.enqueue(events(1)[0])
     assert sender.flush(10)  # the thread runs (and knows its id) by now
-    ident = sender._thread_id
+    ident = sender.engine.thread_id if sender.engine else None
     assert ident is not None
     assert ident in _diagnostics.internal_threads
     sender.close(5)
-    assert sender._thread is not None
-    sender._thread.join(5)
+    assert sender.thread is not None
+    sender.thread.join(5)
     # thread ids are reused by later threads, whose records must still count as the app's
     assert ident not in _diagnostics.internal_threads
     seen: list[bool] = []

@@ -193,9 +193,9 @@ def test_close_from_the_senders_own_thread(make_sender: Make) -> None:
     holder.append(sender)
     enqueue_all(sender, events(3))
     queued.set()
-    assert sender._thread is not None
-    sender._thread.join(10)
-    assert not sender._thread.is_alive()
+    assert sender.thread is not None
+    sender.thread.join(10)
+    assert not sender.thread.is_alive()
     assert problems == []
     stats = sender.stats
     assert stats.dropped.get("client_error", 0) >= 1
@@ -235,7 +235,7 @@ def test_a_sender_thread_that_cannot_start(
     errors: list[DeliveryError] = []
     sender = BulkSender(KEY, transport=Endpoint().transport(), on_error=errors.append)
     try:
-        assert sender._thread is None
+        assert sender.thread is None
         assert sender.enqueue(events(1)[0]) is False
         assert sender.enqueue(events(1)[0]) is False
         assert sender.stats.dropped == {"closed": 2}
@@ -259,8 +259,8 @@ def test_flush_after_close_returns_at_once(make_sender: Make) -> None:
     enqueue_all(sender, events(2))  # one hangs in its request, one waits in the queue
     assert started.wait(10)
     sender.close(0.2)
-    assert sender._thread is not None
-    sender._thread.join(10)
+    assert sender.thread is not None
+    sender.thread.join(10)
     assert sender.stats.dropped == {"shutdown": 2}
     began = time.monotonic()
     assert sender.flush(30)  # the loop is gone: nothing will ever finish, nothing to wait for
@@ -404,17 +404,17 @@ def test_a_forked_child_starts_afresh_on_first_use(
     assert isinstance(context, ssl.SSLContext)
     enqueue_all(sender, events(3))
     assert sender.flush(10)
-    parent_thread = sender._thread
+    parent_thread = sender.thread
     assert parent_thread is not None
     sender.close(5)
     parent_thread.join(10)
 
     pretend_fork(monkeypatch, sender)
-    assert sender._thread is None and sender._thread_id is None
+    assert sender.thread is None and (sender.engine.thread_id if sender.engine else None) is None
     assert sender.stats == bucket_logging.SenderStats()  # the parent's counts stay its own
     assert sender.flush(1)  # nothing queued in the child yet
     enqueue_all(sender, events(2, start=10))  # the first use starts a new thread
-    assert sender._thread is not None and sender._thread is not parent_thread
+    assert sender.thread is not None and sender.thread is not parent_thread
     assert sender.flush(10)
     assert sender.stats.sent == 2
     assert sender._tls_context is context  # made once per sender, reused by the child
@@ -428,7 +428,7 @@ def test_a_forked_child_that_closes_before_use_starts_nothing(
     sender = make_sender(transport=Endpoint().transport())
     enqueue_all(sender, events(1))
     assert sender.flush(10)
-    thread = sender._thread
+    thread = sender.thread
     assert thread is not None
     sender.close(5)
     thread.join(10)
@@ -437,7 +437,7 @@ def test_a_forked_child_that_closes_before_use_starts_nothing(
     assert offline.enqueue(events(1)[0])
     pretend_fork(monkeypatch, sender, offline)
     sender.close(5)
-    assert sender._thread is None  # no thread was started just to stop it
+    assert sender.thread is None  # no thread was started just to stop it
     assert sender.flush(5)
     assert offline.stats.offline == 0  # the parent's count stays the parent's
     assert offline.enqueue(events(1)[0]) and offline.stats.offline == 1
@@ -448,7 +448,7 @@ def test_a_forked_child_that_closed_its_sender_drops_without_a_thread(
     make_sender: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sender = make_sender(transport=Endpoint().transport())
-    thread = sender._thread
+    thread = sender.thread
     assert thread is not None
     sender.close(5)
     thread.join(10)
@@ -457,8 +457,8 @@ def test_a_forked_child_that_closed_its_sender_drops_without_a_thread(
     try:
         assert sender.enqueue(events(1)[0]) is False
         assert sender.stats.dropped == {"closed": 1}
-        assert sender._thread is None
+        assert sender.thread is None
     finally:
-        sender._call_soon(sender._stop)  # stop the thread it may have started
-        if sender._thread is not None:
-            sender._thread.join(10)
+        sender.engine.stop() if sender.engine else None  # stop the thread it may have started
+        if sender.thread is not None:
+            sender.thread.join(10)

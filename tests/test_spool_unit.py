@@ -758,8 +758,8 @@ def test_a_request_cut_by_the_exit_counts_as_possibly_delivered(
     enqueue(sender, items(4))
     assert held.wait_requests(1)
     sender.close(0.2)  # the request never got its answer
-    assert sender._thread is not None
-    sender._thread.join(10)
+    assert sender.thread is not None
+    sender.thread.join(10)
     assert [(r[1], r[3], r[4]) for r in rows(spool)] == [(None, 1, 4)]
     held.opened.set()
     up = Gate()
@@ -790,8 +790,8 @@ def test_items_left_in_the_spool_by_a_slow_exit_are_not_counted_as_dropped(
         sender.close(0.2)
     finally:
         proceed.set()
-    assert sender._thread is not None
-    sender._thread.join(10)
+    assert sender.thread is not None
+    sender.thread.join(10)
     assert sum(r[4] for r in rows(spool)) == 4  # in the spool, for the next sender
     assert errors == []
     assert sender.stats.dropped == {}
@@ -840,7 +840,7 @@ def test_a_failing_insert_hands_the_batch_to_memory(
     assert sorted(gate.delivered) == sorted(["first", *ids(25)])
     assert sender.stats.sent == 26 and sender.stats.dropped == {}
     assert "cannot be used (IntegrityError: injected disk error); continuing in memory" in reports()
-    assert repr(sender._spool).endswith("failed waiting=0>")
+    assert repr(sender.engine.spool if sender.engine else None).endswith("failed waiting=0>")
 
 
 def test_a_failing_delete_after_delivery(
@@ -864,7 +864,11 @@ def test_a_failing_delete_after_delivery(
     assert sorted(gate.delivered) == sorted(ids(15))
     assert sender.stats.sent == 15 and sender.stats.dropped == {}
     assert reports().count("cannot be used (IntegrityError: injected disk error)") == 1
-    spool_worker = sender._spool.executor if sender._spool is not None else None
+    spool_worker = (
+        sender.engine.spool.executor
+        if sender.engine is not None and sender.engine.spool is not None
+        else None
+    )
     assert spool_worker is not None
     run_on(spool_worker, lambda: None)  # after the jobs queued before it
     # the delivered batches stay in the file, marked as possibly delivered
@@ -1081,10 +1085,10 @@ def test_items_still_queued_at_the_stop_are_written_to_the_spool(
     enqueue(sender, items(5))  # a full batch: the sender writes it (slowly)
     assert entered.wait(10)
     enqueue(sender, items(3, start=5))  # queued meanwhile
-    sender._call_soon(sender._stop)  # the exit's stop, once its flush gave up
+    sender.engine.stop() if sender.engine else None  # the exit's stop, once its flush gave up
     proceed.set()
-    assert sender._thread is not None
-    sender._thread.join(10)
+    assert sender.thread is not None
+    sender.thread.join(10)
     assert [(r[1], r[3], r[4]) for r in rows(spool)] == [(None, 0, 5), (None, 0, 3)]
     stats = sender.stats
     assert (stats.sent, stats.spooled, stats.dropped, stats.pending) == (0, 8, {}, 0)
@@ -1107,10 +1111,10 @@ def test_a_delete_asked_for_before_the_stop_still_happens(
     sender = senders(gate, max_batch_items=4, flush_interval=60)
     enqueue(sender, items(4))
     assert entered.wait(10)  # delivered; its deletion from the spool is under way
-    sender._call_soon(sender._stop)  # the stop cancels the delivery awaiting it
+    sender.engine.stop() if sender.engine else None  # the stop cancels the delivery awaiting it
     proceed.set()
-    assert sender._thread is not None
-    sender._thread.join(10)
+    assert sender.thread is not None
+    sender.thread.join(10)
     assert rows(spool) == []  # deleted all the same: it is not sent a second time
     stats = sender.stats
     assert (stats.sent, stats.spooled, stats.pending) == (4, 0, 0)
@@ -1123,13 +1127,13 @@ def test_an_exit_that_cannot_release_its_batches_leaves_them_to_the_next_sender(
     sender = senders(held, max_batch_items=4, flush_interval=60)
     enqueue(sender, items(4))
     assert held.wait_requests(1)
-    assert sender._spool is not None
-    spool_worker = sender._spool.executor
+    assert sender.engine is not None and sender.engine.spool is not None
+    spool_worker = sender.engine.spool.executor
     assert spool_worker is not None
     fail_on(spool, "UPDATE")
     sender.close(0.2)
-    assert sender._thread is not None
-    sender._thread.join(10)
+    assert sender.thread is not None
+    sender.thread.join(10)
     spool_worker.thread.join(10)  # its connection closed: this sender is gone
     held.opened.set()
     assert "could not leave the queued items in the spool" in reports()
