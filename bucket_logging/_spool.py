@@ -33,45 +33,28 @@ what it still holds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import queue
-import sqlite3
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
-
-import httpx
 
 from . import _diagnostics, _process
 from ._config import SenderConfig
 from ._diagnostics import report
 from ._exceptions import DeliveryError
 from ._ledger import DropReason, Ledger, Ticket
-from ._spool_store import MAINTENANCE_SECONDS, Evicted, SpoolStore, destination
+from ._spool_settle import Chunk, Settlement
+from ._spool_store import MAINTENANCE_SECONDS, SPOOL_ERRORS, Evicted, SpoolStore, destination
+from ._spool_worker import SpoolExecutor
 
 if TYPE_CHECKING:
     from ._delivery import Delivery, Outcome, Pace, Post
     from ._queue import Batch, BatchQueue
 
-__all__ = [
-    "FORK_WAIT_SECONDS",
-    "Spool",
-    "SpoolExecutor",
-    "SpoolHost",
-    "after_fork_in_child",
-    "after_fork_in_parent",
-    "before_fork",
-]
+__all__ = ["Spool", "SpoolHost"]
 
 _T = TypeVar("_T")
-
-#: Seconds a fork() waits for a spool worker to finish its current operation.
-FORK_WAIT_SECONDS: Final = 2.0
-
-_SPOOL_ERRORS: Final = (sqlite3.Error, OSError, ValueError, RuntimeError)
 
 
 class SpoolHost(Protocol):
@@ -121,140 +104,6 @@ class SpoolHost(Protocol):
         """Answer the flushes that are done."""
 
 
-# ---------------------------------------------------------------------- worker thread
-
-
-class SpoolExecutor:
-    """One daemon thread running spool operations in order, awaited from a loop.
-
-    Not a :class:`concurrent.futures.ThreadPoolExecutor`: its threads are joined and
-    refuse new work before ``atexit`` hooks run, and the exit hook still writes what
-    is left to the spool. A job runs even if the task awaiting it is cancelled: a
-    delete or release that was asked for always happens, in order.
-    """
-
-    def __init__(self) -> None:
-        self.busy = threading.Lock()  # held while an operation runs (see _before_fork)
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        thread = threading.Thread(target=self._run, name="bucket_logging-spool", daemon=True)
-        self.thread: Final = thread
-        thread.start()
-        _process.state.spool_executors.add(self)
-
-    def _run(self) -> None:
-        ident = threading.get_ident()
-        _diagnostics.internal_threads.add(ident)
-        try:
-            while True:
-                job = self._jobs.get()
-                if job is None:
-                    return
-                with self.busy:
-                    job()
-        finally:
-            _diagnostics.internal_threads.discard(ident)
-
-    def submit(self, job: Callable[[], object]) -> None:
-        """Run ``job`` on the thread (fire and forget)."""
-        self._jobs.put(job)  # type: ignore[arg-type]
-
-    async def call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run ``fn(*args)`` on the thread and await its result."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[_T] = loop.create_future()
-
-        def resolve(ok: bool, value: Any) -> None:
-            if not future.done():
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-
-        def job() -> None:
-            try:
-                result: Any = fn(*args)
-                ok = True
-            except BaseException as exc:
-                result, ok = exc, False
-            with contextlib.suppress(RuntimeError):  # the loop is closed
-                loop.call_soon_threadsafe(resolve, ok, result)
-
-        self._jobs.put(job)
-        return await future
-
-    def stop(self) -> None:
-        """End the thread after the jobs already submitted."""
-        self._jobs.put(None)
-
-
-# fork(): SQLite's own mutexes would stay locked in the child if a worker was inside
-# SQLite at that moment: a fork waits (briefly) until every worker is between two
-# operations; if one stays busy, the child's senders do without a spool.
-def before_fork() -> None:
-    """Wait (at most FORK_WAIT_SECONDS) until no spool worker is inside SQLite."""
-    state = _process.state
-    state.spool_busy_at_fork = False
-    for executor in list(state.spool_executors):
-        if executor.busy.acquire(timeout=FORK_WAIT_SECONDS):
-            state.spool_held_for_fork.append(executor.busy)
-        else:
-            state.spool_busy_at_fork = True
-
-
-def after_fork_in_parent() -> None:
-    """Let the workers go on."""
-    held = _process.state.spool_held_for_fork
-    while held:
-        held.pop().release()
-
-
-def after_fork_in_child() -> None:
-    """No worker here; the parent's connections are parked, never used nor closed."""
-    state = _process.state
-    state.spool_held_for_fork.clear()
-    state.spool_executors.clear()
-    state.forked_while_busy = state.spool_busy_at_fork
-    state.spool_tokens.clear()
-    for store in list(state.spool_stores):
-        store.abandon()
-
-
-_process.at_fork(
-    before=before_fork,
-    after_in_parent=after_fork_in_parent,
-    after_in_child=after_fork_in_child,
-)
-
-
-class _Chunk:
-    """One batch of the spool as this sender tracks it."""
-
-    __slots__ = (
-        "accepted",
-        "ambiguous",
-        "count",
-        "items",
-        "kept",
-        "marked",
-        "posting",
-        "row",
-        "size",
-        "ticket",
-    )
-
-    def __init__(self, ticket: Ticket, count: int, row: int | None = None, size: int = 0) -> None:
-        self.ticket = ticket  # in flight in the ledger until it is finished
-        self.count = count
-        self.size = size  # encoded bytes
-        self.row = row  # None: not in the spool (no room): memory only
-        self.items: list[bytes] | None = None  # held in memory only until it is sent
-        self.kept: list[bytes] = []  # items given up on: they stay in the spool
-        self.ambiguous = False  # a request for it ended without an answer
-        self.accepted = False  # a request for (part of) it was answered 2xx
-        self.posting = False  # a request for it is on the wire
-        self.marked = False  # its row says attempted = 1
-
-
 class Spool:
     """A sender's spool: persists its batches, delivers them and the backlog.
 
@@ -267,19 +116,19 @@ class Spool:
         spool = config.spool
         if spool is None:
             raise ValueError("the sender has no spool_dir")
-        self._host = host
+        self.host: Final = host
         self._config = config
-        self._store = SpoolStore(
+        self.store: Final = SpoolStore(
             spool.directory, destination(config.tracking_key), spool.max_bytes, spool.max_age
         )
-        self.path = self._store.path
+        self.path = self.store.path
         self._executor: SpoolExecutor | None = None
         self._opened = False
         self.failed = False
-        self._waiting: deque[_Chunk] = deque()
+        self._waiting: deque[Chunk] = deque()
         self._retained = 0  # bytes of waiting batches held in memory (see _persist)
-        self._sending: dict[int, _Chunk] = {}  # row -> batch being delivered
-        self._cancelled: list[_Chunk] = []  # deliveries cut short by the stop
+        self._sending: dict[int, Chunk] = {}  # row -> batch being delivered
+        self._cancelled: list[Chunk] = []  # deliveries cut short by the stop
         self._next_maintenance = 0.0
         self._backlog_after = 0.0
         self._backlog_maybe = True
@@ -294,13 +143,14 @@ class Spool:
         """The worker thread, once the spool was opened."""
         return self._executor
 
-    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+    async def call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(*args)`` on the spool's worker thread and await its result."""
         executor = self._executor
         if executor is None:
             raise RuntimeError("the spool worker is not running")
         return await executor.call(fn, *args)
 
-    def _fail(self, exc: BaseException) -> None:
+    def fail(self, exc: BaseException) -> None:
         """Give the spool up for this process: report, hand waiting batches to memory."""
         if self.failed:
             return
@@ -316,7 +166,7 @@ class Spool:
         if self._opened and self._executor is not None:
             # Best effort: the batches now sent from memory may still be in the file;
             # if a later sender replays them, they count as possible duplicates.
-            self._executor.submit(self._store.mark_all_attempted)
+            self._executor.submit(self.store.mark_all_attempted)
         self._hand_over()
 
     def _hand_over(self) -> None:
@@ -325,17 +175,17 @@ class Spool:
         self._waiting.clear()
         self._retained = 0
         for chunk in waiting:
-            self._host.spawn(self._fallback(chunk))
+            self.host.spawn(self._fallback(chunk))
 
-    async def _fallback(self, chunk: _Chunk) -> None:
+    async def _fallback(self, chunk: Chunk) -> None:
         """Deliver a waiting batch from memory (reading it back once if need be)."""
-        host = self._host
+        host = self.host
         await host.slots.acquire()
         items = chunk.items
         if items is None and chunk.row is not None:
             try:
-                items = await self._call(self._store.read, chunk.row)
-            except _SPOOL_ERRORS:
+                items = await self.call(self.store.read, chunk.row)
+            except SPOOL_ERRORS:
                 items = None
         if items is None:
             host.slots.release()
@@ -355,7 +205,7 @@ class Spool:
         """
         if self.failed:
             return False
-        host = self._host
+        host = self.host
         try:
             if not self._opened and not await self._open():
                 return False
@@ -368,8 +218,8 @@ class Spool:
                     host.check_waiters()
                     break
                 await self._persist(taken[0].entries(), taken[1])
-        except _SPOOL_ERRORS as exc:
-            self._fail(exc)
+        except SPOOL_ERRORS as exc:
+            self.fail(exc)
         if self.failed:  # here, or in a delivery task meanwhile
             self._hand_over()
             return False
@@ -377,7 +227,7 @@ class Spool:
 
     async def close(self) -> None:
         """At the sender's stop: persist what is still queued, release what it owns."""
-        host = self._host
+        host = self.host
         ledger = host.ledger
         try:
             if not self._opened or self.failed:
@@ -388,8 +238,8 @@ class Spool:
             memory_only = sum(c.count for c in self._cancelled if c.row is None)
             self._cancelled.clear()
             if cut:
-                await self._call(self._store.release_rows, cut)
-            await self._call(self._store.release_all)
+                await self.call(self.store.release_rows, cut)
+            await self.call(self.store.release_all)
             memory_only += sum(c.count for c in self._waiting if c.row is None)
             for chunk in self._waiting:
                 if chunk.row is not None:
@@ -408,7 +258,7 @@ class Spool:
                     left,
                     self.path,
                 )
-        except _SPOOL_ERRORS as exc:
+        except SPOOL_ERRORS as exc:
             report(
                 "spool",
                 "bucket_logging: could not leave the queued items in the spool at %s (%s)",
@@ -419,7 +269,7 @@ class Spool:
         finally:
             executor, self._executor = self._executor, None
             if executor is not None:
-                executor.submit(self._store.close)
+                executor.submit(self.store.close)
                 executor.stop()
 
     # -- internals -------------------------------------------------------------------
@@ -433,9 +283,9 @@ class Spool:
                 )
             if self._executor is None:
                 self._executor = SpoolExecutor()
-            batches, items, expired, full = await self._call(self._store.open)
-        except _SPOOL_ERRORS as exc:
-            self._fail(exc)
+            batches, items, expired, full = await self.call(self.store.open)
+        except SPOOL_ERRORS as exc:
+            self.fail(exc)
             return False
         self._opened = True
         self._next_maintenance = time.monotonic() + MAINTENANCE_SECONDS
@@ -455,14 +305,14 @@ class Spool:
 
     async def _maintain(self) -> None:
         self._next_maintenance = time.monotonic() + MAINTENANCE_SECONDS
-        expired, full = await self._call(self._store.maintain, frozenset(self._sending))
+        expired, full = await self.call(self.store.maintain, frozenset(self._sending))
         self._evicted(expired, "spool_expired")
         self._evicted(full, "spool_full")
         self._backlog_maybe = True
 
     async def _persist(self, batch: list[bytes], ticket: Ticket, send: bool = True) -> None:
         """Write one batch taken off the queue; keep its items if it is sent next."""
-        host = self._host
+        host = self.host
         size = sum(map(len, batch))
         sent_next = (
             send and not self._waiting and not host.slots.locked() and not self._backlog_maybe
@@ -471,10 +321,10 @@ class Spool:
         # bytes, so that a burst is sent without reading it back.
         retain_limit = self._config.max_queue_bytes // 4
         retain = sent_next or (send and self._retained + size <= retain_limit)
-        chunk = _Chunk(ticket, len(batch), size=size)
+        chunk = Chunk(ticket, len(batch), size=size)
         try:
-            row, evicted = await self._call(
-                self._store.insert,
+            row, evicted = await self.call(
+                self.store.insert,
                 batch,
                 sent_next,  # its row says "attempted" before the request starts
                 frozenset(self._sending),
@@ -500,7 +350,7 @@ class Spool:
             self._retained += size
         self._waiting.append(chunk)
 
-    def _unretain(self, chunks: Iterable[_Chunk]) -> None:
+    def _unretain(self, chunks: Iterable[Chunk]) -> None:
         """Waiting batches leave the waiting list: stop counting their items."""
         for chunk in chunks:
             if chunk.items is not None:
@@ -509,7 +359,7 @@ class Spool:
     async def _dispatch(self) -> None:
         """Start deliveries while a request slot is free: the backlog, oldest first,
         then this sender's own batches (those first while a flush or exit waits)."""
-        host = self._host
+        host = self.host
         while not host.stopping and not host.slots.locked() and not self.failed:
             closing = host.pace.closing_deadline
             if closing is not None and time.monotonic() >= closing:
@@ -523,7 +373,7 @@ class Spool:
                 self._unretain((chunk,))
                 if chunk.items is None and chunk.row is not None:
                     try:
-                        items = await self._call(self._store.load, chunk.row)
+                        items = await self.call(self.store.load, chunk.row)
                     except BaseException:
                         self._waiting.appendleft(chunk)
                         raise
@@ -542,18 +392,14 @@ class Spool:
             task = host.spawn(self._run(chunk, items))
             task.add_done_callback(self._delivered)
 
-    async def _run(self, chunk: _Chunk, items: list[bytes]) -> None:
-        host = self._host
+    async def _run(self, chunk: Chunk, items: list[bytes]) -> None:
+        host = self.host
         try:
             if chunk.row is None or self.failed:
                 await host.deliver(items, chunk.ticket)
             else:
-                await host.deliver(
-                    items,
-                    chunk.ticket,
-                    lambda body: self._post(chunk, body),
-                    lambda outcome: self._settle(chunk, outcome),
-                )
+                settlement = Settlement(self, chunk)
+                await host.deliver(items, chunk.ticket, settlement.post, settlement.settle)
         except asyncio.CancelledError:
             self._cancelled.append(chunk)
             raise
@@ -562,73 +408,11 @@ class Spool:
                 self._sending.pop(chunk.row, None)
 
     def _delivered(self, task: asyncio.Task[None]) -> None:
-        self._host.wake()  # a slot is free: pump again
+        self.host.wake()  # a slot is free: pump again
 
-    async def _post(self, chunk: _Chunk, body: bytes) -> httpx.Response:
-        """The request for a spooled batch, tracking whether it may have reached the server.
-
-        A batch's row says ``attempted = 1`` while a request for it is on the wire or
-        may have been accepted; after a clear failure (refused connection, an error
-        answer) it says 0 again. A replay of a row that says 1 is counted as a
-        possible duplicate (``redelivered``).
-        """
-        post = self._host.delivery.post
-        if chunk.row is None or self.failed:
-            return await post(body)
-        if not chunk.marked and await self._mark(chunk, True):
-            chunk.marked = True
-        chunk.posting = True
-        try:
-            response = await post(body)
-        except asyncio.CancelledError:
-            raise  # still posting: the outcome is unknown
-        except Exception as exc:
-            chunk.posting = False
-            if getattr(exc, "ambiguous", False):
-                chunk.ambiguous = True
-            elif (
-                chunk.marked
-                and not (chunk.ambiguous or chunk.accepted)
-                and await self._mark(chunk, False)
-            ):
-                chunk.marked = False
-            raise
-        chunk.posting = False
-        if 200 <= response.status_code < 300:
-            chunk.accepted = True
-        return response
-
-    async def _mark(self, chunk: _Chunk, attempted: bool) -> bool:
-        try:
-            await self._call(self._store.mark, chunk.row, attempted)
-        except _SPOOL_ERRORS as exc:
-            self._fail(exc)
-            return False
-        return True
-
-    async def _settle(self, chunk: _Chunk, outcome: Outcome) -> None:
-        """After a delivery: keep what was given up in the spool, delete or release the row."""
-        host = self._host
-        for gave_up in outcome.given_up:
-            if self.failed:
-                host.drop(gave_up.reason, len(gave_up.entries), gave_up.status, gave_up.detail)
-                continue
-            chunk.kept.extend(gave_up.entries)
-            self._keep(gave_up.entries, gave_up.reason, gave_up.status, gave_up.detail)
-        if chunk.row is None or self.failed:
-            return
-        try:
-            if not chunk.kept:
-                await self._call(self._store.delete, chunk.row)
-            else:
-                rest = chunk.kept if len(chunk.kept) < chunk.count else None
-                await self._call(self._store.release, chunk.row, chunk.ambiguous, rest)
-        except _SPOOL_ERRORS as exc:
-            self._fail(exc)
-
-    def _keep(self, batch: list[bytes], reason: DropReason, status: int | None, why: str) -> None:
+    def keep(self, batch: list[bytes], reason: DropReason, status: int | None, why: str) -> None:
         """Items given up on stay in the spool: counted as spooled, reported."""
-        host = self._host
+        host = self.host
         count = len(batch)
         host.ledger.count_spooled(count)
         config = self._config
@@ -649,9 +433,9 @@ class Spool:
             self.path,
         )
 
-    async def _claim(self) -> _Chunk | None:
+    async def _claim(self) -> Chunk | None:
         """Take the oldest free batch of the backlog, unless a flush or exit is waiting."""
-        host = self._host
+        host = self.host
         if (
             not self._backlog_maybe
             or host.pace.flush_waiting()
@@ -659,27 +443,27 @@ class Spool:
             or time.monotonic() < self._backlog_after
         ):
             return None
-        claimed = await self._call(self._store.claim)
+        claimed = await self.call(self.store.claim)
         if claimed is None:
             self._backlog_maybe = False
             return None
         row, items, attempted = claimed
         # pending until it is finished; a flush that starts meanwhile waits for it
         ticket = host.ledger.replay(len(items), redelivered=attempted)
-        chunk = _Chunk(ticket, len(items), row)
+        chunk = Chunk(ticket, len(items), row)
         chunk.marked = True  # the claim set attempted = 1
         chunk.items = items
         return chunk
 
     async def _leave_waiting(self) -> None:
         """The shutdown deadline passed: leave every waiting batch in the spool."""
-        host = self._host
+        host = self.host
         waiting = list(self._waiting)
         self._waiting.clear()
         self._retained = 0
         rows = [(c.row, False) for c in waiting if c.row is not None]
         if rows:
-            await self._call(self._store.release_rows, rows)
+            await self.call(self.store.release_rows, rows)
         left = sum(c.count for c in waiting if c.row is not None)
         lost = sum(c.count for c in waiting if c.row is None)
         host.ledger.count_spooled(left)
@@ -690,16 +474,16 @@ class Spool:
             host.ledger.release(chunk.ticket)
         host.check_waiters()
 
-    def _taken_over(self, chunk: _Chunk) -> None:
+    def _taken_over(self, chunk: Chunk) -> None:
         """Our batch is gone (another sender took it over after our lease expired)."""
-        self._host.ledger.count_spooled(chunk.count)
-        self._host.finished(chunk.ticket)
+        self.host.ledger.count_spooled(chunk.count)
+        self.host.finished(chunk.ticket)
 
     def _evicted(self, evicted: list[Evicted], reason: DropReason) -> None:
         """Count (and report) batches deleted for the size or age limit."""
         if not evicted:
             return
-        host = self._host
+        host = self.host
         total = sum(count for _, _, count in evicted)
         mine = {row for row, own, _ in evicted if own}
         dropped_own = [c for c in self._waiting if c.row in mine]

@@ -96,6 +96,7 @@ __all__ = [
     "BUSY_TIMEOUT",
     "LEASE_SECONDS",
     "MAINTENANCE_SECONDS",
+    "SPOOL_ERRORS",
     "SPOOL_FILE",
     "Evicted",
     "SpoolStore",
@@ -113,6 +114,9 @@ LEASE_SECONDS: Final = 60.0
 
 #: Seconds between a sender's lease renewals, TTL and size checks and backlog look-ups.
 MAINTENANCE_SECONDS: Final = 10.0
+
+#: What a failing spool raises (it is then given up: the sender goes on in memory).
+SPOOL_ERRORS: Final = (sqlite3.Error, OSError, ValueError, RuntimeError)
 
 #: Seconds a spool write waits for another process's lock before failing.
 BUSY_TIMEOUT: Final = 10.0

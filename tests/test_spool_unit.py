@@ -31,7 +31,7 @@ import orjson
 import pytest
 from _helpers import KEY, _fresh_rate_limits  # noqa: F401  (autouse fixture)
 
-from bucket_logging import BulkSender, DeliveryError, Item, _process, _spool
+from bucket_logging import BulkSender, DeliveryError, Item, _process, _spool, _spool_worker
 from bucket_logging._spool_store import SPOOL_FILE, SpoolStore, destination, pid_alive
 
 DEST = destination(KEY)
@@ -464,7 +464,7 @@ def fork_state(monkeypatch: pytest.MonkeyPatch) -> _process.State:
     return state
 
 
-def run_on(worker: _spool.SpoolExecutor, fn: Callable[[], Any]) -> Any:
+def run_on(worker: _spool_worker.SpoolExecutor, fn: Callable[[], Any]) -> Any:
     done = threading.Event()
     out: list[Any] = []
 
@@ -478,14 +478,14 @@ def run_on(worker: _spool.SpoolExecutor, fn: Callable[[], Any]) -> Any:
 
 
 def test_fork_while_idle_parent_side(fork_state: _process.State, spool: Path) -> None:
-    worker = _spool.SpoolExecutor()
+    worker = _spool_worker.SpoolExecutor()
     store = SpoolStore(str(spool), DEST, BIG, WEEK)
     try:
         run_on(worker, store.open)
-        _spool.before_fork()  # the worker is between operations: taken at once
+        _spool_worker.before_fork()  # the worker is between operations: taken at once
         assert fork_state.spool_held_for_fork == [worker.busy]
         assert not worker.busy.acquire(blocking=False)  # no operation may start now
-        _spool.after_fork_in_parent()
+        _spool_worker.after_fork_in_parent()
         assert fork_state.spool_held_for_fork == []
         assert run_on(worker, store.backlog) == (0, 0)  # the parent carries on
     finally:
@@ -494,15 +494,15 @@ def test_fork_while_idle_parent_side(fork_state: _process.State, spool: Path) ->
 
 
 def test_fork_while_idle_child_side(fork_state: _process.State, spool: Path) -> None:
-    worker = _spool.SpoolExecutor()
+    worker = _spool_worker.SpoolExecutor()
     store = SpoolStore(str(spool), DEST, BIG, WEEK)
     run_on(worker, store.open)
     run_on(worker, lambda: put(store, items(2)))
     parent_conn = store.conn
     never_opened = SpoolStore(str(spool), DEST, BIG, WEEK)
-    _spool.before_fork()
+    _spool_worker.before_fork()
     worker.stop()  # in a real child the worker thread does not exist
-    _spool.after_fork_in_child()
+    _spool_worker.after_fork_in_child()
     try:
         assert fork_state.forked_while_busy is False
         assert fork_state.inherited_connections == [parent_conn]  # parked, neither used nor closed
@@ -534,8 +534,8 @@ def test_fork_while_busy_leaves_the_child_without_a_spool(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(_spool, "FORK_WAIT_SECONDS", 0.05)
-    worker = _spool.SpoolExecutor()
+    monkeypatch.setattr(_spool_worker, "FORK_WAIT_SECONDS", 0.05)
+    worker = _spool_worker.SpoolExecutor()
     started, release = threading.Event(), threading.Event()
 
     def long_operation() -> None:  # e.g. a write waiting for another process's lock
@@ -545,10 +545,10 @@ def test_fork_while_busy_leaves_the_child_without_a_spool(
     worker.submit(long_operation)
     assert started.wait(10)
     try:
-        _spool.before_fork()
+        _spool_worker.before_fork()
         assert fork_state.spool_busy_at_fork is True
         assert fork_state.spool_held_for_fork == []
-        _spool.after_fork_in_child()
+        _spool_worker.after_fork_in_child()
         assert fork_state.forked_while_busy is True
     finally:
         release.set()
