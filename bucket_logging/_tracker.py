@@ -30,8 +30,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
-import structlog.contextvars
-
 from . import _diagnostics, _process
 from ._diagnostics import internal_names as _internal_names
 from ._diagnostics import internal_threads as _internal_threads
@@ -39,6 +37,10 @@ from ._exceptions import ConfigurationError, InvalidItemError
 from ._items import Item, encode, event_body, format_timestamp, normalize_id, right_sized
 from ._rules import Rule, RuleSet, compile_rules
 from ._sender import BulkSender, get_sender
+from ._structlog_context import CONTEXT_KEYS as _CONTEXT_KEYS
+from ._structlog_context import KEY_PREFIX as _CONTEXT_PREFIX
+from ._structlog_context import from_context as _from_context
+from ._wire import entity_wire, feedback_wire, missing_user, rule_attributes, short, wire_of
 
 __all__ = [
     "ORPHAN",
@@ -74,32 +76,6 @@ TAGGED: Final = "tagged"
 #: rule matched; nothing can be sent, the misuse is reported.
 ORPHAN: Final = "orphan"
 
-# Feedback keys as users write them (snake_case, camelCase accepted too) -> wire names.
-_FEEDBACK_KEYS: Final = {
-    "feature_id": "featureId",
-    "featureId": "featureId",
-    "key": "key",
-    "score": "score",
-    "comment": "comment",
-    "question": "question",
-    "prompted_question": "promptedQuestion",
-    "promptedQuestion": "promptedQuestion",
-    "source": "source",
-    "prompt_id": "promptId",
-    "promptId": "promptId",
-    "feedback_id": "feedbackId",
-    "feedbackId": "feedbackId",
-    "user_id": "userId",
-    "userId": "userId",
-    "company_id": "companyId",
-    "companyId": "companyId",
-}
-_FEEDBACK_IDS: Final = frozenset({"featureId", "userId", "companyId"})
-_FEEDBACK_DOC: Final = (
-    "feature_id, key, score, comment, question, prompted_question, source, prompt_id, "
-    "feedback_id, user_id, company_id"
-)
-
 # Fields that are never "structured" for a rule's ``"attributes": "*"``: the standard
 # LogRecord attributes and structlog's bookkeeping keys (plus, per tracker, the ids).
 _RESERVED: Final = frozenset(
@@ -123,8 +99,6 @@ _RESERVED: Final = frozenset(
         *TAGS,
     }
 )
-
-_CONTEXT_PREFIX: Final = structlog.contextvars.STRUCTLOG_KEY_PREFIX
 
 # Event-dict keys that render_to_log_kwargs does not turn into record attributes.
 _NOT_EXTRA: Final = frozenset({"event", "exc_info", "stack_info", "stacklevel", "positional_args"})
@@ -256,56 +230,6 @@ def is_claimed(record: logging.LogRecord, fields: Mapping[str, Any], template: o
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _wire(head: dict[str, Any], **optional: Any) -> dict[str, Any]:
-    """``head`` with the ``optional`` fields that are not None, in their order."""
-    for name, value in optional.items():
-        if value is not None:
-            head[name] = value
-    return head
-
-
-def _short(obj: object, limit: int = 80) -> str:
-    """A bounded repr for diagnostics; never raises."""
-    try:
-        text = repr(obj)
-    except Exception:
-        return f"<{type(obj).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _context_vars() -> dict[str, Any] | None:
-    found = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
-    return found if isinstance(found, dict) else None
-
-
-# structlog keeps one ContextVar per bound key in this dict; reading the one we need
-# is far cheaper than get_contextvars(), which copies the whole context.
-_STRUCTLOG_VARS: Final = _context_vars()
-
-
-class _AnyKey:
-    """Stands for structlog's dict where it has none: every key may be bound."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-
-#: The keys that may hold a bound value: a key not in it is certainly not bound.
-_CONTEXT_KEYS: Final = _AnyKey() if _STRUCTLOG_VARS is None else _STRUCTLOG_VARS
-
-
-def _from_context(name: str, key: str) -> Any:
-    """The value bound with ``structlog.contextvars.bind_contextvars(name=...)``, or None."""
-    variables = _STRUCTLOG_VARS
-    if variables is None:
-        return structlog.contextvars.get_contextvars().get(name)
-    var = variables.get(key)
-    if var is None:
-        return None
-    value = var.get(None)
-    return None if value is Ellipsis else value
 
 
 def resolve_sender(
@@ -574,7 +498,7 @@ class Tracker:
                 "Tracking the record of logger %r with message %s failed (%s: %s); "
                 "its remaining calls were not sent",
                 logger_name,
-                _short(template),
+                short(template),
                 type(exc).__name__,
                 exc,
             )
@@ -604,7 +528,7 @@ class Tracker:
             if active is None:
                 active = rule.active
             if rule.attributes is not None or rule.all_attributes:
-                attributes = self._rule_attributes(rule, fields, attributes)
+                attributes = rule_attributes(rule, fields, attributes, self._reserved)
         else:
             event = get("bucket_event")
             user = get("bucket_user")
@@ -636,7 +560,7 @@ class Tracker:
                 "tags",
                 logger_name,
                 template,
-                f"bucket_active must be True or False, got {_short(active, 40)}; "
+                f"bucket_active must be True or False, got {short(active, 40)}; "
                 "the record's user, company and event calls were not sent",
             )
             user = company = event = None
@@ -682,11 +606,12 @@ class Tracker:
                     "bucket_event must not be empty"
                     if isinstance(event, str)
                     else f"bucket_event must be the event name (a string), "
-                    f"not {type(event).__name__} {_short(event, 40)}"
+                    f"not {type(event).__name__} {short(event, 40)}"
                 )
                 _reject("event", logger_name, template, problem)
             elif user_id is None:
-                _reject("event", logger_name, template, self._missing_user(f"event {event!r}"))
+                problem = missing_user(self._user_field, f"event {event!r}")
+                _reject("event", logger_name, template, problem)
             else:
                 # a rule's event (or one beside other tags) with plain values: the
                 # everyday encoder; anything else is validated and converted by encode
@@ -700,7 +625,7 @@ class Tracker:
                 if body is not None:
                     self._queue_event(body)
                 elif event is not None:
-                    wire = _wire(
+                    wire = wire_of(
                         {"type": "event", "event": event, "userId": user_id},
                         companyId=company_id,
                         attributes=attributes,
@@ -730,39 +655,19 @@ class Tracker:
         template: object,
     ) -> None:
         """A user call (``user_id`` None) or a company call (associated with ``user_id``)."""
-        tag = "bucket_" + kind
-        if value is True:
-            attributes = None
-        elif type(value) is dict or isinstance(value, Mapping):
-            attributes = value
-        else:
-            _reject(
-                kind,
-                logger_name,
-                template,
-                f"{tag} must be True or a dict of attributes, "
-                f"not {type(value).__name__} {_short(value, 40)}",
-            )
-            return
-        if entity_id is None:
-            if kind == "user":
-                problem = self._missing_user(tag)
-            else:
-                field = self._company_field
-                problem = (
-                    f"{tag} needs a company id: give the record a {field!r} field or "
-                    f"bind it with structlog.contextvars.bind_contextvars({field}=...)"
-                )
-            _reject(kind, logger_name, template, problem)
-            return
-        id_name = "userId" if kind == "user" else "companyId"
-        wire = _wire(
-            {"type": kind, id_name: entity_id},
-            userId=user_id,
-            attributes=attributes,
+        wire = entity_wire(
+            kind,
+            value,
+            entity_id,
+            user_id,
             context=context,
+            user_field=self._user_field,
+            company_field=self._company_field,
         )
-        self._send(wire, timestamp, logger_name, template)
+        if isinstance(wire, str):
+            _reject(kind, logger_name, template, wire)
+        else:
+            self._send(wire, timestamp, logger_name, template)
 
     def _feedback(
         self,
@@ -774,39 +679,11 @@ class Tracker:
         logger_name: str,
         template: object,
     ) -> None:
-        if not isinstance(feedback, Mapping):
-            _reject(
-                "feedback",
-                logger_name,
-                template,
-                f"bucket_feedback must be a dict ({_FEEDBACK_DOC}), not {type(feedback).__name__}",
-            )
-            return
-        wire: dict[str, Any] = {"type": "feedback"}
-        unknown: list[str] = []
-        for key, value in feedback.items():
-            name = _FEEDBACK_KEYS.get(key) if isinstance(key, str) else None
-            if name is None:
-                unknown.append(_short(key, 40))
-            elif value is not None:
-                wire[name] = normalize_id(value) if name in _FEEDBACK_IDS else value
-        if unknown:
-            _reject(
-                "feedback",
-                logger_name,
-                template,
-                f"bucket_feedback has unknown key(s) {', '.join(sorted(unknown))}; "
-                f"it takes {_FEEDBACK_DOC}",
-            )
-            return
-        if "userId" not in wire:
-            if user_id is None:
-                _reject("feedback", logger_name, template, self._missing_user("bucket_feedback"))
-                return
-            wire["userId"] = user_id
-        if "companyId" not in wire and company_id is not None:
-            wire["companyId"] = company_id
-        self._send(wire, timestamp, logger_name, template)
+        wire = feedback_wire(feedback, user_id, company_id, self._user_field)
+        if isinstance(wire, str):
+            _reject("feedback", logger_name, template, wire)
+        else:
+            self._send(wire, timestamp, logger_name, template)
 
     def _send(
         self, wire: dict[str, Any], timestamp: str, logger_name: str, template: object
@@ -838,31 +715,6 @@ class Tracker:
                 exc,
             )
 
-    def _missing_user(self, what: str) -> str:
-        field = self._user_field
-        return (
-            f"{what} needs a user id: give the record a {field!r} field or bind it with "
-            f"structlog.contextvars.bind_contextvars({field}=...)"
-        )
-
-    def _rule_attributes(
-        self, rule: Rule, fields: Mapping[str, Any], extra: Any
-    ) -> dict[str, Any] | Any:
-        if rule.all_attributes:
-            reserved = self._reserved
-            attributes = {
-                k: v
-                for k, v in fields.items()
-                if k not in reserved and isinstance(k, str) and not k.startswith("_")
-            }
-        else:
-            attributes = {name: fields[name] for name in rule.attributes or () if name in fields}
-        if extra is not None:
-            if not isinstance(extra, Mapping):
-                return extra  # reported by the caller
-            attributes.update(extra)
-        return attributes or None
-
 
 def _reject(kind: str, logger_name: str, template: object, problem: str) -> None:
     """Report a call that is not sent (rate-limited per kind)."""
@@ -871,7 +723,7 @@ def _reject(kind: str, logger_name: str, template: object, problem: str) -> None
         "Not sending the %s call of a record from logger %r with message %s: %s",
         kind if kind != "tags" else "tracking",
         logger_name,
-        _short(template),
+        short(template),
         problem,
     )
 
