@@ -16,11 +16,12 @@ to :meth:`Tracker.wants` (a handful of ``in`` tests) and :meth:`Tracker.track`.
 Untagged records cost the front end one ``in`` test, :func:`has_tags`, and with
 rules configured one cached dict look-up.
 
-This module also holds the process-wide state both front ends share: the re-entry
-guard (the set of threads inside :meth:`Tracker.track`), the per-thread *claim*
-that prevents double shipping when structlog is bridged into ``logging`` (see
-:func:`claim`), and the capture lists of
-:func:`bucket_logging.testing.capture_tracking`.
+This module also holds the state both front ends share on their hot path: the
+re-entry guard (the set of threads inside :meth:`Tracker.track`), whether a
+processor ever claimed an event (:func:`claim`; the claim itself is in
+:mod:`bucket_logging._claims`), and the capture lists of
+:func:`bucket_logging.testing.capture_tracking`. The tags are in
+:mod:`bucket_logging._tags`, the calls' wire dicts in :mod:`bucket_logging._wire`.
 """
 
 from __future__ import annotations
@@ -28,19 +29,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from . import _diagnostics, _process
+from ._claims import is_claimed, local, release_claim
 from ._diagnostics import internal_names as _internal_names
 from ._diagnostics import internal_threads as _internal_threads
-from ._exceptions import ConfigurationError, InvalidItemError
+from ._exceptions import InvalidItemError
+from ._frontend_sender import Sender, check_field, resolve_sender
 from ._items import Item, encode, event_body, format_timestamp, normalize_id, right_sized
 from ._rules import Rule, RuleSet, compile_rules
-from ._sender import BulkSender, get_sender
+from ._sender import BulkSender
 from ._structlog_context import CONTEXT_KEYS as _CONTEXT_KEYS
 from ._structlog_context import KEY_PREFIX as _CONTEXT_PREFIX
 from ._structlog_context import from_context as _from_context
-from ._wire import entity_wire, feedback_wire, missing_user, rule_attributes, short, wire_of
+from ._tags import ORPHAN, RESERVED, TAGGED, TAGS, has_tags
+from ._wire import entity_wire, feedback_wire, missing_user, read_tags, short, wire_of
 
 __all__ = [
     "ORPHAN",
@@ -60,84 +64,7 @@ __all__ = [
 #: ``shutdown_timeout`` (a custom sender).
 FLUSH_TIMEOUT: Final = 5.0
 
-#: Every tag a record can carry.
-TAGS: Final = (
-    "bucket_event",
-    "bucket_user",
-    "bucket_company",
-    "bucket_feedback",
-    "bucket_attributes",
-    "bucket_active",
-)
-
-#: Plan: the record carries at least one call tag.
-TAGGED: Final = "tagged"
-#: Plan: the record carries only ``bucket_attributes`` / ``bucket_active`` and no
-#: rule matched; nothing can be sent, the misuse is reported.
-ORPHAN: Final = "orphan"
-
-# Fields that are never "structured" for a rule's ``"attributes": "*"``: the standard
-# LogRecord attributes and structlog's bookkeeping keys (plus, per tracker, the ids).
-_RESERVED: Final = frozenset(
-    {
-        *logging.LogRecord("", 0, "", 0, "", (), None).__dict__,
-        "args",
-        "asctime",
-        "message",
-        "taskName",
-        "event",
-        "timestamp",
-        "level",
-        "logger",
-        "logger_name",
-        "exception",
-        "exc_info",
-        "stack",
-        "stack_info",
-        "stacklevel",
-        "positional_args",
-        *TAGS,
-    }
-)
-
-# Event-dict keys that render_to_log_kwargs does not turn into record attributes.
-_NOT_EXTRA: Final = frozenset({"event", "exc_info", "stack_info", "stacklevel", "positional_args"})
-_MISSING: Final = object()
-
-
-class Sender(Protocol):
-    """What a front end needs from a sender (see :mod:`bucket_logging._sender`)."""
-
-    def enqueue(self, item: Item) -> bool:
-        """Queue ``item`` without blocking; False when it was dropped."""
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued was delivered; True when it was."""
-
-
-def has_tags(fields: Mapping[str, Any]) -> bool:
-    """Whether a record *without* ``bucket_event`` carries another ``bucket_*`` tag.
-
-    The front ends' first, cheapest step is one ``in`` test: a record with
-    ``bucket_event`` goes to :meth:`Tracker.track_event` (which reads the other tags
-    itself); for any other record this tells a tagged one (for :meth:`Tracker.wants`
-    and :meth:`Tracker.track`) from an untagged one, which only a rule can ask for.
-    """
-    return (
-        "bucket_user" in fields
-        or "bucket_company" in fields
-        or "bucket_feedback" in fields
-        or "bucket_attributes" in fields
-        or "bucket_active" in fields
-    )
-
-
-class _Local(threading.local):
-    #: [the claimed event dict, its event text, the record bound to it or None]
-    claim: list[Any] | None = None
-
-
-_local: Final = _Local()
+_local: Final = local  # (the name the front ends import)
 _get_ident: Final = threading.get_ident
 
 #: The threads inside :meth:`Tracker.track` (the re-entry guard). A set rather than
@@ -184,80 +111,11 @@ def claim(event_dict: Mapping[str, Any], event: object) -> None:
     and leave it alone, so the event is tracked exactly once.
     """
     global _claiming
-    _local.claim = [event_dict, event, None]
+    local.claim = [event_dict, event, None]
     _claiming = True
 
 
-def release_claim() -> None:
-    """Forget this thread's claim (a processor call that tracked nothing)."""
-    local = _local
-    if local.claim is not None:
-        local.claim = None
-
-
-def is_claimed(record: logging.LogRecord, fields: Mapping[str, Any], template: object) -> bool:
-    """Whether ``record`` was produced from the event dict a processor just tracked.
-
-    ``ProcessorFormatter.wrap_for_formatter`` makes the event dict itself the record's
-    ``msg`` (``fields``). ``render_to_log_kwargs`` pops ``event`` from the event dict
-    (it becomes the record's ``msg``) and turns every other key into a record
-    attribute: the record's tags and other attributes are the very same objects as
-    the claimed dict's values. The first record recognised is bound to the claim: a
-    later record that happens to share those objects is not mistaken for it.
-    """
-    claim = _local.claim
-    if claim is None:
-        return False
-    claimed = claim[0]
-    if fields is not claimed:
-        # render_to_log_kwargs pops "event" from the (claimed) event dict itself; a
-        # later processor may have replaced the text (PositionalArgumentsFormatter).
-        if template is not claim[1] and "event" in claimed:
-            return False
-        get = fields.get
-        cget = claimed.get
-        for key in TAGS:
-            if get(key) is not cget(key):
-                return False
-        for key, value in claimed.items():  # every other key became a record attribute
-            if key not in _NOT_EXTRA and get(key, _MISSING) is not value:
-                return False
-    bound = claim[2]
-    if bound is None:
-        claim[2] = record
-        return True
-    return bound is record
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def resolve_sender(
-    sender: Any,
-    tracking_key: str | None,
-    base_url: str | None,
-    options: Mapping[str, Any],
-) -> Sender:
-    """The sender a front end uses: ``sender`` as given, or the shared one for the key."""
-    if sender is not None:
-        if tracking_key is not None or base_url is not None or options:
-            raise ConfigurationError(
-                "pass either sender= or the tracking key and sender options, not both"
-            )
-        if not callable(getattr(sender, "enqueue", None)) or not callable(
-            getattr(sender, "flush", None)
-        ):
-            raise ConfigurationError(
-                f"sender must have enqueue() and flush() methods, got {type(sender).__name__}"
-            )
-        return sender  # type: ignore[no-any-return]
-    return get_sender(tracking_key, base_url=base_url, **options)
-
-
-def _check_field(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError(f"{name} must be a non-empty string, got {value!r:.60}")
-    return value
 
 
 # --------------------------------------------------------------------------- the tracker
@@ -303,15 +161,15 @@ class Tracker:
             if isinstance(sender, BulkSender) and type(sender).enqueue is BulkSender.enqueue
             else self._enqueue_body
         )
-        self._user_field = _check_field("user_id_field", user_id_field)
-        self._company_field = _check_field("company_id_field", company_id_field)
+        self._user_field = check_field("user_id_field", user_id_field)
+        self._company_field = check_field("company_id_field", company_id_field)
         self._user_key = _CONTEXT_PREFIX + user_id_field
         self._company_key = _CONTEXT_PREFIX + company_id_field
         if isinstance(rules, RuleSet) or rules is None:
             self._rules: RuleSet | None = rules
         else:
             self._rules = compile_rules(rules)  # type: ignore[arg-type]
-        self._reserved = _RESERVED | {user_id_field, company_id_field}
+        self._reserved = RESERVED | {user_id_field, company_id_field}
 
     @property
     def sender(self) -> Sender:
@@ -397,7 +255,7 @@ class Tracker:
             elif record.thread in _internal_threads:
                 return
             elif _claiming:  # a processor tracks events too: was this record its event's?
-                claim = _local.claim
+                claim = local.claim
                 if (
                     claim is not None
                     # is_claimed's first test, inline: most records fail it
@@ -515,56 +373,11 @@ class Tracker:
         template: object,
         plan: object,
     ) -> None:
+        tags = read_tags(fields, plan, self._reserved)
+        for kind, problem in tags.problems:
+            _reject(kind, logger_name, template, problem)
+        event, attributes, active = tags.event, tags.attributes, tags.active
         get = fields.get
-        attributes: Any = get("bucket_attributes")
-        active: Any = get("bucket_active")
-        rule: Rule | None = None
-        if isinstance(plan, Rule):
-            rule = plan
-            event: Any = rule.event
-            user: Any = None
-            company: Any = None
-            feedback: Any = None
-            if active is None:
-                active = rule.active
-            if rule.attributes is not None or rule.all_attributes:
-                attributes = rule_attributes(rule, fields, attributes, self._reserved)
-        else:
-            event = get("bucket_event")
-            user = get("bucket_user")
-            company = get("bucket_company")
-            feedback = get("bucket_feedback")
-
-        if (
-            attributes is not None
-            and type(attributes) is not dict
-            and not isinstance(attributes, Mapping)
-        ):
-            _reject(
-                "event",
-                logger_name,
-                template,
-                f"bucket_attributes must be a dict, not {type(attributes).__name__}",
-            )
-            event = None
-        elif attributes is not None and event is None:
-            _reject(
-                "tags",
-                logger_name,
-                template,
-                "bucket_attributes are the attributes of bucket_event, which is missing; "
-                "they were ignored",
-            )
-        if active is not None and type(active) is not bool:
-            _reject(
-                "tags",
-                logger_name,
-                template,
-                f"bucket_active must be True or False, got {short(active, 40)}; "
-                "the record's user, company and event calls were not sent",
-            )
-            user = company = event = None
-
         user_id = get(self._user_field)
         if user_id is None:
             user_id = _from_context(self._user_field, self._user_key)
@@ -578,28 +391,13 @@ class Tracker:
         timestamp = format_timestamp(created)
         context = None if active is None else {"active": active}
 
-        if user is not None and user is not False:
-            self._entity(
-                "user",
-                value=user,
-                entity_id=user_id,
-                user_id=None,
-                context=context,
-                timestamp=timestamp,
-                logger_name=logger_name,
-                template=template,
-            )
-        if company is not None and company is not False:
-            self._entity(
-                "company",
-                value=company,
-                entity_id=company_id,
-                user_id=user_id,
-                context=context,
-                timestamp=timestamp,
-                logger_name=logger_name,
-                template=template,
-            )
+        fields_ = (self._user_field, self._company_field)
+        if tags.user is not None and tags.user is not False:
+            wire = entity_wire("user", tags.user, user_id, None, context, *fields_)
+            self._send_or_reject("user", wire, timestamp, logger_name, template)
+        if tags.company is not None and tags.company is not False:
+            wire = entity_wire("company", tags.company, company_id, user_id, context, *fields_)
+            self._send_or_reject("company", wire, timestamp, logger_name, template)
         if event is not None:
             if not isinstance(event, str) or not event:
                 problem = (
@@ -632,56 +430,21 @@ class Tracker:
                         context=context,
                     )
                     self._send(wire, timestamp, logger_name, template)
-        if feedback is not None:
-            self._feedback(
-                feedback,
-                user_id=user_id,
-                company_id=company_id,
-                timestamp=timestamp,
-                logger_name=logger_name,
-                template=template,
-            )
+        if tags.feedback is not None:
+            wire = feedback_wire(tags.feedback, user_id, company_id, self._user_field)
+            self._send_or_reject("feedback", wire, timestamp, logger_name, template)
 
-    def _entity(
+    def _send_or_reject(
         self,
         kind: str,
-        *,
-        value: Any,
-        entity_id: Any,
-        user_id: Any,
-        context: dict[str, Any] | None,
+        wire: dict[str, Any] | str,
         timestamp: str,
         logger_name: str,
         template: object,
     ) -> None:
-        """A user call (``user_id`` None) or a company call (associated with ``user_id``)."""
-        wire = entity_wire(
-            kind,
-            value,
-            entity_id,
-            user_id,
-            context=context,
-            user_field=self._user_field,
-            company_field=self._company_field,
-        )
+        """Send ``wire``, or report the problem it is instead."""
         if isinstance(wire, str):
             _reject(kind, logger_name, template, wire)
-        else:
-            self._send(wire, timestamp, logger_name, template)
-
-    def _feedback(
-        self,
-        feedback: Any,
-        *,
-        user_id: Any,
-        company_id: Any,
-        timestamp: str,
-        logger_name: str,
-        template: object,
-    ) -> None:
-        wire = feedback_wire(feedback, user_id, company_id, self._user_field)
-        if isinstance(wire, str):
-            _reject("feedback", logger_name, template, wire)
         else:
             self._send(wire, timestamp, logger_name, template)
 

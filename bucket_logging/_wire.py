@@ -8,12 +8,22 @@ message (a string) that the tracker reports.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ._items import normalize_id
 from ._rules import Rule
 
-__all__ = ["entity_wire", "feedback_wire", "missing_user", "rule_attributes", "short", "wire_of"]
+__all__ = [
+    "Tags",
+    "entity_wire",
+    "feedback_wire",
+    "missing_user",
+    "read_tags",
+    "rule_attributes",
+    "short",
+    "wire_of",
+]
 
 # Feedback keys as users write them (snake_case, camelCase accepted too) -> wire names.
 _FEEDBACK_KEYS: Final = {
@@ -67,12 +77,11 @@ def missing_user(field: str, what: str) -> str:
     )
 
 
-def entity_wire(
+def entity_wire(  # noqa: PLR0917 - the call's parts, in the tracker's order
     kind: str,
     value: Any,
     entity_id: Any,
     user_id: Any,
-    *,
     context: dict[str, Any] | None,
     user_field: str,
     company_field: str,
@@ -149,3 +158,66 @@ def rule_attributes(
             return extra  # reported by the caller
         attributes.update(extra)
     return attributes or None
+
+
+@dataclass
+class Tags:
+    """The calls a record asks for (a rule's, or its own tags), checked.
+
+    A tag that cannot be used is None here and its problem is in ``problems``
+    (``(kind, message)`` pairs, for the tracker to report).
+    """
+
+    event: Any = None
+    user: Any = None
+    company: Any = None
+    feedback: Any = None
+    attributes: Any = None
+    active: Any = None
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_tags(fields: Mapping[str, Any], plan: object, reserved: frozenset[str]) -> Tags:
+    """The tags of ``fields`` for ``plan`` (a :class:`~bucket_logging._rules.Rule`, or
+    the record's own tags), with ``bucket_attributes`` and ``bucket_active`` checked."""
+    get = fields.get
+    tags = Tags(attributes=get("bucket_attributes"), active=get("bucket_active"))
+    if isinstance(plan, Rule):
+        tags.event = plan.event
+        if tags.active is None:
+            tags.active = plan.active
+        if plan.attributes is not None or plan.all_attributes:
+            tags.attributes = rule_attributes(plan, fields, tags.attributes, reserved)
+    else:
+        tags.event = get("bucket_event")
+        tags.user = get("bucket_user")
+        tags.company = get("bucket_company")
+        tags.feedback = get("bucket_feedback")
+    attributes = tags.attributes
+    if (
+        attributes is not None
+        and type(attributes) is not dict
+        and not isinstance(attributes, Mapping)
+    ):
+        problem = f"bucket_attributes must be a dict, not {type(attributes).__name__}"
+        tags.problems.append(("event", problem))
+        tags.event = None
+    elif attributes is not None and tags.event is None:
+        tags.problems.append(
+            (
+                "tags",
+                "bucket_attributes are the attributes of bucket_event, which is missing; "
+                "they were ignored",
+            )
+        )
+    active = tags.active
+    if active is not None and type(active) is not bool:
+        tags.problems.append(
+            (
+                "tags",
+                f"bucket_active must be True or False, got {short(active, 40)}; "
+                "the record's user, company and event calls were not sent",
+            )
+        )
+        tags.user = tags.company = tags.event = None
+    return tags
