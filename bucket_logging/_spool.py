@@ -44,8 +44,9 @@ from ._config import SenderConfig
 from ._diagnostics import report
 from ._exceptions import DeliveryError
 from ._ledger import DropReason, Ledger, Ticket
+from ._spool_rows import destination
 from ._spool_settle import Chunk, Settlement
-from ._spool_store import MAINTENANCE_SECONDS, SPOOL_ERRORS, Evicted, SpoolStore, destination
+from ._spool_store import MAINTENANCE_SECONDS, SPOOL_ERRORS, Evicted, SpoolStore
 from ._spool_worker import SpoolExecutor
 
 if TYPE_CHECKING:

@@ -1,12 +1,7 @@
 """The spool's storage: batches in one SQLite file, claimed with leases.
 
-With ``spool_dir=`` (or env ``BUCKET_SPOOL_DIR``) a :class:`~bucket_logging.BulkSender`
-writes every batch it takes off its in-memory queue to a SQLite database in that
-directory before the batch's first request, and deletes it once the server accepted
-it (2xx) or finally rejected it (a 400 for a single item). A batch the sender gives
-up on (retries exhausted, the shutdown deadline, another 4xx) is released in the
-spool instead of being dropped; the next sender that opens the spool (a restarted
-process, another worker, or this one after a pause) delivers it, oldest first.
+What the spool is for is in :mod:`bucket_logging._spool`; the rows' format in
+:mod:`bucket_logging._spool_rows`.
 
 Why SQLite (the standard library's :mod:`sqlite3`) in WAL mode, one file
 (``bucket_logging.spool.sqlite3``) per directory:
@@ -21,28 +16,6 @@ Why SQLite (the standard library's :mod:`sqlite3`) in WAL mode, one file
 * WAL lets readers and a writer proceed at once and makes a commit one sequential
   append (``synchronous=NORMAL``: durable across process crashes, and across power
   loss up to the last checkpoint), so a batch costs about one small write.
-
-One row is one batch (up to ``max_batch_items`` items, at most 2,000,000 bytes),
-not one item: the items' encoded bytes are stored back to back with their sizes,
-so that persisting and deleting 1,000 items is one insert and one
-delete. The bytes live in a table of their own, so that claiming, renewing and
-releasing (small updates) never rewrite them. Schema (version 1)::
-
-    batches(id        INTEGER PRIMARY KEY AUTOINCREMENT  -- spool order, oldest first
-            dest      TEXT     -- sha256 of the tracking key: a spool shared by
-                               -- several apps never sends a batch to the wrong one
-            created   REAL     -- time.time() when written, for spool_max_age
-            items     INTEGER  -- how many items
-            bytes     INTEGER  -- size of its payload
-            owner     TEXT     -- "host/pid-namespace/pid/token" of the holder, or NULL
-            lease     REAL     -- time.time() until which the owner's claim holds
-            attempted INTEGER) -- 1: a request may have carried it (a replay may
-                               -- then be a duplicate; counted as ``redelivered``)
-    payloads(id       INTEGER PRIMARY KEY  -- the batch's id
-             kinds    BLOB     -- a JSON list, one entry per item ("item"; 0.1.0
-                               -- wrote each item's kind and needs the length)
-             sizes    BLOB     -- JSON list of the items' sizes in bytes
-             bodies   BLOB)    -- the items' encoded JSON objects, back to back
 
 Ownership and leases. Every sender has an owner id: its host name, pid namespace,
 pid and a random token. A batch it writes is owned by it from the start, with a
@@ -76,8 +49,6 @@ Every method of :class:`SpoolStore` runs on the spool's worker thread (see
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import itertools
 import logging
 import os
 import secrets
@@ -87,10 +58,9 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
-import orjson
-
 from . import _process
 from ._diagnostics import report
+from ._spool_rows import payload, split_payload
 
 __all__ = [
     "BUSY_TIMEOUT",
@@ -100,10 +70,7 @@ __all__ = [
     "SPOOL_FILE",
     "Evicted",
     "SpoolStore",
-    "destination",
-    "payload",
     "pid_alive",
-    "split_payload",
 ]
 
 #: The database's file name inside ``spool_dir``.
@@ -562,29 +529,3 @@ class SpoolStore:
                     conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-
-
-def payload(bodies: Sequence[bytes]) -> tuple[bytes, bytes, bytes]:
-    """A batch's ``kinds``, ``sizes`` and ``bodies`` columns (read back by :func:`split_payload`).
-
-    The entries name their ``type`` themselves: ``kinds`` lists ``"item"`` for each,
-    kept for version 0.1.0, which reads it (for its messages) and refuses a row whose
-    list is not as long as the batch. This version accepts that list or an empty one.
-    """
-    kinds = orjson.dumps(["item"] * len(bodies))
-    return kinds, orjson.dumps([len(b) for b in bodies]), b"".join(bodies)
-
-
-def split_payload(kinds_blob: bytes, sizes_blob: bytes, bodies: bytes) -> list[bytes]:
-    """Cut a batch's payload back into its entries (deduplicated once already)."""
-    kinds = orjson.loads(kinds_blob)
-    sizes = orjson.loads(sizes_blob)
-    if (kinds and len(kinds) != len(sizes)) or sum(sizes) != len(bodies):
-        raise sqlite3.DatabaseError("a spooled batch is inconsistent")
-    ends = list(itertools.accumulate(sizes))
-    return list(map(bodies.__getitem__, map(slice, [0, *ends[:-1]], ends)))
-
-
-def destination(tracking_key: str) -> str:
-    """The spool's id of a tracking key (its SHA-256: the key is never stored)."""
-    return hashlib.sha256(tracking_key.encode("utf-8", "replace")).hexdigest()[:32]

@@ -39,7 +39,7 @@ from bucket_logging._items import (
     kind_of,
 )
 from bucket_logging._queue import Batch
-from bucket_logging._spool_store import split_payload as _split
+from bucket_logging._spool_rows import split_payload as _split
 from bucket_logging._tracker import Tracker
 
 __all__ = ["_fresh_rate_limits", "make_sender"]
