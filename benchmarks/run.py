@@ -318,6 +318,28 @@ def _structlog_logger(structlog: Any, processor: Any, typical: bool = False) -> 
 # --------------------------------------------------------------------------- sections
 
 
+def cost_rows(variants: list[Variant], samples: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """One row per variant: medians, ranges and paired ratios of its rounds."""
+    rows = []
+    for v in variants:
+        s = samples[v.key]
+        rows.append(
+            {
+                "key": v.key,
+                "label": v.label,
+                "us_per_call": statistics.median(s),
+                "min": min(s),
+                "max": max(s),
+                "rounds": s,
+                "baseline": v.baseline,
+                "x_baseline": paired_ratio(samples, v.key, v.baseline) if v.baseline else None,
+                "posthog_over_this": paired_ratio(samples, "posthog", v.key),
+                "segment_over_this": paired_ratio(samples, "segment", v.key),
+            }
+        )
+    return rows
+
+
 def section_cost(b: Bench) -> dict[str, Any]:
     cfg = b.cfg
     variants: list[Variant] = [
@@ -372,23 +394,7 @@ def section_cost(b: Bench) -> dict[str, Any]:
             variants.append(peer)
 
     samples = measure(variants, cfg.cost_calls, cfg.cost_rounds, b.servers, cfg)
-    rows = []
-    for v in variants:
-        s = samples[v.key]
-        rows.append(
-            {
-                "key": v.key,
-                "label": v.label,
-                "us_per_call": statistics.median(s),
-                "min": min(s),
-                "max": max(s),
-                "rounds": s,
-                "baseline": v.baseline,
-                "x_baseline": paired_ratio(samples, v.key, v.baseline) if v.baseline else None,
-                "posthog_over_this": paired_ratio(samples, "posthog", v.key),
-                "segment_over_this": paired_ratio(samples, "segment", v.key),
-            }
-        )
+    rows = cost_rows(variants, samples)
     table = [
         [
             r["label"],
@@ -450,23 +456,7 @@ def section_cost_varying(b: Bench) -> list[dict[str, Any]]:
         ),
     ]
     samples = measure(variants, cfg.varying_calls, cfg.cost_rounds, b.servers, cfg)
-    rows = []
-    for v in variants:
-        s = samples[v.key]
-        rows.append(
-            {
-                "key": v.key,
-                "label": v.label,
-                "us_per_call": statistics.median(s),
-                "min": min(s),
-                "max": max(s),
-                "rounds": s,
-                "baseline": v.baseline,
-                "x_baseline": paired_ratio(samples, v.key, v.baseline) if v.baseline else None,
-                "posthog_over_this": None,
-                "segment_over_this": None,
-            }
-        )
+    rows = cost_rows(variants, samples)
     print_table(
         f"1b. Cost as applications call it (median of {cfg.cost_rounds} interleaved rounds "
         f"x {cfg.varying_calls:,} consecutive calls while the sender works)",
