@@ -92,7 +92,6 @@ def _structlog_outputs() -> frozenset[type]:
         (structlog, "WriteLogger"),
         (structlog, "BytesLogger"),
         (structlog, "ReturnLogger"),
-        (structlog.testing, "ReturnLogger"),
         (structlog.testing, "CapturingLogger"),
     ):
         cls = getattr(module, name, None)
