@@ -12,7 +12,8 @@ or the one being filled when a timer, a flush or a close asks for it.
 
 Bounds: at most ``max_queue_items`` items and ``max_queue_bytes`` encoded bytes;
 beyond, an item is dropped (``queue_full``), counted in the ledger and reported.
-Identical user and company updates within ``dedupe_window`` seconds are queued once.
+Identical user and company updates within ``dedupe_window`` seconds are queued once
+(the window remembers at most :data:`DEDUPE_MAX_KEYS` updates, oldest out first).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ __all__ = ["DEDUPE_MAX_KEYS", "INBOX_ITEMS", "INBOX_ITEM_BYTES", "Batch", "Batch
 INBOX_ITEMS: Final = 4096
 INBOX_ITEM_BYTES: Final = 4096
 
-#: Past this many dedupe keys, expired ones are dropped (oldest first) as keys come.
+#: The dedupe window holds at most this many keys (about 180 bytes each: 9 MB); past
+#: it, expired keys leave first, then the oldest live ones (their next update is sent
+#: again rather than skipped).
 DEDUPE_MAX_KEYS: Final = 50_000
 
 _PLUS_ONE: Final = (1).__add__
@@ -232,6 +235,8 @@ class BatchQueue:
                     if now - next(iter(dedupe.values())) < window:
                         break
                     dedupe.popitem(last=False)
+                while len(dedupe) > DEDUPE_MAX_KEYS:  # the cap: the oldest live key goes
+                    dedupe.popitem(last=False)  # (its next update is sent again)
         return True
 
     def dedupe_keys(self) -> list[bytes]:

@@ -124,8 +124,9 @@ class BulkSender:
     Memory is bounded by ``max_queue_bytes`` of encoded items (plus about 40 bytes of
     bookkeeping per item, at most ``max_queue_items`` of them), the trackers' inbox
     (at most 4,096 entries of at most 4 KiB, not yet counted) and
-    ``max_concurrent_requests`` bodies of at most 2,000,000 bytes in flight: about
-    64 MiB + 8 MB + 16 MiB + 8 MB with the defaults.
+    ``max_concurrent_requests`` bodies of at most 2,000,000 bytes in flight, and the
+    dedupe window (at most 50,000 keys): about 64 MiB + 8 MB + 16 MiB + 8 MB + 9 MB
+    with the defaults.
     """
 
     base_url: str = _ConfigValue(lambda c: c.base_url)  # type: ignore[assignment]

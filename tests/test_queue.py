@@ -51,14 +51,28 @@ def test_user_updates_past_50000_live_keys_do_not_rebuild_the_dedupe_window() ->
     (3.8 ms per user update instead of about 1 µs)."""
     queue, _ = make_queue(max_queue_items=10**6, max_queue_bytes=10**9)
     body = Item.event("e", 1).body
-    for i in range(50_010):
+    for i in range(50_000):
         assert queue.put_once(body, b"user-%d" % i)
-    assert len(queue.dedupe_keys()) == 50_010  # all live: nothing to expire
+    assert len(queue.dedupe_keys()) == 50_000  # all live: nothing to expire
     began = time.perf_counter()
-    for i in range(50_010, 51_010):
+    for i in range(50_000, 51_000):
         assert queue.put_once(body, b"user-%d" % i)
     assert time.perf_counter() - began < 1.0  # a rebuild each: about 4 s
-    assert len(queue.dedupe_keys()) == 51_010
+
+
+def test_the_dedupe_window_is_capped_oldest_out_first() -> None:
+    """Live keys past the cap: the oldest leave, so the window's memory is bounded (it
+    grew by about 180 bytes per distinct user or company for as long as the window)."""
+    queue, _ = make_queue(max_queue_items=10**6, max_queue_bytes=10**9)
+    body = Item.event("e", 1).body
+    cap = _queue.DEDUPE_MAX_KEYS
+    for i in range(cap + 10):
+        assert queue.put_once(body, b"user-%d" % i)
+    keys = queue.dedupe_keys()
+    assert len(keys) == cap
+    assert keys[0] == b"user-10" and keys[-1] == b"user-%d" % (cap + 9)
+    assert queue.put_once(body, b"user-0")  # forgotten: queued again, not skipped
+    assert queue.ledger.stats().deduplicated == 0
 
 
 def test_expired_dedupe_keys_leave_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,11 +98,11 @@ def test_expired_dedupe_keys_leave_oldest_first(monkeypatch: pytest.MonkeyPatch)
     clock[0] += 30
     put(new[1])
     put(old[1])  # expired and gone: sent again
-    put(old[2])
-    assert queue.dedupe_keys() == [k.dedupe_key for k in (new[0], new[1], old[1], old[2])]
-    clock[0] += 31  # new[0] expired; the cap is passed by the next key
-    put(new[0])
-    assert queue.dedupe_keys() == [k.dedupe_key for k in (new[1], old[1], old[2], new[0])]
+    put(old[2])  # past the cap, nothing expired: the oldest live key leaves
+    assert queue.dedupe_keys() == [k.dedupe_key for k in (new[1], old[1], old[2])]
+    clock[0] += 31
+    put(new[0])  # forgotten by the cap: sent again
+    assert queue.dedupe_keys() == [k.dedupe_key for k in (old[1], old[2], new[0])]
     assert queue.ledger.stats().deduplicated == 1
 
 
