@@ -203,7 +203,11 @@ class SenderLoop:
                 )
                 if now >= tick:
                     tick = now + interval
-                await self.pump(partial)
+                try:
+                    await self.pump(partial)
+                except Exception as exc:  # never let the thread die: report, go on
+                    report("pump", "bucket_logging: sending failed, retrying: %r", exc)
+                    await asyncio.sleep(min(1.0, interval))
         finally:
             for task in list(self._tasks):
                 task.cancel()

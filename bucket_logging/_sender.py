@@ -388,7 +388,11 @@ class BulkSender:
         mark = self._ledger.mark()
         if self._ledger.reached(mark):
             return None
-        return engine.request_flush(mark)
+        future = engine.request_flush(mark)
+        if future is None:  # the thread is gone: what it held is not delivered
+            future = concurrent.futures.Future()
+            future.set_result(False)
+        return future
 
     def start_closing(self, deadline: float) -> None:
         """Hurry: the close deadline is ``deadline`` (``time.monotonic()``); back-offs

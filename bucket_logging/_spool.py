@@ -27,7 +27,8 @@ what was given up for a later sender.
 Failures. A spool that cannot be opened or used (garbage in the file, a read-only
 or missing directory, a full disk, a lock held past the busy timeout) is reported
 on the ``bucket_logging`` logger; the sender continues in memory only, delivering
-what it still holds.
+what it still holds. A single malformed row is quarantined instead (see
+:meth:`~bucket_logging._spool_store.SpoolStore.quarantine`).
 """
 
 from __future__ import annotations

@@ -48,9 +48,19 @@ def payload(bodies: Sequence[bytes]) -> tuple[bytes, bytes, bytes]:
 
 def split_payload(kinds_blob: bytes, sizes_blob: bytes, bodies: bytes) -> list[bytes]:
     """Cut a batch's payload back into its entries (deduplicated once already)."""
-    kinds = orjson.loads(kinds_blob)
-    sizes = orjson.loads(sizes_blob)
-    if (kinds and len(kinds) != len(sizes)) or sum(sizes) != len(bodies):
+    try:
+        kinds = orjson.loads(kinds_blob)
+        sizes = orjson.loads(sizes_blob)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise sqlite3.DatabaseError(f"a spooled batch is inconsistent ({exc})") from None
+    if (
+        type(kinds) is not list
+        or type(sizes) is not list
+        or not all(type(n) is int and n >= 0 for n in sizes)
+        or (kinds and len(kinds) != len(sizes))
+        or type(bodies) is not bytes
+        or sum(sizes) != len(bodies)
+    ):
         raise sqlite3.DatabaseError("a spooled batch is inconsistent")
     ends = list(itertools.accumulate(sizes))
     return list(map(bodies.__getitem__, map(slice, [0, *ends[:-1]], ends)))

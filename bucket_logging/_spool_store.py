@@ -130,11 +130,14 @@ def _pid_namespace() -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists here (True when that cannot be told)."""
+    if not 0 < pid < 1 << 31:
+        return True  # not a pid of this host: its lease tells
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # e.g. PermissionError: it exists, as another user's process
+    except (OSError, OverflowError):  # e.g. PermissionError: another user's process
         return True
     return True
 
@@ -358,7 +361,16 @@ class SpoolStore:
     # -- the backlog -----------------------------------------------------------------
 
     def claim(self) -> tuple[int, list[bytes], bool] | None:
-        """Take the oldest free batch of this destination: (row, items, attempted before)."""
+        """Take the oldest free batch of this destination: (row, items, attempted before).
+
+        A malformed batch is quarantined (see :meth:`quarantine`) and the next one taken.
+        """
+        while True:
+            claimed = self._claim_one()
+            if claimed != "quarantined":
+                return claimed  # type: ignore[return-value]
+
+    def _claim_one(self) -> tuple[int, list[bytes], bool] | str | None:
         conn = self.conn
         now = time.time()
         query = f"SELECT id FROM batches WHERE dest = ? AND {_FREE} ORDER BY id LIMIT 1"
@@ -377,10 +389,33 @@ class SpoolStore:
         if found is None:
             return None
         row = int(found[0])
-        items = self.read(row)  # ours now: nobody else changes it
-        if items is None:
-            raise sqlite3.DatabaseError(f"spooled batch {row} has no payload")
+        try:
+            items = self.read(row)  # ours now: nobody else changes it
+            if items is None:
+                raise sqlite3.DatabaseError(f"spooled batch {row} has no payload")
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise  # the file, not the row: the spool is given up
+            self.quarantine(row, str(exc))
+            return "quarantined"  # the next one
         return row, items, bool(found[1])
+
+    def quarantine(self, row: int, why: str) -> None:
+        """Set a malformed batch aside: kept in the file for a look, never claimed again."""
+        self.conn.execute(
+            "UPDATE batches SET dest = 'quarantined:' || dest, owner = NULL, lease = 0"
+            " WHERE id = ?",
+            (row,),
+        )
+        report(
+            "spool-quarantine",
+            "bucket_logging: a malformed batch in the spool at %s was quarantined (%s); "
+            "its row %d stays in the file, never sent",
+            self.path,
+            why,
+            row,
+            level=logging.ERROR,
+        )
 
     def backlog(self) -> tuple[int, int]:
         """How many batches and items of this destination are free to claim."""

@@ -248,15 +248,20 @@ def test_a_closed_store_says_so(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------- damaged contents
 
 
-def test_a_batch_without_its_payload_cannot_be_claimed(
+def test_a_batch_without_its_payload_is_quarantined_and_the_next_claimed(
     stores: Callable[..., SpoolStore], spool: Path
 ) -> None:
-    row = put(stores(), items(2))
+    first = stores()
+    row = put(first, items(2))
+    kept = items(3, start=10)
+    good = put(first, kept)
     with other_connection(spool) as conn:
         conn.execute("DELETE FROM payloads WHERE id = ?", (row,))
         conn.execute("UPDATE batches SET owner = NULL, lease = 0")
-    with pytest.raises(sqlite3.DatabaseError, match=f"spooled batch {row} has no payload"):
-        stores().claim()
+    assert stores().claim() == (good, kept, False)
+    with other_connection(spool) as conn:
+        dest = conn.execute("SELECT dest FROM batches WHERE id = ?", (row,)).fetchone()[0]
+    assert dest == "quarantined:" + DEST  # kept for a look, never claimed again
 
 
 def test_an_inconsistent_payload_is_an_error(
