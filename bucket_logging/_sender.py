@@ -208,7 +208,12 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _error_message(response: httpx.Response) -> tuple[str, str]:
-    """The (code, readable message) of an error answer, per the API's error body."""
+    """The (code, readable message) of an error answer, per the API's error body.
+
+    Both come from outside: the keys are redacted, control characters escaped, and
+    only then is the text cut (see :func:`~bucket_logging._diagnostics.outside_text`).
+    """
+    clean = _diagnostics.outside_text
     try:
         data = response.json()
         error = data.get("error") or {}
@@ -221,9 +226,9 @@ def _error_message(response: httpx.Response) -> tuple[str, str]:
         ]
         if details:
             message = (message + ": " if message else "") + "; ".join(details)
-        return code, message or response.text[:300]
+        return clean(code, 100), clean(message or response.text, 1000)
     except Exception:
-        return "", response.text[:300]
+        return "", clean(response.text)
 
 
 class BulkSender:
@@ -350,6 +355,8 @@ class BulkSender:
         self._verify = verify
         self._tls_context: ssl.SSLContext | None = None
         self.on_error = on_error
+        if not offline and transport is None:
+            _diagnostics.warn_if_insecure(url, verify)
         if spool_dir is None:
             spool_dir = os.environ.get(_spool.ENV_SPOOL_DIR) or None
         self.spool_dir = os.fspath(spool_dir) if spool_dir else None
@@ -1034,7 +1041,7 @@ class BulkSender:
                     with self._lock:
                         self._counts["rejected"] += 1
                         self._done += 1
-                    self._notify(DeliveryError("rejected", 1, status, _diagnostics.redact(message)))
+                    self._notify(DeliveryError("rejected", 1, status, message))
                     report(
                         "rejected",
                         "bucket_logging: the server rejected an item (%s; HTTP %d: %s): %.300s",
@@ -1091,7 +1098,7 @@ class BulkSender:
         with self._lock:
             self._dropped[reason] += count
             self._done += count
-        error = DeliveryError(reason, count, status, _diagnostics.redact(detail))
+        error = DeliveryError(reason, count, status, _diagnostics.outside_text(detail, 1000))
         report("drop-" + reason, "bucket_logging: %s", error)
         self._notify(error)
 
