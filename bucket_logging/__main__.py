@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from . import __version__
 from ._format import format_call, format_rejection
 from ._server import RequestRecord, TrackingServer
 
@@ -67,6 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="bucket-logging",
         description="bucket_logging command line tools.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser(
         "serve",

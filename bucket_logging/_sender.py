@@ -68,6 +68,13 @@ DEFAULT_BASE_URL: Final = "https://tracking.bucket.co"
 
 ENV_KEY: Final = "BUCKET_TRACKING_KEY"
 ENV_URL: Final = "BUCKET_TRACKING_URL"
+#: ``1``/``true``/``on``/``yes``: every sender is offline (tests, CI; no key needed).
+ENV_OFFLINE: Final = "BUCKET_OFFLINE"
+
+
+def offline_from_env() -> bool:
+    """Whether ``BUCKET_OFFLINE`` asks for offline senders."""
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() in ("1", "true", "on", "yes")
 
 #: The inbox (see BulkSender._put) holds at most this many entries of at most this
 #: many bytes each: 16 MiB at the most beyond the queue's own bounds.
@@ -246,7 +253,8 @@ class BulkSender:
         tracking_key: the app's tracking key; else env ``BUCKET_TRACKING_KEY``.
         base_url: the API's base URL; else env ``BUCKET_TRACKING_URL``, else
             ``https://tracking.bucket.co``.
-        offline: validate and count items, send nothing (no key needed).
+        offline: validate and count items, send nothing (no key needed); also when
+            env ``BUCKET_OFFLINE`` is ``1``/``true``/``on``/``yes``.
         flush_interval: seconds between sends of a partial batch.
         max_batch_items: items per request at most (bodies also stay at or under
             2,000,000 bytes, which bounds a batch of typical events first).
@@ -313,10 +321,11 @@ class BulkSender:
         handle_sigterm: bool = True,
     ) -> None:
         key = tracking_key if tracking_key is not None else os.environ.get(ENV_KEY, "")
+        offline = bool(offline) or offline_from_env()
         if not offline and not key:
             raise ConfigurationError(
                 "no Bucket tracking key: pass tracking_key=... or set the "
-                f"{ENV_KEY} environment variable (or use offline=True)"
+                f"{ENV_KEY} environment variable (or use offline=True or {ENV_OFFLINE}=1)"
             )
         url = (base_url or os.environ.get(ENV_URL) or DEFAULT_BASE_URL).rstrip("/")
         if not url.startswith(("http://", "https://")):
@@ -1128,7 +1137,7 @@ def get_sender(
     when the sender is created (a later call with other options gets the existing
     sender, and a warning says so).
     """
-    offline = bool(options.get("offline", False))
+    offline = bool(options.get("offline", False)) or offline_from_env()
     key = tracking_key if tracking_key is not None else os.environ.get(ENV_KEY, "")
     url = (base_url or os.environ.get(ENV_URL) or DEFAULT_BASE_URL).rstrip("/")
     registry_key = (key, url, offline)

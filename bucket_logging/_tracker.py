@@ -53,6 +53,7 @@ __all__ = [
     "is_claimed",
     "release_claim",
     "resolve_sender",
+    "trackers_built",
 ]
 
 #: How long a front end's ``flush()`` waits by default when its sender has no
@@ -186,6 +187,16 @@ if hasattr(os, "register_at_fork"):
 #: The lists of the active :func:`~bucket_logging.testing.capture_tracking` blocks.
 #: Replaced as a whole (never mutated) so readers need no lock.
 _captures: tuple[list[dict[str, Any]], ...] = ()
+
+
+#: How many trackers this process has built (front ends of any kind): a capture that
+#: caught nothing says so when there are none.
+_trackers_built = 0
+
+
+def trackers_built() -> int:
+    """How many trackers (so front ends) this process has built."""
+    return _trackers_built
 
 
 def start_capture(target: list[dict[str, Any]]) -> None:
@@ -390,6 +401,8 @@ class Tracker:
         else:
             self._rules = compile_rules(rules)  # type: ignore[arg-type]
         self._reserved = _RESERVED | {user_id_field, company_id_field}
+        global _trackers_built
+        _trackers_built += 1
 
     @property
     def sender(self) -> Sender:
