@@ -144,10 +144,14 @@ def _serve(args: argparse.Namespace) -> int:
             else f"{len(set(args.keys))} tracking key(s) accepted"
         )
         print(f"Bucket tracking server on {srv.url} ({keys})", file=banner)
-        print(
-            f"  export BUCKET_TRACKING_URL={srv.url} BUCKET_TRACKING_KEY=dev-local-key",
-            file=banner,
-        )
+        if args.keys is None:
+            export = f"  export BUCKET_TRACKING_URL={srv.url} BUCKET_TRACKING_KEY=dev-local-key"
+        else:  # (the keys themselves are never printed)
+            export = (
+                f"  export BUCKET_TRACKING_URL={srv.url}"
+                "  (and BUCKET_TRACKING_KEY: one of the --key values)"
+            )
+        print(export, file=banner)
         print("  Ctrl-C to stop", file=banner, flush=True)
 
     try:

@@ -76,6 +76,7 @@ def offline_from_env() -> bool:
     """Whether ``BUCKET_OFFLINE`` asks for offline senders."""
     return os.environ.get(ENV_OFFLINE, "").strip().lower() in ("1", "true", "on", "yes")
 
+
 #: The inbox (see BulkSender._put) holds at most this many entries of at most this
 #: many bytes each: 16 MiB at the most beyond the queue's own bounds.
 _INBOX_ITEMS: Final = 4096
