@@ -75,6 +75,7 @@ RUNS: dict[str, tuple[str, bool]] = {
     "django_settings": ("django_settings_example.py", True),
     "starlette_middleware": ("starlette_middleware_example.py", True),
     "gunicorn_conf": ("gunicorn_conf_example.py", True),
+    "gunicorn_conf_self_started": ("gunicorn_conf_example.py", False),
     "serverless": ("serverless_example.py", True),
 }
 
@@ -307,6 +308,15 @@ def test_gunicorn_conf_example_delivers_master_and_worker_events_once(
     assert _kinds(run.calls) == {("event", "Deployed"): 1, ("event", "Worker booted"): 1}
     assert "worker exited with status 0" in run.stdout
     assert run.stdout.count("Release v42 started") == 1
+
+
+def test_gunicorn_conf_example_on_its_own_counts_what_arrived_from_both_processes(
+    runs: dict[str, Run],
+) -> None:
+    run = _finished(runs, "gunicorn_conf_self_started")
+    listed = [line for line in run.stdout.splitlines() if line.startswith("  event")]
+    assert len(listed) == 2  # the master's event and the worker's
+    assert "2 tracking call(s) delivered" in run.stdout
 
 
 def test_gunicorn_conf_example_imports_without_side_effects() -> None:
