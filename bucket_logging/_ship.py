@@ -1,0 +1,498 @@
+"""``bucket-logging ship``: JSON-lines log files (or stdin) to tracking.
+
+    $ bucket-logging ship app.log                    # read it, send, summarise, exit
+    $ bucket-logging ship --follow --state ship.state /var/log/app/*.log
+    $ kubectl logs deploy/app | bucket-logging ship   # stdin when no file is given
+
+Every line is parsed as JSON and handed to :class:`~bucket_logging._jsonlines.JsonLines`
+(the tags, ids, rules and timestamps of a line are read exactly as for a structlog
+event dict). Lines that are not JSON objects are counted and skipped.
+
+Reading and delivery
+--------------------
+Files are read in chunks of complete lines; a last line without its newline is
+taken at the end of the file (and waited for with ``--follow``). Every
+:data:`CHECKPOINT_LINES` lines, :data:`CHECKPOINT_BYTES` bytes or
+:data:`CHECKPOINT_SECONDS` second a *checkpoint* (how far each file was read) is
+handed to a background thread, which waits until the sender delivered everything
+queued so far (``flush``) and then writes the checkpoint to the ``--state`` file
+(a temporary file, then ``os.replace``: the file is always whole). Reading goes on
+meanwhile, at most two checkpoints ahead: a slow or unreachable endpoint slows the
+reading down rather than filling memory. At the end (or on ``SIGTERM``/``SIGINT``
+with ``--follow``) the sender is closed, which delivers what is queued within its
+``shutdown_timeout`` or, with a spool (``--spool-dir`` or ``BUCKET_SPOOL_DIR``),
+leaves it on disk; the last checkpoint is written only if nothing was dropped.
+
+The window, after a restart with the same ``--state``: nothing is lost, since the
+state never names a line whose items were not delivered (or spooled at exit); the
+lines read after the last written checkpoint are read again, so at most one
+checkpoint's worth (a second, 20,000 lines or 8 MiB) can be sent twice when the
+shipper is killed (``kill -9``, a crash) after a delivery and before its
+checkpoint. When items are lost anyway (the endpoint refused them past the
+sender's ``retry_budget``, without a spool), the shipper stops, says so and exits
+with status 1; the state stays at the last complete checkpoint.
+
+Rotation (``--follow``, like ``tail -F``): at the end of a file the shipper
+compares the path's inode with the open file's. A new file there means the old one
+was renamed: its last lines are read, then the new file from its start. A file
+shorter than what was read means it was truncated (``copytruncate``): reading
+starts over at 0 (lines written between the last read and the truncation are lost,
+as with any reader of ``copytruncate``). A restart with ``--state`` after a
+rotation finds the old file by its inode in the same directory (``app.log.1``) and
+reads its remainder first; a rotated file that was compressed or deleted meanwhile
+cannot be read, and its unread lines are lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Final, TextIO
+
+import orjson
+
+from . import _tracker
+from ._jsonlines import JsonLines
+
+__all__ = [
+    "CHECKPOINT_BYTES",
+    "CHECKPOINT_LINES",
+    "CHECKPOINT_SECONDS",
+    "Shipper",
+    "StateFile",
+]
+
+#: A checkpoint is taken at least every this many lines ...
+CHECKPOINT_LINES: Final = 20_000
+#: ... or bytes read ...
+CHECKPOINT_BYTES: Final = 8 * 1024 * 1024
+#: ... or seconds.
+CHECKPOINT_SECONDS: Final = 1.0
+#: Seconds between looks at a followed file that has no new lines.
+POLL_SECONDS: Final = 0.2
+#: Bytes read at once.
+CHUNK_BYTES: Final = 1024 * 1024
+#: Files at least this large get a progress line on a terminal.
+PROGRESS_FROM_BYTES: Final = 16 * 1024 * 1024
+
+_STOP: Final = object()
+
+
+class StateFile:
+    """How far each file was read: ``{"files": {path: {dev, ino, offset}}}``, written atomically."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.files: dict[str, dict[str, int]] = {}
+        try:
+            with open(path, "rb") as fh:
+                data = orjson.loads(fh.read())
+            files = data.get("files") if isinstance(data, dict) else None
+            if isinstance(files, dict):
+                self.files = {
+                    k: v
+                    for k, v in files.items()
+                    if isinstance(v, dict) and all(type(v.get(n)) is int for n in _ENTRY)
+                }
+        except FileNotFoundError:
+            pass
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise SystemExit(
+                f"bucket-logging ship: cannot read the state file {path}: {exc}"
+            ) from None
+
+    def save(self, files: dict[str, dict[str, int]]) -> None:
+        """Replace the state with ``files`` (merged over the entries of other paths)."""
+        self.files = {**self.files, **files}
+        body = orjson.dumps({"version": 1, "files": self.files}, option=orjson.OPT_INDENT_2)
+        tmp = f"{self.path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+
+_ENTRY: Final = ("dev", "ino", "offset")
+
+
+class _File:
+    """One file being read: its handle, its identity and the bytes of whole lines consumed."""
+
+    def __init__(self, path: str, fh: BinaryIO, offset: int) -> None:
+        self.path = path
+        self.fh = fh
+        st = os.fstat(fh.fileno())
+        self.dev, self.ino = st.st_dev, st.st_ino
+        self.offset = offset
+        self.partial = b""
+        fh.seek(offset)
+
+    @classmethod
+    def open(cls, path: str, offset: int = 0) -> _File:
+        return cls(path, open(path, "rb"), offset)
+
+    def entry(self) -> dict[str, int]:
+        return {"dev": self.dev, "ino": self.ino, "offset": self.offset}
+
+    def read_lines(self) -> list[bytes]:
+        """The next chunk's complete lines; [] at the end of the file for now."""
+        data = self.fh.read(CHUNK_BYTES)
+        if not data:
+            return []
+        if self.partial:
+            data = self.partial + data
+        lines = data.split(b"\n")
+        self.partial = lines.pop()
+        self.offset += len(data) - len(self.partial)
+        return lines
+
+    def take_partial(self) -> list[bytes]:
+        """The last line, without its newline, at the end of the file."""
+        line, self.partial = self.partial, b""
+        self.offset += len(line)
+        return [line] if line else []
+
+    def status(self) -> str:
+        """``same``, ``rotated`` (another file at the path), ``truncated`` or ``missing``."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return "missing"
+        if (st.st_dev, st.st_ino) != (self.dev, self.ino):
+            return "rotated"
+        if st.st_size < self.offset + len(self.partial):
+            return "truncated"
+        return "same"
+
+    def restart(self) -> None:
+        self.fh.seek(0)
+        self.offset = 0
+        self.partial = b""
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.fh.close()
+
+
+def _find_rotated(path: str, dev: int, ino: int) -> str | None:
+    """The file beside ``path`` that has inode ``ino`` (``path`` renamed by rotation)."""
+    directory = os.path.dirname(path) or "."
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.inode() == ino and entry.is_file() and entry.stat().st_dev == dev:
+                    return entry.path
+    except OSError:
+        return None
+    return None
+
+
+def _resume(path: str, state: StateFile | None) -> tuple[_File | None, _File | None]:
+    """Open ``path`` where ``state`` left it: (a rotated remainder or None, the file).
+
+    The file is None when it does not exist (yet).
+    """
+    entry = state.files.get(path) if state is not None else None
+    try:
+        current = _File.open(path)
+    except FileNotFoundError:
+        current = None
+    if entry is None:
+        return None, current
+    if current is not None and (current.dev, current.ino) == (entry["dev"], entry["ino"]):
+        size = os.fstat(current.fh.fileno()).st_size
+        if size >= entry["offset"]:
+            current.fh.seek(entry["offset"])
+            current.offset = entry["offset"]
+        return None, current  # (shorter: truncated, read from the start)
+    old_path = _find_rotated(path, entry["dev"], entry["ino"])
+    if old_path is None:
+        return None, current
+    old = _File.open(old_path, entry["offset"])
+    old.path = path  # its lines are the path's: the state entry stays the path's
+    return old, current
+
+
+@dataclass
+class _Counts:
+    lines: int = 0
+    tracked: int = 0
+    skipped: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+class _Checkpointer:
+    """Writes each checkpoint once the sender delivered what was queued before it."""
+
+    def __init__(self, front: JsonLines, state: StateFile | None, stop: threading.Event) -> None:
+        self._front = front
+        self._stop = stop
+        self._sender: Any = front.sender
+        self._state = state
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=2)
+        self._dropped = self._dropped_total()
+        self.lost = 0
+        self.abort = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="bucket-logging ship checkpoints", daemon=True
+        )
+        self._thread.start()
+
+    def _dropped_total(self) -> int:
+        stats = getattr(self._sender, "stats", None)
+        return int(stats.dropped_total) if stats is not None else 0
+
+    def _check_drops(self) -> bool:
+        total = self._dropped_total()
+        if total > self._dropped:
+            self.lost += total - self._dropped
+            self._dropped = total
+        return self.lost == 0
+
+    def submit(self, files: dict[str, dict[str, int]]) -> None:
+        """Queue a checkpoint; blocks while two are waiting (the endpoint is slow)."""
+        while not self.abort.is_set() and not self._stop.is_set():
+            try:
+                self._queue.put(files, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        while True:
+            files = self._queue.get()
+            if files is _STOP:
+                return
+            while not self._front.flush(0.5):
+                if self.abort.is_set():
+                    break
+            else:
+                if self._check_drops() and self._state is not None:
+                    self._state.save(files)  # type: ignore[arg-type]
+
+    def finish(self, files: dict[str, dict[str, int]] | None) -> None:
+        """Close the sender (deliver or spool), then write ``files`` if nothing was lost."""
+        self.abort.set()
+        self._queue.put(_STOP)
+        self._thread.join()
+        close = getattr(self._sender, "close", None)
+        if callable(close):
+            close()
+        else:
+            self._front.flush()
+        if self._check_drops() and files is not None and self._state is not None:
+            self._state.save(files)
+
+
+class Shipper:
+    """Reads JSON lines and tracks them through a :class:`JsonLines` front end."""
+
+    def __init__(
+        self,
+        front: JsonLines,
+        *,
+        state: StateFile | None = None,
+        progress: TextIO | None = None,
+    ) -> None:
+        self._front = front
+        self._track = front.track
+        self._state = state
+        self._progress = progress
+        self.counts = _Counts()
+        self.stop = threading.Event()
+        stats = getattr(front.sender, "stats", None)
+        self._sent0 = stats.sent if stats is not None else 0
+        self._rejected0 = (stats.rejected if stats is not None else 0) + _tracker.rejected_calls()
+        self._checkpointer = _Checkpointer(front, state, self.stop)
+        self._files: list[_File] = []
+        self._since_lines = 0
+        self._since_bytes = 0
+        self._moved = False  # a file was rotated or truncated since the last checkpoint
+        self._since = time.monotonic()
+        self._total_bytes = 0
+        self._shown = 0.0
+
+    # -- lines -------------------------------------------------------------------------
+
+    def _feed(self, lines: Iterable[bytes]) -> None:
+        loads = orjson.loads
+        track = self._track
+        counts = self.counts
+        n = skipped = tracked = size = 0
+        for line in lines:
+            n += 1
+            size += len(line)
+            if not line or line.isspace():
+                continue
+            try:
+                obj = loads(line)
+            except orjson.JSONDecodeError:
+                skipped += 1
+                continue
+            if type(obj) is not dict:
+                skipped += 1
+            elif track(obj):
+                tracked += 1
+        counts.lines += n
+        counts.skipped += skipped
+        counts.tracked += tracked
+        self._since_lines += n
+        self._since_bytes += size + n
+
+    def _snapshot(self) -> dict[str, dict[str, int]]:
+        return {f.path: f.entry() for f in self._files}
+
+    def _maybe_checkpoint(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not (
+            force
+            or self._since_lines >= CHECKPOINT_LINES
+            or self._since_bytes >= CHECKPOINT_BYTES
+            or ((self._since_lines or self._moved) and now - self._since >= CHECKPOINT_SECONDS)
+        ):
+            return
+        self._moved = False
+        self._since_lines = self._since_bytes = 0
+        self._since = now
+        self._checkpointer.submit(self._snapshot())
+        if self._checkpointer.lost:
+            self.stop.set()
+        self._show_progress(now)
+
+    # -- sources -------------------------------------------------------------------------
+
+    def ship_stream(self, stream: BinaryIO) -> None:
+        """Ship every line of ``stream`` (stdin) until its end or :attr:`stop`."""
+        partial = b""
+        read = getattr(stream, "read1", stream.read)
+        while not self.stop.is_set():
+            data = read(CHUNK_BYTES)
+            if not data:
+                break
+            lines = (partial + data).split(b"\n")
+            partial = lines.pop()
+            self._feed(lines)
+            self._maybe_checkpoint()
+        if partial:
+            self._feed([partial])
+
+    def ship_files(self, paths: list[str], follow: bool = False) -> None:
+        """Ship the files, to their end or (``follow``) until :attr:`stop`."""
+        waiting: list[str] = []
+        for path in paths:
+            old, current = _resume(path, self._state)
+            if old is not None:
+                self._drain_old(old)
+            if current is not None:
+                self._files.append(current)
+            elif follow:
+                waiting.append(path)
+            else:
+                self.counts.unreadable.append(path)
+        self._total_bytes = sum(os.fstat(f.fh.fileno()).st_size for f in self._files)
+        if not follow:
+            for f in self._files:
+                self._read_to_end(f)
+            return
+        while not self.stop.is_set():
+            progressed = False
+            for path in waiting[:]:
+                with contextlib.suppress(FileNotFoundError):
+                    self._files.append(_File.open(path))
+                    waiting.remove(path)
+            for index, f in enumerate(self._files):
+                lines = f.read_lines()
+                if lines:
+                    self._feed(lines)
+                    progressed = True
+                    self._maybe_checkpoint()
+                    continue
+                status = f.status()
+                if status == "rotated":
+                    self._read_to_end(f)  # the old file's last lines
+                    f.close()
+                    try:
+                        self._files[index] = _File.open(f.path)
+                    except FileNotFoundError:  # renamed again already: wait for it
+                        self._files.remove(f)
+                        waiting.append(f.path)
+                    progressed = self._moved = True
+                elif status == "truncated":
+                    f.restart()
+                    progressed = self._moved = True
+            if not progressed:
+                self._maybe_checkpoint()
+                self.stop.wait(POLL_SECONDS)
+
+    def _read_to_end(self, f: _File) -> None:
+        while not self.stop.is_set():
+            lines = f.read_lines()
+            if not lines:
+                self._feed(f.take_partial())
+                return
+            self._feed(lines)
+            self._maybe_checkpoint()
+
+    def _drain_old(self, old: _File) -> None:
+        """A rotated file's remainder (found after a restart): read it to its end."""
+        self._files.append(old)
+        self._read_to_end(old)
+        self._files.remove(old)
+        old.close()
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def finish(self) -> int:
+        """Deliver (or spool) what is queued, write the last checkpoint, summarise.
+
+        Returns the exit status: 1 when items were lost or a file could not be read.
+        """
+        self._clear_progress()
+        self._checkpointer.finish(self._snapshot() if self._files else None)
+        for f in self._files:
+            f.close()
+        stats = getattr(self._front.sender, "stats", None)
+        sent = (stats.sent if stats is not None else 0) - self._sent0
+        rejected = (
+            (stats.rejected if stats is not None else 0)
+            + _tracker.rejected_calls()
+            - self._rejected0
+        )
+        counts = self.counts
+        lost = self._checkpointer.lost
+        summary = (
+            f"ship: {counts.lines} line(s) read, {sent} item(s) sent, "
+            f"{counts.skipped} skipped (not JSON objects), {rejected} rejected"
+        )
+        if lost:
+            summary += f", {lost} LOST (not delivered; the state was not advanced past them)"
+        for path in counts.unreadable:
+            print(f"bucket-logging ship: cannot read {path}", file=sys.stderr)
+        print(summary, file=sys.stderr, flush=True)
+        return 1 if lost or counts.unreadable else 0
+
+    # -- progress --------------------------------------------------------------------------
+
+    def _show_progress(self, now: float) -> None:
+        out = self._progress
+        if out is None or self._total_bytes < PROGRESS_FROM_BYTES or now - self._shown < 0.5:
+            return
+        self._shown = now
+        done = sum(f.offset for f in self._files)
+        percent = min(100.0, 100.0 * done / self._total_bytes)
+        with contextlib.suppress(OSError, ValueError):
+            out.write(f"\rship: {percent:5.1f}%  {self.counts.lines:,} lines ")
+            out.flush()
+
+    def _clear_progress(self) -> None:
+        if self._shown and self._progress is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._progress.write("\r\x1b[K")
+                self._progress.flush()
