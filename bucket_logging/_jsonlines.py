@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
 from . import _diagnostics
-from ._diagnostics import is_internal
+from ._diagnostics import internal_logger, internal_names
 from ._rules import NO_RULES, Rule
 from ._tracker import FrontEnd, Sender, has_tags
 
@@ -49,6 +49,7 @@ NAME_KEYS: Final = ("logger", "logger_name", "name")
 _TIME_ONLY: Final = frozenset({"time", "@timestamp"})
 
 _UTC: Final = timezone.utc
+_fromisoformat: Final = datetime.fromisoformat
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=_UTC)
 
 # Epoch numbers: larger than these are milli-, micro- or nanoseconds (1e11 seconds is
@@ -152,7 +153,17 @@ def _logger_name(obj: Mapping[str, Any]) -> str:
 def _created(obj: Mapping[str, Any], logger_name: str, template: object) -> float:
     for key in TIME_KEYS:
         if key in obj:
-            created = parse_time(obj[key])
+            value = obj[key]
+            if type(value) is str:  # the common case, inline: ISO 8601 with a zone
+                try:
+                    parsed = _fromisoformat(value)
+                except ValueError:
+                    pass
+                else:
+                    if parsed.tzinfo is None:
+                        parsed = parsed.replace(tzinfo=_UTC)
+                    return parsed.timestamp()
+            created = parse_time(value)
             if created is not None:
                 return created
             _diagnostics.report(
@@ -228,7 +239,10 @@ class JsonLines(FrontEnd):
                 plan = self._wants(obj, name, template)
                 if plan is None:
                     return False
-            if is_internal(name, None):  # the library's own lines
+            internal = internal_names.get(name)
+            if internal is None:
+                internal = internal_logger(name)
+            if internal:  # the library's own lines
                 return False
             created = _created(obj, name, template)
             if isinstance(plan, Rule) and plan.all_attributes:

@@ -11,26 +11,26 @@ event dict). Lines that are not JSON objects are counted and skipped.
 Reading and delivery
 --------------------
 Files are read in chunks of complete lines; a last line without its newline is
-taken at the end of the file (and waited for with ``--follow``). Every
-:data:`CHECKPOINT_LINES` lines, :data:`CHECKPOINT_BYTES` bytes or
-:data:`CHECKPOINT_SECONDS` second a *checkpoint* (how far each file was read) is
-handed to a background thread, which waits until the sender delivered everything
-queued so far (``flush``) and then writes the checkpoint to the ``--state`` file
-(a temporary file, then ``os.replace``: the file is always whole). Reading goes on
-meanwhile, at most two checkpoints ahead: a slow or unreachable endpoint slows the
-reading down rather than filling memory. At the end (or on ``SIGTERM``/``SIGINT``
-with ``--follow``) the sender is closed, which delivers what is queued within its
+taken at the end of the file (and waited for with ``--follow``). Reading waits
+while the sender holds more than :data:`MAX_AHEAD` items, so a slow or unreachable
+endpoint slows the reading down rather than filling memory. With ``--state``, every
+:data:`CHECKPOINT_SECONDS` second (or :data:`CHECKPOINT_LINES` lines, or
+:data:`CHECKPOINT_BYTES` bytes) the position reached (per file: device, inode, and
+the offset after the last whole line read) is handed to a background thread. It
+takes the latest position, waits until the sender delivered everything queued until
+then (``flush``), and writes it (a temporary file, ``fsync``, then ``os.replace``:
+the file is always whole). At the end (or on ``SIGTERM``/``SIGINT`` with
+``--follow``) the sender is closed, which delivers what is queued within its
 ``shutdown_timeout`` or, with a spool (``--spool-dir`` or ``BUCKET_SPOOL_DIR``),
-leaves it on disk; the last checkpoint is written only if nothing was dropped.
+leaves it on disk; the final position is written only if nothing was dropped.
 
 The window, after a restart with the same ``--state``: nothing is lost, since the
-state never names a line whose items were not delivered (or spooled at exit); the
-lines read after the last written checkpoint are read again, so at most one
-checkpoint's worth (a second, 20,000 lines or 8 MiB) can be sent twice when the
-shipper is killed (``kill -9``, a crash) after a delivery and before its
-checkpoint. When items are lost anyway (the endpoint refused them past the
-sender's ``retry_budget``, without a spool), the shipper stops, says so and exits
-with status 1; the state stays at the last complete checkpoint.
+state never passes a line whose items were not delivered (or spooled at exit). The
+lines read after the last written position are read again: after a crash or
+``kill -9``, at most about the sender's backlog (:data:`MAX_AHEAD` items) plus one
+second of reading can be sent twice. When items are lost anyway (the endpoint
+refused them past the sender's ``retry_budget``, without a spool), the shipper
+stops, says so and exits with status 1; the state stays before them.
 
 Rotation (``--follow``, like ``tail -F``): at the end of a file the shipper
 compares the path's inode with the open file's. A new file there means the old one
@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import sys
 import threading
 import time
@@ -74,14 +73,14 @@ CHECKPOINT_LINES: Final = 20_000
 CHECKPOINT_BYTES: Final = 8 * 1024 * 1024
 #: ... or seconds.
 CHECKPOINT_SECONDS: Final = 1.0
+#: Reading waits while the sender holds more items than this (backpressure).
+MAX_AHEAD: Final = 50_000
 #: Seconds between looks at a followed file that has no new lines.
 POLL_SECONDS: Final = 0.2
 #: Bytes read at once.
 CHUNK_BYTES: Final = 1024 * 1024
 #: Files at least this large get a progress line on a terminal.
 PROGRESS_FROM_BYTES: Final = 16 * 1024 * 1024
-
-_STOP: Final = object()
 
 
 class StateFile:
@@ -229,65 +228,74 @@ class _Counts:
 
 
 class _Checkpointer:
-    """Writes each checkpoint once the sender delivered what was queued before it."""
+    """Writes the latest checkpoint once the sender delivered what was queued before it.
 
-    def __init__(self, front: JsonLines, state: StateFile | None, stop: threading.Event) -> None:
+    Reading never waits for it: a checkpoint handed over while the previous one is
+    still waiting for its flush replaces any other waiting one (the latest wins).
+    """
+
+    def __init__(self, front: JsonLines, state: StateFile | None) -> None:
         self._front = front
-        self._stop = stop
         self._sender: Any = front.sender
         self._state = state
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=2)
+        self._cond = threading.Condition()
+        self._latest: dict[str, dict[str, int]] | None = None
+        self._closing = False
+        self._drops_lock = threading.Lock()
         self._dropped = self._dropped_total()
         self.lost = 0
-        self.abort = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="bucket-logging ship checkpoints", daemon=True
-        )
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if state is not None:
+            self._thread = threading.Thread(
+                target=self._run, name="bucket-logging ship checkpoints", daemon=True
+            )
+            self._thread.start()
 
     def _dropped_total(self) -> int:
         stats = getattr(self._sender, "stats", None)
         return int(stats.dropped_total) if stats is not None else 0
 
-    def _check_drops(self) -> bool:
-        total = self._dropped_total()
-        if total > self._dropped:
-            self.lost += total - self._dropped
-            self._dropped = total
-        return self.lost == 0
+    def check_drops(self) -> bool:
+        """True while the sender dropped nothing since the shipper started."""
+        with self._drops_lock:
+            total = self._dropped_total()
+            if total > self._dropped:
+                self.lost += total - self._dropped
+                self._dropped = total
+            return self.lost == 0
 
     def submit(self, files: dict[str, dict[str, int]]) -> None:
-        """Queue a checkpoint; blocks while two are waiting (the endpoint is slow)."""
-        while not self.abort.is_set() and not self._stop.is_set():
-            try:
-                self._queue.put(files, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        """Hand over a checkpoint (never blocks)."""
+        with self._cond:
+            self._latest = files
+            self._cond.notify()
 
     def _run(self) -> None:
         while True:
-            files = self._queue.get()
-            if files is _STOP:
-                return
-            while not self._front.flush(0.5):
-                if self.abort.is_set():
-                    break
-            else:
-                if self._check_drops() and self._state is not None:
-                    self._state.save(files)  # type: ignore[arg-type]
+            with self._cond:
+                self._cond.wait_for(lambda: self._latest is not None or self._closing)
+                if self._closing:
+                    return
+                files, self._latest = self._latest, None
+            while not self._front.flush(0.5):  # what was queued up to now: delivered?
+                if self._closing:
+                    return
+            if self.check_drops() and self._state is not None and files is not None:
+                self._state.save(files)
 
     def finish(self, files: dict[str, dict[str, int]] | None) -> None:
         """Close the sender (deliver or spool), then write ``files`` if nothing was lost."""
-        self.abort.set()
-        self._queue.put(_STOP)
-        self._thread.join()
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
         close = getattr(self._sender, "close", None)
         if callable(close):
             close()
         else:
             self._front.flush()
-        if self._check_drops() and files is not None and self._state is not None:
+        if self.check_drops() and files is not None and self._state is not None:
             self._state.save(files)
 
 
@@ -310,7 +318,7 @@ class Shipper:
         stats = getattr(front.sender, "stats", None)
         self._sent0 = stats.sent if stats is not None else 0
         self._rejected0 = (stats.rejected if stats is not None else 0) + _tracker.rejected_calls()
-        self._checkpointer = _Checkpointer(front, state, self.stop)
+        self._checkpointer = _Checkpointer(front, state)
         self._files: list[_File] = []
         self._since_lines = 0
         self._since_bytes = 0
@@ -361,10 +369,22 @@ class Shipper:
         self._moved = False
         self._since_lines = self._since_bytes = 0
         self._since = now
-        self._checkpointer.submit(self._snapshot())
-        if self._checkpointer.lost:
-            self.stop.set()
+        if self._state is not None:
+            self._checkpointer.submit(self._snapshot())
+        self._keep_up()
         self._show_progress(now)
+
+    def _keep_up(self) -> None:
+        """Wait while the sender holds more than :data:`MAX_AHEAD` items (backpressure)."""
+        sender: Any = self._front.sender
+        checkpointer = self._checkpointer
+        while True:
+            if not checkpointer.check_drops():  # lost: stop, the state stays behind them
+                self.stop.set()
+                return
+            if getattr(sender, "pending", 0) <= MAX_AHEAD or self.stop.is_set():
+                return
+            self.stop.wait(0.01)
 
     # -- sources -------------------------------------------------------------------------
 

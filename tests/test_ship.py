@@ -274,3 +274,30 @@ def test_follow_waits_for_a_file_that_does_not_exist_yet(
     finally:
         status, err = stop(proc)
     assert status == 0, err
+
+
+def test_progress_line_on_a_terminal_for_large_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from _helpers import FakeSender
+
+    from bucket_logging import _ship
+    from bucket_logging._jsonlines import JsonLines
+
+    monkeypatch.setattr(_ship, "PROGRESS_FROM_BYTES", 1000)
+    monkeypatch.setattr(_ship, "CHECKPOINT_LINES", 10)
+    monkeypatch.setattr(_ship, "CHUNK_BYTES", 512)
+    log = tmp_path / "big.log"
+    write(log, [line(n) for n in range(100)])
+    terminal = io.StringIO()
+    sender = FakeSender()
+    shipper = _ship.Shipper(JsonLines(sender=sender), progress=terminal)
+    shipper.ship_files([str(log)])
+    assert shipper.finish() == 0
+    assert "\rship:" in terminal.getvalue()
+    assert "%" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r\x1b[K")  # cleared before the summary
+    assert len(sender.items) == 100
+    assert "ship: 100 line(s) read" in capsys.readouterr().err
