@@ -25,10 +25,11 @@ import orjson
 from ._exceptions import ConfigurationError
 from ._format import format_call, format_rejection
 from ._jsonlines import JsonLines
+from ._logfiles import StateFile
 from ._relay import Limits, Relay, RelaySender, is_loopback
 from ._sender import BulkSender
 from ._server import RequestRecord, TrackingServer
-from ._ship import Shipper, StateFile
+from ._ship import Shipper
 from ._tracker import resolve_sender
 
 __all__ = ["format_call", "format_rejection", "main"]

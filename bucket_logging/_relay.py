@@ -48,17 +48,17 @@ import ipaddress
 import socket
 import threading
 import time
-import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, TextIO, cast
 
 import orjson
 
+from ._bodies import Refused, gunzip, parse_body
 from ._diagnostics import register_secret
 from ._jsonlines import JsonLines
 
-__all__ = ["Limits", "Relay", "RelaySender", "is_loopback", "parse_body"]
+__all__ = ["Limits", "Relay", "RelaySender", "is_loopback"]
 
 _SUCCESS_HEADERS: Final = {"Content-Type": "application/json"}
 
@@ -87,14 +87,6 @@ class Limits:
         self.max_pending = max_pending
         self.request_timeout = request_timeout
         self.retry_after = retry_after
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
 
 
 class RelaySender:
@@ -141,68 +133,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _gunzip(body: bytes, limit: int) -> bytes:
-    """Decompress gzip ``body`` (members back to back) to at most ``limit`` bytes."""
-    out: list[bytes] = []
-    size = 0
-    data = body
-    while data:
-        stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            chunk = stream.decompress(data, limit - size + 1)
-        except zlib.error as exc:
-            raise _Refused(400, f"the body is not valid gzip ({exc})") from None
-        size += len(chunk)
-        if size > limit or stream.unconsumed_tail:
-            raise _Refused(413, f"the body is over {limit:,} bytes once decompressed")
-        out.append(chunk)
-        if not stream.eof:
-            raise _Refused(400, "the gzip body is truncated")
-        data = stream.unused_data
-    return b"".join(out)
-
-
-def parse_body(body: bytes) -> tuple[list[dict[str, Any]], int]:
-    """The JSON objects of a body, and how many of its entries were not objects.
-
-    A JSON array (of objects), newline-delimited JSON, or one object. Raises
-    :class:`_Refused` (400) for a body that is not JSON at all.
-    """
-    text = body.strip()
-    if not text:
-        raise _Refused(400, "the body is empty")
-    loads = orjson.loads
-    try:
-        data = loads(text)
-    except orjson.JSONDecodeError:
-        data = None
-        if text[:1] != b"{":
-            raise _Refused(400, "the body is not JSON") from None
-    if isinstance(data, list):
-        objects = [o for o in data if type(o) is dict]
-        return objects, len(data) - len(objects)
-    if isinstance(data, dict):
-        return [data], 0
-    if data is not None:
-        raise _Refused(400, "the body is a JSON value, not an object or an array")
-    objects, bad = [], 0
-    for line in text.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            obj = loads(line)
-        except orjson.JSONDecodeError:
-            bad += 1
-            continue
-        if type(obj) is dict:
-            objects.append(obj)
-        else:
-            bad += 1
-    if not objects:
-        raise _Refused(400, "the body is not JSON")
-    return objects, bad
 
 
 class _Server(ThreadingHTTPServer):
@@ -326,14 +256,14 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             relay.check_token(self.headers.get("Authorization"))
             if srv.stopping.is_set():
-                raise _Refused(503, "the relay is stopping", relay.retry_headers)
+                raise Refused(503, "the relay is stopping", relay.retry_headers)
             slot = srv.requests.acquire(blocking=False)
             if not slot:
-                raise _Refused(503, "too many requests at once", relay.retry_headers)
+                raise Refused(503, "too many requests at once", relay.retry_headers)
             body = self._read_body(relay.limits)
             srv.hold(self.connection, True)
             status, message = relay.take(body, self.headers.get("Content-Encoding"))
-        except _Refused as refused:
+        except Refused as refused:
             self._answer(refused.status, refused.message, refused.headers)
             return
         finally:
@@ -344,21 +274,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self, limits: Limits) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            raise _Refused(411, "send a Content-Length (chunked bodies are not taken)")
+            raise Refused(411, "send a Content-Length (chunked bodies are not taken)")
         raw = self.headers.get("Content-Length")
         if raw is None:
-            raise _Refused(411, "send a Content-Length")
+            raise Refused(411, "send a Content-Length")
         try:
             length = int(raw)
         except ValueError:
-            raise _Refused(400, "invalid Content-Length") from None
+            raise Refused(400, "invalid Content-Length") from None
         if length < 0:
-            raise _Refused(400, "invalid Content-Length")
+            raise Refused(400, "invalid Content-Length")
         if length > limits.max_body:
-            raise _Refused(413, f"the body is over {limits.max_body:,} bytes")
+            raise Refused(413, f"the body is over {limits.max_body:,} bytes")
         body = self.rfile.read(length)
         if len(body) < length:
-            raise _Refused(400, "the body ended early")
+            raise Refused(400, "the body ended early")
         return body
 
     def _answer(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
@@ -446,26 +376,26 @@ class Relay:
         scheme, _, credentials = (header or "").partition(" ")
         given = credentials.strip().encode("utf-8", "replace")
         if not (scheme.lower() == "bearer" and hmac.compare_digest(given, self._token)):
-            raise _Refused(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+            raise Refused(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
 
     def take(self, body: bytes, encoding: str | None) -> tuple[int, str]:
         """Track one batch; (status, message)."""
         encoding = (encoding or "").strip().lower()
         if encoding in ("gzip", "x-gzip"):
-            body = _gunzip(body, self.limits.max_decoded)
+            body = gunzip(body, self.limits.max_decoded)
         elif encoding not in ("", "identity"):
-            raise _Refused(415, "only gzip (or no) Content-Encoding is taken")
+            raise Refused(415, "only gzip (or no) Content-Encoding is taken")
         elif len(body) > self.limits.max_decoded:
-            raise _Refused(413, f"the body is over {self.limits.max_decoded:,} bytes")
+            raise Refused(413, f"the body is over {self.limits.max_decoded:,} bytes")
         objects, bad = parse_body(body)
         if self.sender.pending() + len(objects) > self.limits.max_pending:
-            raise _Refused(503, "the sender's queue is full", self.retry_headers)
+            raise Refused(503, "the sender's queue is full", self.retry_headers)
         track = self.front.track
         self.sender.take_refused()
         tracked = sum(1 for obj in objects if track(obj))
         refused = self.sender.take_refused()
         if refused:
-            raise _Refused(
+            raise Refused(
                 503, f"the sender refused {refused} item(s): queue full", self.retry_headers
             )
         return 200, f"{len(objects)} event(s), {tracked} tracked, {bad} not objects"

@@ -30,7 +30,8 @@ import pytest
 from _helpers import _fresh_rate_limits
 
 from bucket_logging import TrackingServer
-from bucket_logging._relay import _gunzip, _Refused, is_loopback, parse_body
+from bucket_logging._bodies import Refused, gunzip, parse_body
+from bucket_logging._relay import is_loopback
 
 __all__ = ["_fresh_rate_limits"]
 
@@ -162,19 +163,26 @@ def test_each_pipeline_body_shape_is_tracked(server: TrackingServer, relays: lis
     for body, gzipped in bodies:
         answer = post(relay.url, body, gzipped=gzipped)
         assert answer.status_code == 200, answer.text
-    calls = delivered(server, 11)
-    assert [c["userId"] for c in calls] == list(range(1, 12))
+    # a request cannot choose where items go: the path and headers are ignored
+    answer = post(
+        relay.url + "trSomeOtherKey-12345678/bulk",
+        json.dumps([vector_event(12)]).encode(),
+        X_Bucket_Tracking_Key="trSomeOtherKey-12345678",
+    )
+    assert answer.status_code == 200
+    calls = delivered(server, 12)
+    assert [c["userId"] for c in calls] == list(range(1, 13))
     assert calls[0] == {
         "type": "event",
         "event": "Sent message",
         "userId": 1,
         "timestamp": "2026-01-02T03:04:01.123Z",  # the event's own time
     }
-    assert {c["timestamp"][-7:] for c in calls} == {f"{n:02d}.123Z" for n in range(1, 12)}
+    assert {c["timestamp"][-7:] for c in calls} == {f"{n:02d}.123Z" for n in range(1, 13)}
     assert all(r.accepted for r in server.requests)  # only the relay's own key was used
     status, err = relay.stop()
     assert status == 0, err
-    assert "7 x 200" in err
+    assert "8 x 200" in err
 
 
 def test_refusals_and_the_relay_keeps_serving(
@@ -265,6 +273,27 @@ def test_slow_clients_time_out_and_connections_are_capped(
     assert status == 0, err
 
 
+def test_concurrent_requests_are_capped(server: TrackingServer, relays: list[Running]) -> None:
+    relay = start(relays, server, "--max-concurrent", "1")
+    port = int(relay.url.rstrip("/").rsplit(":", 1)[1])
+    slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    try:  # a request whose body is still coming holds the only slot
+        slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[")
+        deadline = time.monotonic() + TIMEOUT
+        while (answer := post(relay.url, b"[]")).status_code == 200:
+            assert time.monotonic() < deadline, "the slot was never taken"
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "5"
+        assert "too many requests" in answer.text
+    finally:
+        slow.close()
+    deadline = time.monotonic() + TIMEOUT
+    while (answer := post(relay.url, json.dumps([vector_event(1)]).encode())).status_code != 200:
+        assert time.monotonic() < deadline, "the slot was never given back"
+    assert delivered(server, 1)[0]["userId"] == 1
+    assert relay.stop()[0] == 0
+
+
 def test_listening_beyond_loopback_without_a_token_is_loud(
     server: TrackingServer, relays: list[Running]
 ) -> None:
@@ -286,20 +315,20 @@ def test_parse_body_shapes() -> None:
     assert parse_body(b'{"a": 1}') == ([{"a": 1}], 0)
     assert parse_body(b'{"a": 1}\n{"b": 2}\nbroken\n\n3\n') == ([{"a": 1}, {"b": 2}], 2)
     for body in (b"", b"  ", b"nope", b'"text"', b"42", b"{broken\n{also"):
-        with pytest.raises(_Refused) as refused:
+        with pytest.raises(Refused) as refused:
             parse_body(body)
         assert refused.value.status == 400
 
 
 def test_gunzip_is_bounded_and_reads_several_members() -> None:
     two = gzip.compress(b"[1,") + gzip.compress(b"2]")
-    assert _gunzip(two, 100) == b"[1,2]"
-    with pytest.raises(_Refused) as refused:
-        _gunzip(gzip.compress(b"x" * 1000), 999)
+    assert gunzip(two, 100) == b"[1,2]"
+    with pytest.raises(Refused) as refused:
+        gunzip(gzip.compress(b"x" * 1000), 999)
     assert refused.value.status == 413
-    assert _gunzip(gzip.compress(b"x" * 1000), 1000) == b"x" * 1000
-    with pytest.raises(_Refused) as refused:
-        _gunzip(gzip.compress(b"x" * 1000)[:-10], 10_000)
+    assert gunzip(gzip.compress(b"x" * 1000), 1000) == b"x" * 1000
+    with pytest.raises(Refused) as refused:
+        gunzip(gzip.compress(b"x" * 1000)[:-10], 10_000)
     assert refused.value.status == 400
 
 

@@ -283,12 +283,12 @@ def test_progress_line_on_a_terminal_for_large_files(
 
     from _helpers import FakeSender
 
-    from bucket_logging import _ship
+    from bucket_logging import _logfiles, _ship
     from bucket_logging._jsonlines import JsonLines
 
     monkeypatch.setattr(_ship, "PROGRESS_FROM_BYTES", 1000)
     monkeypatch.setattr(_ship, "CHECKPOINT_LINES", 10)
-    monkeypatch.setattr(_ship, "CHUNK_BYTES", 512)
+    monkeypatch.setattr(_logfiles, "CHUNK_BYTES", 512)
     log = tmp_path / "big.log"
     write(log, [line(n) for n in range(100)])
     terminal = io.StringIO()
@@ -301,3 +301,30 @@ def test_progress_line_on_a_terminal_for_large_files(
     assert terminal.getvalue().endswith("\r\x1b[K")  # cleared before the summary
     assert len(sender.items) == 100
     assert "ship: 100 line(s) read" in capsys.readouterr().err
+
+
+def test_kill_9_after_a_checkpoint_repeats_nothing(server: TrackingServer, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    state = tmp_path / "state.json"
+    write(log, [line(n) for n in range(100)])
+    proc = start(server.url, "--follow", "--state", str(state), str(log))
+    try:
+        assert server.wait_for(100, TIMEOUT)
+        size = log.stat().st_size
+        assert wait_until(
+            lambda: (
+                state.exists()
+                and json.loads(state.read_text())["files"][str(log)]["offset"] == size
+            )
+        )
+    finally:
+        proc.kill()  # no clean-up at all
+        proc.communicate(timeout=TIMEOUT)
+    write(log, [line(n) for n in range(100, 120)])
+    proc = start(server.url, "--follow", "--state", str(state), str(log))
+    try:
+        assert server.wait_for(120, TIMEOUT)
+    finally:
+        status, err = stop(proc)
+    assert status == 0, err
+    assert user_ids(server) == list(range(120))  # nothing lost, nothing twice
