@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import orjson
 
@@ -255,8 +255,7 @@ def _relay(args: argparse.Namespace) -> int:
     front = _front_end(args, "relay", wrap=True)
     if front is None:
         return 2
-    sender = front.sender
-    assert isinstance(sender, RelaySender)
+    sender = cast(RelaySender, front.sender)
     limits = Limits(
         max_body=args.max_body,
         max_decoded=args.max_decoded,

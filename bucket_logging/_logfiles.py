@@ -142,12 +142,13 @@ def find_rotated(path: str, dev: int, ino: int) -> str | None:
 def resume(path: str, state: StateFile | None) -> tuple[LogFile | None, LogFile | None]:
     """Open ``path`` where ``state`` left it: (a rotated remainder or None, the file).
 
-    The file is None when it does not exist (yet).
+    The file is None when it cannot be opened (it does not exist yet, or is not
+    readable); a remainder that cannot be opened is None too.
     """
     entry = state.files.get(path) if state is not None else None
     try:
-        current = LogFile.open(path)
-    except FileNotFoundError:
+        current: LogFile | None = LogFile.open(path)
+    except OSError:
         current = None
     if entry is None:
         return None, current
@@ -160,6 +161,9 @@ def resume(path: str, state: StateFile | None) -> tuple[LogFile | None, LogFile 
     old_path = find_rotated(path, entry["dev"], entry["ino"])
     if old_path is None:
         return None, current
-    old = LogFile.open(old_path, entry["offset"])
+    try:
+        old = LogFile.open(old_path, entry["offset"])
+    except OSError:
+        return None, current
     old.path = path  # its lines are the path's: the state entry stays the path's
     return old, current

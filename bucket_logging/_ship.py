@@ -278,7 +278,7 @@ class Shipper:
         while not self.stop.is_set():
             progressed = False
             for path in waiting[:]:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     self._files.append(LogFile.open(path))
                     waiting.remove(path)
             for index, f in enumerate(self._files):
@@ -294,7 +294,7 @@ class Shipper:
                     f.close()
                     try:
                         self._files[index] = LogFile.open(f.path)
-                    except FileNotFoundError:  # renamed again already: wait for it
+                    except OSError:  # renamed again already: wait for it
                         self._files.remove(f)
                         waiting.append(f.path)
                     progressed = self._moved = True
@@ -329,6 +329,9 @@ class Shipper:
         Returns the exit status: 1 when items were lost or a file could not be read.
         """
         self._clear_progress()
+        if not self.stop.is_set():  # the end of the input: deliver all, however long
+            while not self._front.flush(1.0) and not self.stop.is_set():
+                pass  # (a signal stops waiting: the sender's shutdown deadline applies)
         self._checkpointer.finish(self._snapshot() if self._files else None)
         for f in self._files:
             f.close()

@@ -347,3 +347,43 @@ def test_gunzip_is_bounded_and_reads_several_members() -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_in_process_relay_serves_and_drains(server: TrackingServer) -> None:
+    import io
+
+    from bucket_logging import BulkSender
+    from bucket_logging._jsonlines import JsonLines
+    from bucket_logging._relay import Limits, Relay, RelaySender
+
+    sender = RelaySender(BulkSender(KEY, base_url=f"http://localhost:{server.port}"))
+    log = io.StringIO()
+    relay = Relay(
+        JsonLines(sender=sender),
+        sender,
+        port=0,
+        token=TOKEN,
+        limits=Limits(max_body=10_000, max_decoded=20_000),
+        log=log,
+    ).start()
+    host, port = relay.address
+    url = f"http://{host}:{port}/"
+    try:
+        ndjson = "\n".join(json.dumps(fluent_bit_record(n)) for n in range(3)).encode()
+        assert post(url, ndjson, gzipped=True).status_code == 200
+        assert post(url, ndjson, token=None).status_code == 401
+        assert post(url, b"[" + b" " * 30_000 + b"]", gzipped=True).status_code == 413
+        assert post(url, b"x" * 20_000).status_code == 413
+        assert httpx.put(url, timeout=TIMEOUT).status_code == 405
+        assert httpx.get(url, timeout=TIMEOUT).status_code == 405
+        with socket.create_connection((host, port), timeout=TIMEOUT) as raw:
+            raw.sendall(f"POST / HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+            assert raw.recv(100).startswith(b"HTTP/1.1 411")
+    finally:
+        assert relay.stop()
+        sender.real.close()
+    assert [c["userId"] for c in delivered(server, 3)] == [0, 1, 2]
+    assert relay.counts[200] == 1
+    assert relay.counts[413] == 2
+    assert TOKEN not in log.getvalue()
+    assert "401 a valid bearer token is required" in log.getvalue()

@@ -184,9 +184,10 @@ def test_configuration_errors_exit_2(tmp_path: Path, server: TrackingServer) -> 
     bad = tmp_path / "bad-rules.json"
     bad.write_text('[{"event": "no match"}]')
     assert ship(server.url, "--rules", str(bad)).returncode == 2
-    done = ship(server.url, str(tmp_path / "missing.log"))
-    assert done.returncode == 1
-    assert "cannot read" in done.stderr
+    for unreadable in (tmp_path / "missing.log", tmp_path):  # (a directory)
+        done = ship(server.url, str(unreadable))
+        assert done.returncode == 1
+        assert f"cannot read {unreadable}" in done.stderr
 
 
 def test_state_resumes_where_the_last_run_stopped(server: TrackingServer, tmp_path: Path) -> None:
