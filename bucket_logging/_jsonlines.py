@@ -32,9 +32,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
 from . import _diagnostics
+from ._configured import KeywordFrontEnd
 from ._diagnostics import internal_logger, internal_names
-from ._rules import NO_RULES, Rule
-from ._tracker import FrontEnd, Sender, has_tags
+from ._rules import Rule
 
 __all__ = ["NAME_KEYS", "TEMPLATE_KEYS", "TIME_KEYS", "JsonLines", "parse_time"]
 
@@ -179,43 +179,14 @@ def _created(obj: Mapping[str, Any], logger_name: str, template: object) -> floa
     return time.time()
 
 
-class JsonLines(FrontEnd):
+class JsonLines(KeywordFrontEnd):
     """Tracks parsed JSON log lines (objects) through the shared Tracker.
 
-    Args:
-        tracking_key: the Bucket tracking key; defaults to the
-            ``BUCKET_TRACKING_KEY`` environment variable.
-        base_url: the tracking API's base URL (the sender's default when None).
-        rules: zero-code rules (see :mod:`bucket_logging._rules`), matched against
-            the line's message and logger name.
-        user_id_field: the key holding the user id.
-        company_id_field: the key holding the company id.
-        sender: an existing sender to use instead of the shared one for the key.
-        **sender_options: passed on to the sender.
+    Takes the options of :class:`~bucket_logging._configured.KeywordFrontEnd`; rules
+    are matched against the line's message and logger name.
     """
 
     __slots__ = ()
-
-    def __init__(
-        self,
-        tracking_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        rules: list[dict[str, Any]] | None = None,
-        user_id_field: str = "user_id",
-        company_id_field: str = "company_id",
-        sender: Sender | None = None,
-        **sender_options: Any,
-    ) -> None:
-        self._set_up(
-            sender,
-            tracking_key,
-            base_url,
-            sender_options,
-            rules=rules,
-            user_id_field=user_id_field,
-            company_id_field=company_id_field,
-        )
 
     def track(self, obj: dict[str, Any]) -> bool:
         """Track one parsed line if it asks for it; True when it did (tags or a rule).
@@ -224,16 +195,10 @@ class JsonLines(FrontEnd):
         ``bucket_logging`` logger.
         """
         try:
-            if "bucket_event" in obj:
-                plan: object = None
-                template = _template(obj)
-            else:
-                template = _template(obj)
-                if not has_tags(obj):  # untagged: only a rule can ask for it
-                    cache = self._rule_cache
-                    if cache is None or (type(template) is str and cache.get(template) is NO_RULES):
-                        return False
-                plan = True
+            template = _template(obj)
+            plan: object = self._first_step(obj, template)
+            if plan is False:
+                return False
             name = _logger_name(obj)
             if plan is not None:
                 plan = self._wants(obj, name, template)
@@ -254,7 +219,3 @@ class JsonLines(FrontEnd):
         else:
             self._track(obj, created, name, template, plan)
         return True
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued was delivered, or ``timeout``; True when it was."""
-        return self._tracker.flush(timeout)

@@ -43,9 +43,8 @@ import sys
 import threading
 from typing import Any
 
+from ._configured import KeywordFrontEnd
 from ._diagnostics import is_internal
-from ._rules import NO_RULES
-from ._tracker import FrontEnd, Sender, has_tags
 
 __all__ = ["LoguruSink"]
 
@@ -75,24 +74,16 @@ def _install_exit_hook() -> None:
             atexit.register(_complete_loguru)
 
 
-class LoguruSink(FrontEnd):
+class LoguruSink(KeywordFrontEnd):
     """A loguru sink that turns tagged records into Bucket tracking calls.
 
     Use it with ``logger.add(LoguruSink(...))``; any of loguru's ``add`` options
-    (``level``, ``filter``, ``enqueue`` ...) apply as usual.
-
-    Args:
-        tracking_key: the Bucket tracking key; defaults to the
-            ``BUCKET_TRACKING_KEY`` environment variable.
-        base_url: the tracking API's base URL (the sender's default when None).
-        rules: zero-code rules (a list of dicts, see :mod:`bucket_logging._rules`);
-            ``match`` is matched against the record's message, ``logger`` against
-            its ``name``.
-        user_id_field: the ``extra`` key (and contextvars key) holding the user id.
-        company_id_field: the ``extra`` key (and contextvars key) holding the
-            company id.
-        sender: an existing sender to use instead of the shared one for the key.
-        **sender_options: passed on to the sender.
+    (``level``, ``filter``, ``enqueue`` ...) apply as usual. Takes the options of
+    :class:`~bucket_logging.BucketProcessor`: ``tracking_key`` (default: env
+    ``BUCKET_TRACKING_KEY``), ``base_url``, ``rules`` (``match`` against the record's
+    message, ``logger`` against its ``name``), ``user_id_field`` and
+    ``company_id_field`` (keys of ``extra``, and of structlog's contextvars),
+    ``sender``, and the sender's options.
 
     Raises:
         ConfigurationError: when a rule or an option is invalid, or no tracking key
@@ -101,27 +92,8 @@ class LoguruSink(FrontEnd):
 
     __slots__ = ()
 
-    def __init__(
-        self,
-        tracking_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        rules: list[dict[str, Any]] | None = None,
-        user_id_field: str = "user_id",
-        company_id_field: str = "company_id",
-        sender: Sender | None = None,
-        **sender_options: Any,
-    ) -> None:
-        self._set_up(
-            sender,
-            tracking_key,
-            base_url,
-            sender_options,
-            rules=rules,
-            user_id_field=user_id_field,
-            company_id_field=company_id_field,
-        )
-        _install_exit_hook()  # after the sender's: runs before it at exit
+    def _configured(self) -> None:
+        _install_exit_hook()  # after the sender's own hook: runs before it at exit
 
     def __call__(self, message: Any) -> None:
         """Track the record of a loguru ``message`` if it asks for it; never raises."""
@@ -129,15 +101,9 @@ class LoguruSink(FrontEnd):
             record = message.record
             fields = record["extra"]
             template = record["message"]
-            if "bucket_event" in fields:
-                plan: object = None
-            elif has_tags(fields):
-                plan = True
-            else:  # untagged: only a rule can ask for it
-                cache = self._rule_cache
-                if cache is None or (type(template) is str and cache.get(template) is NO_RULES):
-                    return
-                plan = True
+            plan: object = self._first_step(fields, template)
+            if plan is False:
+                return
             name = record["name"]
             if type(name) is not str:
                 name = ""
@@ -162,7 +128,7 @@ class LoguruSink(FrontEnd):
         Records still in loguru's ``enqueue=True`` queue are not the sink's yet: call
         ``logger.complete()`` first.
         """
-        return self._tracker.flush(timeout)
+        return super().flush(timeout)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._rule_count()} rule(s)>"
