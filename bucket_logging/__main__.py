@@ -8,6 +8,11 @@
 
 Each accepted call is printed as one line (see :func:`format_call`), or as one JSON
 line with ``--json``; rejected requests as one line with their status and errors.
+
+``bucket-logging ship [FILE ...]`` sends the tagged lines of JSON-lines logs (see
+:mod:`bucket_logging._ship`); ``bucket-logging relay`` is an HTTP intake for log
+pipelines (see :mod:`bucket_logging._relay`). Both read JSON objects with
+:class:`~bucket_logging._jsonlines.JsonLines`.
 """
 
 from __future__ import annotations

@@ -23,10 +23,12 @@ from typing import BinaryIO, Final
 
 import orjson
 
-__all__ = ["CHUNK_BYTES", "LogFile", "StateFile", "find_rotated", "resume"]
+__all__ = ["CHUNK_BYTES", "MAX_LINE_BYTES", "LogFile", "StateFile", "find_rotated", "resume"]
 
 #: Bytes read at once.
 CHUNK_BYTES: Final = 1024 * 1024
+#: A longer line is not held whole: it is handed on in pieces (and skipped).
+MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 
 
 class StateFile:
@@ -87,16 +89,24 @@ class LogFile:
         return {"dev": self.dev, "ino": self.ino, "offset": self.offset}
 
     def read_lines(self) -> list[bytes]:
-        """The next chunk's complete lines; [] at the end of the file for now."""
-        data = self.fh.read(CHUNK_BYTES)
-        if not data:
-            return []
-        if self.partial:
-            data = self.partial + data
-        lines = data.split(b"\n")
-        self.partial = lines.pop()
-        self.offset += len(data) - len(self.partial)
-        return lines
+        """The next complete lines; [] at the end of the file for now.
+
+        A line longer than :data:`MAX_LINE_BYTES` is handed on in pieces (not JSON:
+        each is counted and skipped) rather than held in memory whole.
+        """
+        while True:
+            data = self.fh.read(CHUNK_BYTES)
+            if not data:
+                return []
+            if self.partial:
+                data = self.partial + data
+            lines = data.split(b"\n")
+            self.partial = lines.pop()
+            self.offset += len(data) - len(self.partial)
+            if lines:
+                return lines
+            if len(self.partial) > MAX_LINE_BYTES:
+                return self.take_partial()
 
     def take_partial(self) -> list[bytes]:
         """The last line, without its newline, at the end of the file."""

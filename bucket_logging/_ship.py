@@ -50,7 +50,7 @@ import orjson
 
 from . import _tracker
 from ._jsonlines import JsonLines
-from ._logfiles import CHUNK_BYTES, LogFile, StateFile, resume
+from ._logfiles import CHUNK_BYTES, MAX_LINE_BYTES, LogFile, StateFile, resume
 
 __all__ = [
     "CHECKPOINT_BYTES",
@@ -252,6 +252,9 @@ class Shipper:
                 break
             lines = (partial + data).split(b"\n")
             partial = lines.pop()
+            if len(partial) > MAX_LINE_BYTES:  # not held whole: handed on (and skipped)
+                lines.append(partial)
+                partial = b""
             self._feed(lines)
             self._maybe_checkpoint()
         if partial:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from _helpers import FakeSender, _fresh_rate_limits
 
 from bucket_logging._jsonlines import JsonLines
@@ -120,7 +121,6 @@ def test_follow_in_process_through_rotation_truncation_and_a_late_file(tmp_path:
 
 
 def test_a_broken_state_file_is_a_clear_error(tmp_path: Path) -> None:
-    import pytest
 
     bad = tmp_path / "state.json"
     bad.write_text("{not json")
@@ -128,3 +128,22 @@ def test_a_broken_state_file_is_a_clear_error(tmp_path: Path) -> None:
         StateFile(str(bad))
     bad.write_text('{"files": {"/x": {"dev": 1}, "/y": {"dev": 1, "ino": 2, "offset": 3}}}')
     assert StateFile(str(bad)).files == {"/y": {"dev": 1, "ino": 2, "offset": 3}}
+
+
+def test_long_lines_are_read_whole_and_giant_ones_in_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bucket_logging import _logfiles
+
+    monkeypatch.setattr(_logfiles, "CHUNK_BYTES", 64)
+    monkeypatch.setattr(_logfiles, "MAX_LINE_BYTES", 1000)
+    path = tmp_path / "a.log"
+    long = json.dumps({"bucket_event": "E", "user_id": 1, "pad": "x" * 500})
+    giant = json.dumps({"bucket_event": "E", "user_id": 2, "pad": "x" * 3000})
+    path.write_text(f"{long}\n{giant}\n{line(3)}")
+    sender = FakeSender()
+    shipper = Shipper(JsonLines(sender=sender))
+    shipper.ship_files([str(path)])
+    assert shipper.finish() == 0
+    assert ids(sender) == [1, 3]  # the giant line was skipped, in pieces
+    assert shipper.counts.skipped >= 2
