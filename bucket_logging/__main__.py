@@ -280,6 +280,8 @@ def _relay(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    real = sender.real
+    dropped0 = real.stats.dropped_total if isinstance(real, BulkSender) else 0
     relay.start()
     host, port = relay.address
     where = f"[{host}]" if ":" in host else host
@@ -293,8 +295,6 @@ def _relay(args: argparse.Namespace) -> int:
         pass
     relay.say("relay: stopping (draining)")
     relay.stop()
-    real = sender.real
-    dropped0 = real.stats.dropped_total if isinstance(real, BulkSender) else 0
     if isinstance(real, BulkSender):
         real.close()
         dropped = real.stats.dropped_total - dropped0

@@ -2,23 +2,26 @@
 
 A :class:`LogFile` is one open file with its identity (device and inode) and the
 offset after the last whole line consumed; :class:`StateFile` records those per
-path, written atomically; :func:`resume` reopens a path where the state left it.
+path (with a checksum of the file's first bytes), written atomically; :func:`resume`
+reopens a path where the state left it.
 
 Rotation (``--follow``, like ``tail -F``): at the end of a file the shipper
 compares the path's inode with the open file's. A new file there means the old one
 was renamed: its last lines are read, then the new file from its start. A file
 shorter than what was read means it was truncated (``copytruncate``): reading
 starts over at 0 (lines written between the last read and the truncation are lost,
-as with any reader of ``copytruncate``). A restart with ``--state`` after a
-rotation finds the old file by its inode in the same directory (``app.log.1``) and
-reads its remainder first; a rotated file that was compressed or deleted meanwhile
-cannot be read, and its unread lines are lost.
+as with any reader of ``copytruncate``). A file truncated and written again while
+the shipper was not running is recognised by its first bytes and read from 0. A
+restart with ``--state`` after a rotation finds the old file by its inode in the
+same directory (``app.log.1``) and reads its remainder first; a rotated file that
+was compressed or deleted meanwhile cannot be read, and its unread lines are lost.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import zlib
 from typing import BinaryIO, Final
 
 import orjson
@@ -27,6 +30,8 @@ __all__ = ["CHUNK_BYTES", "MAX_LINE_BYTES", "LogFile", "StateFile", "find_rotate
 
 #: Bytes read at once.
 CHUNK_BYTES: Final = 1024 * 1024
+#: The state file recognises a file by its inode and a checksum of this many first bytes.
+HEAD_BYTES: Final = 256
 #: A longer line is not held whole: it is handed on in pieces (and skipped).
 MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 
@@ -85,8 +90,32 @@ class LogFile:
     def open(cls, path: str, offset: int = 0) -> LogFile:
         return cls(path, open(path, "rb"), offset)
 
+    def head(self, length: int) -> int:
+        """A checksum of the file's first ``length`` bytes (what the state recognises)."""
+        try:
+            return zlib.crc32(os.pread(self.fh.fileno(), length, 0))
+        except OSError:
+            return -1
+
     def entry(self) -> dict[str, int]:
-        return {"dev": self.dev, "ino": self.ino, "offset": self.offset}
+        """The position for the state file: identity, offset, and the head's checksum."""
+        length = min(self.offset, HEAD_BYTES)
+        return {
+            "dev": self.dev,
+            "ino": self.ino,
+            "offset": self.offset,
+            "head_bytes": length,
+            "head": self.head(length),
+        }
+
+    def same_head(self, entry: dict[str, int]) -> bool:
+        """Whether the file still starts as it did when ``entry`` was taken.
+
+        A file truncated and written again (``copytruncate`` while the shipper was
+        not running) keeps its inode; its first bytes tell it apart.
+        """
+        length = entry.get("head_bytes")
+        return length is None or self.head(length) == entry.get("head")
 
     def read_lines(self) -> list[bytes]:
         """The next complete lines; [] at the end of the file for now.
@@ -164,10 +193,10 @@ def resume(path: str, state: StateFile | None) -> tuple[LogFile | None, LogFile 
         return None, current
     if current is not None and (current.dev, current.ino) == (entry["dev"], entry["ino"]):
         size = os.fstat(current.fh.fileno()).st_size
-        if size >= entry["offset"]:
+        if size >= entry["offset"] and current.same_head(entry):
             current.fh.seek(entry["offset"])
             current.offset = entry["offset"]
-        return None, current  # (shorter: truncated, read from the start)
+        return None, current  # (shorter, or other first bytes: truncated, from the start)
     old_path = find_rotated(path, entry["dev"], entry["ino"])
     if old_path is None:
         return None, current

@@ -147,3 +147,32 @@ def test_long_lines_are_read_whole_and_giant_ones_in_pieces(
     assert shipper.finish() == 0
     assert ids(sender) == [1, 3]  # the giant line was skipped, in pieces
     assert shipper.counts.skipped >= 2
+
+
+def test_a_file_truncated_and_rewritten_while_down_is_read_from_the_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "app.log"
+    write(path, range(3))
+    f = LogFile.open(str(path))
+    f.read_lines()
+    state = StateFile(str(tmp_path / "state.json"))
+    state.save({str(path): f.entry()})
+    f.close()
+    with open(path, "r+") as fh:  # copytruncate, then more lines than before
+        fh.truncate(0)
+    write(path, range(10, 15))
+    _, current = resume(str(path), StateFile(str(tmp_path / "state.json")))
+    assert current is not None
+    assert [json.loads(x)["user_id"] for x in current.read_lines()] == list(range(10, 15))
+    current.close()
+    # the same file, grown: resumed where it was
+    f = LogFile.open(str(path))
+    f.read_lines()
+    state.save({str(path): f.entry()})
+    f.close()
+    write(path, range(15, 17))
+    _, current = resume(str(path), StateFile(str(tmp_path / "state.json")))
+    assert current is not None
+    assert [json.loads(x)["user_id"] for x in current.read_lines()] == [15, 16]
+    current.close()

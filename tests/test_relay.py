@@ -387,3 +387,12 @@ def test_in_process_relay_serves_and_drains(server: TrackingServer) -> None:
     assert relay.counts[413] == 2
     assert TOKEN not in log.getvalue()
     assert "401 a valid bearer token is required" in log.getvalue()
+
+
+def test_items_lost_after_a_200_make_the_exit_status_1(relays: list[Running]) -> None:
+    with TrackingServer(tracking_keys=["trSomeOtherKey-000000000"]) as refusing:
+        relay = start(relays, refusing)
+        assert post(relay.url, json.dumps([vector_event(n) for n in range(3)]).encode()).is_success
+        status, err = relay.stop()
+    assert status == 1
+    assert "3 item(s) lost" in err
