@@ -418,8 +418,10 @@ class Relay:
         while not self._stopped.wait(0.25):
             self._server.reap()
 
-    def stop(self) -> bool:
-        """Drain: stop accepting, answer what is in progress, deliver; True if nothing lost."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Drain: stop accepting, answer what is in progress, then wait up to ``timeout``
+        (default: the sender's ``shutdown_timeout``; 0: not at all) for the sender to
+        deliver what was accepted. True when it did."""
         server = self._server
         server.stopping.set()
         server.shutdown()  # the accept loop ends
@@ -428,4 +430,4 @@ class Relay:
         self._stopped.set()
         if self._thread is not None:
             self._thread.join()
-        return self.front.flush()
+        return self.front.flush(timeout)

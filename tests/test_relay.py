@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -396,3 +397,25 @@ def test_items_lost_after_a_200_make_the_exit_status_1(relays: list[Running]) ->
         status, err = relay.stop()
     assert status == 1
     assert "3 item(s) lost" in err
+
+
+def test_with_a_spool_what_was_answered_200_survives_an_outage(
+    server: TrackingServer, relays: list[Running], tmp_path: Path
+) -> None:
+    from bucket_logging import BulkSender
+
+    with socket.socket() as free:  # a port where nothing listens: the endpoint is down
+        free.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{free.getsockname()[1]}"
+    spool = tmp_path / "spool"
+    relay = start(relays, server, "--url", down, "--spool-dir", str(spool))
+    body = json.dumps([vector_event(n) for n in range(5)]).encode()
+    assert post(relay.url, body).status_code == 200
+    status, err = relay.stop()
+    assert status == 0, err  # spooled, not lost
+    assert "0 item(s) lost" in err
+    later = BulkSender(KEY, base_url=server.url, spool_dir=spool)  # the next process
+    try:
+        assert [c["userId"] for c in delivered(server, 5)] == list(range(5))
+    finally:
+        later.close()
