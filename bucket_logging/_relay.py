@@ -18,7 +18,9 @@ Answers:
 * **400** for a body that is not JSON, **401** without the right token, **405** for
   other methods (``GET`` answers ``/health`` only), **411** without a
   ``Content-Length``, **413** for a body over ``--max-body`` bytes as sent or over
-  ``--max-decoded`` bytes once decompressed, **415** for an encoding other than gzip.
+  ``--max-decoded`` bytes once decompressed (a body up to four times ``--max-body``
+  is read and discarded first, so that the client sees the answer rather than a
+  reset), **415** for an encoding other than gzip.
 
 Where items go (key, URL, spool) comes only from the relay's own options and
 environment, never from a request. Besides the optional spool the relay keeps no
@@ -61,6 +63,10 @@ from ._jsonlines import JsonLines
 __all__ = ["Limits", "Relay", "RelaySender", "is_loopback"]
 
 _SUCCESS_HEADERS: Final = {"Content-Type": "application/json"}
+
+#: A body over the limit but within this many times it is read and discarded before
+#: the 413 (a client still sending would otherwise see a reset, not the answer).
+_DRAIN_FACTOR: Final = 4
 
 #: The deadline of a connection whose request is being tracked or answered.
 _HELD: Final = float("inf")
@@ -285,11 +291,21 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0:
             raise Refused(400, "invalid Content-Length")
         if length > limits.max_body:
+            if length <= _DRAIN_FACTOR * limits.max_body:
+                self._discard(length)  # so that the client reads the 413, not a reset
             raise Refused(413, f"the body is over {limits.max_body:,} bytes")
         body = self.rfile.read(length)
         if len(body) < length:
             raise Refused(400, "the body ended early")
         return body
+
+    def _discard(self, length: int) -> None:
+        """Read and forget ``length`` bytes (the request's deadline still applies)."""
+        while length > 0:
+            chunk = self.rfile.read(min(length, 65536))
+            if not chunk:
+                return
+            length -= len(chunk)
 
     def _answer(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         relay = self._srv().relay
