@@ -1,15 +1,17 @@
 """A JSON log line (one parsed object) as a front end: shared by ``ship`` and ``relay``.
 
 Logs that already left the application as JSON (structlog's ``JSONRenderer``,
-python-json-logger, loguru's ``serialize=True`` flattened by a pipeline, other
-languages) carry the same tags at the top level as a structlog event dict::
+python-json-logger, loguru's ``serialize=True``, other languages) carry the same
+tags at the top level as a structlog event dict::
 
     {"timestamp": "2026-11-29T12:00:00.123Z", "logger": "app.chat",
      "event": "message sent", "bucket_event": "Sent message", "user_id": 42}
 
 :class:`JsonLines` reads, from one such object:
 
-* the fields: the object itself (``bucket_*`` tags, ``user_id``, ``company_id``);
+* the fields: the object itself (``bucket_*`` tags, ``user_id``, ``company_id``), or
+  for a line of loguru's ``serialize=True`` (``{"text": ..., "record": {...}}``) its
+  record's ``extra``, with the record's message, name and time;
 * the message template, for rules: the first string among ``event`` (structlog),
   ``message`` (python-json-logger, Vector, Fluent Bit) and ``msg``;
 * the logger name, for rules' ``logger``: ``logger``, ``logger_name`` or ``name``;
@@ -179,6 +181,21 @@ def _created(obj: Mapping[str, Any], logger_name: str, template: object) -> floa
     return time.time()
 
 
+def _from_loguru(obj: dict[str, Any]) -> dict[str, Any]:
+    """A line of loguru's ``serialize=True`` as a flat object: ``extra`` at the top,
+    with the record's message, name and time."""
+    record = obj["record"]
+    if type(record) is not dict:
+        return obj
+    extra = record.get("extra")
+    flat: dict[str, Any] = dict(extra) if type(extra) is dict else {}
+    flat["message"] = record.get("message")
+    flat["logger"] = record.get("name")
+    when = record.get("time")
+    flat["timestamp"] = when.get("timestamp") if type(when) is dict else None
+    return flat
+
+
 class JsonLines(KeywordFrontEnd):
     """Tracks parsed JSON log lines (objects) through the shared Tracker.
 
@@ -195,6 +212,8 @@ class JsonLines(KeywordFrontEnd):
         ``bucket_logging`` logger.
         """
         try:
+            if "record" in obj and "text" in obj:  # loguru's serialize=True
+                obj = _from_loguru(obj)
             template = _template(obj)
             plan: object = self._first_step(obj, template)
             if plan is False:

@@ -121,3 +121,30 @@ def test_the_library_own_lines_and_odd_objects_are_not_tracked(
     assert len(sender.items) == 1  # stamped with the time of tracking
     assert any("is not ISO 8601" in r.getMessage() for r in caplog.records)
     assert lines.flush(1.0)
+
+
+def test_loguru_serialized_lines_are_read_from_their_record() -> None:
+    import io
+    import json
+
+    from loguru import logger
+
+    out = io.StringIO()
+    handler_id = logger.add(out, serialize=True, format="{message}")
+    try:
+        logger.bind(user_id=7).info("sent {}", 3, bucket_event="Sent message")
+        logger.info("Report viewed", user_id=8, report="sales")
+    finally:
+        logger.remove(handler_id)
+    rules = [{"match": "Report viewed", "event": "Viewed report", "logger": "test_json*"}]
+    lines, sender = front(rules=rules)
+    for text in out.getvalue().splitlines():
+        assert lines.track(json.loads(text))
+    assert sender.calls == [
+        {"type": "event", "event": "Sent message", "userId": 7},
+        {"type": "event", "event": "Viewed report", "userId": 8},
+    ]
+    stamp = json.loads(out.getvalue().splitlines()[0])["record"]["time"]["timestamp"]
+    expected = datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="milliseconds")
+    assert sender.items[0].to_dict()["timestamp"] == expected.replace("+00:00", "Z")
+    assert not lines.track({"text": "x", "record": "not a dict"})
