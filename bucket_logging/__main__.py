@@ -229,6 +229,8 @@ def _ship(args: argparse.Namespace) -> int:
     if args.follow and not args.files:
         print("bucket-logging ship: --follow needs files", file=sys.stderr)
         return 2
+    if args.state and not args.files:
+        print("bucket-logging ship: --state applies to files; ignored for stdin", file=sys.stderr)
     state = StateFile(args.state) if args.state and args.files else None
     progress = sys.stderr if sys.stderr.isatty() else None
     shipper = Shipper(front, state=state, progress=progress)

@@ -155,8 +155,11 @@ def test_a_file_of_tagged_untagged_and_broken_lines(server: TrackingServer, tmp_
 
 def test_stdin_and_options_on_the_command_line(server: TrackingServer) -> None:
     body = "".join(line(n) for n in range(100)).encode()
-    done = ship("http://unused.invalid", "--key", KEY, "--url", server.url, stdin=body)
+    done = ship(
+        "http://unused.invalid", "--key", KEY, "--url", server.url, "--state", "x", stdin=body
+    )
     assert done.returncode == 0, done.stderr
+    assert "--state applies to files; ignored for stdin" in done.stderr
     assert user_ids(server) == list(range(100))
     assert "100 item(s) sent" in done.stderr
 
