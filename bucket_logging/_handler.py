@@ -154,7 +154,7 @@ class BucketHandler(FrontEnd, logging.Handler):
             return
         self._track(fields, created, name, template, plan)
 
-    def flush(self, timeout: float | None = None) -> bool:
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Wait until everything queued on the sender was delivered, or ``timeout``.
 
         Returns True when it was (or it was dropped and counted), False on time-out,

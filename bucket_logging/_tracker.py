@@ -51,6 +51,7 @@ __all__ = [
     "claim",
     "has_tags",
     "is_claimed",
+    "rejected_calls",
     "release_claim",
     "resolve_sender",
     "trackers_built",
@@ -879,8 +880,23 @@ class Tracker:
         return attributes or None
 
 
+#: How many calls :func:`_reject` refused in this process (see :func:`rejected_calls`).
+_rejected_calls = 0
+
+
+def rejected_calls() -> int:
+    """How many calls were not sent because a record's tags or values were invalid.
+
+    Counted for the whole process (every tracker), for summaries such as
+    ``bucket-logging ship``'s; the reports themselves are rate-limited.
+    """
+    return _rejected_calls
+
+
 def _reject(kind: str, logger_name: str, template: object, problem: str) -> None:
-    """Report a call that is not sent (rate-limited per kind)."""
+    """Report a call that is not sent (rate-limited per kind), and count it."""
+    global _rejected_calls
+    _rejected_calls += 1
     _diagnostics.report(
         "invalid-" + kind,
         "Not sending the %s call of a record from logger %r with message %s: %s",

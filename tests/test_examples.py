@@ -72,6 +72,7 @@ RUNS: dict[str, tuple[str, bool]] = {
     "fileconfig": ("fileconfig_example.py", True),
     "structlog": ("structlog_example.py", True),
     "structlog_bridged": ("structlog_bridged_example.py", True),
+    "loguru": ("loguru_example.py", True),
     "django_settings": ("django_settings_example.py", True),
     "starlette_middleware": ("starlette_middleware_example.py", True),
     "gunicorn_conf": ("gunicorn_conf_example.py", True),
@@ -261,6 +262,28 @@ def test_structlog_example(runs: dict[str, Run]) -> None:
     assert _event(calls, "Exported report")["attributes"] == {"format": "pdf"}
     # The renderer after the processor still rendered every event, untracked ones too.
     assert run.stdout.count('"event": ') == 4
+
+
+def test_loguru_example(runs: dict[str, Run]) -> None:
+    run = _finished(runs, "loguru")
+    calls = run.calls
+    assert _kinds(calls) == {
+        ("user", None): 1,
+        ("company", None): 1,
+        ("event", "Signed in"): 1,
+        ("event", "Exported report"): 1,
+        ("feedback", None): 1,
+    }
+    assert all(c["userId"] == 42 for c in calls)
+    assert _event(calls, "Exported report") == {
+        "type": "event",
+        "event": "Exported report",
+        "userId": 42,
+        "companyId": "acme",
+        "attributes": {"format": "pdf"},
+        "timestamp": _event(calls, "Exported report")["timestamp"],
+    }
+    assert run.stdout.count(" INFO ") == 5  # loguru's own sink printed every record
 
 
 def test_structlog_bridged_example_tracks_each_event_exactly_once(runs: dict[str, Run]) -> None:
