@@ -12,6 +12,7 @@ from ._exceptions import BucketLoggingError, ConfigurationError, DeliveryError, 
 from ._format import format_call
 from ._handler import BucketHandler
 from ._items import Item
+from ._loguru import LoguruSink
 from ._processor import BucketProcessor
 from ._sender import BulkSender, SenderStats, aflush, flush, get_sender
 from ._server import TrackingServer
@@ -26,6 +27,7 @@ __all__ = [
     "DeliveryError",
     "InvalidItemError",
     "Item",
+    "LoguruSink",
     "SenderStats",
     "TrackingServer",
     "aflush",

@@ -13,15 +13,18 @@ from typing import Final
 
 from ._exceptions import ConfigurationError
 from ._retry import RetryPolicy
+from ._shutdown import sigterm_enabled
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "ENV_KEY",
+    "ENV_OFFLINE",
     "ENV_SPOOL_DIR",
     "ENV_URL",
     "SenderConfig",
     "SpoolConfig",
     "resolve_key",
+    "resolve_offline",
     "resolve_url",
 ]
 
@@ -30,6 +33,8 @@ DEFAULT_BASE_URL: Final = "https://tracking.bucket.co"
 
 ENV_KEY: Final = "BUCKET_TRACKING_KEY"
 ENV_URL: Final = "BUCKET_TRACKING_URL"
+#: ``1``/``true``/``on``/``yes``: every sender is offline (tests, CI; no key needed).
+ENV_OFFLINE: Final = "BUCKET_OFFLINE"
 
 #: The environment variable read when ``spool_dir`` is not given.
 ENV_SPOOL_DIR: Final = "BUCKET_SPOOL_DIR"
@@ -44,6 +49,13 @@ DEFAULT_SPOOL_MAX_AGE: Final = 7 * 24 * 3600.0
 def resolve_key(tracking_key: str | None) -> str:
     """The tracking key given, else env ``BUCKET_TRACKING_KEY``, else ""."""
     return tracking_key if tracking_key is not None else os.environ.get(ENV_KEY, "")
+
+
+def resolve_offline(offline: object) -> bool:
+    """``offline`` as given, or env ``BUCKET_OFFLINE`` set to 1/true/on/yes."""
+    if offline:
+        return True
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() in ("1", "true", "on", "yes")
 
 
 def resolve_url(base_url: str | None) -> str:
@@ -77,6 +89,7 @@ class SenderConfig:
     dedupe_window: float = 60.0
     shutdown_timeout: float = 5.0
     spool: SpoolConfig | None = None
+    handle_sigterm: bool = True
 
     @property
     def endpoint(self) -> str:
@@ -104,13 +117,15 @@ class SenderConfig:
         spool_dir: str | os.PathLike[str] | None,
         spool_max_bytes: int,
         spool_max_age: float,
+        handle_sigterm: object = True,
     ) -> SenderConfig:
         """Check the options (and the environment); raise ConfigurationError if wrong."""
         key = resolve_key(tracking_key)
+        offline = resolve_offline(offline)
         if not offline and not key:
             raise ConfigurationError(
                 "no Bucket tracking key: pass tracking_key=... or set the "
-                f"{ENV_KEY} environment variable (or use offline=True)"
+                f"{ENV_KEY} environment variable (or use offline=True or {ENV_OFFLINE}=1)"
             )
         url = resolve_url(base_url)
         if not url.startswith(("http://", "https://")):
@@ -146,4 +161,5 @@ class SenderConfig:
             dedupe_window=float(dedupe_window),
             shutdown_timeout=float(shutdown_timeout),
             spool=spool,
+            handle_sigterm=sigterm_enabled(handle_sigterm),
         )

@@ -107,7 +107,12 @@ class Pace:
 
 
 def error_message(response: httpx.Response) -> tuple[str, str]:
-    """The (code, readable message) of an error answer, per the API's error body."""
+    """The (code, readable message) of an error answer, per the API's error body.
+
+    Both come from outside: the keys are redacted, control characters escaped, and
+    only then is the text cut (see :func:`~bucket_logging._diagnostics.outside_text`).
+    """
+    clean = _diagnostics.outside_text
     try:
         data = response.json()
         error = data.get("error") or {}
@@ -120,9 +125,9 @@ def error_message(response: httpx.Response) -> tuple[str, str]:
         ]
         if details:
             message = (message + ": " if message else "") + "; ".join(details)
-        return code, message or response.text[:300]
+        return clean(code, 100), clean(message or response.text, 1000)
     except Exception:
-        return "", response.text[:300]
+        return "", clean(response.text)
 
 
 class Delivery:
@@ -236,7 +241,7 @@ class Delivery:
 
     def _reject(self, entry: bytes, status: int, message: str) -> None:
         self.ledger.count_rejected(1)
-        self.notify(DeliveryError("rejected", 1, status, _diagnostics.redact(message)))
+        self.notify(DeliveryError("rejected", 1, status, message))
         report(
             "rejected",
             "bucket_logging: the server rejected an item (%s; HTTP %d: %s): %.300s",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import selectors
 import ssl
 import threading
 import time
@@ -35,6 +34,7 @@ from ._delivery import Delivery, Outcome, Pace, Post
 from ._diagnostics import report
 from ._exceptions import DeliveryError
 from ._ledger import DropReason, Ledger, Mark, Ticket
+from ._loop import ResolvingLoop
 from ._queue import Batch, BatchQueue
 from ._spool import Spool
 from ._version import __version__
@@ -45,8 +45,13 @@ _USER_AGENT: Final = f"bucket-logging/{__version__}"
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """The sender thread's event loop (the one place a sender's loop is made)."""
-    return asyncio.SelectorEventLoop(selectors.DefaultSelector())
+    """The sender thread's event loop (the one place a sender's loop is made).
+
+    It resolves host names on a thread started with it (see :mod:`bucket_logging._loop`):
+    asyncio's default executor refuses work once the interpreter shuts down. Raises
+    :class:`RuntimeError` where no thread can be started.
+    """
+    return ResolvingLoop()
 
 
 class SenderLoop:
@@ -92,8 +97,12 @@ class SenderLoop:
         me = threading.get_ident()
         mine = me not in _diagnostics.internal_threads
         _diagnostics.internal_threads.add(me)
+        self._cannot_start: RuntimeError | None = None
         try:
             self.loop: asyncio.AbstractEventLoop | None = new_event_loop()
+        except RuntimeError as exc:  # "can't create new thread at interpreter shutdown"
+            self.loop = None
+            self._cannot_start = exc
         finally:
             if mine:
                 _diagnostics.internal_threads.discard(me)
@@ -120,7 +129,9 @@ class SenderLoop:
     def start(self) -> bool:
         """Start the thread (never waiting for it); False if it could not start."""
         loop = self.loop
-        assert loop is not None
+        if loop is None:
+            report("start", "bucket_logging: cannot start the sender thread (%s)", self._cannot_start)
+            return False
         thread = threading.Thread(
             target=self._thread_main, args=(loop,), name="bucket_logging-sender", daemon=True
         )
@@ -330,7 +341,7 @@ class SenderLoop:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # pragma: no cover - defensive: never kill the loop
-            self.drop("retries_exhausted", len(batch), None, f"unexpected error: {exc!r}")
+            self.drop("internal_error", len(batch), None, f"unexpected error: {exc!r}")
         finally:
             self.finished(ticket)
             self.slots.release()
@@ -343,7 +354,7 @@ class SenderLoop:
     def drop(self, reason: DropReason, count: int, status: int | None, detail: str) -> None:
         """Count and report queued items that will not be delivered (they are done)."""
         self._ledger.count_dropped(reason, count)
-        error = DeliveryError(reason, count, status, _diagnostics.redact(detail))
+        error = DeliveryError(reason, count, status, _diagnostics.outside_text(detail, 1000))
         report("drop-" + reason, "bucket_logging: %s", error)
         self.notify(error)
 

@@ -36,6 +36,10 @@ class InvalidItemError(BucketLoggingError, ValueError):
         prefix = f"invalid {kind} item: " if kind else "invalid item: "
         super().__init__(prefix + "; ".join(self.errors))
 
+    def __reduce__(self) -> tuple[type[InvalidItemError], tuple[list[str], str | None]]:
+        # (pickled as built, not from the message: errors cross processes in Celery)
+        return type(self), (self.errors, self.kind)
+
 
 class DeliveryError(BucketLoggingError):
     """Items that could not be delivered, as passed to a sender's ``on_error`` callback.
@@ -46,8 +50,9 @@ class DeliveryError(BucketLoggingError):
     Attributes:
         reason: why, one of ``"rejected"`` (the server answered 400 for these items),
             ``"client_error"`` (another 4xx, e.g. a wrong tracking key or URL),
-            ``"retries_exhausted"``, ``"queue_full"``, ``"shutdown"``, ``"closed"`` (also when the
-            sender thread could not start); with a spool also ``"spool_full"``,
+            ``"retries_exhausted"``, ``"queue_full"``, ``"shutdown"`` (the exit deadline passed),
+            ``"closed"`` (also when the sender thread could not start), ``"internal_error"``
+            (an unexpected error while delivering); with a spool also ``"spool_full"``,
             ``"spool_expired"`` and ``"spool_error"``.
         count: how many items.
         status: the HTTP status of the last answer, if there was one.
@@ -67,3 +72,6 @@ class DeliveryError(BucketLoggingError):
         if detail:
             text += f": {detail}"
         super().__init__(text)
+
+    def __reduce__(self) -> tuple[type[DeliveryError], tuple[str, int, int | None, str]]:
+        return type(self), (self.reason, self.count, self.status, self.detail)

@@ -32,6 +32,7 @@ DropReason = Literal[
     "spool_full",
     "spool_expired",
     "spool_error",
+    "internal_error",
 ]
 
 #: Why items are dropped (``SenderStats.dropped`` keys); each drop is also reported on
@@ -46,6 +47,7 @@ DROP_REASONS: Final[dict[DropReason, str]] = {
     "spool_full": "the spool reached spool_max_bytes (oldest first)",
     "spool_expired": "older than spool_max_age in the spool",
     "spool_error": "the spool failed and the batch could not be read back",
+    "internal_error": "an unexpected error while delivering (a bug: please report it)",
 }
 
 
@@ -64,8 +66,8 @@ class SenderStats:
         dropped: items dropped for another reason, by reason (see
             :data:`bucket_logging._ledger.DROP_REASONS`: ``queue_full``,
             ``retries_exhausted``, ``client_error``, ``shutdown``, ``closed``,
-            ``invalid``, and with a spool ``spool_full``, ``spool_expired`` and
-            ``spool_error``).
+            ``invalid``, ``internal_error``, and with a spool ``spool_full``,
+            ``spool_expired`` and ``spool_error``).
         offline: items validated but not sent because the sender is offline.
         spooled: items not delivered yet that this sender left in its spool (retries
             exhausted, another 4xx, the shutdown deadline) for a later delivery;

@@ -12,7 +12,6 @@ fork callbacks here with :func:`at_fork`; they run in registration order
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 import time
@@ -66,7 +65,11 @@ class State:
         self.registry_lock = threading.Lock()
         #: every sender not closed yet (flushed by flush(), closed at exit)
         self.live: weakref.WeakSet[LiveSender] = weakref.WeakSet()
+        # the exit paths (see bucket_logging._shutdown)
         self.exit_hook_installed = False
+        self.sigterm_installed = False
+        self.in_sigterm = False
+        self.pool_pid = 0  # the process whose pool finalizers hold ours
         # the spool (see bucket_logging._spool_store and _spool):
         #: tokens of this process's spool owners (an owner id with our pid and another
         #: token is an earlier process's)
@@ -96,11 +99,9 @@ state = State()
 
 
 def watch(sender: LiveSender) -> None:
-    """Count ``sender`` among the live ones: flushed by flush(), closed at exit."""
+    """Count ``sender`` among the live ones: flushed by flush(), closed at exit (the exit
+    paths call :func:`shutdown_all`: see :mod:`bucket_logging._shutdown`)."""
     state.live.add(sender)
-    if not state.exit_hook_installed:
-        state.exit_hook_installed = True
-        atexit.register(shutdown_all)
 
 
 def shutdown_all() -> None:

@@ -35,13 +35,14 @@ import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
 import httpcore  # noqa: F401 - (a fork during an import leaves a partial module)
 import httpx
 
-from . import _diagnostics, _process
+from . import _diagnostics, _process, _shutdown
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_SPOOL_MAX_AGE,
     DEFAULT_SPOOL_MAX_BYTES,
     SenderConfig,
     resolve_key,
+    resolve_offline,
     resolve_url,
 )
 from ._diagnostics import report
@@ -91,7 +92,8 @@ class BulkSender:
         tracking_key: the app's tracking key; else env ``BUCKET_TRACKING_KEY``.
         base_url: the API's base URL; else env ``BUCKET_TRACKING_URL``, else
             ``https://tracking.bucket.co``.
-        offline: validate and count items, send nothing (no key needed).
+        offline: validate and count items, send nothing (no key needed); also when
+            env ``BUCKET_OFFLINE`` is ``1``/``true``/``on``/``yes``.
         flush_interval: seconds between sends of a partial batch.
         max_batch_items: items per request at most (bodies also stay at or under
             2,000,000 bytes, which bounds a batch of typical events first).
@@ -120,6 +122,10 @@ class BulkSender:
             batches are dropped (counted, reported) to stay under it.
         spool_max_age: seconds a batch is kept in the spool (7 days); older ones are
             dropped (counted, reported).
+        handle_sigterm: install a SIGTERM handler that delivers the queue before the
+            process ends by SIGTERM, when SIGTERM has its default disposition (see
+            :mod:`bucket_logging._shutdown`); ``False`` or env ``BUCKET_HANDLE_SIGTERM=0``
+            installs none.
 
     Memory is bounded by ``max_queue_bytes`` of encoded items (plus about 40 bytes of
     bookkeeping per item, at most ``max_queue_items`` of them), the trackers' inbox
@@ -173,6 +179,7 @@ class BulkSender:
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
         spool_max_age: float = DEFAULT_SPOOL_MAX_AGE,
+        handle_sigterm: bool = True,
     ) -> None:
         #: The validated options.
         self.config: Final = SenderConfig.build(
@@ -193,8 +200,11 @@ class BulkSender:
             spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes,
             spool_max_age=spool_max_age,
+            handle_sigterm=handle_sigterm,
         )
         _diagnostics.register_secret(self.config.tracking_key)
+        if not self.config.offline and transport is None:
+            _diagnostics.warn_if_insecure(self.config.base_url, verify)
         self.on_error = on_error
         self._transport = transport
         self._verify = verify
@@ -217,7 +227,8 @@ class BulkSender:
         self.put_encoded: Final = self._queue.put
         self._reset()
         _process.watch(self)
-        if not offline:
+        _shutdown.install(sigterm=self.config.handle_sigterm)
+        if not self.config.offline:
             self._start()
 
     # ------------------------------------------------------------------ state
@@ -255,6 +266,7 @@ class BulkSender:
             self._closed = True
             return
         self._queue.running = not self._closed
+        _shutdown.watch_pool_exit()  # a forked pool child leaves with os._exit
 
     @property
     def engine(self) -> SenderLoop | None:
@@ -468,7 +480,7 @@ def get_sender(
     when the sender is created (a later call with other options gets the existing
     sender, and a warning says so).
     """
-    offline = bool(options.get("offline", False))
+    offline = resolve_offline(options.get("offline", False))
     registry_key = (resolve_key(tracking_key), resolve_url(base_url), offline)
     state = _process.state
     with state.registry_lock:

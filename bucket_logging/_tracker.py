@@ -56,8 +56,10 @@ __all__ = [
     "claim",
     "has_tags",
     "is_claimed",
+    "rejected_calls",
     "release_claim",
     "resolve_sender",
+    "trackers_built",
 ]
 
 #: How long a front end's ``flush()`` waits by default when its sender has no
@@ -85,6 +87,16 @@ _process.at_fork(after_in_child=_after_fork_in_child)
 #: The lists of the active :func:`~bucket_logging.testing.capture_tracking` blocks.
 #: Replaced as a whole (never mutated) so readers need no lock.
 _captures: tuple[list[dict[str, Any]], ...] = ()
+
+
+#: How many trackers this process has built (front ends of any kind): a capture that
+#: caught nothing says so when there are none.
+_trackers_built = 0
+
+
+def trackers_built() -> int:
+    """How many trackers (so front ends) this process has built."""
+    return _trackers_built
 
 
 def start_capture(target: list[dict[str, Any]]) -> None:
@@ -170,6 +182,8 @@ class Tracker:
         else:
             self._rules = compile_rules(rules)  # type: ignore[arg-type]
         self._reserved = RESERVED | {user_id_field, company_id_field}
+        global _trackers_built
+        _trackers_built += 1
 
     @property
     def sender(self) -> Sender:
@@ -479,8 +493,23 @@ class Tracker:
             )
 
 
+#: How many calls :func:`_reject` refused in this process (see :func:`rejected_calls`).
+_rejected_calls = 0
+
+
+def rejected_calls() -> int:
+    """How many calls were not sent because a record's tags or values were invalid.
+
+    Counted for the whole process (every tracker), for summaries such as
+    ``bucket-logging ship``'s; the reports themselves are rate-limited.
+    """
+    return _rejected_calls
+
+
 def _reject(kind: str, logger_name: str, template: object, problem: str) -> None:
-    """Report a call that is not sent (rate-limited per kind)."""
+    """Report a call that is not sent (rate-limited per kind), and count it."""
+    global _rejected_calls
+    _rejected_calls += 1
     _diagnostics.report(
         "invalid-" + kind,
         "Not sending the %s call of a record from logger %r with message %s: %s",

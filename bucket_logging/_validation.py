@@ -206,13 +206,13 @@ def _feedback_problems(obj: Mapping[str, Any], problems: list[str]) -> None:
         problems.append("feedback needs featureId or key")
     score = obj.get("score")
     comment = obj.get("comment")
-    if score is None and comment is None:
-        problems.append("feedback needs a score (1-5), a comment, or both")
+    if score is None and not comment:  # an empty comment is no comment
+        problems.append("feedback needs a score (1-5), a non-empty comment, or both")
     if score is not None and (
         isinstance(score, bool) or not isinstance(score, (int, float)) or not 1 <= score <= 5
     ):
         problems.append(f"score must be a number from 1 to 5, got {score!r:.40}")
-    if comment is not None:
+    if comment is not None and (comment != "" or score is not None):
         _optional_str(obj, "comment", 0, 4000, problems)
     _optional_str(obj, "question", 0, 256, problems)
     _optional_str(obj, "promptedQuestion", 0, 256, problems)
