@@ -130,7 +130,9 @@ class SenderLoop:
         """Start the thread (never waiting for it); False if it could not start."""
         loop = self.loop
         if loop is None:
-            report("start", "bucket_logging: cannot start the sender thread (%s)", self._cannot_start)
+            report(
+                "start", "bucket_logging: cannot start the sender thread (%s)", self._cannot_start
+            )
             return False
         thread = threading.Thread(
             target=self._thread_main, args=(loop,), name="bucket_logging-sender", daemon=True
