@@ -60,7 +60,7 @@ from typing import Any, Final
 
 from . import _process
 from ._diagnostics import report
-from ._spool_rows import payload, split_payload
+from ._spool_rows import check_entries, payload, split_payload
 
 __all__ = [
     "BUSY_TIMEOUT",
@@ -393,6 +393,7 @@ class SpoolStore:
             items = self.read(row)  # ours now: nobody else changes it
             if items is None:
                 raise sqlite3.DatabaseError(f"spooled batch {row} has no payload")
+            check_entries(items)  # another process wrote it: checked as fresh items are
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError):
                 raise  # the file, not the row: the spool is given up

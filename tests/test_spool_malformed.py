@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from _helpers import KEY, Endpoint, _fresh_rate_limits
 
@@ -132,3 +133,30 @@ def test_a_sender_whose_thread_is_gone_never_reports_a_successful_flush() -> Non
         assert sender.flush(1) is False
     finally:
         sender.close(0.5)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(b'{"type":"event","event":"x","userId":"u",' + b'"p":"' + b"x" * 10 + b'"}',
+                     id="unknown field"),
+        pytest.param(b'{"type":"event","event":"' + b"x" * 2_000_001 + b'","userId":"u"}',
+                     id="over 2,000,000 bytes"),
+        pytest.param(b"[1, 2]", id="not an object"),
+        pytest.param(b"{nope", id="not JSON"),
+    ],
+)  # fmt: skip
+def test_a_replayed_row_gets_the_checks_of_fresh_items(
+    spool: Path, caplog: pytest.LogCaptureFixture, entry: bytes
+) -> None:
+    """A row another process wrote is checked before it is sent (issue 15, item 3): an
+    invalid entry would have made the server reject the batch (bisected) or, too
+    large, broken the 2,000,000-byte body limit."""
+    good = Item.event("old", 1).body
+    bodies = [good, entry]
+    edit(spool, "UPDATE payloads SET sizes = ?, bodies = ?",
+         orjson.dumps([len(b) for b in bodies]), b"".join(bodies))  # fmt: skip
+    endpoint = deliver_new_items(spool, caplog, expect="quarantined")
+    assert [c["event"] for c in endpoint.delivered].count("old") == 0
+    assert all(len(r.body) <= 2_000_000 for r in endpoint.requests)
+    assert "entry 1 of a spooled batch is invalid" in caplog.text
