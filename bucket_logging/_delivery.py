@@ -123,6 +123,7 @@ def error_message(response: httpx.Response) -> tuple[str, str]:
             for v in error.get("validationErrors") or ()
             if isinstance(v, dict) and v.get("message")
         ]
+        details = [d for d in details if d not in message]  # (the server may repeat them)
         if details:
             message = (message + ": " if message else "") + "; ".join(details)
         return clean(code, 100), clean(message or response.text, 1000)

@@ -240,9 +240,24 @@ def report(topic: str, message: str, *args: Any, level: int = logging.WARNING) -
         text = message % args if args else message
         if suppressed:
             text += f" ({suppressed} similar message(s) suppressed)"
-        logger.log(level, "%s", escape_controls(redact(text)))
+        logger.log(level, "%s", _prefixed(escape_controls(redact(text))))
     except Exception:  # a diagnostic must never break the caller
         pass
+
+
+_PREFIX: Final = LOGGER_NAME + ": "
+
+
+def _prefixed(text: str) -> str:
+    """``text`` said once as the library's: the logger's name is its prefix.
+
+    A configured handler's format usually shows the logger name already
+    (``%(name)s: %(message)s``), so the text goes without it; with no handler at all,
+    logging's last resort prints the bare message, so the prefix is added.
+    """
+    if text.startswith(_PREFIX):
+        text = text[len(_PREFIX) :]
+    return text if logger.hasHandlers() else _PREFIX + text
 
 
 def reset_rate_limits() -> None:

@@ -161,7 +161,7 @@ def test_an_on_error_callback_that_raises_is_reported(
     enqueue_all(sender, events(1, start=1))
     assert sender.flush(10)  # the sender goes on
     assert sender.stats.sent == 1
-    assert "bucket_logging: on_error callback raised RuntimeError('callback bug')" in messages(
+    assert "on_error callback raised RuntimeError('callback bug')" in messages(
         logged
     )
 
@@ -245,10 +245,10 @@ def test_a_sender_thread_that_cannot_start(
         sender.close()
     said = messages(logged)
     first = said.index(
-        "bucket_logging: cannot start the sender thread "
+        "cannot start the sender thread "
         "(can't create new thread at interpreter shutdown)"
     )
-    assert "bucket_logging: dropped a event item: the sender is closed" in said[first + 1 :]
+    assert "dropped a event item: the sender is closed" in said[first + 1 :]
 
 
 def test_flush_after_close_returns_at_once(make_sender: Make) -> None:
@@ -356,7 +356,7 @@ def test_the_exit_hook_closes_every_open_sender(
         assert sender.enqueue(events(1)[0]) is False
         assert sender.stats.pending == 0
     assert closed.stats.dropped == {}  # already closed: left alone
-    assert "bucket_logging: 2 item(s) not delivered: shutdown" in " ".join(messages(logged))
+    assert "2 item(s) not delivered: shutdown" in " ".join(messages(logged))
 
 
 def test_the_exit_hook_without_senders(only: Any, logged: pytest.LogCaptureFixture) -> None:
