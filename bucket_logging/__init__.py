@@ -8,7 +8,13 @@ bulk endpoint.
 
 from __future__ import annotations
 
-from ._exceptions import BucketLoggingError, ConfigurationError, DeliveryError, InvalidItemError
+from ._exceptions import (
+    BucketLoggingError,
+    ConfigurationError,
+    DeliveryError,
+    InvalidItemError,
+    RefusedCallError,
+)
 from ._format import format_call
 from ._handler import BucketHandler
 from ._items import Item
@@ -28,6 +34,7 @@ __all__ = [
     "InvalidItemError",
     "Item",
     "LoguruSink",
+    "RefusedCallError",
     "SenderStats",
     "TrackingServer",
     "aflush",

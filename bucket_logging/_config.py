@@ -7,6 +7,7 @@ the sender reads (the batch queue's bounds, the retry policy, the spool's limits
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Final
@@ -127,39 +128,96 @@ class SenderConfig:
                 "no Bucket tracking key: pass tracking_key=... or set the "
                 f"{ENV_KEY} environment variable (or use offline=True or {ENV_OFFLINE}=1)"
             )
+        if not offline:
+            check_key(key)
         url = resolve_url(base_url)
         if not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
-        for name, value in (
-            ("flush_interval", flush_interval),
-            ("max_batch_items", max_batch_items),
-            ("max_queue_items", max_queue_items),
-            ("max_queue_bytes", max_queue_bytes),
-            ("max_concurrent_requests", max_concurrent_requests),
-            ("request_timeout", request_timeout),
-            ("spool_max_bytes", spool_max_bytes),
-            ("spool_max_age", spool_max_age),
-        ):
-            if not value > 0:
-                raise ConfigurationError(f"{name} must be positive, got {value!r}")
+        numbers = {
+            name: _number(name, value, kind)
+            for name, value, kind in (
+                ("flush_interval", flush_interval, float),
+                ("max_batch_items", max_batch_items, int),
+                ("max_queue_items", max_queue_items, int),
+                ("max_queue_bytes", max_queue_bytes, int),
+                ("max_concurrent_requests", max_concurrent_requests, int),
+                ("request_timeout", request_timeout, float),
+                ("retry_budget", retry_budget, float),
+                ("backoff_base", backoff_base, float),
+                ("backoff_max", backoff_max, float),
+                ("dedupe_window", dedupe_window, float),
+                ("shutdown_timeout", shutdown_timeout, float),
+                ("spool_max_bytes", spool_max_bytes, int),
+                ("spool_max_age", spool_max_age, float),
+            )
+        }
+        for name in _POSITIVE:
+            if not numbers[name] > 0:
+                raise ConfigurationError(f"{name} must be positive, got {numbers[name]!r}")
         if spool_dir is None:
             spool_dir = os.environ.get(ENV_SPOOL_DIR) or None
+        n = numbers
         spool = None
         if spool_dir and not offline:
-            spool = SpoolConfig(os.fspath(spool_dir), int(spool_max_bytes), float(spool_max_age))
+            spool = SpoolConfig(os.fspath(spool_dir), int(n["spool_max_bytes"]), n["spool_max_age"])
         return cls(
             tracking_key=key,
             base_url=url,
             offline=offline,
-            flush_interval=float(flush_interval),
-            max_batch_items=int(max_batch_items),
-            max_queue_items=int(max_queue_items),
-            max_queue_bytes=int(max_queue_bytes),
-            max_concurrent_requests=int(max_concurrent_requests),
-            request_timeout=float(request_timeout),
-            retry=RetryPolicy(float(retry_budget), float(backoff_base), float(backoff_max)),
-            dedupe_window=float(dedupe_window),
-            shutdown_timeout=float(shutdown_timeout),
+            flush_interval=n["flush_interval"],
+            max_batch_items=int(n["max_batch_items"]),
+            max_queue_items=int(n["max_queue_items"]),
+            max_queue_bytes=int(n["max_queue_bytes"]),
+            max_concurrent_requests=int(n["max_concurrent_requests"]),
+            request_timeout=n["request_timeout"],
+            retry=RetryPolicy(n["retry_budget"], n["backoff_base"], n["backoff_max"]),
+            dedupe_window=n["dedupe_window"],
+            shutdown_timeout=n["shutdown_timeout"],
             spool=spool,
             handle_sigterm=sigterm_enabled(handle_sigterm),
         )
+
+
+#: The options that must be above zero.
+_POSITIVE: Final = (
+    "flush_interval",
+    "max_batch_items",
+    "max_queue_items",
+    "max_queue_bytes",
+    "max_concurrent_requests",
+    "request_timeout",
+    "spool_max_bytes",
+    "spool_max_age",
+)
+
+
+def _number(name: str, value: object, kind: type[int] | type[float]) -> float:
+    """``value`` as a number: ints and floats as given, numeric strings (INI files and
+    environment variables give them) converted; anything else a ConfigurationError."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(int(value.strip())) if kind is int else float(value.strip())
+        except ValueError:
+            number = float("nan")
+    else:
+        number = float("nan")
+    if math.isnan(number) or (kind is int and not number.is_integer()):
+        expected = "a whole number" if kind is int else "a number"
+        raise ConfigurationError(f"{name} must be {expected}, got {value!r}")
+    return number
+
+
+def check_key(key: str) -> str:
+    """``key`` unless it holds whitespace or control characters (a pasted key's trailing
+    newline would only fail at send time, as an invalid URL); the key is not shown."""
+    bad = next((c for c in key if c.isspace() or not c.isprintable()), None)
+    if bad is not None:
+        where = "at its end" if key.rstrip() != key else "in it"
+        raise ConfigurationError(
+            f"the tracking key has {bad!r} {where} ({len(key)} characters): a key is one "
+            f"word of letters and digits; check {ENV_KEY} or tracking_key for a stray "
+            "newline or space"
+        )
+    return key

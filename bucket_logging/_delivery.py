@@ -159,6 +159,13 @@ class Delivery:
         self.policy = policy
         self.pace = pace
         self.notify = notify
+        #: Where requests go, for the outage reports (the key is in the path: left out).
+        url = httpx.URL(endpoint)
+        self.host = f"{url.host}:{url.port}" if url.port else str(url.host)
+        #: When the current outage began (``time.monotonic()``), or None.
+        self._outage_since: float | None = None
+        self._failed_attempts = 0
+        self._last_failure = ""
 
     async def post(self, body: bytes) -> httpx.Response:
         """One request: the answer, unless it failed in a retryable way (raised)."""
@@ -196,6 +203,7 @@ class Delivery:
                 response = await post(body)
             except RetryableFailure as failure:
                 ambiguous = ambiguous or failure.ambiguous
+                self._failed(failure)
                 attempt += 1
                 pace = self.pace
                 now = time.monotonic()
@@ -216,6 +224,8 @@ class Delivery:
                 self.ledger.count_retry()
                 await pace.sleep(delay)
                 continue
+            if self._outage_since is not None:
+                self._recovered()
             status = response.status_code
             if 200 <= status < 300:
                 self.ledger.count_sent(len(batch))
@@ -239,6 +249,44 @@ class Delivery:
                 GiveUp(_entries(batch), "client_error", status, f"{code or message}{hint}")
             )
             return
+
+    def _failed(self, failure: RetryableFailure) -> None:
+        """A request failed: the first failure of an outage is said at once, with its cause."""
+        self._failed_attempts += 1
+        self._last_failure = _diagnostics.outside_text(failure.detail)
+        if self._outage_since is not None:
+            return
+        self._outage_since = time.monotonic()
+        report(
+            "outage",
+            "bucket_logging: cannot deliver to %s (%s); retrying for up to %gs, the items "
+            "are kept meanwhile",
+            self.host,
+            self._last_failure,
+            self.policy.budget,
+        )
+
+    def outage_note(self) -> str:
+        """`` (<host> failing for Ns: <last cause>)`` during an outage, else ""."""
+        since = self._outage_since
+        if since is None:
+            return ""
+        return (
+            f" ({self.host} failing for {time.monotonic() - since:.1f}s, "
+            f"{self._failed_attempts} attempt(s): {self._last_failure})"
+        )
+
+    def _recovered(self) -> None:
+        """The endpoint answers again after an outage: say so, once."""
+        since, attempts = self._outage_since, self._failed_attempts
+        self._outage_since, self._failed_attempts = None, 0
+        report(
+            "outage-over",
+            "bucket_logging: delivery to %s recovered after %.1fs (%d failed attempt(s))",
+            self.host,
+            time.monotonic() - (since or 0.0),
+            attempts,
+        )
 
     def _reject(self, entry: bytes, status: int, message: str) -> None:
         self.ledger.count_rejected(1)

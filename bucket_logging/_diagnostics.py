@@ -61,7 +61,12 @@ _MIN_SECRET: Final = 8
 RATE_LIMIT_SECONDS: Final = 10.0
 
 _lock = threading.Lock()
-_last: dict[str, tuple[float, int]] = {}
+#: Per topic: when a message last passed, how many were suppressed since, and that
+#: message (for the summary at exit).
+_last: dict[str, tuple[float, int, str]] = {}
+#: Past this many topics, a new one shares the limit of its kind (the part before ``|``).
+_MAX_TOPICS: Final = 1024
+_VALUES: Final = re.compile(r"'[^']*'|\"[^\"]*\"|\d+")
 
 
 def is_internal(logger_name: str, thread_id: int | None) -> bool:
@@ -232,15 +237,42 @@ def report(topic: str, message: str, *args: Any, level: int = logging.WARNING) -
             return
         now = time.monotonic()
         with _lock:
-            last, suppressed = _last.get(topic, (-RATE_LIMIT_SECONDS, 0))
+            if topic not in _last and len(_last) >= _MAX_TOPICS:
+                topic = topic.partition("|")[0]
+            last, suppressed, said = _last.get(topic, (-RATE_LIMIT_SECONDS, 0, ""))
             if now - last < RATE_LIMIT_SECONDS:
-                _last[topic] = (last, suppressed + 1)
+                _last[topic] = (last, suppressed + 1, said)
                 return
-            _last[topic] = (now, 0)
-        text = message % args if args else message
+        text = escape_controls(redact(message % args if args else message))
+        with _lock:
+            _last[topic] = (now, 0, text)
         if suppressed:
             text += f" ({suppressed} similar message(s) suppressed)"
-        logger.log(level, "%s", _prefixed(escape_controls(redact(text))))
+        logger.log(level, "%s", _prefixed(text))
+    except Exception:  # a diagnostic must never break the caller
+        pass
+
+
+def problem_topic(kind: str, logger_name: str, template: object, problem: str) -> str:
+    """The rate-limit topic of one distinct problem: its kind, the log statement (logger
+    and template) and the problem's words without the values (quoted text, numbers), so
+    that a hot loop's varying values share a limit but different problems do not."""
+    shape = _VALUES.sub("_", problem)[:200]
+    return f"{kind}|{logger_name}|{str(template)[:200]}|{shape}"
+
+
+def report_suppressed() -> None:
+    """Say what the rate limits suppressed and no later message reported (at exit): one
+    line per topic, with the last message of it that was shown. Never raises."""
+    try:
+        with _lock:
+            pending = [(n, said) for _, n, said in _last.values() if n]
+            for topic, (last, _, said) in list(_last.items()):
+                _last[topic] = (last, 0, said)
+        for count, said in pending:
+            text = f"{count} more message(s) like this one suppressed: "
+            text += said.removeprefix(_PREFIX)[:300]
+            logger.warning("%s", _prefixed(text))
     except Exception:  # a diagnostic must never break the caller
         pass
 

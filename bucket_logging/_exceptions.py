@@ -8,11 +8,18 @@ these are raised only by explicit API calls (constructing a sender, building an 
     ├── ConfigurationError   (also a ValueError)  bad or missing settings
     ├── InvalidItemError     (also a ValueError)  a tracking item the API would reject
     └── DeliveryError        items that could not be delivered (given to on_error)
+        └── RefusedCallError a record's call not sent: its tags were wrong (on_error)
 """
 
 from __future__ import annotations
 
-__all__ = ["BucketLoggingError", "ConfigurationError", "DeliveryError", "InvalidItemError"]
+__all__ = [
+    "BucketLoggingError",
+    "ConfigurationError",
+    "DeliveryError",
+    "InvalidItemError",
+    "RefusedCallError",
+]
 
 
 class BucketLoggingError(Exception):
@@ -75,3 +82,25 @@ class DeliveryError(BucketLoggingError):
 
     def __reduce__(self) -> tuple[type[DeliveryError], tuple[str, int, int | None, str]]:
         return type(self), (self.reason, self.count, self.status, self.detail)
+
+
+class RefusedCallError(DeliveryError):
+    """A log record's tracking call that was never queued: its tags or values were wrong.
+
+    Passed to ``on_error`` like the other :class:`DeliveryError` (so a callback that
+    handles those sees these too) and counted in ``stats.refused``.
+
+    Attributes:
+        reason: one of ``"orphan_tags"``, ``"missing_id"``, ``"invalid_tag"``,
+            ``"invalid_item"``, ``"unknown_tag"`` (see ``_ledger.REFUSAL_REASONS``).
+        kind: the call: ``"event"``, ``"user"``, ``"company"``, ``"feedback"`` or
+            ``"tags"``.
+        detail: what was wrong, as reported.
+    """
+
+    def __init__(self, reason: str, kind: str, detail: str = "") -> None:
+        self.kind = kind
+        super().__init__(reason, 1, None, detail)
+
+    def __reduce__(self) -> tuple[type[DeliveryError], tuple[str, str, str]]:  # type: ignore[override]
+        return type(self), (self.reason, self.kind, self.detail)

@@ -42,10 +42,14 @@ dictionary look-ups. Records of the library's own logger, of ``httpx`` and
 
 from __future__ import annotations
 
+import functools
 import logging
+import logging.config
+from collections.abc import Callable
 from typing import Any
 
 from ._diagnostics import is_internal
+from ._exceptions import BucketLoggingError
 from ._rules import NO_RULES
 from ._tracker import FrontEnd, Sender, _local, has_tags, is_claimed
 
@@ -191,3 +195,36 @@ def _holds_logging_lock() -> bool:
         return bool(is_owned()) if callable(is_owned) else False
     except Exception:
         return False
+
+
+def _name_the_cause(configure: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``DictConfigurator.configure``, its ``Unable to configure handler 'bucket'`` saying why.
+
+    ``dictConfig`` replaces the error of a handler's constructor by that ValueError
+    (the cause is only chained above it). When the cause is the library's own, its
+    message is appended to the ValueError's, which is otherwise left as it is.
+    """
+
+    @functools.wraps(configure)
+    def configure_naming_the_cause(self: Any) -> None:
+        try:
+            configure(self)
+        except ValueError as exc:
+            cause = exc.__cause__
+            args = exc.args
+            if (
+                isinstance(cause, BucketLoggingError)
+                and len(args) == 1
+                and isinstance(args[0], str)
+                and str(cause) not in args[0]
+            ):
+                exc.args = (f"{args[0]}: {type(cause).__name__}: {cause}",)
+            raise
+
+    configure_naming_the_cause.__wrapped_by_bucket_logging__ = True  # type: ignore[attr-defined]
+    return configure_naming_the_cause
+
+
+_configurator = logging.config.DictConfigurator
+if not getattr(_configurator.configure, "__wrapped_by_bucket_logging__", False):
+    _configurator.configure = _name_the_cause(_configurator.configure)  # type: ignore[method-assign,assignment]

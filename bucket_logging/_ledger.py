@@ -20,7 +20,16 @@ import threading
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-__all__ = ["DROP_REASONS", "DropReason", "Ledger", "Mark", "SenderStats", "Ticket"]
+__all__ = [
+    "DROP_REASONS",
+    "REFUSAL_REASONS",
+    "DropReason",
+    "Ledger",
+    "Mark",
+    "RefusalReason",
+    "SenderStats",
+    "Ticket",
+]
 
 DropReason = Literal[
     "queue_full",
@@ -48,6 +57,19 @@ DROP_REASONS: Final[dict[DropReason, str]] = {
     "spool_expired": "older than spool_max_age in the spool",
     "spool_error": "the spool failed and the batch could not be read back",
     "internal_error": "an unexpected error while delivering (a bug: please report it)",
+}
+
+RefusalReason = Literal["orphan_tags", "missing_id", "invalid_tag", "invalid_item", "unknown_tag"]
+
+#: Why a record's tracking call was not sent (``SenderStats.refused`` keys); each is
+#: also reported on the ``bucket_logging`` logger and passed to ``on_error`` as a
+#: :class:`~bucket_logging.RefusedCallError`.
+REFUSAL_REASONS: Final[dict[RefusalReason, str]] = {
+    "orphan_tags": "bucket_attributes/bucket_active without a call tag or a rule",
+    "missing_id": "no user id (or company id) for the call",
+    "invalid_tag": "a tag's value is not what the call needs (e.g. an empty event name)",
+    "invalid_item": "the call breaks the API's rules (a value, a size)",
+    "unknown_tag": "a misspelled bucket_* key (e.g. bucket_events): it was ignored",
 }
 
 
@@ -78,6 +100,9 @@ class SenderStats:
         redelivered: items that a request may already have delivered before (a
             process died, or a request ended without an answer and was sent
             again): possible duplicates.
+        refused: tracking calls of log records that were never queued because the
+            record's tags or values were wrong, by reason (see
+            :data:`bucket_logging._ledger.REFUSAL_REASONS`); not counted in ``queued``.
     """
 
     queued: int = 0
@@ -92,6 +117,7 @@ class SenderStats:
     spooled: int = 0
     replayed: int = 0
     redelivered: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
 
     @property
     def dropped_total(self) -> int:
@@ -144,6 +170,7 @@ class Ledger:
         self.replayed = 0
         self.redelivered = 0
         self._dropped: dict[str, int] = {}
+        self._refused: dict[str, int] = {}
 
     # -- the queue -------------------------------------------------------------------
 
@@ -226,6 +253,11 @@ class Ledger:
         with self._lock:
             self.deduplicated += 1
 
+    def count_refused(self, reason: RefusalReason) -> None:
+        """A record's call refused before it was queued (never pending)."""
+        with self._lock:
+            self._refused[reason] = self._refused.get(reason, 0) + 1
+
     def count_offline(self) -> None:
         with self._lock:
             self.offline += 1
@@ -277,4 +309,5 @@ class Ledger:
                 spooled=self.spooled,
                 replayed=self.replayed,
                 redelivered=self.redelivered,
+                refused=dict(self._refused),
             )

@@ -111,6 +111,7 @@ def shutdown_all() -> None:
     """
     senders = [s for s in list(state.live) if not s.closed]
     if not senders:
+        _diagnostics.report_suppressed()
         return
     deadline = time.monotonic() + max(s.shutdown_timeout for s in senders)
     for sender in senders:
@@ -121,6 +122,7 @@ def shutdown_all() -> None:
             sender.close(remaining)
         except Exception as exc:  # pragma: no cover - exit must go on
             report("exit", "bucket_logging: error at exit: %r", exc)
+    _diagnostics.report_suppressed()
 
 
 def at_fork(

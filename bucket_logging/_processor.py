@@ -177,6 +177,8 @@ class BucketProcessor(KeywordFrontEnd):
                     return event_dict
             now = _time()
         except Exception:  # an odd logger or event dict must not break logging
+            if not isinstance(event_dict, MutableMapping):
+                _warn_rendered(event_dict)
             return event_dict
         if plain:
             self._track_event(event_dict, now, name, event)
@@ -200,3 +202,21 @@ class BucketProcessor(KeywordFrontEnd):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._rule_count()} rule(s)>"
+
+
+_warned_rendered = False
+
+
+def _warn_rendered(rendered: object) -> None:
+    """Warn once per process: a BucketProcessor placed after the renderer tracks nothing."""
+    global _warned_rendered
+    if _warned_rendered:
+        return
+    _warned_rendered = True
+    _diagnostics.report(
+        "processor-after-renderer",
+        "BucketProcessor received an already-rendered event (%s, not an event dict): it "
+        "tracks nothing there; place it before the renderer (JSONRenderer, "
+        "ConsoleRenderer, wrap_for_formatter, ...) in structlog's processors",
+        type(rendered).__name__,
+    )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import ssl
@@ -47,9 +48,9 @@ from ._config import (
 )
 from ._diagnostics import report
 from ._engine import SenderLoop
-from ._exceptions import DeliveryError
+from ._exceptions import DeliveryError, RefusedCallError
 from ._items import Item
-from ._ledger import Ledger, SenderStats
+from ._ledger import Ledger, RefusalReason, SenderStats
 from ._queue import BatchQueue
 
 __all__ = [
@@ -361,6 +362,19 @@ class BulkSender:
         self._queue.drain()
         return self._ledger.stats()
 
+    def refused(self, reason: RefusalReason, kind: str, detail: str) -> None:
+        """A log record's ``kind`` call was not queued (its tags were wrong): count it in
+        ``stats.refused`` and pass a :class:`RefusedCallError` to ``on_error`` (on the
+        sender's thread when it runs). Never raises."""
+        self._ledger.count_refused(reason)
+        if self.on_error is None:
+            return
+        error = RefusedCallError(reason, kind, detail)
+        engine = self._engine
+        if engine is None or not engine.call_soon(engine.notify, error):
+            with contextlib.suppress(Exception):
+                self.on_error(error)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver everything queued so far; wait at most ``timeout`` seconds.
 
@@ -447,7 +461,12 @@ class BulkSender:
         self._queue.drain()  # (an entry logged while closing: counted as closed)
         lost = self._ledger.pending
         if lost:
-            engine.drop("shutdown", lost, None, "not delivered before the shutdown deadline")
+            engine.drop(
+                "shutdown",
+                lost,
+                None,
+                "not delivered before the shutdown deadline" + engine.delivery.outage_note(),
+            )
         _process.state.forget(self)
 
     # ------------------------------------------------------------------ sender thread

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
+from . import _diagnostics
 from ._diagnostics import report
 from ._items import validate_wire
 from ._server_records import Drop, Reject, RequestRecord, validation_failed
@@ -100,7 +101,12 @@ class TrackingServer:
             from ._server_http import Hooks, HTTPServer  # noqa: PLC0415 - only when serving
 
             hooks = Hooks(
-                self._received_one, self._before_answer, self._check_key, self._accept, self._record
+                self._received_one,
+                self._before_answer,
+                self._check_key,
+                self._accept,
+                self._record,
+                lambda: self.calls,
             )
             httpd = HTTPServer(hooks, (self._host, self._port))
             self._port = int(httpd.server_address[1])
@@ -144,6 +150,9 @@ class TrackingServer:
             thread, self._thread = self._thread, None
         if httpd is None:
             return
+        _diagnostics.logger.info(
+            "tracking server %s:%d stopped: %s", self._host, self._port, self.summary()
+        )
         handlers = httpd.close_connections()  # also sets httpd.stopping
         httpd.wake()
         if thread is not None:
@@ -155,6 +164,23 @@ class TrackingServer:
         for handler in handlers:
             if handler is not threading.current_thread():
                 handler.join(timeout)
+
+    def summary(self) -> str:
+        """What the server accepted and refused so far, in one line (logged at INFO on the
+        ``bucket_logging`` logger when it stops)."""
+        with self._lock:
+            kinds: dict[str, int] = {}
+            for call in self._calls:
+                kind = str(call.get("type"))
+                kinds[kind] = kinds.get(kind, 0) + 1
+            refused = sum(1 for r in self._requests if not r.accepted)
+            requests = len(self._requests)
+        by_kind = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        accepted = sum(kinds.values())
+        return (
+            f"{accepted} call(s) accepted{f' ({by_kind})' if by_kind else ''} "
+            f"in {requests} request(s), {refused} request(s) refused"
+        )
 
     @property
     def running(self) -> bool:

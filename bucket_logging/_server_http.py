@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import orjson
 
@@ -41,6 +41,10 @@ from ._server_records import (
 __all__ = ["HTTPServer", "Handler", "Hooks"]
 
 
+#: ``GET`` here answers the accepted calls as a JSON array (CI checks of an app's tracking).
+CALLS_PATH: Final = "/_calls"
+
+
 @dataclasses.dataclass(frozen=True)
 class Hooks:
     """What the HTTP layer asks its server (a TrackingServer's own steps)."""
@@ -50,6 +54,8 @@ class Hooks:
     check_key: Callable[[str], None]
     accept: Callable[[str, str | None, str | None, bytes], list[dict[str, Any]]]
     record: Callable[[RequestRecord, list[dict[str, Any]] | None], None]
+    #: The accepted calls, for ``GET /_calls``.
+    calls: Callable[[], list[dict[str, Any]]]
 
 
 class HTTPServer(ThreadingHTTPServer):
@@ -217,6 +223,9 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self, http_method: str) -> None:
         srv = self._srv()
         owner = srv.owner
+        if http_method == "GET" and self.path.split("?", 1)[0] == CALLS_PATH:
+            self._respond(200, orjson.dumps(owner.calls()))  # not an API request
+            return
         kind, key = route(self.path)
         body_bytes = 0
         try:

@@ -7,11 +7,21 @@ rule's ``"attributes": "*"`` never takes.
 
 from __future__ import annotations
 
+import difflib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-__all__ = ["ORPHAN", "RESERVED", "TAGGED", "TAGS", "has_tags"]
+__all__ = [
+    "ORPHAN",
+    "RESERVED",
+    "TAGGED",
+    "TAGS",
+    "TYPO_PROBE",
+    "UNKNOWN",
+    "has_tags",
+    "unknown_tags",
+]
 
 #: Every tag a record can carry.
 TAGS: Final = (
@@ -28,6 +38,28 @@ TAGGED: Final = "tagged"
 #: Plan: the record carries only ``bucket_attributes`` / ``bucket_active`` and no
 #: rule matched; nothing can be sent, the misuse is reported.
 ORPHAN: Final = "orphan"
+
+#: Plan: the record's only ``bucket_*`` key is not a tag (a typo such as
+#: ``bucket_events``); nothing can be sent, the closest tag is named.
+UNKNOWN: Final = "unknown"
+
+#: The one misspelling looked for on an otherwise untagged record: the plural of the
+#: one tag that is a call on its own. Other typos sit beside a tag (``bucket_attribute``
+#: next to ``bucket_event``) and are found once the record reaches the tracker.
+TYPO_PROBE: Final = "bucket_events"
+
+_TAG_SET: Final = frozenset(TAGS)
+
+
+def unknown_tags(keys: Iterable[object]) -> list[tuple[str, str | None]]:
+    """The ``bucket_*`` keys that are not tags, each with the closest tag (or None)."""
+    found = []
+    for key in keys:
+        if type(key) is str and key.startswith("bucket_") and key not in _TAG_SET:
+            close = difflib.get_close_matches(key, TAGS, n=1, cutoff=0.6)
+            found.append((key, close[0] if close else None))
+    return found
+
 
 # Fields that are never "structured" for a rule's ``"attributes": "*"``: the standard
 # LogRecord attributes and structlog's bookkeeping keys (plus, per tracker, the ids).
@@ -61,6 +93,8 @@ def has_tags(fields: Mapping[str, Any]) -> bool:
     ``bucket_event`` goes to :meth:`Tracker.track_event` (which reads the other tags
     itself); for any other record this tells a tagged one (for :meth:`Tracker.wants`
     and :meth:`Tracker.track`) from an untagged one, which only a rule can ask for.
+    A record whose only ``bucket_*`` key is :data:`TYPO_PROBE` counts as tagged, so
+    that the tracker can name the tag meant.
     """
     return (
         "bucket_user" in fields
@@ -68,4 +102,5 @@ def has_tags(fields: Mapping[str, Any]) -> bool:
         or "bucket_feedback" in fields
         or "bucket_attributes" in fields
         or "bucket_active" in fields
+        or TYPO_PROBE in fields
     )

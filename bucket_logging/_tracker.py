@@ -26,6 +26,7 @@ processor ever claimed an event (:func:`claim`; the claim itself is in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Mapping
@@ -38,12 +39,13 @@ from ._diagnostics import internal_threads as _internal_threads
 from ._exceptions import InvalidItemError
 from ._frontend_sender import Sender, check_field, resolve_sender
 from ._items import Item, encode, event_body, format_timestamp, normalize_id, right_sized
+from ._ledger import RefusalReason
 from ._rules import Rule, RuleSet, compile_rules
 from ._sender import BulkSender
 from ._structlog_context import CONTEXT_KEYS as _CONTEXT_KEYS
 from ._structlog_context import KEY_PREFIX as _CONTEXT_PREFIX
 from ._structlog_context import from_context as _from_context
-from ._tags import ORPHAN, RESERVED, TAGGED, TAGS, has_tags
+from ._tags import ORPHAN, RESERVED, TAGGED, TAGS, TYPO_PROBE, UNKNOWN, has_tags, unknown_tags
 from ._wire import entity_wire, feedback_wire, missing_user, read_tags, short, wire_of
 
 __all__ = [
@@ -83,6 +85,20 @@ def _after_fork_in_child() -> None:
 
 
 _process.at_fork(after_in_child=_after_fork_in_child)
+
+#: The templates (log statements) whose records were checked for misspelled tags
+#: (see :meth:`Tracker._check_keys`); past :data:`_CHECKED_MAX` no more are kept.
+_checked: dict[object, None] = {}
+_CHECKED_MAX: Final = 4096
+
+
+def _unchecked(template: object) -> bool:
+    """Whether no record of ``template`` was checked for misspelled tags yet."""
+    try:
+        return template not in _checked
+    except TypeError:  # unhashable
+        return True
+
 
 #: The lists of the active :func:`~bucket_logging.testing.capture_tracking` blocks.
 #: Replaced as a whole (never mutated) so readers need no lock.
@@ -238,6 +254,8 @@ class Tracker:
                 return rule
         if "bucket_attributes" in fields or "bucket_active" in fields:
             return ORPHAN
+        if TYPO_PROBE in fields:
+            return UNKNOWN
         return None
 
     def track_event(
@@ -282,6 +300,8 @@ class Tracker:
                 internal = _diagnostics.internal_logger(logger_name)
             if internal:
                 return
+            if template not in _checked:  # once per log statement: misspelled tags?
+                self._check_keys(fields, logger_name, template)
             if type(fields) is dict and not (  # (a custom Mapping may run code)
                 "bucket_user" in fields
                 or "bucket_company" in fields
@@ -305,7 +325,7 @@ class Tracker:
                         self._put(body)
                     return
         except InvalidItemError as exc:  # too large: final, and not encoded again
-            _reject("event", logger_name, template, "; ".join(exc.errors))
+            self._reject("invalid_item", "event", logger_name, template, "; ".join(exc.errors))
             return
         except Exception:  # a broken record: the general path explains what it can
             pass
@@ -354,8 +374,11 @@ class Tracker:
             return
         _busy.add(me)
         try:
+            if plan is UNKNOWN or _unchecked(template):
+                self._check_keys(fields, logger_name, template)
             if plan is ORPHAN:
-                _reject(
+                self._reject(
+                    "orphan_tags",
                     "tags",
                     logger_name,
                     template,
@@ -389,7 +412,7 @@ class Tracker:
     ) -> None:
         tags = read_tags(fields, plan, self._reserved)
         for kind, problem in tags.problems:
-            _reject(kind, logger_name, template, problem)
+            self._reject("invalid_tag", kind, logger_name, template, problem)
         event, attributes, active = tags.event, tags.attributes, tags.active
         get = fields.get
         user_id = get(self._user_field)
@@ -420,10 +443,10 @@ class Tracker:
                     else f"bucket_event must be the event name (a string), "
                     f"not {type(event).__name__} {short(event, 40)}"
                 )
-                _reject("event", logger_name, template, problem)
+                self._reject("invalid_tag", "event", logger_name, template, problem)
             elif user_id is None:
                 problem = missing_user(self._user_field, f"event {event!r}")
-                _reject("event", logger_name, template, problem)
+                self._reject("missing_id", "event", logger_name, template, problem)
             else:
                 # a rule's event (or one beside other tags) with plain values: the
                 # everyday encoder; anything else is validated and converted by encode
@@ -432,7 +455,8 @@ class Tracker:
                     try:
                         body = event_body(event, user_id, company_id, attributes, created)
                     except InvalidItemError as exc:
-                        _reject("event", logger_name, template, "; ".join(exc.errors))
+                        problem = "; ".join(exc.errors)
+                        self._reject("invalid_item", "event", logger_name, template, problem)
                         event = None
                 if body is not None:
                     self._queue_event(body)
@@ -458,7 +482,8 @@ class Tracker:
     ) -> None:
         """Send ``wire``, or report the problem it is instead."""
         if isinstance(wire, str):
-            _reject(kind, logger_name, template, wire)
+            reason: RefusalReason = "missing_id" if _MISSING_ID in wire else "invalid_tag"
+            self._reject(reason, kind, logger_name, template, wire)
         else:
             self._send(wire, timestamp, logger_name, template)
 
@@ -469,9 +494,41 @@ class Tracker:
         try:
             item = encode(wire, timestamp)
         except InvalidItemError as exc:
-            _reject(kind, logger_name, template, "; ".join(exc.errors))
+            self._reject("invalid_item", kind, logger_name, template, "; ".join(exc.errors))
             return
         self._deliver(item)
+
+    def _check_keys(self, fields: Mapping[str, Any], logger_name: str, template: object) -> None:
+        """Report the record's ``bucket_*`` keys that are not tags, naming the closest tag.
+
+        Done once per log statement (its template): a misspelling is in the code, and
+        the tracked call's cost stays one look-up.
+        """
+        if len(_checked) < _CHECKED_MAX:
+            with contextlib.suppress(TypeError):  # an unhashable one: checked every time
+                _checked[template] = None
+        for key, close in unknown_tags(list(fields)):
+            hint = f"did you mean {close!r}? " if close else ""
+            problem = f"{key!r} is not a tag ({hint}it was ignored)"
+            _diagnostics.report(
+                _diagnostics.problem_topic("unknown-tag", logger_name, template, problem),
+                "Unknown tag on a record from logger %r with message %s: %s",
+                logger_name,
+                short(template),
+                problem,
+            )
+            sender = self._sender
+            if isinstance(sender, BulkSender):
+                sender.refused("unknown_tag", "tags", problem)
+
+    def _reject(
+        self, reason: RefusalReason, kind: str, logger_name: str, template: object, problem: str
+    ) -> None:
+        """Report a call that is not sent, and count it (here and on a BulkSender)."""
+        _reject(kind, logger_name, template, problem)
+        sender = self._sender
+        if isinstance(sender, BulkSender):
+            sender.refused(reason, kind, problem)
 
     def _deliver(self, item: Item) -> None:
         """Queue ``item`` on the sender, or hand it to the active capture blocks."""
@@ -506,12 +563,16 @@ def rejected_calls() -> int:
     return _rejected_calls
 
 
+#: What the problems of a call without its id say (see :func:`~bucket_logging._wire.missing_user`).
+_MISSING_ID: Final = " id: give the record a "
+
+
 def _reject(kind: str, logger_name: str, template: object, problem: str) -> None:
-    """Report a call that is not sent (rate-limited per kind), and count it."""
+    """Report a call that is not sent (rate-limited per distinct problem), and count it."""
     global _rejected_calls
     _rejected_calls += 1
     _diagnostics.report(
-        "invalid-" + kind,
+        _diagnostics.problem_topic("invalid-" + kind, logger_name, template, problem),
         "Not sending the %s call of a record from logger %r with message %s: %s",
         kind if kind != "tags" else "tracking",
         logger_name,

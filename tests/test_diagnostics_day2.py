@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _helpers import FAST, KEY, _fresh_rate_limits  # noqa: F401
 
 from bucket_logging import BulkSender, Item, TrackingServer, _diagnostics
-
-from _helpers import FAST, KEY, _fresh_rate_limits  # noqa: F401
 
 
 class Lines(logging.Handler):
@@ -66,3 +72,363 @@ def test_without_any_handler_the_last_resort_line_says_whose_it_is(
     monkeypatch.setattr(_diagnostics.logger, "handlers", [])
     _diagnostics.report("t", "bucket_logging: something %s", "odd")
     assert capsys.readouterr().err == "bucket_logging: something odd\n"
+
+
+# -- item 4: configuration that explains itself ----------------------------------------
+
+
+def test_dictconfig_error_says_the_real_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging.config
+
+    monkeypatch.delenv("BUCKET_TRACKING_KEY", raising=False)
+    monkeypatch.delenv("BUCKET_OFFLINE", raising=False)
+    config: dict[str, Any] = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"bucket": {"class": "bucket_logging.BucketHandler"}},
+    }
+    with pytest.raises(ValueError) as raised:
+        logging.config.dictConfig(config)
+    message = str(raised.value)
+    assert message.startswith("Unable to configure handler 'bucket': ConfigurationError: ")
+    assert "no Bucket tracking key" in message
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("flush_interval", "2", 2.0),
+        ("max_batch_items", " 100 ", 100),
+        ("shutdown_timeout", "0.5", 0.5),
+    ],
+)
+def test_numeric_strings_are_accepted(option: str, value: str, expected: float) -> None:
+    sender = BulkSender(KEY, offline=True, **{option: value})
+    try:
+        assert getattr(sender.config, option) == expected
+    finally:
+        sender.close(1)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("flush_interval", "soon", "flush_interval must be a number, got 'soon'"),
+        ("max_batch_items", "1.5", "max_batch_items must be a whole number, got '1.5'"),
+        ("request_timeout", [1], "request_timeout must be a number, got [1]"),
+    ],
+)
+def test_a_wrong_numeric_option_is_named(option: str, value: object, says: str) -> None:
+    from bucket_logging import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=re.escape(says)):
+        BulkSender(KEY, offline=True, **{option: value})
+
+
+@pytest.mark.parametrize("key", [KEY + "\n", " " + KEY, KEY[:10] + " " + KEY[10:]])
+def test_a_key_with_whitespace_is_refused_at_construction(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bucket_logging import BucketHandler, ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="tracking key has") as raised:
+        BulkSender(key)
+    assert KEY not in str(raised.value)
+    monkeypatch.setenv("BUCKET_TRACKING_KEY", key)
+    with pytest.raises(ConfigurationError, match="BUCKET_TRACKING_KEY"):
+        BucketHandler()
+
+
+# -- item 1: an unreachable endpoint is said within seconds -------------------------------
+
+
+class Waiting(Lines):
+    """:class:`Lines` that can be waited on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cond = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.cond:
+            super().emit(record)
+            self.cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float) -> str | None:
+        def found() -> str | None:
+            return next((line for line in self.lines if text in line), None)
+
+        with self.cond:
+            self.cond.wait_for(found, timeout)
+            return found()
+
+
+@pytest.fixture
+def waiting() -> Iterator[Waiting]:
+    handler = Waiting()
+    _diagnostics.logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        _diagnostics.logger.removeHandler(handler)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_an_unreachable_endpoint_is_said_within_seconds(waiting: Waiting, host: str) -> None:
+    port = _closed_port()
+    started = time.monotonic()
+    sender = BulkSender(KEY, base_url=f"http://{host}:{port}", retry_budget=300.0)
+    try:
+        sender.enqueue(_event())
+        line = waiting.wait_for("cannot deliver to", 5.0)
+        assert line is not None, waiting.lines
+        assert time.monotonic() - started < 5.0
+        assert f"{host}:{port}" in line
+        assert "ConnectError" in line
+        assert KEY not in " ".join(waiting.lines)
+        assert sum("cannot deliver to" in line for line in waiting.lines) == 1
+    finally:
+        sender.close(0.5)
+
+
+def test_an_outage_and_its_end_are_said_once_each(waiting: Waiting) -> None:
+    with TrackingServer(host="localhost") as srv:
+        srv.fail_next(3, 503)
+        sender = BulkSender(KEY, base_url=srv.url, **FAST)
+        try:
+            sender.enqueue(_event())
+            assert sender.flush(10)
+            sender.enqueue(_event(user="u2"))
+            assert sender.flush(10)
+        finally:
+            sender.close(2)
+    outage = [line for line in waiting.lines if "cannot deliver to" in line]
+    recovered = [line for line in waiting.lines if "recovered" in line]
+    assert len(outage) == 1, waiting.lines
+    assert "HTTP 503" in outage[0]
+    assert len(recovered) == 1, waiting.lines
+    assert "(3 failed attempt(s))" in recovered[0]
+    assert srv.url.split("//")[1].split("/")[0] in recovered[0]
+
+
+def test_the_shutdown_loss_says_the_outage_behind_it(waiting: Waiting) -> None:
+    port = _closed_port()
+    sender = BulkSender(KEY, base_url=f"http://127.0.0.1:{port}", retry_budget=300.0)
+    sender.enqueue(_event())
+    assert waiting.wait_for("cannot deliver to", 5.0)
+    sender.close(0.2)
+    line = waiting.wait_for("not delivered before the shutdown deadline", 1.0)
+    assert line is not None and f"127.0.0.1:{port} failing for" in line, waiting.lines
+    assert "ConnectError" in line
+
+
+# -- item 2: reports no longer hide each other ---------------------------------------------
+
+
+def test_different_problems_in_a_row_are_each_reported(lines: list[str]) -> None:
+    from bucket_logging import BucketHandler
+
+    handler = BucketHandler(KEY, offline=True)
+    log = logging.getLogger("app.day2")
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        log.info("one", extra={"bucket_event": "", "user_id": "u1"})
+        log.info("one", extra={"bucket_event": "Signed in"})  # no user id
+        log.info("one", extra={"bucket_event": 42, "user_id": "u1"})
+        log.info("one", extra={"bucket_event": 43, "user_id": "u1"})  # the same as above
+    finally:
+        log.removeHandler(handler)
+    said = [line for line in lines if "Not sending" in line]
+    assert len(said) == 3, said
+    assert "must not be empty" in said[0]
+    assert "needs a user id" in said[1]
+    assert "not int 42" in said[2]
+
+
+def test_refused_calls_are_counted_by_reason_and_passed_to_on_error() -> None:
+    from bucket_logging import BucketHandler, DeliveryError, RefusedCallError
+
+    errors: list[DeliveryError] = []
+    got = threading.Event()
+
+    def on_error(error: DeliveryError) -> None:
+        errors.append(error)
+        if len(errors) == 3:
+            got.set()
+
+    sender = BulkSender(KEY, offline=True, on_error=on_error)
+    handler = BucketHandler(sender=sender)
+    log = logging.getLogger("app.day2.count")
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        log.info("a", extra={"bucket_event": "Signed in"})
+        log.info("b", extra={"bucket_event": "", "user_id": "u1"})
+        log.info("c", extra={"bucket_attributes": {"plan": "pro"}})
+        assert got.wait(5)
+    finally:
+        log.removeHandler(handler)
+        sender.close(1)
+    assert sender.stats.refused == {"missing_id": 1, "invalid_tag": 1, "orphan_tags": 1}
+    assert [type(e) for e in errors] == [RefusedCallError] * 3
+    first = errors[0]
+    assert isinstance(first, RefusedCallError)
+    assert (first.reason, first.kind, first.count) == ("missing_id", "event", 1)
+    assert "needs a user id" in first.detail
+    assert sender.stats.queued == 0
+
+
+def test_what_was_suppressed_is_said_at_exit(tmp_path: Any) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import logging\n"
+        "from bucket_logging import BucketHandler\n"
+        "log = logging.getLogger('app')\n"
+        "log.setLevel(logging.INFO)\n"
+        "log.addHandler(BucketHandler(offline=True))\n"
+        "for i in range(5):\n"
+        "    log.info('no user', extra={'bucket_event': 'Signed in'})\n"
+        "log.info('empty', extra={'bucket_event': '', 'user_id': 'u'})\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUCKET_")}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    err = done.stderr.splitlines()
+    assert sum("needs a user id" in line for line in err) == 2, err
+    summary = [line for line in err if "suppressed" in line]
+    assert len(summary) == 1, err
+    assert summary[0].startswith("bucket_logging: 4 more message(s) like this one suppressed: ")
+    assert "needs a user id" in summary[0]
+
+
+# -- item 9: the local server ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_get_calls_answers_what_the_server_accepted(host: str) -> None:
+    import httpx
+
+    with TrackingServer(host="127.0.0.1") as srv:
+        base = srv.url.replace("127.0.0.1", host)
+        sender = BulkSender(KEY, base_url=base, **FAST)
+        try:
+            sender.enqueue(_event())
+            sender.enqueue(Item.user("u1", attributes={"plan": "pro"}))
+            assert sender.flush(5)
+        finally:
+            sender.close(1)
+        answer = httpx.get(f"{base}/_calls", timeout=5)
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("application/json")
+        calls = answer.json()
+        assert [c["type"] for c in calls] == ["event", "user"]
+        assert calls == srv.calls
+        assert all(r.http_method == "POST" for r in srv.requests)  # the GET is not an API request
+
+
+def test_a_stopped_server_says_what_it_accepted(lines: list[str]) -> None:
+    _diagnostics.logger.setLevel(logging.INFO)
+    try:
+        srv = TrackingServer().start()
+        sender = BulkSender(KEY, base_url=srv.url, **FAST)
+        try:
+            sender.enqueue(_event())
+            sender.enqueue(_event(user="u2"))
+            sender.enqueue(Item.user("u1"))
+            assert sender.flush(5)
+        finally:
+            sender.close(1)
+        srv.stop()
+    finally:
+        _diagnostics.logger.setLevel(logging.NOTSET)
+    stopped = [line for line in lines if "stopped:" in line]
+    assert len(stopped) == 1, lines
+    assert stopped[0].startswith(
+        f"bucket_logging: tracking server 127.0.0.1:{srv.port} stopped: 3 call(s) accepted "
+        "(2 event, 1 user) in "
+    )
+    assert stopped[0].endswith(" request(s), 0 request(s) refused")
+
+
+# -- item 3: common mistakes are said --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "typo", "meant"),
+    [
+        ({"bucket_events": "Signed in", "user_id": "u1"}, "bucket_events", "bucket_event"),
+        (
+            {"bucket_event": "Signed in", "bucket_attribute": {"a": 1}, "user_id": "u1"},
+            "bucket_attribute",
+            "bucket_attributes",
+        ),
+        (
+            {"bucket_user": True, "bucket_companys": True, "user_id": "u1"},
+            "bucket_companys",
+            "bucket_company",
+        ),
+    ],
+)
+def test_a_misspelled_tag_names_the_closest_one(
+    lines: list[str], extra: dict[str, Any], typo: str, meant: str
+) -> None:
+    from bucket_logging import BucketHandler
+
+    sender = BulkSender(KEY, offline=True)
+    handler = BucketHandler(sender=sender)
+    log = logging.getLogger("app.day2.typo")
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        log.info(f"typo {typo}", extra=extra)
+    finally:
+        log.removeHandler(handler)
+        sender.close(1)
+    said = [line for line in lines if "is not a tag" in line]
+    assert len(said) == 1, lines
+    assert repr(typo) in said[0]
+    assert f"did you mean {meant!r}?" in said[0]
+    assert sender.stats.refused == {"unknown_tag": 1}
+
+
+def test_a_structlog_typo_is_said_too(lines: list[str]) -> None:
+    import structlog
+
+    from bucket_logging import BucketProcessor
+
+    processor = BucketProcessor(KEY, offline=True)
+    processor(structlog.get_logger("x"), "info", {"event": "e", "bucket_events": "Signed in"})
+    assert any("did you mean 'bucket_event'?" in line for line in lines), lines
+
+
+def test_a_processor_after_the_renderer_says_so_once(
+    lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import structlog
+
+    from bucket_logging import BucketProcessor, _processor
+
+    monkeypatch.setattr(_processor, "_warned_rendered", False)
+    processor = BucketProcessor(KEY, offline=True)
+    logger = structlog.get_logger("x")
+    rendered = '{"event": "e", "bucket_event": "Signed in", "user_id": "u1"}'
+    assert processor(logger, "info", rendered) is rendered  # type: ignore[arg-type]
+    assert processor(logger, "info", rendered) is rendered  # type: ignore[arg-type]
+    said = [line for line in lines if "already-rendered" in line]
+    assert len(said) == 1, lines
+    assert "place it before the renderer" in said[0]

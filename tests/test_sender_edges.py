@@ -161,9 +161,7 @@ def test_an_on_error_callback_that_raises_is_reported(
     enqueue_all(sender, events(1, start=1))
     assert sender.flush(10)  # the sender goes on
     assert sender.stats.sent == 1
-    assert "on_error callback raised RuntimeError('callback bug')" in messages(
-        logged
-    )
+    assert "on_error callback raised RuntimeError('callback bug')" in messages(logged)
 
 
 def test_close_from_the_senders_own_thread(make_sender: Make) -> None:
@@ -245,8 +243,7 @@ def test_a_sender_thread_that_cannot_start(
         sender.close()
     said = messages(logged)
     first = said.index(
-        "cannot start the sender thread "
-        "(can't create new thread at interpreter shutdown)"
+        "cannot start the sender thread (can't create new thread at interpreter shutdown)"
     )
     assert "dropped a event item: the sender is closed" in said[first + 1 :]
 
