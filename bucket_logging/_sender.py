@@ -363,15 +363,11 @@ class BulkSender:
         return self._ledger.stats()
 
     def refused(self, reason: RefusalReason, kind: str, detail: str) -> None:
-        """A log record's ``kind`` call was not queued (its tags were wrong): count it in
-        ``stats.refused`` and pass a :class:`RefusedCallError` to ``on_error`` (on the
-        sender's thread when it runs). Never raises."""
+        """Count a record's refused call; pass a :class:`RefusedCallError` to ``on_error``."""
         self._ledger.count_refused(reason)
-        if self.on_error is None:
-            return
         error = RefusedCallError(reason, kind, detail)
         engine = self._engine
-        if engine is None or not engine.call_soon(engine.notify, error):
+        if self.on_error and (engine is None or not engine.call_soon(engine.notify, error)):
             with contextlib.suppress(Exception):
                 self.on_error(error)
 

@@ -7,9 +7,10 @@ rule's ``"attributes": "*"`` never takes.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 __all__ = [
@@ -19,8 +20,10 @@ __all__ = [
     "TAGS",
     "TYPO_PROBE",
     "UNKNOWN",
+    "checked_templates",
     "has_tags",
-    "unknown_tags",
+    "misspelled",
+    "unchecked",
 ]
 
 #: Every tag a record can carry.
@@ -51,14 +54,34 @@ TYPO_PROBE: Final = "bucket_events"
 _TAG_SET: Final = frozenset(TAGS)
 
 
-def unknown_tags(keys: Iterable[object]) -> list[tuple[str, str | None]]:
-    """The ``bucket_*`` keys that are not tags, each with the closest tag (or None)."""
-    found = []
-    for key in keys:
+#: The templates (log statements) whose records were checked by :func:`misspelled`;
+#: past :data:`_CHECKED_MAX` no more are kept.
+checked_templates: dict[object, None] = {}
+_CHECKED_MAX: Final = 4096
+
+
+def unchecked(template: object) -> bool:
+    """Whether no record of ``template`` was checked by :func:`misspelled` yet."""
+    try:
+        return template not in checked_templates
+    except TypeError:  # unhashable
+        return True
+
+
+def misspelled(fields: Mapping[str, Any], template: object) -> list[str]:
+    """The record's ``bucket_*`` keys that are not tags, as problems naming the closest
+    tag; ``template`` is remembered (a misspelling is in the code: the tracker checks
+    once per log statement, which keeps the tracked call's cost one look-up)."""
+    if len(checked_templates) < _CHECKED_MAX:
+        with contextlib.suppress(TypeError):  # an unhashable one: checked every time
+            checked_templates[template] = None
+    problems = []
+    for key in list(fields):
         if type(key) is str and key.startswith("bucket_") and key not in _TAG_SET:
             close = difflib.get_close_matches(key, TAGS, n=1, cutoff=0.6)
-            found.append((key, close[0] if close else None))
-    return found
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(f"{key!r} is not a tag ({hint}it was ignored)")
+    return problems
 
 
 # Fields that are never "structured" for a rule's ``"attributes": "*"``: the standard

@@ -26,7 +26,6 @@ processor ever claimed an event (:func:`claim`; the claim itself is in
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Mapping
@@ -45,7 +44,18 @@ from ._sender import BulkSender
 from ._structlog_context import CONTEXT_KEYS as _CONTEXT_KEYS
 from ._structlog_context import KEY_PREFIX as _CONTEXT_PREFIX
 from ._structlog_context import from_context as _from_context
-from ._tags import ORPHAN, RESERVED, TAGGED, TAGS, TYPO_PROBE, UNKNOWN, has_tags, unknown_tags
+from ._tags import (
+    ORPHAN,
+    RESERVED,
+    TAGGED,
+    TAGS,
+    TYPO_PROBE,
+    UNKNOWN,
+    checked_templates,
+    has_tags,
+    misspelled,
+    unchecked,
+)
 from ._wire import entity_wire, feedback_wire, missing_user, read_tags, short, wire_of
 
 __all__ = [
@@ -85,20 +95,6 @@ def _after_fork_in_child() -> None:
 
 
 _process.at_fork(after_in_child=_after_fork_in_child)
-
-#: The templates (log statements) whose records were checked for misspelled tags
-#: (see :meth:`Tracker._check_keys`); past :data:`_CHECKED_MAX` no more are kept.
-_checked: dict[object, None] = {}
-_CHECKED_MAX: Final = 4096
-
-
-def _unchecked(template: object) -> bool:
-    """Whether no record of ``template`` was checked for misspelled tags yet."""
-    try:
-        return template not in _checked
-    except TypeError:  # unhashable
-        return True
-
 
 #: The lists of the active :func:`~bucket_logging.testing.capture_tracking` blocks.
 #: Replaced as a whole (never mutated) so readers need no lock.
@@ -300,7 +296,7 @@ class Tracker:
                 internal = _diagnostics.internal_logger(logger_name)
             if internal:
                 return
-            if template not in _checked:  # once per log statement: misspelled tags?
+            if template not in checked_templates:  # once per log statement: typos?
                 self._check_keys(fields, logger_name, template)
             if type(fields) is dict and not (  # (a custom Mapping may run code)
                 "bucket_user" in fields
@@ -374,7 +370,7 @@ class Tracker:
             return
         _busy.add(me)
         try:
-            if plan is UNKNOWN or _unchecked(template):
+            if plan is UNKNOWN or unchecked(template):
                 self._check_keys(fields, logger_name, template)
             if plan is ORPHAN:
                 self._reject(
@@ -499,17 +495,8 @@ class Tracker:
         self._deliver(item)
 
     def _check_keys(self, fields: Mapping[str, Any], logger_name: str, template: object) -> None:
-        """Report the record's ``bucket_*`` keys that are not tags, naming the closest tag.
-
-        Done once per log statement (its template): a misspelling is in the code, and
-        the tracked call's cost stays one look-up.
-        """
-        if len(_checked) < _CHECKED_MAX:
-            with contextlib.suppress(TypeError):  # an unhashable one: checked every time
-                _checked[template] = None
-        for key, close in unknown_tags(list(fields)):
-            hint = f"did you mean {close!r}? " if close else ""
-            problem = f"{key!r} is not a tag ({hint}it was ignored)"
+        """Report the record's misspelled tags (see :func:`~bucket_logging._tags.misspelled`)."""
+        for problem in misspelled(fields, template):
             _diagnostics.report(
                 _diagnostics.problem_topic("unknown-tag", logger_name, template, problem),
                 "Unknown tag on a record from logger %r with message %s: %s",
