@@ -46,8 +46,9 @@ class DeliveryError(BucketLoggingError):
     Attributes:
         reason: why, one of ``"rejected"`` (the server answered 400 for these items),
             ``"client_error"`` (another 4xx, e.g. a wrong tracking key or URL),
-            ``"retries_exhausted"``, ``"queue_full"``, ``"shutdown"``, ``"closed"`` (also when the
-            sender thread could not start); with a spool also ``"spool_full"``,
+            ``"retries_exhausted"``, ``"queue_full"``, ``"shutdown"`` (the exit deadline passed),
+            ``"closed"`` (also when the sender thread could not start), ``"internal_error"``
+            (an unexpected error while delivering); with a spool also ``"spool_full"``,
             ``"spool_expired"`` and ``"spool_error"``.
         count: how many items.
         status: the HTTP status of the last answer, if there was one.

@@ -29,7 +29,6 @@ at interpreter exit within ``shutdown_timeout``, and rebuilt in a forked child
 from __future__ import annotations
 
 import asyncio
-import atexit
 import collections
 import concurrent.futures
 import contextlib
@@ -37,7 +36,6 @@ import email.utils
 import logging
 import os
 import random
-import selectors
 import ssl
 import threading
 import time
@@ -50,10 +48,11 @@ import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
 import httpcore  # noqa: F401 - (a fork during an import leaves a partial module)
 import httpx
 
-from . import _diagnostics, _spool
+from . import _diagnostics, _shutdown, _spool
 from ._diagnostics import report
 from ._exceptions import ConfigurationError, DeliveryError
 from ._items import MAX_BODY_BYTES, Item, bulk_body, kind_of
+from ._loop import SenderLoop
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -151,8 +150,8 @@ class SenderStats:
         dropped: items dropped for another reason, by reason (``queue_full``,
             ``retries_exhausted``, ``client_error``, ``shutdown``, ``closed`` (also when the sender
             thread could not start), ``invalid`` (an ``Item`` built by hand whose body is
-            not bytes); with a spool also ``spool_full``, ``spool_expired`` and
-            ``spool_error``).
+            not bytes), ``internal_error`` (an unexpected error while delivering: a
+            bug); with a spool also ``spool_full``, ``spool_expired`` and ``spool_error``).
         offline: items validated but not sent because the sender is offline.
         spooled: items not delivered yet that this sender left in its spool (retries
             exhausted, another 4xx, the shutdown deadline) for a later delivery;
@@ -271,6 +270,10 @@ class BulkSender:
             batches are dropped (counted, reported) to stay under it.
         spool_max_age: seconds a batch is kept in the spool (7 days); older ones are
             dropped (counted, reported).
+        handle_sigterm: install a SIGTERM handler that delivers the queue before the
+            process ends by SIGTERM, when SIGTERM has its default disposition (see
+            :mod:`bucket_logging._shutdown`); ``False`` or env ``BUCKET_HANDLE_SIGTERM=0``
+            installs none.
 
     Memory is bounded by ``max_queue_bytes`` of encoded items (plus about 40 bytes of
     bookkeeping per item, at most ``max_queue_items`` of them), the trackers' inbox
@@ -302,6 +305,7 @@ class BulkSender:
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = _spool.DEFAULT_SPOOL_MAX_BYTES,
         spool_max_age: float = _spool.DEFAULT_SPOOL_MAX_AGE,
+        handle_sigterm: bool = True,
     ) -> None:
         key = tracking_key if tracking_key is not None else os.environ.get(ENV_KEY, "")
         if not offline and not key:
@@ -355,7 +359,7 @@ class BulkSender:
         self._start_lock = threading.Lock()
         self._init_state()
         _live_senders.add(self)
-        _install_exit_hook()
+        _shutdown.install(_shutdown_all, sigterm=_shutdown.sigterm_enabled(handle_sigterm))
         if not offline:
             self._start()
 
@@ -416,7 +420,10 @@ class BulkSender:
         mine = me not in _diagnostics.internal_threads
         _diagnostics.internal_threads.add(me)
         try:
-            loop = asyncio.SelectorEventLoop(selectors.DefaultSelector())
+            loop = SenderLoop()  # its resolver thread starts now, never at exit
+        except RuntimeError as exc:  # "can't create new thread at interpreter shutdown"
+            self._cannot_start(exc)
+            return
         finally:
             if mine:
                 _diagnostics.internal_threads.discard(me)
@@ -442,17 +449,21 @@ class BulkSender:
         try:
             thread.start()
         except RuntimeError as exc:  # e.g. "can't create new thread at interpreter shutdown"
-            self._closed = True
-            self._running = False
             self._loop = None
             loop.close()
-            report("start", "bucket_logging: cannot start the sender thread (%s)", exc)
+            self._cannot_start(exc)
             return
         self._thread = thread
         self._started = True
         self._running = not self._closed
+        _shutdown.watch_pool_exit()  # a forked pool child leaves with os._exit
         if self._spool is not None:
             self._call_soon(self._wake_now)  # open the spool and replay its backlog now
+
+    def _cannot_start(self, exc: BaseException) -> None:
+        self._closed = True
+        self._running = False
+        report("start", "bucket_logging: cannot start the sender thread (%s)", exc)
 
     def _after_fork_in_child(self) -> None:
         if self._thread_id is not None:
@@ -970,7 +981,7 @@ class BulkSender:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # pragma: no cover - defensive: never kill the loop
-            self._drop("retries_exhausted", len(batch), None, f"unexpected error: {exc!r}")
+            self._drop("internal_error", len(batch), None, f"unexpected error: {exc!r}")
         finally:
             with self._lock:
                 self._inflight.pop(batch_id, None)
@@ -1098,7 +1109,6 @@ class BulkSender:
 _registry: dict[tuple[str, str, bool], BulkSender] = {}
 _registry_lock = threading.Lock()
 _live_senders: weakref.WeakSet[BulkSender] = weakref.WeakSet()
-_exit_hook_installed = False
 
 
 def get_sender(
@@ -1171,17 +1181,11 @@ def _shutdown_all() -> None:
             report("exit", "bucket_logging: error at exit: %r", exc)
 
 
-def _install_exit_hook() -> None:
-    global _exit_hook_installed
-    if not _exit_hook_installed:
-        _exit_hook_installed = True
-        atexit.register(_shutdown_all)
-
-
 def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
     _diagnostics.after_fork_in_child()
+    _shutdown.after_fork_in_child()
     for sender in list(_live_senders):
         sender._start_lock = threading.Lock()
         sender._after_fork_in_child()

@@ -11,8 +11,12 @@ bucket_logging:
   the fork is sent by the master only, what a worker logs is sent by that worker;
   nothing is sent twice. So ``post_fork`` has nothing to do for bucket_logging;
 * a worker that exits normally delivers what it queued at interpreter exit (within
-  ``shutdown_timeout``); ``worker_exit`` below flushes explicitly as well, which
-  also covers workers that leave through ``os._exit``.
+  ``shutdown_timeout``), and so does a worker ended by SIGTERM; ``worker_exit`` below
+  flushes explicitly as well, which also covers sync workers that leave through
+  ``os._exit``. gunicorn does not call ``worker_exit`` for ``UvicornWorker``; those
+  workers deliver on their own, except with ``--preload``, where the app's lifespan
+  shutdown must call ``await bucket_logging.aflush(5)`` (see README, "When the process
+  ends").
 
 ``python examples/gunicorn_conf_example.py`` (no gunicorn needed) simulates the
 pre-fork model with ``os.fork()``: the master logs before the fork, the worker after
