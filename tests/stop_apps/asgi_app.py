@@ -1,13 +1,27 @@
 """A bare ASGI app: ``GET /hit/N`` logs the tagged event "Hit" number N; ``GET /`` is
-the readiness probe. Logging is configured at import, as most apps do."""
+the readiness probe.
+
+Logging is configured at import, as most apps do, unless ``STOP_APP_LOG_CONFIG=server``
+(the server configures it: ``uvicorn --log-config log_config.json``). With
+``STOP_APP_LIFESPAN_FLUSH=1`` the lifespan shutdown delivers what is queued: the one
+line the README asks of apps under ``uvicorn --workers``.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 from _tracking import track, tracked_logger
 
-log = tracked_logger("stop_apps.asgi")
+import bucket_logging
+
+if os.environ.get("STOP_APP_LOG_CONFIG") == "server":
+    log = logging.getLogger("stop_apps.asgi")
+else:
+    log = tracked_logger("stop_apps.asgi")
+LIFESPAN_FLUSH = bool(os.environ.get("STOP_APP_LIFESPAN_FLUSH"))
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -15,6 +29,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             kind = message["type"].rsplit(".", 1)[-1]
+            if kind == "shutdown" and LIFESPAN_FLUSH:
+                await bucket_logging.aflush(5)  # the one line
             await send({"type": f"lifespan.{kind}.complete"})
             if kind == "shutdown":
                 return

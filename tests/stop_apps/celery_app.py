@@ -1,9 +1,7 @@
 """A Celery app on kombu's ``filesystem://`` transport (no broker service needed).
 
 The task ``hit(n)`` logs the tagged event "Task ran" number n. The queue lives in
-``$STOP_APP_QUEUE_DIR``. ``python celery_app.py N`` sends the tasks 0..N-1. With
-``STOP_APP_CELERY_HOOK=1`` each pool process flushes at its exit (the one line of user
-code that Celery's prefork pool may need: its processes end with ``os._exit``).
+``$STOP_APP_QUEUE_DIR``. ``python celery_app.py N`` sends the tasks 0..N-1.
 """
 
 from __future__ import annotations
@@ -13,9 +11,6 @@ import sys
 
 from _tracking import track, tracked_logger
 from celery import Celery
-from celery.signals import worker_process_shutdown
-
-import bucket_logging
 
 QUEUE = os.environ["STOP_APP_QUEUE_DIR"]
 
@@ -36,13 +31,6 @@ log = tracked_logger("stop_apps.tasks")
 @app.task(name="stop_apps.hit")
 def hit(n: int) -> None:
     track(log, "Task ran", n)
-
-
-if os.environ.get("STOP_APP_CELERY_HOOK"):
-
-    @worker_process_shutdown.connect
-    def deliver_before_the_pool_process_exits(**kwargs: object) -> None:
-        bucket_logging.flush(timeout=5)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """A worker loop: logs N tagged events, then waits for work until it is stopped.
 
-    python worker.py N [--own-handler before|after] [--shutdown-timeout S]
-                       [--processor] [--no-sigterm-kw]
+    python worker.py N [--own-handler before|after|ignore] [--shutdown-timeout S]
+                       [--processor] [--no-sigterm-kw] [--configure-in-thread]
+                       [--busy]
 
 Prints ``sigterm=<disposition>`` once the tracking is configured (SIG_DFL, or the name of
 the callable in place), then ``logged N``. ``--own-handler`` installs an application's
 SIGTERM handler before or after the tracking is configured: it logs a final event and
-ends the process with ``sys.exit(0)``.
+ends the process with ``sys.exit(0)``; ``ignore`` sets SIGTERM to ``SIG_IGN`` first.
+``--configure-in-thread`` creates the handler (so the sender) in another thread.
+``--busy`` goes on logging numbered events, without a pause, until it is stopped.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 import time
 from types import FrameType
 
@@ -22,10 +26,12 @@ from _tracking import track, tracked_logger
 
 args = argparse.ArgumentParser()
 args.add_argument("events", type=int)
-args.add_argument("--own-handler", choices=["before", "after"])
+args.add_argument("--own-handler", choices=["before", "after", "ignore"])
 args.add_argument("--shutdown-timeout", type=float, default=5.0)
 args.add_argument("--processor", action="store_true", help="a BucketProcessor as well")
 args.add_argument("--no-sigterm-kw", action="store_true", help="handle_sigterm=False")
+args.add_argument("--configure-in-thread", action="store_true")
+args.add_argument("--busy", action="store_true")
 opts = args.parse_args()
 
 log = logging.getLogger("stop_apps.worker")
@@ -40,10 +46,17 @@ def on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 if opts.own_handler == "before":
     signal.signal(signal.SIGTERM, on_sigterm)
+elif opts.own_handler == "ignore":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 options: dict[str, object] = {"shutdown_timeout": opts.shutdown_timeout}
 if opts.no_sigterm_kw:
     options["handle_sigterm"] = False
-tracked_logger(log.name, **options)
+if opts.configure_in_thread:
+    configuring = threading.Thread(target=tracked_logger, args=(log.name,), kwargs=options)
+    configuring.start()
+    configuring.join()
+else:
+    tracked_logger(log.name, **options)
 if opts.processor:
     from bucket_logging import BucketProcessor
 
@@ -59,5 +72,9 @@ else:
 for n in range(opts.events):
     track(log, "Did work", n)
 print(f"logged {opts.events}", flush=True)
+n = opts.events
+while opts.busy:  # a signal lands in the middle of some log call
+    track(log, "Did work", n)
+    n += 1
 while True:  # waiting for more work
     time.sleep(1)
