@@ -284,6 +284,19 @@ def test_an_apps_own_sigterm_handler_runs_decides_the_exit_and_its_last_event_ar
     assert_clean(child)
 
 
+def test_sigterm_during_a_retry_backoff_still_delivers(run: Run, server: TrackingServer) -> None:
+    server.fail_next(3)  # the endpoint has a bad moment: the sender backs off
+    child = run(["worker.py", "300"], STOP_APP_FLUSH_INTERVAL="0.05")
+    child.wait_line("logged 300")
+    assert server.wait_for_received(1, timeout=10)  # a request failed: backing off now
+    child.signal(signal.SIGTERM)
+    code = child.wait()
+    assert arrived(server, "Did work") == list(range(300)), child.describe()
+    assert code == -signal.SIGTERM, child.describe()
+    assert child.took < SHUTDOWN_TIMEOUT + 1, child.took
+    assert_clean(child)
+
+
 def test_sigterm_in_the_middle_of_log_calls_delivers_every_completed_one(
     run: Run, server: TrackingServer
 ) -> None:
@@ -312,7 +325,7 @@ def test_a_second_sigterm_during_the_delivery_ends_the_process_at_once(
     assert server.wait_for_received(1, timeout=10)  # the delivery is under way, held
     child.signal(signal.SIGTERM)  # impatient: docker stop's second signal, or an operator
     assert child.wait() == -signal.SIGTERM, child.describe()
-    assert child.took < 1, child.took
+    assert child.took < 2, child.took
     assert_clean(child)
 
 
@@ -361,7 +374,7 @@ def test_sigterm_handling_can_be_switched_off(run: Run, switch: str) -> None:
     child.wait_line("logged 3")
     child.signal(signal.SIGTERM)
     assert child.wait() == -signal.SIGTERM  # the default disposition: ends at once
-    assert child.took < 1, child.took
+    assert child.took < 2, child.took
     assert_clean(child)
 
 
@@ -432,6 +445,8 @@ APP_SERVERS = [
     pytest.param(uvicorn("--workers", "2"), {}, id="uvicorn --workers 2", marks=NEEDS_THE_LINE),
     pytest.param(uvicorn("--workers", "2"), LIFESPAN_FLUSH,
                  id="uvicorn --workers 2+lifespan-aflush"),
+    pytest.param(uvicorn("--reload"), {}, id="uvicorn --reload", marks=NEEDS_THE_LINE),
+    pytest.param(uvicorn("--reload"), LIFESPAN_FLUSH, id="uvicorn --reload+lifespan-aflush"),
     pytest.param(
         uvicorn("--workers", "2", "--log-config", "log_config.json"),
         {"STOP_APP_LOG_CONFIG": "server"},
@@ -498,9 +513,13 @@ def test_a_celery_workers_warm_shutdown_delivers_every_task_event(
     assert_clean(worker)
 
 
-@pytest.mark.parametrize("reload", [True, False], ids=["autoreload", "noreload"])
-def test_django_runserver_stopped_with_ctrl_c_delivers_every_request_event(
-    run: Run, server: TrackingServer, reload: bool
+@pytest.mark.parametrize(
+    ("reload", "stop"),
+    [(True, signal.SIGINT), (False, signal.SIGINT), (False, signal.SIGTERM)],
+    ids=["autoreload-ctrl-c", "noreload-ctrl-c", "noreload-sigterm"],
+)
+def test_django_runserver_stopped_by_ctrl_c_or_sigterm_delivers_every_request_event(
+    run: Run, server: TrackingServer, reload: bool, stop: int
 ) -> None:
     pytest.importorskip("django")
     port = free_port()
@@ -508,17 +527,38 @@ def test_django_runserver_stopped_with_ctrl_c_delivers_every_request_event(
     child = run(argv if reload else [*argv, "--noreload"])
     wait_ready(child, port)
     make_requests(port)
-    child.signal(signal.SIGINT, group=True)  # Ctrl-C: the terminal signals the whole group
+    # Ctrl-C: the terminal signals the whole group; SIGTERM: docker stop, to the process
+    child.signal(stop, group=stop == signal.SIGINT)
     code = child.wait()
     assert arrived(server, "Hit") == list(range(REQUESTS)), child.describe()
-    assert code in (0, -signal.SIGINT), child.describe()
+    assert code in (0, -stop), child.describe()
     assert_clean(child)
 
 
-@pytest.mark.parametrize("host", HOSTS)
-@pytest.mark.parametrize("mode", ["return", "flush_os_exit", "os_exit"])
-def test_a_multiprocessing_child(run: Run, server: TrackingServer, mode: str, host: str) -> None:
-    child = run(["mp_child.py", mode], host)
+FORKSERVER_LOSES = pytest.mark.xfail(
+    strict=True,
+    reason="forkserver child: the child imports the main module (so builds and starts the "
+    "sender, registering its pool-exit Finalize) in spawn.prepare(), before "
+    "Process._bootstrap clears multiprocessing's finalizer registry; the child then "
+    "leaves with os._exit and its 3 events are lost silently (exit 0, empty stderr). "
+    "Pool workers too, when they end by the sentinel rather than terminate()'s SIGTERM. "
+    "forkserver is Python 3.14's default start method on Linux",
+)
+
+
+@pytest.mark.parametrize(
+    ("mode", "method", "host"),
+    [("return", "fork", "localhost"), ("return", "fork", "127.0.0.1"),
+     pytest.param("return", "forkserver", "localhost", marks=FORKSERVER_LOSES),
+     ("return", "spawn", "localhost"),
+     ("pool", "fork", "localhost"),
+     ("flush_os_exit", "fork", "localhost"), ("flush_os_exit", "fork", "127.0.0.1"),
+     ("os_exit", "fork", "localhost"), ("os_exit", "fork", "127.0.0.1")],
+)  # fmt: skip
+def test_a_multiprocessing_child(
+    run: Run, server: TrackingServer, mode: str, method: str, host: str
+) -> None:
+    child = run(["mp_child.py", mode, method], host)
     assert child.wait() == 0, child.describe()
     assert "child exit 0" in child.stdout
     assert arrived(server, "Parent before") == [0]

@@ -1,11 +1,14 @@
-"""A parent that forks a ``multiprocessing`` child; the child logs 3 events and ends.
+"""A parent that starts a ``multiprocessing`` child; the child logs 3 events and ends.
 
-    python mp_child.py return|os_exit|flush_os_exit
+    python mp_child.py return|os_exit|flush_os_exit|pool [fork|forkserver|spawn]
 
 ``return``: the child's target returns (multiprocessing then ends it with ``os._exit``
 after its finalizers); ``os_exit``: the target calls ``os._exit(0)`` itself;
-``flush_os_exit``: it calls ``bucket_logging.flush()`` first. The parent logs one event
-before the fork and one after the child ended, then returns.
+``flush_os_exit``: it calls ``bucket_logging.flush()`` first; ``pool``: a
+``with Pool(2) as pool: pool.map(...)`` block logs the 3 events in its workers (the
+block's exit terminates them: SIGTERM). The parent logs one event
+before the child starts and one after it ended, then returns. The start method is
+``fork`` unless named.
 """
 
 from __future__ import annotations
@@ -30,10 +33,22 @@ def child(mode: str) -> None:
         os._exit(0)
 
 
+def pool_task(n: int) -> int:
+    track(log, "Child work", n)
+    return os.getpid()
+
+
 if __name__ == "__main__":
     track(log, "Parent before", 0)
-    proc = multiprocessing.get_context("fork").Process(target=child, args=(sys.argv[1],))
-    proc.start()
-    proc.join()
-    print(f"child exit {proc.exitcode}", flush=True)
+    mode = sys.argv[1]
+    context = multiprocessing.get_context(sys.argv[2] if len(sys.argv) > 2 else "fork")
+    if mode == "pool":
+        with context.Pool(2) as pool:
+            pids = pool.map(pool_task, range(3))
+        print("child exit 0", flush=True)  # (the pool's workers: terminated)
+    else:
+        proc = context.Process(target=child, args=(mode,))
+        proc.start()
+        proc.join()
+        print(f"child exit {proc.exitcode}", flush=True)
     track(log, "Parent after", 1)
