@@ -4,11 +4,10 @@
 
 ``return``: the child's target returns (multiprocessing then ends it with ``os._exit``
 after its finalizers); ``os_exit``: the target calls ``os._exit(0)`` itself;
-``flush_os_exit``: it calls ``bucket_logging.flush()`` first; ``pool``: a
-``with Pool(2) as pool: pool.map(...)`` block logs the 3 events in its workers (the
-block's exit terminates them: SIGTERM). The parent logs one event
-before the child starts and one after it ended, then returns. The start method is
-``fork`` unless named.
+``flush_os_exit``: it calls ``bucket_logging.flush()`` first; ``pool``: a ``Pool(2)``
+logs the 3 events in its workers, then is closed and joined (its workers return).
+The parent logs one event before the child starts and one after it ended, then
+returns. The start method is ``fork`` unless named.
 """
 
 from __future__ import annotations
@@ -43,9 +42,11 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     context = multiprocessing.get_context(sys.argv[2] if len(sys.argv) > 2 else "fork")
     if mode == "pool":
-        with context.Pool(2) as pool:
-            pids = pool.map(pool_task, range(3))
-        print("child exit 0", flush=True)  # (the pool's workers: terminated)
+        pool = context.Pool(2)
+        pool.map(pool_task, range(3))
+        pool.close()
+        pool.join()
+        print("child exit 0", flush=True)
     else:
         proc = context.Process(target=child, args=(mode,))
         proc.start()
