@@ -289,6 +289,22 @@ def test_an_apps_own_sigterm_handler_runs_decides_the_exit_and_its_last_event_ar
     assert_clean(child)
 
 
+def test_an_apps_handler_that_chains_to_the_librarys_delivers_its_last_event_too(
+    run: Run, server: TrackingServer
+) -> None:
+    child = run(["worker.py", "50", "--own-handler", "chain"])
+    assert child.wait_line("sigterm=") == "sigterm=chained"
+    child.wait_line("logged 50")
+    child.signal(signal.SIGTERM)
+    code = child.wait()
+    assert "app handler ran" in child.stdout, child.describe()
+    assert arrived(server, "Did work") == list(range(50)), child.describe()
+    assert arrived(server, "Stopped worker") == [-1], child.describe()
+    assert code == -signal.SIGTERM, child.describe()  # the library's handler ended it
+    assert child.stderr == ""
+    assert_clean(child)
+
+
 def test_sigterm_during_a_retry_backoff_still_delivers(run: Run, server: TrackingServer) -> None:
     server.fail_next(3)  # the endpoint has a bad moment: the sender backs off
     child = run(["worker.py", "300"], STOP_APP_FLUSH_INTERVAL="0.05")

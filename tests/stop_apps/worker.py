@@ -1,13 +1,15 @@
 """A worker loop: logs N tagged events, then waits for work until it is stopped.
 
-    python worker.py N [--own-handler before|after|ignore] [--shutdown-timeout S]
+    python worker.py N [--own-handler before|after|ignore|chain] [--shutdown-timeout S]
                        [--processor] [--no-sigterm-kw] [--configure-in-thread]
                        [--busy]
 
 Prints ``sigterm=<disposition>`` once the tracking is configured (SIG_DFL, or the name of
 the callable in place), then ``logged N``. ``--own-handler`` installs an application's
 SIGTERM handler before or after the tracking is configured: it logs a final event and
-ends the process with ``sys.exit(0)``; ``ignore`` sets SIGTERM to ``SIG_IGN`` first.
+ends the process with ``sys.exit(0)``; ``ignore`` sets SIGTERM to ``SIG_IGN`` first;
+``chain`` installs, after the tracking, a handler that logs a final event and then calls
+the handler it replaced (as libraries that chain signal handlers do).
 ``--configure-in-thread`` creates the handler (so the sender) in another thread.
 ``--busy`` goes on logging numbered events, without a pause, until it is stopped.
 """
@@ -26,7 +28,7 @@ from _tracking import track, tracked_logger
 
 args = argparse.ArgumentParser()
 args.add_argument("events", type=int)
-args.add_argument("--own-handler", choices=["before", "after", "ignore"])
+args.add_argument("--own-handler", choices=["before", "after", "ignore", "chain"])
 args.add_argument("--shutdown-timeout", type=float, default=5.0)
 args.add_argument("--processor", action="store_true", help="a BucketProcessor as well")
 args.add_argument("--no-sigterm-kw", action="store_true", help="handle_sigterm=False")
@@ -63,6 +65,19 @@ if opts.processor:
     BucketProcessor(**options)  # type: ignore[arg-type]
 if opts.own_handler == "after":
     signal.signal(signal.SIGTERM, on_sigterm)
+elif opts.own_handler == "chain":
+    replaced = signal.getsignal(signal.SIGTERM)
+
+    def chained(signum: int, frame: FrameType | None) -> None:
+        print("app handler ran", flush=True)
+        track(log, "Stopped worker", -1)
+        if callable(replaced):
+            replaced(signum, frame)
+        else:  # the default: die by the signal
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, chained)
 
 disposition = signal.getsignal(signal.SIGTERM)
 if isinstance(disposition, signal.Handlers):
