@@ -62,6 +62,37 @@ def stdlib_untagged(logger: logging.Logger) -> Run:
     return run
 
 
+def stdlib_tracked_varying(logger: logging.Logger) -> Run:
+    """A tagged stdlib call as applications make it: the user id and an attribute
+    value change on every call (nothing the library could cache)."""
+    info = logger.info
+
+    def run(n: int) -> int:
+        t0 = perf_counter_ns()
+        for i in range(n):
+            info(
+                "sent message to %s",
+                "channel-7",
+                extra={"bucket_event": "Sent message", "user_id": i, "bucket_attributes": {"n": i}},
+            )
+        return perf_counter_ns() - t0
+
+    return run
+
+
+def stdlib_plain(logger: logging.Logger) -> Run:
+    """An untagged stdlib call with no ``extra=`` at all: ``log.info("clicked %s", i)``."""
+    info = logger.info
+
+    def run(n: int) -> int:
+        t0 = perf_counter_ns()
+        for i in range(n):
+            info("clicked %s", i)
+        return perf_counter_ns() - t0
+
+    return run
+
+
 def stdlib_rule_hit(logger: logging.Logger, template: str) -> Run:
     """An untagged stdlib call whose message template a configured rule matches."""
     info = logger.info

@@ -98,8 +98,8 @@ def main() -> dict[str, Any]:
     if peak is None or base_rss is None:  # not Linux: ru_maxrss, comparable here
         base_rss, peak, reset = base_peak, _maxrss_mb(), False
     stats = sender.stats
-    held = sender._enqueued - sender._drained
-    held_bytes = sender._queue_bytes
+    assert sender.engine is not None
+    held, held_bytes = sender.engine.queue.held()
     result = {
         "items": items,
         "warmup": warmup,

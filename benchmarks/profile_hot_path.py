@@ -112,7 +112,7 @@ def main(smoke: bool = False) -> int:
         }
         body = event_body("Sent message", "user-42", None, attributes, now)
         assert body is not None
-        put = getattr(sender, "_put", None) or sender.enqueue
+        put = getattr(sender, "put_encoded", None) or sender.enqueue
         # (label, run, items each call ships)
         steps: list[tuple[str, Callable[[int], int], int]] = [
             ("logger.info -> NullHandler (the floor)", _calls.stdlib_tracked(null), 0),
@@ -154,7 +154,7 @@ def main(smoke: bool = False) -> int:
             ),
             ("      orjson.dumps(wire)", _loop(orjson.dumps, wire), 0),
             ("      format_timestamp(created), cached", _loop(format_timestamp, now), 0),
-            ("    sender._put(body) (into the open batch)", _loop(put, body), 1),
+            ("    sender.put_encoded(body) (into the open batch)", _loop(put, body), 1),
         ]
 
         def settle(items: int) -> None:

@@ -56,6 +56,7 @@ SECTIONS = ("cost", "throughput", "memory", "scaling")
 class Config:
     cost_calls: int = 20_000
     cost_rounds: int = 7
+    varying_calls: int = 50_000  # consecutive calls while the sender works
     throughput_items: int = 100_000
     throughput_rounds: int = 3
     memory_items: int = 1_000_000
@@ -74,6 +75,7 @@ class Config:
 SMOKE = Config(
     cost_calls=200,
     cost_rounds=2,
+    varying_calls=300,
     throughput_items=400,
     throughput_rounds=1,
     memory_items=3_000,
@@ -316,6 +318,28 @@ def _structlog_logger(structlog: Any, processor: Any, typical: bool = False) -> 
 # --------------------------------------------------------------------------- sections
 
 
+def cost_rows(variants: list[Variant], samples: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """One row per variant: medians, ranges and paired ratios of its rounds."""
+    rows = []
+    for v in variants:
+        s = samples[v.key]
+        rows.append(
+            {
+                "key": v.key,
+                "label": v.label,
+                "us_per_call": statistics.median(s),
+                "min": min(s),
+                "max": max(s),
+                "rounds": s,
+                "baseline": v.baseline,
+                "x_baseline": paired_ratio(samples, v.key, v.baseline) if v.baseline else None,
+                "posthog_over_this": paired_ratio(samples, "posthog", v.key),
+                "segment_over_this": paired_ratio(samples, "segment", v.key),
+            }
+        )
+    return rows
+
+
 def section_cost(b: Bench) -> dict[str, Any]:
     cfg = b.cfg
     variants: list[Variant] = [
@@ -370,23 +394,7 @@ def section_cost(b: Bench) -> dict[str, Any]:
             variants.append(peer)
 
     samples = measure(variants, cfg.cost_calls, cfg.cost_rounds, b.servers, cfg)
-    rows = []
-    for v in variants:
-        s = samples[v.key]
-        rows.append(
-            {
-                "key": v.key,
-                "label": v.label,
-                "us_per_call": statistics.median(s),
-                "min": min(s),
-                "max": max(s),
-                "rounds": s,
-                "baseline": v.baseline,
-                "x_baseline": paired_ratio(samples, v.key, v.baseline) if v.baseline else None,
-                "posthog_over_this": paired_ratio(samples, "posthog", v.key),
-                "segment_over_this": paired_ratio(samples, "segment", v.key),
-            }
-        )
+    rows = cost_rows(variants, samples)
     table = [
         [
             r["label"],
@@ -411,7 +419,61 @@ def section_cost(b: Bench) -> dict[str, Any]:
         "ratios are medians of per-round ratios; posthog/this = how many times "
         "cheaper this call is than posthog's capture.",
     )
-    return {"calls": cfg.cost_calls, "rounds": cfg.cost_rounds, "rows": rows}
+    varying = section_cost_varying(b)
+    return {
+        "calls": cfg.cost_calls,
+        "rounds": cfg.cost_rounds,
+        "rows": rows + varying,
+    }
+
+
+def section_cost_varying(b: Bench) -> list[dict[str, Any]]:
+    """The shapes users have: ids and values that change on every call, and plain calls."""
+    cfg = b.cfg
+    if b.bucket_logger is None:
+        return []
+    variants = [
+        Variant(
+            "null_varying",
+            "NullHandler, tracked extra, id and value vary",
+            _calls.stdlib_tracked_varying(b.null_logger),
+        ),
+        Variant(
+            "bucket_varying",
+            "BucketHandler, tracked, id and value vary",
+            _calls.stdlib_tracked_varying(b.bucket_logger),
+            b.bucket_server,
+            1,
+            b.flush_bucket,
+            "null_varying",
+        ),
+        Variant("null_plain", "NullHandler, no extra", _calls.stdlib_plain(b.null_logger)),
+        Variant(
+            "bucket_plain",
+            "BucketHandler, no extra (untagged)",
+            _calls.stdlib_plain(b.bucket_logger),
+            baseline="null_plain",
+        ),
+    ]
+    samples = measure(variants, cfg.varying_calls, cfg.cost_rounds, b.servers, cfg)
+    rows = cost_rows(variants, samples)
+    print_table(
+        f"1b. Cost as applications call it (median of {cfg.cost_rounds} interleaved rounds "
+        f"x {cfg.varying_calls:,} consecutive calls while the sender works)",
+        ["variant", "us/call", "min-max", "x baseline"],
+        [
+            [
+                r["label"],
+                f"{r['us_per_call']:.2f}",
+                f"{r['min']:.2f}-{r['max']:.2f}",
+                _ratio(r["x_baseline"]),
+            ]
+            for r in rows
+        ],
+        "tracked: extra={bucket_event, user_id=i, bucket_attributes={'n': i}}; "
+        "no extra: log.info('clicked %s', i).",
+    )
+    return rows
 
 
 def section_throughput(b: Bench) -> dict[str, Any]:
@@ -676,6 +738,8 @@ def goals(results: dict[str, Any]) -> list[Goal]:
 
     ratio_goal("tracked stdlib call vs NullHandler", "bucket_tracked", 1.5)
     ratio_goal("untagged stdlib call vs NullHandler", "bucket_untagged", 1.1)
+    ratio_goal("tracked call, id and value vary, vs NullHandler", "bucket_varying", 1.5)
+    ratio_goal("call with no extra vs NullHandler", "bucket_plain", 1.1)
     ratio_goal("structlog with BucketProcessor vs without", "structlog_bucket", 1.5)
     ratio_goal("  same, typical chain (for information)", "structlog_typical_bucket", 1.5)
     for peer, what in (("posthog", "capture"), ("segment", "track")):

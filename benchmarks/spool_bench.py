@@ -12,7 +12,12 @@ items (~200 bytes, encoded beforehand) and deliver them to a local
   ``flush()`` returned (every item accepted by the server, and with the spool, its
   rows deleted);
 * with the spool only: how fast a new sender delivers a backlog of ``--items`` that
-  an earlier sender left in the spool (an outage that outlasted it).
+  an earlier sender left in the spool (an outage that outlasted it);
+* the steady-rate shape: one thread logging ``--rate`` events a second (paced) for
+  ``--seconds`` to a server that answers after 50 ms, as a service logs; measured are
+  the requests made, what is still pending when the logging stops, and how long the
+  final ``flush()`` takes. The spool is held to the memory path's figures here (a
+  burst alone hides a sender that sends the batch being filled too eagerly).
 
 The server runs in a child process (this script with ``--serve``) so that its
 request parsing does not share the client's GIL. Medians over the rounds; the
@@ -49,6 +54,11 @@ def serve() -> None:
             elif command == "clear":
                 srv.clear()
                 print("ok 0", flush=True)
+            elif command == "delay":
+                srv.delay(float(args[0]))
+                print("ok 0", flush=True)
+            elif command == "received":
+                print(f"ok {srv.received}", flush=True)
             else:
                 break
 
@@ -116,6 +126,36 @@ def burst(server: Server, items: list[Item], spool: str | None) -> tuple[float, 
     return (queued - started) / len(items) * 1e6, len(items) / (done - started)
 
 
+def steady(
+    server: Server, items: list[Item], spool: str | None, rate: float, seconds: float
+) -> tuple[int, int, float]:
+    """(requests, items pending when the logging stopped, seconds of the final flush)."""
+    sender = BulkSender(KEY, base_url=server.url, spool_dir=spool)
+    try:
+        sender.enqueue(items[0])
+        if not sender.flush(timeout=10):
+            raise SystemExit("the warm-up item was not delivered")
+        server.ask("delay 0.05")
+        before = int(server.ask("received").split()[1])
+        count = int(rate * seconds)
+        began = time.perf_counter()
+        for i in range(count):
+            wait = began + i / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            sender.enqueue(items[i % len(items)])
+        pending = sender.pending
+        flushing = time.perf_counter()
+        if not sender.flush(timeout=120):
+            raise SystemExit(f"not delivered within 120 s: {sender.stats}")
+        flushed = time.perf_counter() - flushing
+        requests = int(server.ask("received").split()[1]) - before
+    finally:
+        server.ask("delay 0")
+        sender.close()
+    return requests, pending, flushed
+
+
 def replay(server: Server, items: list[Item], spool: str) -> float:
     """Items/s at which a new sender delivers a backlog left in the spool."""
     with socket.socket() as s:  # a port where nothing listens: an outage
@@ -145,6 +185,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=2000.0, help="steady shape: events/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="steady shape: duration")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -155,6 +197,7 @@ def main() -> None:
     server = Server()
     results: dict[str, list[tuple[float, float]]] = {"memory": [], "spool": []}
     replays: list[float] = []
+    steadies: dict[str, tuple[int, int, float]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="spool-bench-") as tmp:
             burst(server, items[:2000], None)  # warm up: imports, connections
@@ -162,6 +205,8 @@ def main() -> None:
                 results["memory"].append(burst(server, items, None))
                 results["spool"].append(burst(server, items, str(Path(tmp, f"b{n}"))))
                 replays.append(replay(server, items, str(Path(tmp, f"r{n}"))))
+            steadies["memory"] = steady(server, items, None, args.rate, args.seconds)
+            steadies["spool"] = steady(server, items, str(Path(tmp, "s")), args.rate, args.seconds)
     finally:
         server.close()
 
@@ -190,6 +235,14 @@ def main() -> None:
     for name in ("memory", "spool"):
         rounds = ", ".join(f"{tp:,.0f}" for _, tp in results[name])
         print(f"  {name} rounds (items/s): {rounds}")
+    print(
+        f"steady rate: {args.rate:,.0f} events/s for {args.seconds:g} s, one thread, "
+        "server latency 50 ms"
+    )
+    (m_req, m_pend, m_flush), (s_req, s_pend, s_flush) = steadies["memory"], steadies["spool"]
+    print(f"{'requests':34}{m_req:>14,}{s_req:>14,}{s_req / max(m_req, 1):>13.2f}x")
+    print(f"{'pending when logging stopped':34}{m_pend:>14,}{s_pend:>14,}")
+    print(f"{'final flush (s)':34}{m_flush:>14.2f}{s_flush:>14.2f}")
 
 
 if __name__ == "__main__":

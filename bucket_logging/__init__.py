@@ -12,9 +12,11 @@ from ._exceptions import BucketLoggingError, ConfigurationError, DeliveryError, 
 from ._format import format_call
 from ._handler import BucketHandler
 from ._items import Item
+from ._loguru import LoguruSink
 from ._processor import BucketProcessor
 from ._sender import BulkSender, SenderStats, aflush, flush, get_sender
 from ._server import TrackingServer
+from ._version import __version__ as __version__
 
 __all__ = [
     "BucketHandler",
@@ -25,6 +27,7 @@ __all__ = [
     "DeliveryError",
     "InvalidItemError",
     "Item",
+    "LoguruSink",
     "SenderStats",
     "TrackingServer",
     "aflush",
@@ -32,5 +35,3 @@ __all__ = [
     "format_call",
     "get_sender",
 ]
-
-__version__ = "0.1.0"

@@ -8,21 +8,35 @@
 
 Each accepted call is printed as one line (see :func:`format_call`), or as one JSON
 line with ``--json``; rejected requests as one line with their status and errors.
+
+``bucket-logging ship [FILE ...]`` sends the tagged lines of JSON-lines logs (see
+:mod:`bucket_logging._ship`); ``bucket-logging relay`` is an HTTP intake for log
+pipelines (see :mod:`bucket_logging._relay`). Both read JSON objects with
+:class:`~bucket_logging._jsonlines.JsonLines`.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import signal
 import sys
 import threading
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import orjson
 
+from . import __version__
+from ._exceptions import ConfigurationError
 from ._format import format_call, format_rejection
+from ._jsonlines import JsonLines
+from ._logfiles import StateFile
+from ._relay import Limits, Relay, RelaySender, is_loopback
+from ._sender import BulkSender
 from ._server import RequestRecord, TrackingServer
+from ._ship import Shipper
+from ._tracker import resolve_sender
 
 __all__ = ["format_call", "format_rejection", "main"]
 
@@ -67,6 +81,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="bucket-logging",
         description="bucket_logging command line tools.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser(
         "serve",
@@ -105,7 +120,193 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="wait S seconds before answering each request",
     )
+    ship = sub.add_parser(
+        "ship",
+        help="send the tagged lines of JSON-lines log files (or stdin) to tracking",
+        description=(
+            "Read JSON lines from FILEs (stdin when none is given) and send the tagged "
+            "ones (bucket_event, bucket_user, ... at the top level, as in a structlog "
+            "event dict) with the line's own timestamp. Ends with a one-line summary; "
+            "exit status 1 when items were lost."
+        ),
+    )
+    ship.add_argument("files", nargs="*", metavar="FILE", help="JSON-lines files")
+    ship.add_argument(
+        "--follow", action="store_true", help="keep reading as files grow (through rotation)"
+    )
+    ship.add_argument(
+        "--state",
+        metavar="FILE",
+        help="record how far each file was delivered here, and resume from it",
+    )
+    _add_tracking_options(ship)
+    relay = sub.add_parser(
+        "relay",
+        help="an HTTP intake for log pipelines (Vector, Fluent Bit, Logstash)",
+        description=(
+            "Accept POSTed batches of JSON log events (a JSON array, newline-delimited "
+            "JSON or one object, optionally gzip) and send the tagged ones. Answers 200 "
+            "once the sender accepted the batch, 503 with Retry-After when its queue is "
+            "full. The token defaults to env BUCKET_RELAY_TOKEN."
+        ),
+    )
+    relay.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    relay.add_argument("--port", type=int, default=8788, help="port (default 8788; 0: any)")
+    relay.add_argument(
+        "--token", help="require Authorization: Bearer TOKEN (env BUCKET_RELAY_TOKEN)"
+    )
+    limits = Limits()
+    for name, default, what in (
+        ("max-body", limits.max_body, "bytes of a body as sent"),
+        ("max-decoded", limits.max_decoded, "bytes of a body once decompressed"),
+        ("max-concurrent", limits.max_concurrent, "requests served at once"),
+        ("max-connections", limits.max_connections, "open connections"),
+        ("max-pending", limits.max_pending, "items the sender may hold before 503"),
+    ):
+        relay.add_argument(f"--{name}", type=int, default=default, metavar="N", help=what)
+    relay.add_argument(
+        "--request-timeout",
+        type=float,
+        default=limits.request_timeout,
+        metavar="S",
+        help="seconds a connection has for each request (headers and body)",
+    )
+    _add_tracking_options(relay)
     return parser
+
+
+def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
+    """Where items go and how lines are read: the same for ship and relay."""
+    parser.add_argument("--key", help="the tracking key (default: env BUCKET_TRACKING_KEY)")
+    parser.add_argument("--url", help="the tracking API's base URL (env BUCKET_TRACKING_URL)")
+    parser.add_argument("--rules", metavar="FILE", help="zero-code rules: a JSON list of rules")
+    parser.add_argument(
+        "--spool-dir", metavar="DIR", help="an on-disk spool (default: env BUCKET_SPOOL_DIR)"
+    )
+    parser.add_argument("--user-id-field", default="user_id", metavar="NAME")
+    parser.add_argument("--company-id-field", default="company_id", metavar="NAME")
+
+
+def _front_end(args: argparse.Namespace, command: str, wrap: bool = False) -> JsonLines | None:
+    """The JSON-lines front end the options describe, or None (the reason printed)."""
+    rules = None
+    if args.rules:
+        try:
+            with open(args.rules, "rb") as fh:
+                rules = orjson.loads(fh.read())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            print(f"bucket-logging {command}: cannot read {args.rules}: {exc}", file=sys.stderr)
+            return None
+        if isinstance(rules, dict) and "rules" in rules:
+            rules = rules["rules"]
+    options: dict[str, Any] = {}
+    if args.spool_dir:
+        options["spool_dir"] = args.spool_dir
+    try:
+        if wrap:  # the relay learns which items the sender refused
+            sender = RelaySender(resolve_sender(None, args.key, args.url, options))
+            return JsonLines(
+                rules=rules,
+                user_id_field=args.user_id_field,
+                company_id_field=args.company_id_field,
+                sender=sender,
+            )
+        return JsonLines(
+            args.key,
+            base_url=args.url,
+            rules=rules,
+            user_id_field=args.user_id_field,
+            company_id_field=args.company_id_field,
+            **options,
+        )
+    except ConfigurationError as exc:
+        print(f"bucket-logging {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _ship(args: argparse.Namespace) -> int:
+    front = _front_end(args, "ship")
+    if front is None:
+        return 2
+    if args.follow and not args.files:
+        print("bucket-logging ship: --follow needs files", file=sys.stderr)
+        return 2
+    if args.state and not args.files:
+        print("bucket-logging ship: --state applies to files; ignored for stdin", file=sys.stderr)
+    state = StateFile(args.state) if args.state and args.files else None
+    progress = sys.stderr if sys.stderr.isatty() else None
+    shipper = Shipper(front, state=state, progress=progress)
+
+    def stop(signum: int, frame: Any) -> None:
+        shipper.stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+    if args.files:
+        shipper.ship_files([os.path.abspath(p) for p in args.files], follow=args.follow)
+    else:
+        shipper.ship_stream(sys.stdin.buffer)
+    return shipper.finish()
+
+
+def _relay(args: argparse.Namespace) -> int:
+    stderr = sys.stderr
+    token = args.token or os.environ.get("BUCKET_RELAY_TOKEN") or None
+    if not is_loopback(args.host) and token is None:
+        print(
+            f"WARNING: bucket-logging relay listens on {args.host} WITHOUT a token: anyone "
+            "who can reach this port can send tracking calls in your app's name. Set "
+            "--token (or BUCKET_RELAY_TOKEN) and send it as 'Authorization: Bearer ...'.",
+            file=stderr,
+            flush=True,
+        )
+    front = _front_end(args, "relay", wrap=True)
+    if front is None:
+        return 2
+    sender = cast(RelaySender, front.sender)
+    limits = Limits(
+        max_body=args.max_body,
+        max_decoded=args.max_decoded,
+        max_concurrent=args.max_concurrent,
+        max_connections=args.max_connections,
+        max_pending=args.max_pending,
+        request_timeout=args.request_timeout,
+    )
+    try:
+        relay = Relay(
+            front, sender, host=args.host, port=args.port, token=token, limits=limits, log=stderr
+        )
+    except OSError as exc:
+        print(f"bucket-logging relay: cannot listen on {args.host}:{args.port}: {exc}", file=stderr)
+        return 1
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    real = sender.real
+    dropped0 = real.stats.dropped_total if isinstance(real, BulkSender) else 0
+    relay.start()
+    host, port = relay.address
+    where = f"[{host}]" if ":" in host else host
+    print(
+        f"bucket-logging relay on http://{where}:{port} "
+        f"({'bearer token required' if token else 'no token'}); SIGTERM drains",
+        file=stderr,
+        flush=True,
+    )
+    while not stop.wait(1.0):
+        pass
+    relay.say("relay: stopping (draining)")
+    relay.stop(0.0)  # the close below delivers within the sender's deadline, or spools
+    if isinstance(real, BulkSender):
+        real.close()
+        dropped = real.stats.dropped_total - dropped0
+    else:
+        dropped = 0
+    answered = ", ".join(f"{n} x {status}" for status, n in sorted(relay.counts.items()))
+    print(f"relay stopped: {answered or 'no requests'}; {dropped} item(s) lost", file=stderr)
+    return 1 if dropped else 0
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -142,10 +343,14 @@ def _serve(args: argparse.Namespace) -> int:
             else f"{len(set(args.keys))} tracking key(s) accepted"
         )
         print(f"Bucket tracking server on {srv.url} ({keys})", file=banner)
-        print(
-            f"  export BUCKET_TRACKING_URL={srv.url} BUCKET_TRACKING_KEY=dev-local-key",
-            file=banner,
-        )
+        if args.keys is None:
+            export = f"  export BUCKET_TRACKING_URL={srv.url} BUCKET_TRACKING_KEY=dev-local-key"
+        else:  # (the keys themselves are never printed)
+            export = (
+                f"  export BUCKET_TRACKING_URL={srv.url}"
+                "  (and BUCKET_TRACKING_KEY: one of the --key values)"
+            )
+        print(export, file=banner)
         print("  Ctrl-C to stop", file=banner, flush=True)
 
     try:
@@ -170,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "ship":
+        return _ship(args)
+    if args.command == "relay":
+        return _relay(args)
     parser.print_help(sys.stderr)
     return 2
 

@@ -12,10 +12,14 @@ sender's own thread. Front ends ask :func:`is_internal` before doing any work.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import threading
 import time
+import urllib.parse
 from typing import Any, Final
+from urllib.parse import quote
 
 __all__ = [
     "INTERNAL_LOGGER_PREFIXES",
@@ -26,9 +30,11 @@ __all__ = [
     "internal_threads",
     "is_internal",
     "logger",
+    "outside_text",
     "redact",
     "register_secret",
     "report",
+    "warn_if_insecure",
 ]
 
 #: The name of the logger the library reports on.
@@ -45,8 +51,10 @@ INTERNAL_ROOTS: Final = frozenset(INTERNAL_LOGGER_PREFIXES)
 #: Thread ids of the senders' background threads; their records are never tracked.
 internal_threads: set[int] = set()
 
+#: Every registered key, with the forms it takes in a URL (percent-encoded).
 _secrets: set[str] = set()
 _REDACTED: Final = "<tracking-key>"
+_PERCENT: Final = re.compile("%[0-9A-F]{2}")
 _MIN_SECRET: Final = 8
 
 #: At most one message per topic per this many seconds; the rest are counted.
@@ -85,15 +93,95 @@ def register_secret(secret: str) -> None:
     would mangle ordinary words, so they are not registered.
     """
     if len(secret) >= _MIN_SECRET:
-        _secrets.add(secret)
+        forms = (secret, quote(secret), quote(secret, safe=""), urllib.parse.quote_plus(secret))
+        for form in forms:
+            _secrets.add(form)
+            _secrets.add(_PERCENT.sub(lambda m: m.group(0).lower(), form))
 
 
 def redact(text: str) -> str:
-    """Replace every registered tracking key in ``text``."""
+    """Replace every registered tracking key in ``text`` (also as a URL encodes it)."""
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, _REDACTED)
     return text
+
+
+#: Characters that would let outside text forge log lines or drive a terminal: C0
+#: and C1 controls, DEL, line separators and bidirectional overrides (U+202E...).
+_CONTROLS: Final = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (
+        *range(0x20),
+        *range(0x7F, 0xA0),
+        0x200E,
+        0x200F,
+        0x2028,
+        0x2029,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+}
+_CONTROLS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control and bidi characters written as escapes (``\\n``, ``\\x1b``)."""
+    return text.translate(_CONTROLS)
+
+
+def outside_text(text: str, limit: int = 300) -> str:
+    """Text from outside (a server's answer, a spool row) made fit for a log line.
+
+    The keys are redacted first, then control characters escaped, then the text is cut
+    to ``limit`` characters: cutting first could leave part of a key behind.
+    """
+    text = escape_controls(redact(text))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+_warned: set[str] = set()
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_if_insecure(url: str, verify: object) -> None:
+    """Warn once per process when the tracking key would cross the network unprotected:
+    a plain ``http://`` URL to a host that is not this machine, or ``verify=False``."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    topics = []
+    if parts.scheme == "http" and not _is_loopback(host):
+        topics.append(
+            (
+                "insecure-http",
+                f"bucket_logging: base_url {escape_controls(url)} is plain http: the tracking "
+                "key and the tracked data cross the network unencrypted (use https://)",
+            )
+        )
+    if verify is False and not _is_loopback(host):
+        topics.append(
+            (
+                "insecure-verify",
+                "bucket_logging: verify=False: TLS certificates are not checked, so anyone on "
+                f"the path to {escape_controls(host)} can read the tracking key",
+            )
+        )
+    for topic, text in topics:
+        with _lock:
+            if topic in _warned:
+                continue
+            _warned.add(topic)
+        report(topic, "%s", text)
 
 
 class _ThreadFilter(logging.Filter):
@@ -152,15 +240,16 @@ def report(topic: str, message: str, *args: Any, level: int = logging.WARNING) -
         text = message % args if args else message
         if suppressed:
             text += f" ({suppressed} similar message(s) suppressed)"
-        logger.log(level, "%s", redact(text))
+        logger.log(level, "%s", escape_controls(redact(text)))
     except Exception:  # a diagnostic must never break the caller
         pass
 
 
 def reset_rate_limits() -> None:
-    """Forget the rate-limit state (for tests)."""
+    """Forget the rate-limit state and the warnings given once (for tests)."""
     with _lock:
         _last.clear()
+        _warned.clear()
 
 
 def after_fork_in_child() -> None:

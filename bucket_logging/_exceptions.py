@@ -36,6 +36,10 @@ class InvalidItemError(BucketLoggingError, ValueError):
         prefix = f"invalid {kind} item: " if kind else "invalid item: "
         super().__init__(prefix + "; ".join(self.errors))
 
+    def __reduce__(self) -> tuple[type[InvalidItemError], tuple[list[str], str | None]]:
+        # (pickled as built, not from the message: errors cross processes in Celery)
+        return type(self), (self.errors, self.kind)
+
 
 class DeliveryError(BucketLoggingError):
     """Items that could not be delivered, as passed to a sender's ``on_error`` callback.
@@ -68,3 +72,6 @@ class DeliveryError(BucketLoggingError):
         if detail:
             text += f": {detail}"
         super().__init__(text)
+
+    def __reduce__(self) -> tuple[type[DeliveryError], tuple[str, int, int | None, str]]:
+        return type(self), (self.reason, self.count, self.status, self.detail)

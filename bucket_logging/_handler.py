@@ -154,8 +154,11 @@ class BucketHandler(FrontEnd, logging.Handler):
             return
         self._track(fields, created, name, template, plan)
 
-    def flush(self, timeout: float | None = None) -> None:
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Wait until everything queued on the sender was delivered, or ``timeout``.
+
+        Returns True when it was (or it was dropped and counted), False on time-out,
+        as :meth:`BucketProcessor.flush <bucket_logging.BucketProcessor.flush>` does.
 
         ``timeout`` defaults to the sender's ``shutdown_timeout`` (see
         :meth:`Tracker.flush <bucket_logging._tracker.Tracker.flush>`). When the calling
@@ -163,7 +166,7 @@ class BucketHandler(FrontEnd, logging.Handler):
         replacing handlers), the flush is requested but not awaited: the sender's
         thread may need that lock to log, and waiting would deadlock.
         """
-        self._tracker.flush(0.0 if _holds_logging_lock() else timeout)
+        return self._tracker.flush(0.0 if _holds_logging_lock() else timeout)
 
     def close(self) -> None:
         """Flush (at most the sender's ``shutdown_timeout``), then detach the handler.

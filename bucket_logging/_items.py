@@ -1,9 +1,9 @@
 """Tracking items: validated against the API's rules and encoded to JSON once.
 
-This module is the single source of the Bucket Tracking API's rules. The client
-validates every item with :func:`validate_wire` before it is queued, and the local
-tracking server (:mod:`bucket_logging._server`) validates what it receives with the
-very same function.
+Every item is validated with :func:`~bucket_logging._validation.validate_wire` (the
+API's rules, shared with the local tracking server) and encoded once with
+:func:`~bucket_logging._encoding.dumps`; this module builds items from both, and
+renders the wire's timestamps.
 
 An :class:`Item` holds the already-encoded JSON object of one bulk entry
 (``{"type": "event", ...}``); bulk bodies are assembled from these bytes without
@@ -15,16 +15,24 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import math
-import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from typing import Any, Final
 
 import orjson
 
+from ._encoding import dumps, right_sized
 from ._exceptions import InvalidItemError
+from ._validation import (
+    ALLOWED,
+    KINDS,
+    MAX_BODY_BYTES,
+    MAX_ITEM_BYTES,
+    timestamp_problem,
+    validate_wire,
+    value_problems,
+)
 
 __all__ = [
     "KINDS",
@@ -41,312 +49,6 @@ __all__ = [
     "right_sized",
     "validate_wire",
 ]
-
-#: The four kinds of tracking call, as the ``type`` of a bulk entry.
-KINDS: Final = ("user", "company", "event", "feedback")
-
-#: Every request body stays at or under this many bytes (the API's 2 MB limit).
-MAX_BODY_BYTES: Final = 2_000_000
-
-#: One item alone may be at most this large: it must fit a bulk body ``[item]``.
-MAX_ITEM_BYTES: Final = MAX_BODY_BYTES - 2
-
-_FEEDBACK_SOURCES: Final = frozenset({"api", "manual", "prompt", "sdk", "widget"})
-
-_ALLOWED: Final[dict[str, frozenset[str]]] = {
-    "user": frozenset({"type", "userId", "attributes", "context", "timestamp"}),
-    "company": frozenset({"type", "companyId", "userId", "attributes", "context", "timestamp"}),
-    "event": frozenset(
-        {"type", "event", "userId", "companyId", "attributes", "context", "timestamp"}
-    ),
-    "feedback": frozenset(
-        {
-            "type",
-            "featureId",
-            "key",
-            "userId",
-            "companyId",
-            "score",
-            "comment",
-            "question",
-            "promptedQuestion",
-            "source",
-            "promptId",
-            "feedbackId",
-            "timestamp",
-        }
-    ),
-}
-
-# (field, required) for the ids of each kind
-_IDS: Final[dict[str, tuple[tuple[str, bool], ...]]] = {
-    "user": (("userId", True),),
-    "company": (("companyId", True), ("userId", False)),
-    "event": (("userId", True), ("companyId", False)),
-    "feedback": (("userId", True), ("companyId", False)),
-}
-
-_ISO_RE: Final = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,]\d{1,9})?)?"
-    r"(?:Z|[+-](\d{2})(?::?(\d{2}))?)\Z"
-)
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _id_problem(value: Any, name: str) -> str | None:
-    """Return why ``value`` is not a valid id, or None when it is."""
-    if value is None:
-        return f"{name} is required"
-    cls = type(value)
-    if cls is str:
-        return None if value else f"{name} must not be empty"
-    if cls is int:
-        return None
-    if cls is bool:
-        return f"{name} must be a string or a number, not a bool"
-    if cls is float:
-        return None if math.isfinite(value) else f"{name} must be a finite number"
-    if isinstance(value, str):
-        return None if value else f"{name} must not be empty"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return None
-    return f"{name} must be a non-empty string or a number, not {cls.__name__}"
-
-
-def _timestamp_problem(value: Any) -> str | None:
-    if isinstance(value, str):
-        match = _ISO_RE.match(value)
-        if match:
-            year, month, day, hour, minute, second, zh, zm = (int(g or 0) for g in match.groups())
-            try:  # the fields' ranges (datetime.fromisoformat is stricter on Python 3.10)
-                _dt.datetime(year, month, day, hour, minute, second)
-            except ValueError:
-                pass
-            else:
-                if zh < 24 and zm < 60:
-                    return None
-        return f"timestamp must be ISO 8601 with a time zone, got {value!r:.60}"
-    if type(value) is int and value >= 0:
-        return None  # milliseconds since the epoch, as Bucket's OpenAPI allows
-    return f"timestamp must be an ISO 8601 string, not {type(value).__name__}"
-
-
-def _optional_str(obj: Mapping[str, Any], name: str, lo: int, hi: int, out: list[str]) -> None:
-    value = obj.get(name)
-    if value is None:
-        if name in obj:
-            out.append(f"{name} must not be null")
-        return
-    if not isinstance(value, str):
-        out.append(f"{name} must be a string, not {type(value).__name__}")
-    elif not lo <= len(value) <= hi:
-        out.append(f"{name} must be {lo} to {hi} characters long, got {len(value)}")
-
-
-def validate_wire(obj: Any, kind: str | None = None) -> list[str]:
-    """Check one item in the API's wire format; return the problems, empty when valid.
-
-    ``obj`` is a decoded JSON object as it travels to the API (camelCase keys).
-    ``kind`` is the endpoint's kind for the single-item endpoints; for bulk entries it
-    is taken from ``obj["type"]``. The server and the client both use this function.
-    """
-    if not isinstance(obj, Mapping):
-        return [f"an item must be a JSON object, not {type(obj).__name__}"]
-    if kind is None:
-        kind = obj.get("type")
-        if kind not in _ALLOWED:
-            return [f"type must be one of {', '.join(KINDS)}, got {kind!r:.40}"]
-    elif "type" in obj and obj["type"] != kind:
-        return [f"type {obj['type']!r:.40} does not match the {kind} endpoint"]
-    problems: list[str] = []
-    unknown = obj.keys() - _ALLOWED[kind]
-    if unknown:
-        names = ", ".join(sorted(str(k) for k in unknown))
-        problems.append(f"unknown field(s) for a {kind}: {names}")
-    _value_problems(obj, kind, problems)
-    return problems
-
-
-def _is_mapping(value: Any) -> bool:
-    return type(value) is dict or isinstance(value, Mapping)
-
-
-def _value_problems(obj: Mapping[str, Any], kind: str, problems: list[str]) -> None:
-    """Append what is wrong with the values of a ``kind`` item (its keys are known)."""
-    if kind == "event":
-        name = obj.get("event")
-        if type(name) is not str or not name:
-            if name is None:
-                problems.append("event is required")
-            elif not isinstance(name, str):
-                problems.append(f"event must be a non-empty string, not {type(name).__name__}")
-            elif not name:
-                problems.append("event must not be empty")
-    elif kind == "feedback":
-        _feedback_problems(obj, problems)
-    for name, required in _IDS[kind]:
-        if required or name in obj:
-            value = obj.get(name)
-            if type(value) is int or (type(value) is str and value):
-                continue
-            p = _id_problem(value, name)
-            if p:
-                problems.append(p)
-    if "attributes" in obj and not _is_mapping(obj["attributes"]):
-        problems.append(f"attributes must be an object, not {type(obj['attributes']).__name__}")
-    if "context" in obj:
-        ctx = obj["context"]
-        if not _is_mapping(ctx):
-            problems.append(f"context must be an object, not {type(ctx).__name__}")
-        else:
-            if ctx.keys() - {"active"}:
-                names = ", ".join(sorted(str(k) for k in ctx.keys() - {"active"}))
-                problems.append(f"context supports only 'active', got {names}")
-            if "active" in ctx and type(ctx["active"]) is not bool:
-                problems.append("context.active must be true or false")
-    if "timestamp" in obj:
-        p = _timestamp_problem(obj["timestamp"])
-        if p:
-            problems.append(p)
-
-
-def _feedback_problems(obj: Mapping[str, Any], problems: list[str]) -> None:
-    has_feature = "featureId" in obj and obj["featureId"] is not None
-    if has_feature:
-        fp = _id_problem(obj["featureId"], "featureId")
-        if fp:
-            problems.append(fp)
-    if "key" in obj:
-        _optional_str(obj, "key", 1, 255, problems)
-    if not has_feature and obj.get("key") is None:
-        problems.append("feedback needs featureId or key")
-    score = obj.get("score")
-    comment = obj.get("comment")
-    if score is None and comment is None:
-        problems.append("feedback needs a score (1-5), a comment, or both")
-    if score is not None and (
-        isinstance(score, bool) or not isinstance(score, (int, float)) or not 1 <= score <= 5
-    ):
-        problems.append(f"score must be a number from 1 to 5, got {score!r:.40}")
-    if comment is not None:
-        _optional_str(obj, "comment", 0, 4000, problems)
-    _optional_str(obj, "question", 0, 256, problems)
-    _optional_str(obj, "promptedQuestion", 0, 256, problems)
-    _optional_str(obj, "promptId", 10, 40, problems)
-    _optional_str(obj, "feedbackId", 1, 255, problems)
-    source = obj.get("source")
-    if source is not None and source not in _FEEDBACK_SOURCES:
-        allowed = ", ".join(sorted(_FEEDBACK_SOURCES))
-        problems.append(f"source must be one of {allowed}, got {source!r:.40}")
-
-
-# --------------------------------------------------------------------------- encoding
-
-
-def _default(obj: Any) -> Any:
-    """Convert what orjson cannot encode natively; never raise."""
-    try:
-        return _convert(obj)
-    except Exception:  # e.g. a __getattr__ that raises, a broken Mapping
-        return _default_str(obj)
-
-
-def _convert(obj: Any) -> Any:
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    if isinstance(obj, Decimal):
-        if obj.is_finite():
-            return int(obj) if obj == obj.to_integral_value() and abs(obj) < 2**63 else float(obj)
-        return str(obj)
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return bytes(obj).decode("utf-8", "replace")
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    if isinstance(obj, int):  # integers beyond 64 bits
-        return str(obj)
-    tolist = getattr(obj, "tolist", None)  # numpy arrays and scalars
-    if callable(tolist):
-        try:
-            return tolist()
-        except Exception:
-            pass
-    try:
-        return str(obj)
-    except Exception:
-        return f"<unprintable {type(obj).__name__}>"
-
-
-_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
-
-
-def _sanitize(obj: Any, depth: int = 0) -> Any:
-    """Slow path: rebuild a value orjson refused (huge ints, deep nesting, bad keys)."""
-    if depth > 64:
-        return _clean_str(_default_str(obj))
-    if isinstance(obj, str):
-        return _clean_str(obj)
-    if obj is None or isinstance(obj, (bool, float)):
-        return obj
-    if isinstance(obj, int):
-        return obj if -(2**63) <= obj < 2**64 else str(obj)
-    try:
-        if isinstance(obj, Mapping):
-            return {_key(k): _sanitize(v, depth + 1) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple, set, frozenset)):
-            return [_sanitize(v, depth + 1) for v in obj]
-    except Exception:  # a container that breaks while iterated
-        return _clean_str(_default_str(obj))
-    converted = _default(obj)
-    if isinstance(converted, str):
-        return _clean_str(converted)
-    if converted is obj:
-        return converted
-    return _sanitize(converted, depth + 1)
-
-
-_SURROGATES: Final = re.compile("[\ud800-\udfff]")
-
-
-def _clean_str(text: str) -> str:
-    """Replace lone surrogates (e.g. from surrogateescape; orjson refuses them)."""
-    return _SURROGATES.sub("\ufffd", text)
-
-
-def _default_str(obj: Any) -> str:
-    try:
-        return str(obj)
-    except Exception:
-        return f"<unprintable {type(obj).__name__}>"
-
-
-def _key(key: Any) -> str:
-    return _clean_str(key if isinstance(key, str) else _default_str(key))
-
-
-def dumps(obj: Any) -> bytes:
-    """Encode ``obj`` to JSON bytes, converting what JSON cannot hold; never raises.
-
-    The result is a right-sized copy: orjson's own result keeps a buffer of at least
-    4 KiB behind it whatever its length, and queued items would hold ~30x the memory
-    their ``len()`` says (which the queue's byte bound counts).
-    """
-    try:
-        out = orjson.dumps(obj, default=_default, option=_OPTIONS)
-    except (orjson.JSONEncodeError, TypeError, ValueError, RecursionError):
-        out = orjson.dumps(_sanitize(obj), default=_default_str, option=_OPTIONS)
-    return right_sized(out)
-
-
-def right_sized(out: bytes) -> bytes:
-    """A copy of an orjson result that holds only its length (see :func:`dumps`)."""
-    return b"".join((out, b"")) if len(out) < _RIGHT_SIZE else out
-
-
-#: Results shorter than this are copied (see :func:`dumps`); longer ones waste little.
-_RIGHT_SIZE: Final = 64 * 1024
-
 
 # --------------------------------------------------------------------------- timestamps
 
@@ -393,7 +95,7 @@ def _coerce_timestamp(value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return format_timestamp(float(value))
     if isinstance(value, str):
-        problem = _timestamp_problem(value)
+        problem = timestamp_problem(value)
         if problem:
             raise InvalidItemError([problem])
         return value
@@ -560,9 +262,9 @@ def encode(wire: dict[str, Any], timestamp: str | None) -> Item:
     including when it is too large to fit a request on its own.
     """
     kind = wire.get("type")
-    if kind in _ALLOWED and wire.keys() <= _ALLOWED[kind]:
+    if kind in ALLOWED and wire.keys() <= ALLOWED[kind]:
         problems: list[str] = []
-        _value_problems(wire, kind, problems)
+        value_problems(wire, kind, problems)
     else:
         problems = validate_wire(wire)
     if problems:

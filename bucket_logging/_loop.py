@@ -9,7 +9,7 @@ that delivers its queue at exit, or after its connections idled out, then failed
 ``can't register atexit after shutdown`` or ``cannot schedule new futures after
 shutdown``, losing every item of a short script.
 
-:class:`SenderLoop` runs those calls on one worker thread of its own instead, started
+:class:`ResolvingLoop` runs those calls on one worker thread of its own instead, started
 with the loop (on the thread that builds the sender, never lazily) and stopped when
 the loop is closed. It is a daemon thread, like the sender's: the exit hooks wait for
 the sender, not the interpreter.
@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["SenderLoop"]
+__all__ = ["ResolvingLoop"]
 
 _T = TypeVar("_T")
 
@@ -62,7 +62,7 @@ class _Worker:
         self._jobs.put(None)
 
 
-class SenderLoop(asyncio.SelectorEventLoop):
+class ResolvingLoop(asyncio.SelectorEventLoop):
     """A selector event loop whose default executor is one thread started with it.
 
     ``run_in_executor(None, ...)`` (``getaddrinfo``, ``getnameinfo``) runs on that

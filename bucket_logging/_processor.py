@@ -62,9 +62,10 @@ import structlog
 import structlog.testing
 
 from . import _diagnostics
+from ._configured import KeywordFrontEnd
 from ._handler import BucketHandler
 from ._rules import NO_RULES
-from ._tracker import FrontEnd, Sender, _local, claim, has_tags, release_claim
+from ._tracker import _local, claim, has_tags, release_claim
 
 __all__ = ["BucketProcessor"]
 
@@ -92,7 +93,6 @@ def _structlog_outputs() -> frozenset[type]:
         (structlog, "WriteLogger"),
         (structlog, "BytesLogger"),
         (structlog, "ReturnLogger"),
-        (structlog.testing, "ReturnLogger"),
         (structlog.testing, "CapturingLogger"),
     ):
         cls = getattr(module, name, None)
@@ -128,7 +128,7 @@ def _logger_name(event_dict: MutableMapping[str, Any]) -> str:
     return name if isinstance(name, str) else ""
 
 
-class BucketProcessor(FrontEnd):
+class BucketProcessor(KeywordFrontEnd):
     """A structlog processor that turns tagged events into Bucket tracking calls.
 
     Args:
@@ -150,32 +150,6 @@ class BucketProcessor(FrontEnd):
     """
 
     __slots__ = ()
-
-    def __init__(
-        self,
-        tracking_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        rules: list[dict[str, Any]] | None = None,
-        user_id_field: str = "user_id",
-        company_id_field: str = "company_id",
-        sender: Sender | None = None,
-        **sender_options: Any,
-    ) -> None:
-        self._set_up(
-            sender,
-            tracking_key,
-            base_url,
-            sender_options,
-            rules=rules,
-            user_id_field=user_id_field,
-            company_id_field=company_id_field,
-        )
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued was delivered, or ``timeout`` (default: the
-        sender's ``shutdown_timeout``); True when it was. Never raises."""
-        return self._tracker.flush(timeout)
 
     def __call__(
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]

@@ -18,438 +18,22 @@ The tracking key is never printed or recorded.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import selectors
-import signal
-import socket
-import socketserver
-import struct
 import sys
 import threading
 from collections.abc import Callable, Collection
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from ._diagnostics import report
-from ._items import KINDS, MAX_BODY_BYTES, validate_wire
+from ._items import validate_wire
+from ._server_records import Drop, Reject, RequestRecord, validation_failed
+
+if TYPE_CHECKING:
+    from ._server_http import HTTPServer
 
 __all__ = ["RequestRecord", "TrackingServer"]
-
-#: The methods of the API: the four kinds and ``bulk``.
-METHODS: Final = frozenset((*KINDS, "bulk"))
-
-#: Bodies up to this size are read (and discarded) before answering 413, so that the
-#: connection stays usable; larger ones are answered at once and the connection closed.
-_DRAIN_LIMIT: Final = 64 * 1024 * 1024
-
-#: At most this many validation errors are listed in a 400 response.
-_MAX_VALIDATION_ERRORS: Final = 100
-
-_CHUNK: Final = 256 * 1024
-
-_SUCCESS_BODY: Final = b'{"success":true}'
-
-
-@dataclasses.dataclass(frozen=True)
-class RequestRecord:
-    """One request the server answered (or dropped), as :attr:`TrackingServer.requests`.
-
-    Attributes:
-        http_method: ``"POST"``, ``"GET"``, ...
-        kind: the API method of the path (``"bulk"``, ``"event"``, ...), or None when
-            the path is not one of the API's.
-        status: the HTTP status answered; ``0`` when the connection was reset or
-            dropped without a response.
-        items: how many items the body held (0 when it could not be parsed).
-        body_bytes: the size of the body.
-        code: the error code of a failed request (``"BODY_VALIDATION_FAILED"``, ...).
-        message: the error message of a failed request.
-        errors: the validation error messages of a 400 response.
-    """
-
-    http_method: str
-    kind: str | None
-    status: int
-    items: int = 0
-    body_bytes: int = 0
-    code: str | None = None
-    message: str = ""
-    errors: tuple[str, ...] = ()
-
-    @property
-    def accepted(self) -> bool:
-        """Whether the request was answered with 200 and its items recorded."""
-        return self.status == 200
-
-
-class _Reject(Exception):
-    """Internal: answer the request with an error response."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        errors: list[str] | None = None,
-        items: int = 0,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.errors = errors or []
-        self.items = items
-        self.headers = headers or {}
-
-
-class _Drop(Exception):
-    """Internal: close the connection without answering."""
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    """The stdlib server, bound without reverse DNS, tracking its open connections."""
-
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, owner: TrackingServer, address: tuple[str, int]) -> None:
-        self.owner = owner
-        self.stopping = threading.Event()
-        self.conn_lock = threading.Lock()
-        self.connections: dict[socket.socket, threading.Thread] = {}
-        self._wake_r, self._wake_w = socket.socketpair()
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        try:
-            super().__init__(address, _Handler)
-        except BaseException:
-            self._wake_r.close()
-            self._wake_w.close()
-            raise
-
-    def run(self, poll: float | None) -> None:
-        """Accept connections until :meth:`wake` is called after ``stopping`` was set.
-
-        Unlike ``serve_forever`` this does not poll: :meth:`wake` interrupts the wait
-        at once. ``poll`` bounds each wait (only needed for Ctrl-C on Windows).
-        """
-        # On the main thread, a signal (Ctrl-C, SIGTERM) also writes to the wake-up
-        # socket: one landing just before the wait began would otherwise be noticed
-        # only at the next connection.
-        previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._wake_w.setblocking(False)
-            with contextlib.suppress(ValueError, OSError):
-                previous = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
-        try:
-            with selectors.DefaultSelector() as selector:
-                selector.register(self.socket, selectors.EVENT_READ)
-                selector.register(self._wake_r, selectors.EVENT_READ)
-                while not self.stopping.is_set():
-                    ready = selector.select(poll)
-                    if self.stopping.is_set():
-                        break
-                    for key, _ in ready:
-                        if key.fileobj is self._wake_r:
-                            with contextlib.suppress(OSError):
-                                self._wake_r.recv(4096)  # a signal's byte: drain it
-                        else:
-                            self._accept_one()
-        finally:
-            if previous is not None:
-                with contextlib.suppress(ValueError, OSError):
-                    signal.set_wakeup_fd(previous)
-
-    def _accept_one(self) -> None:
-        try:
-            request, client_address = self.get_request()
-        except OSError:
-            return
-        try:
-            self.process_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-            self.shutdown_request(request)
-
-    def wake(self) -> None:
-        """Interrupt :meth:`run`'s wait."""
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
-
-    def server_close(self) -> None:
-        super().server_close()
-        self._wake_r.close()
-        self._wake_w.close()
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS look-up that can
-        # take seconds on a machine without DNS: bind like a plain TCP server instead.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
-
-    def register(self, conn: socket.socket) -> bool:
-        """Remember an open connection; False when the server is already stopping."""
-        with self.conn_lock:
-            if self.stopping.is_set():
-                return False
-            self.connections[conn] = threading.current_thread()
-            return True
-
-    def unregister(self, conn: socket.socket) -> None:
-        """Forget a connection whose handler is done."""
-        with self.conn_lock:
-            self.connections.pop(conn, None)
-
-    def close_connections(self) -> list[threading.Thread]:
-        """Mark the server as stopping and shut every open connection down."""
-        with self.conn_lock:
-            self.stopping.set()
-            conns = list(self.connections.items())
-        for conn, _ in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        return [thread for _, thread in conns]
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError) or self.stopping.is_set():
-            return  # the client went away, or we are stopping: nothing to say
-        report("server.error", "tracking server: error while handling a request: %r", exc)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Answers one connection's requests (keep-alive)."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "bucket-logging-tracking-server"
-    sys_version = ""
-    disable_nagle_algorithm = True
-    timeout = 300  # seconds an idle keep-alive connection is kept open
-
-    def _srv(self) -> _HTTPServer:
-        return cast(_HTTPServer, self.server)
-
-    # -- connection life cycle ------------------------------------------------------
-
-    def handle(self) -> None:
-        srv = self._srv()
-        if not srv.register(self.connection):
-            return
-        try:
-            super().handle()
-        finally:
-            srv.unregister(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Print nothing: the request line holds the tracking key."""
-
-    # -- methods --------------------------------------------------------------------
-
-    def do_POST(self) -> None:
-        """Handle an API call."""
-        self._serve("POST")
-
-    def do_GET(self) -> None:
-        """The API has no GET: 404 or 405."""
-        self._serve("GET")
-
-    def do_PUT(self) -> None:
-        """The API has no PUT: 404 or 405."""
-        self._serve("PUT")
-
-    def do_PATCH(self) -> None:
-        """The API has no PATCH: 404 or 405."""
-        self._serve("PATCH")
-
-    def do_DELETE(self) -> None:
-        """The API has no DELETE: 404 or 405."""
-        self._serve("DELETE")
-
-    # -- the work -------------------------------------------------------------------
-
-    def _serve(self, http_method: str) -> None:
-        srv = self._srv()
-        owner = srv.owner
-        kind, key = _route(self.path)
-        body_bytes = 0
-        try:
-            body, body_bytes = self._read_body()
-            owner._received_one()
-            owner._before_answer(srv.stopping)
-            if kind is None:
-                raise _Reject(404, "NOT_FOUND", "no such API method")
-            if http_method != "POST":
-                raise _Reject(
-                    405, "METHOD_NOT_ALLOWED", "only POST is allowed", headers={"Allow": "POST"}
-                )
-            owner._check_key(key)
-            if body_bytes > MAX_BODY_BYTES:
-                raise _Reject(
-                    413,
-                    "PAYLOAD_TOO_LARGE",
-                    f"the body is {body_bytes:,} bytes, over the {MAX_BODY_BYTES:,}-byte limit",
-                )
-            accepted = owner._accept(kind, self.headers.get("Content-Type"), self._encoding(), body)
-        except _Drop:
-            # Recorded before the connection goes, so that a client that saw the
-            # outcome also finds the record.
-            owner._record(RequestRecord(http_method, kind, 0, body_bytes=body_bytes), None)
-            self._drop()
-            return
-        except _Reject as rej:
-            payload: dict[str, Any] = {"code": rej.code, "message": rej.message}
-            if rej.errors:
-                payload["validationErrors"] = [{"message": m} for m in rej.errors]
-            record = RequestRecord(
-                http_method,
-                kind,
-                rej.status,
-                rej.items,
-                body_bytes,
-                rej.code,
-                rej.message,
-                tuple(rej.errors),
-            )
-            owner._record(record, None)
-            self._respond(
-                rej.status, orjson.dumps({"success": False, "error": payload}), rej.headers
-            )
-            return
-        owner._record(RequestRecord(http_method, kind, 200, len(accepted), body_bytes), accepted)
-        self._respond(200, _SUCCESS_BODY)
-
-    def _encoding(self) -> str | None:
-        value = self.headers.get("Content-Encoding")
-        if value is None or value.strip().lower() in ("", "identity"):
-            return None
-        return value.strip()
-
-    def _read_body(self) -> tuple[bytes, int]:
-        """Read the whole body; past MAX_BODY_BYTES it is counted but not kept."""
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunked()
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return b"", 0
-        try:
-            length = int(raw)
-            if length < 0:
-                raise ValueError(raw)
-        except ValueError:
-            self.close_connection = True
-            raise _Reject(400, "BAD_REQUEST", "invalid Content-Length") from None
-        if length <= MAX_BODY_BYTES:
-            body = self.rfile.read(length)
-            if len(body) < length:
-                raise _Drop  # the client went away mid-body
-            return body, length
-        if length > _DRAIN_LIMIT:
-            self.close_connection = True  # not worth reading: answer and hang up
-            return b"", length
-        self._discard(length)
-        return b"", length
-
-    def _discard(self, length: int) -> None:
-        while length > 0:
-            chunk = self.rfile.read(min(length, _CHUNK))
-            if not chunk:
-                raise _Drop
-            length -= len(chunk)
-
-    def _read_chunked(self) -> tuple[bytes, int]:
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            if not line:
-                raise _Drop
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self.close_connection = True
-                raise _Reject(400, "BAD_REQUEST", "invalid chunked encoding") from None
-            if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                break
-            total += size
-            if total > _DRAIN_LIMIT:
-                self.close_connection = True
-                return b"", total
-            if total <= MAX_BODY_BYTES:
-                chunk = self.rfile.read(size)
-                if len(chunk) < size:
-                    raise _Drop
-                parts.append(chunk)
-            else:
-                parts.clear()
-                self._discard(size)
-            self.rfile.readline(16)  # the CRLF after the chunk
-        return (b"".join(parts) if total <= MAX_BODY_BYTES else b""), total
-
-    def _respond(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        """Write the status line, headers and body in one send."""
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = ""
-        lines = [
-            f"HTTP/1.1 {status} {phrase}",
-            "Content-Type: application/json",
-            f"Content-Length: {len(body)}",
-        ]
-        if headers:
-            lines.extend(f"{name}: {value}" for name, value in headers.items())
-        if self.close_connection:
-            lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head + body)
-
-    def _drop(self) -> None:
-        """Close the connection abruptly (RST), without a response."""
-        self.close_connection = True
-        conn = self.connection
-        with contextlib.suppress(OSError):
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        try:
-            self.rfile.close()  # the file holds a reference that would defer the close
-            conn.close()
-        except OSError:
-            pass
-
-
-def _route(path: str) -> tuple[str | None, str]:
-    """Split ``/{key}/{method}`` into (method, key); method None when not an API path."""
-    path = path.split("?", 1)[0].split("#", 1)[0]
-    parts = path.split("/")
-    if len(parts) == 4 and parts[3] == "":
-        parts.pop()  # a trailing slash
-    if len(parts) != 3 or parts[0] != "" or not parts[1] or parts[2] not in METHODS:
-        return None, ""
-    return parts[2], parts[1]
-
-
-def _validation_failed(errors: list[str], items: int = 0) -> _Reject:
-    shown = errors[:_MAX_VALIDATION_ERRORS]
-    if len(errors) > len(shown):
-        shown.append(f"... and {len(errors) - len(shown)} more problem(s)")
-    first = errors[0] if errors else "invalid body"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return _Reject(
-        400,
-        "BODY_VALIDATION_FAILED",
-        f"Invalid request body: {first}{more}",
-        errors=shown,
-        items=items,
-    )
 
 
 class TrackingServer:
@@ -504,16 +88,21 @@ class TrackingServer:
         self._reject: Callable[[dict[str, Any]], bool] | None = None
         # life cycle
         self._life = threading.Lock()
-        self._httpd: _HTTPServer | None = None
+        self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- life cycle -----------------------------------------------------------------
 
-    def _bind(self) -> _HTTPServer:
+    def _bind(self) -> HTTPServer:
         with self._life:
             if self._httpd is not None:
                 raise RuntimeError("the tracking server is already running")
-            httpd = _HTTPServer(self, (self._host, self._port))
+            from ._server_http import Hooks, HTTPServer  # noqa: PLC0415 - only when serving
+
+            hooks = Hooks(
+                self._received_one, self._before_answer, self._check_key, self._accept, self._record
+            )
+            httpd = HTTPServer(hooks, (self._host, self._port))
             self._port = int(httpd.server_address[1])
             self._httpd = httpd
             return httpd
@@ -731,22 +320,22 @@ class TrackingServer:
         with self._lock:
             delay = self._delay
         if delay > 0 and stopping.wait(delay):
-            raise _Drop
+            raise Drop
         if stopping.is_set():
-            raise _Drop
+            raise Drop
         with self._lock:
             if self._reset > 0:
                 self._reset -= 1
-                raise _Drop
+                raise Drop
             n, status = self._fail
             if n > 0:
                 self._fail = (n - 1, status)
-                raise _Reject(status, "INTERNAL_ERROR", "failure injected by the test server")
+                raise Reject(status, "INTERNAL_ERROR", "failure injected by the test server")
             n, retry_after = self._throttle
             if n > 0:
                 self._throttle = (n - 1, retry_after)
                 value = f"{retry_after:.3f}".rstrip("0").rstrip(".") or "0"
-                raise _Reject(
+                raise Reject(
                     429,
                     "TOO_MANY_REQUESTS",
                     "throttling injected by the test server",
@@ -755,29 +344,29 @@ class TrackingServer:
 
     def _check_key(self, key: str) -> None:
         if self._keys is not None and key not in self._keys:
-            raise _Reject(400, "INVALID_API_KEY", "invalid tracking key")
+            raise Reject(400, "INVALID_API_KEY", "invalid tracking key")
 
     def _accept(
         self, kind: str, content_type: str | None, encoding: str | None, body: bytes
     ) -> list[dict[str, Any]]:
-        """Validate a body; return the calls to record, or raise _Reject."""
+        """Validate a body; return the calls to record, or raise Reject."""
         media = (content_type or "").split(";", 1)[0].strip().lower()
         if media != "application/json":
-            raise _validation_failed(
+            raise validation_failed(
                 [f"Content-Type must be application/json, got {content_type or 'none'!r:.60}"]
             )
         if encoding is not None:
-            raise _validation_failed([f"Content-Encoding {encoding!r:.40} is not supported"])
+            raise validation_failed([f"Content-Encoding {encoding!r:.40} is not supported"])
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise _validation_failed([f"the body is not valid JSON: {exc}"]) from None
+            raise validation_failed([f"the body is not valid JSON: {exc}"]) from None
         errors: list[str] = []
         with self._lock:
             reject = self._reject
         if kind == "bulk":
             if not isinstance(data, list):
-                raise _validation_failed(
+                raise validation_failed(
                     [f"the bulk body must be a JSON array, not {_json_type(data)}"]
                 )
             for i, entry in enumerate(data):
@@ -788,14 +377,14 @@ class TrackingServer:
             errors.extend(validate_wire(data, kind))
             calls = [data if "type" in data else {"type": kind, **data}] if not errors else []
         if errors:
-            raise _validation_failed(errors, len(data) if kind == "bulk" else 1)
+            raise validation_failed(errors, len(data) if kind == "bulk" else 1)
         if reject is not None:
             for i, call in enumerate(calls):
                 if _safe_predicate(reject, call):
                     prefix = f"items[{i}]: " if kind == "bulk" else ""
                     errors.append(f"{prefix}rejected by the server")
             if errors:
-                raise _validation_failed(errors, len(calls))
+                raise validation_failed(errors, len(calls))
         return cast("list[dict[str, Any]]", calls)
 
     def _record(self, record: RequestRecord, calls: list[dict[str, Any]] | None) -> None:

@@ -18,8 +18,9 @@ The senders deliver their queues when the process ends, whichever way it ends:
   pool through billiard) leave with ``os._exit``, skipping ``atexit``, after running
   their pool's finalizers: a sender that starts in such a child registers one there.
 
-This module knows nothing of senders: it calls the ``deliver`` function it is given,
-which closes every live sender within its ``shutdown_timeout``.
+Every path calls :func:`bucket_logging._process.shutdown_all`, which closes every live
+sender within its ``shutdown_timeout``; what this module installed is recorded on
+:data:`bucket_logging._process.state`.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any, Final
 
+from . import _process
 from ._diagnostics import report
 
 __all__ = ["ENV_HANDLE_SIGTERM", "install", "sigterm_enabled", "watch_pool_exit"]
@@ -44,20 +45,6 @@ _FALSE: Final = frozenset({"0", "false", "off", "no"})
 
 #: A finalizer of ours runs before the pools' own (higher runs first).
 _FINALIZER_PRIORITY: Final = 10
-
-
-class _State:
-    """What this process has installed (one object: reset in a forked child)."""
-
-    def __init__(self) -> None:
-        self.deliver: Callable[[], None] | None = None
-        self.atexit_installed = False
-        self.sigterm_installed = False
-        self.in_sigterm = False
-        self.pool_pid = 0  # the process whose pool finalizers hold ours
-
-
-_state = _State()
 
 
 def sigterm_enabled(option: object = True) -> bool:
@@ -73,17 +60,16 @@ def sigterm_enabled(option: object = True) -> bool:
     return os.environ.get(ENV_HANDLE_SIGTERM, "").strip().lower() not in _FALSE
 
 
-def install(deliver: Callable[[], None], *, sigterm: bool) -> None:
-    """Have ``deliver`` run at interpreter exit, and on SIGTERM where ``sigterm`` allows.
+def install(*, sigterm: bool) -> None:
+    """Deliver at interpreter exit, and on SIGTERM where ``sigterm`` allows.
 
     Called whenever a sender is built; does its work once per process. The SIGTERM
     handler is installed only from the main thread (where Python allows it) and only
     while SIGTERM has its default disposition.
     """
-    state = _state
-    state.deliver = deliver
-    if not state.atexit_installed:
-        state.atexit_installed = True
+    state = _process.state
+    if not state.exit_hook_installed:
+        state.exit_hook_installed = True
         atexit.register(_at_exit)
         _watch_celery()
     if (
@@ -106,7 +92,7 @@ def watch_pool_exit() -> None:
     finalizers, never ``atexit``. Registered once per process, after the pool cleared the
     finalizers its parent had.
     """
-    state = _state
+    state = _process.state
     pid = os.getpid()
     if state.pool_pid == pid:
         return
@@ -139,14 +125,12 @@ def _on_celery_process_shutdown(**_: Any) -> None:
 
 
 def _at_exit() -> None:
-    deliver = _state.deliver
-    if deliver is not None:
-        deliver()
+    _process.shutdown_all()
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
     """Deliver what is queued, then let SIGTERM end the process as it would have."""
-    state = _state
+    state = _process.state
     if not state.in_sigterm:  # a second SIGTERM during the delivery ends it at once
         state.in_sigterm = True
         try:
@@ -157,6 +141,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
     signal.raise_signal(signal.SIGTERM)
 
 
-def after_fork_in_child() -> None:
+def _after_fork_in_child() -> None:
     """A forked child inherits the handler and the ``atexit`` hook, not a delivery."""
-    _state.in_sigterm = False
+    _process.state.in_sigterm = False
+
+
+_process.at_fork(after_in_child=_after_fork_in_child)

@@ -16,30 +16,35 @@ to :meth:`Tracker.wants` (a handful of ``in`` tests) and :meth:`Tracker.track`.
 Untagged records cost the front end one ``in`` test, :func:`has_tags`, and with
 rules configured one cached dict look-up.
 
-This module also holds the process-wide state both front ends share: the re-entry
-guard (the set of threads inside :meth:`Tracker.track`), the per-thread *claim*
-that prevents double shipping when structlog is bridged into ``logging`` (see
-:func:`claim`), and the capture lists of
-:func:`bucket_logging.testing.capture_tracking`.
+This module also holds the state both front ends share on their hot path: the
+re-entry guard (the set of threads inside :meth:`Tracker.track`), whether a
+processor ever claimed an event (:func:`claim`; the claim itself is in
+:mod:`bucket_logging._claims`), and the capture lists of
+:func:`bucket_logging.testing.capture_tracking`. The tags are in
+:mod:`bucket_logging._tags`, the calls' wire dicts in :mod:`bucket_logging._wire`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-import structlog.contextvars
-
-from . import _diagnostics
+from . import _diagnostics, _process
+from ._claims import is_claimed, local, release_claim
 from ._diagnostics import internal_names as _internal_names
 from ._diagnostics import internal_threads as _internal_threads
-from ._exceptions import ConfigurationError, InvalidItemError
+from ._exceptions import InvalidItemError
+from ._frontend_sender import Sender, check_field, resolve_sender
 from ._items import Item, encode, event_body, format_timestamp, normalize_id, right_sized
 from ._rules import Rule, RuleSet, compile_rules
-from ._sender import BulkSender, get_sender
+from ._sender import BulkSender
+from ._structlog_context import CONTEXT_KEYS as _CONTEXT_KEYS
+from ._structlog_context import KEY_PREFIX as _CONTEXT_PREFIX
+from ._structlog_context import from_context as _from_context
+from ._tags import ORPHAN, RESERVED, TAGGED, TAGS, has_tags
+from ._wire import entity_wire, feedback_wire, missing_user, read_tags, short, wire_of
 
 __all__ = [
     "ORPHAN",
@@ -51,120 +56,17 @@ __all__ = [
     "claim",
     "has_tags",
     "is_claimed",
+    "rejected_calls",
     "release_claim",
     "resolve_sender",
+    "trackers_built",
 ]
 
 #: How long a front end's ``flush()`` waits by default when its sender has no
 #: ``shutdown_timeout`` (a custom sender).
 FLUSH_TIMEOUT: Final = 5.0
 
-#: Every tag a record can carry.
-TAGS: Final = (
-    "bucket_event",
-    "bucket_user",
-    "bucket_company",
-    "bucket_feedback",
-    "bucket_attributes",
-    "bucket_active",
-)
-
-#: Plan: the record carries at least one call tag.
-TAGGED: Final = "tagged"
-#: Plan: the record carries only ``bucket_attributes`` / ``bucket_active`` and no
-#: rule matched; nothing can be sent, the misuse is reported.
-ORPHAN: Final = "orphan"
-
-# Feedback keys as users write them (snake_case, camelCase accepted too) -> wire names.
-_FEEDBACK_KEYS: Final = {
-    "feature_id": "featureId",
-    "featureId": "featureId",
-    "key": "key",
-    "score": "score",
-    "comment": "comment",
-    "question": "question",
-    "prompted_question": "promptedQuestion",
-    "promptedQuestion": "promptedQuestion",
-    "source": "source",
-    "prompt_id": "promptId",
-    "promptId": "promptId",
-    "feedback_id": "feedbackId",
-    "feedbackId": "feedbackId",
-    "user_id": "userId",
-    "userId": "userId",
-    "company_id": "companyId",
-    "companyId": "companyId",
-}
-_FEEDBACK_IDS: Final = frozenset({"featureId", "userId", "companyId"})
-_FEEDBACK_DOC: Final = (
-    "feature_id, key, score, comment, question, prompted_question, source, prompt_id, "
-    "feedback_id, user_id, company_id"
-)
-
-# Fields that are never "structured" for a rule's ``"attributes": "*"``: the standard
-# LogRecord attributes and structlog's bookkeeping keys (plus, per tracker, the ids).
-_RESERVED: Final = frozenset(
-    {
-        *logging.LogRecord("", 0, "", 0, "", (), None).__dict__,
-        "args",
-        "asctime",
-        "message",
-        "taskName",
-        "event",
-        "timestamp",
-        "level",
-        "logger",
-        "logger_name",
-        "exception",
-        "exc_info",
-        "stack",
-        "stack_info",
-        "stacklevel",
-        "positional_args",
-        *TAGS,
-    }
-)
-
-_CONTEXT_PREFIX: Final = "structlog_"
-
-# Event-dict keys that render_to_log_kwargs does not turn into record attributes.
-_NOT_EXTRA: Final = frozenset({"event", "exc_info", "stack_info", "stacklevel", "positional_args"})
-_MISSING: Final = object()
-
-
-class Sender(Protocol):
-    """What a front end needs from a sender (see :mod:`bucket_logging._sender`)."""
-
-    def enqueue(self, item: Item) -> bool:
-        """Queue ``item`` without blocking; False when it was dropped."""
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued was delivered; True when it was."""
-
-
-def has_tags(fields: Mapping[str, Any]) -> bool:
-    """Whether a record *without* ``bucket_event`` carries another ``bucket_*`` tag.
-
-    The front ends' first, cheapest step is one ``in`` test: a record with
-    ``bucket_event`` goes to :meth:`Tracker.track_event` (which reads the other tags
-    itself); for any other record this tells a tagged one (for :meth:`Tracker.wants`
-    and :meth:`Tracker.track`) from an untagged one, which only a rule can ask for.
-    """
-    return (
-        "bucket_user" in fields
-        or "bucket_company" in fields
-        or "bucket_feedback" in fields
-        or "bucket_attributes" in fields
-        or "bucket_active" in fields
-    )
-
-
-class _Local(threading.local):
-    #: [the claimed event dict, its event text, the record bound to it or None]
-    claim: list[Any] | None = None
-
-
-_local: Final = _Local()
+_local: Final = local  # (the name the front ends import)
 _get_ident: Final = threading.get_ident
 
 #: The threads inside :meth:`Tracker.track` (the re-entry guard). A set rather than
@@ -180,12 +82,21 @@ def _after_fork_in_child() -> None:
     _busy.clear()  # the threads that were busy do not exist in the child
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_process.at_fork(after_in_child=_after_fork_in_child)
 
 #: The lists of the active :func:`~bucket_logging.testing.capture_tracking` blocks.
 #: Replaced as a whole (never mutated) so readers need no lock.
 _captures: tuple[list[dict[str, Any]], ...] = ()
+
+
+#: How many trackers this process has built (front ends of any kind): a capture that
+#: caught nothing says so when there are none.
+_trackers_built = 0
+
+
+def trackers_built() -> int:
+    """How many trackers (so front ends) this process has built."""
+    return _trackers_built
 
 
 def start_capture(target: list[dict[str, Any]]) -> None:
@@ -212,130 +123,11 @@ def claim(event_dict: Mapping[str, Any], event: object) -> None:
     and leave it alone, so the event is tracked exactly once.
     """
     global _claiming
-    _local.claim = [event_dict, event, None]
+    local.claim = [event_dict, event, None]
     _claiming = True
 
 
-def release_claim() -> None:
-    """Forget this thread's claim (a processor call that tracked nothing)."""
-    local = _local
-    if local.claim is not None:
-        local.claim = None
-
-
-def is_claimed(record: logging.LogRecord, fields: Mapping[str, Any], template: object) -> bool:
-    """Whether ``record`` was produced from the event dict a processor just tracked.
-
-    ``ProcessorFormatter.wrap_for_formatter`` makes the event dict itself the record's
-    ``msg`` (``fields``). ``render_to_log_kwargs`` pops ``event`` from the event dict
-    (it becomes the record's ``msg``) and turns every other key into a record
-    attribute: the record's tags and other attributes are the very same objects as
-    the claimed dict's values. The first record recognised is bound to the claim: a
-    later record that happens to share those objects is not mistaken for it.
-    """
-    claim = _local.claim
-    if claim is None:
-        return False
-    claimed = claim[0]
-    if fields is not claimed:
-        # render_to_log_kwargs pops "event" from the (claimed) event dict itself; a
-        # later processor may have replaced the text (PositionalArgumentsFormatter).
-        if template is not claim[1] and "event" in claimed:
-            return False
-        get = fields.get
-        cget = claimed.get
-        for key in TAGS:
-            if get(key) is not cget(key):
-                return False
-        for key, value in claimed.items():  # every other key became a record attribute
-            if key not in _NOT_EXTRA and get(key, _MISSING) is not value:
-                return False
-    bound = claim[2]
-    if bound is None:
-        claim[2] = record
-        return True
-    return bound is record
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def _wire(head: dict[str, Any], **optional: Any) -> dict[str, Any]:
-    """``head`` with the ``optional`` fields that are not None, in their order."""
-    for name, value in optional.items():
-        if value is not None:
-            head[name] = value
-    return head
-
-
-def _short(obj: object, limit: int = 80) -> str:
-    """A bounded repr for diagnostics; never raises."""
-    try:
-        text = repr(obj)
-    except Exception:
-        return f"<{type(obj).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _context_vars() -> dict[str, Any] | None:
-    found = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
-    return found if isinstance(found, dict) else None
-
-
-# structlog keeps one ContextVar per bound key in this dict; reading the one we need
-# is far cheaper than get_contextvars(), which copies the whole context.
-_STRUCTLOG_VARS: Final = _context_vars()
-
-
-class _AnyKey:
-    """Stands for structlog's dict where it has none: every key may be bound."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-
-#: The keys that may hold a bound value: a key not in it is certainly not bound.
-_CONTEXT_KEYS: Final = _AnyKey() if _STRUCTLOG_VARS is None else _STRUCTLOG_VARS
-
-
-def _from_context(name: str, key: str) -> Any:
-    """The value bound with ``structlog.contextvars.bind_contextvars(name=...)``, or None."""
-    variables = _STRUCTLOG_VARS
-    if variables is None:
-        return structlog.contextvars.get_contextvars().get(name)
-    var = variables.get(key)
-    if var is None:
-        return None
-    value = var.get(None)
-    return None if value is Ellipsis else value
-
-
-def resolve_sender(
-    sender: Any,
-    tracking_key: str | None,
-    base_url: str | None,
-    options: Mapping[str, Any],
-) -> Sender:
-    """The sender a front end uses: ``sender`` as given, or the shared one for the key."""
-    if sender is not None:
-        if tracking_key is not None or base_url is not None or options:
-            raise ConfigurationError(
-                "pass either sender= or the tracking key and sender options, not both"
-            )
-        if not callable(getattr(sender, "enqueue", None)) or not callable(
-            getattr(sender, "flush", None)
-        ):
-            raise ConfigurationError(
-                f"sender must have enqueue() and flush() methods, got {type(sender).__name__}"
-            )
-        return sender  # type: ignore[no-any-return]
-    return get_sender(tracking_key, base_url=base_url, **options)
-
-
-def _check_field(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError(f"{name} must be a non-empty string, got {value!r:.60}")
-    return value
 
 
 # --------------------------------------------------------------------------- the tracker
@@ -377,19 +169,21 @@ class Tracker:
         # the everyday event's encoded bytes go straight onto a BulkSender's queue (not
         # when a subclass overrides enqueue: it sees every item)
         self._put = (
-            sender._put
+            sender.put_encoded
             if isinstance(sender, BulkSender) and type(sender).enqueue is BulkSender.enqueue
             else self._enqueue_body
         )
-        self._user_field = _check_field("user_id_field", user_id_field)
-        self._company_field = _check_field("company_id_field", company_id_field)
+        self._user_field = check_field("user_id_field", user_id_field)
+        self._company_field = check_field("company_id_field", company_id_field)
         self._user_key = _CONTEXT_PREFIX + user_id_field
         self._company_key = _CONTEXT_PREFIX + company_id_field
         if isinstance(rules, RuleSet) or rules is None:
             self._rules: RuleSet | None = rules
         else:
             self._rules = compile_rules(rules)  # type: ignore[arg-type]
-        self._reserved = _RESERVED | {user_id_field, company_id_field}
+        self._reserved = RESERVED | {user_id_field, company_id_field}
+        global _trackers_built
+        _trackers_built += 1
 
     @property
     def sender(self) -> Sender:
@@ -475,7 +269,7 @@ class Tracker:
             elif record.thread in _internal_threads:
                 return
             elif _claiming:  # a processor tracks events too: was this record its event's?
-                claim = _local.claim
+                claim = local.claim
                 if (
                     claim is not None
                     # is_claimed's first test, inline: most records fail it
@@ -576,7 +370,7 @@ class Tracker:
                 "Tracking the record of logger %r with message %s failed (%s: %s); "
                 "its remaining calls were not sent",
                 logger_name,
-                _short(template),
+                short(template),
                 type(exc).__name__,
                 exc,
             )
@@ -593,56 +387,11 @@ class Tracker:
         template: object,
         plan: object,
     ) -> None:
+        tags = read_tags(fields, plan, self._reserved)
+        for kind, problem in tags.problems:
+            _reject(kind, logger_name, template, problem)
+        event, attributes, active = tags.event, tags.attributes, tags.active
         get = fields.get
-        attributes: Any = get("bucket_attributes")
-        active: Any = get("bucket_active")
-        rule: Rule | None = None
-        if isinstance(plan, Rule):
-            rule = plan
-            event: Any = rule.event
-            user: Any = None
-            company: Any = None
-            feedback: Any = None
-            if active is None:
-                active = rule.active
-            if rule.attributes is not None or rule.all_attributes:
-                attributes = self._rule_attributes(rule, fields, attributes)
-        else:
-            event = get("bucket_event")
-            user = get("bucket_user")
-            company = get("bucket_company")
-            feedback = get("bucket_feedback")
-
-        if (
-            attributes is not None
-            and type(attributes) is not dict
-            and not isinstance(attributes, Mapping)
-        ):
-            _reject(
-                "event",
-                logger_name,
-                template,
-                f"bucket_attributes must be a dict, not {type(attributes).__name__}",
-            )
-            event = None
-        elif attributes is not None and event is None:
-            _reject(
-                "tags",
-                logger_name,
-                template,
-                "bucket_attributes are the attributes of bucket_event, which is missing; "
-                "they were ignored",
-            )
-        if active is not None and type(active) is not bool:
-            _reject(
-                "tags",
-                logger_name,
-                template,
-                f"bucket_active must be True or False, got {_short(active, 40)}; "
-                "the record's user, company and event calls were not sent",
-            )
-            user = company = event = None
-
         user_id = get(self._user_field)
         if user_id is None:
             user_id = _from_context(self._user_field, self._user_key)
@@ -656,39 +405,25 @@ class Tracker:
         timestamp = format_timestamp(created)
         context = None if active is None else {"active": active}
 
-        if user is not None and user is not False:
-            self._entity(
-                "user",
-                value=user,
-                entity_id=user_id,
-                user_id=None,
-                context=context,
-                timestamp=timestamp,
-                logger_name=logger_name,
-                template=template,
-            )
-        if company is not None and company is not False:
-            self._entity(
-                "company",
-                value=company,
-                entity_id=company_id,
-                user_id=user_id,
-                context=context,
-                timestamp=timestamp,
-                logger_name=logger_name,
-                template=template,
-            )
+        fields_ = (self._user_field, self._company_field)
+        if tags.user is not None and tags.user is not False:
+            wire = entity_wire("user", tags.user, user_id, None, context, *fields_)
+            self._send_or_reject("user", wire, timestamp, logger_name, template)
+        if tags.company is not None and tags.company is not False:
+            wire = entity_wire("company", tags.company, company_id, user_id, context, *fields_)
+            self._send_or_reject("company", wire, timestamp, logger_name, template)
         if event is not None:
             if not isinstance(event, str) or not event:
                 problem = (
                     "bucket_event must not be empty"
                     if isinstance(event, str)
                     else f"bucket_event must be the event name (a string), "
-                    f"not {type(event).__name__} {_short(event, 40)}"
+                    f"not {type(event).__name__} {short(event, 40)}"
                 )
                 _reject("event", logger_name, template, problem)
             elif user_id is None:
-                _reject("event", logger_name, template, self._missing_user(f"event {event!r}"))
+                problem = missing_user(self._user_field, f"event {event!r}")
+                _reject("event", logger_name, template, problem)
             else:
                 # a rule's event (or one beside other tags) with plain values: the
                 # everyday encoder; anything else is validated and converted by encode
@@ -702,113 +437,30 @@ class Tracker:
                 if body is not None:
                     self._queue_event(body)
                 elif event is not None:
-                    wire = _wire(
+                    wire = wire_of(
                         {"type": "event", "event": event, "userId": user_id},
                         companyId=company_id,
                         attributes=attributes,
                         context=context,
                     )
                     self._send(wire, timestamp, logger_name, template)
-        if feedback is not None:
-            self._feedback(
-                feedback,
-                user_id=user_id,
-                company_id=company_id,
-                timestamp=timestamp,
-                logger_name=logger_name,
-                template=template,
-            )
+        if tags.feedback is not None:
+            wire = feedback_wire(tags.feedback, user_id, company_id, self._user_field)
+            self._send_or_reject("feedback", wire, timestamp, logger_name, template)
 
-    def _entity(
+    def _send_or_reject(
         self,
         kind: str,
-        *,
-        value: Any,
-        entity_id: Any,
-        user_id: Any,
-        context: dict[str, Any] | None,
+        wire: dict[str, Any] | str,
         timestamp: str,
         logger_name: str,
         template: object,
     ) -> None:
-        """A user call (``user_id`` None) or a company call (associated with ``user_id``)."""
-        tag = "bucket_" + kind
-        if value is True:
-            attributes = None
-        elif type(value) is dict or isinstance(value, Mapping):
-            attributes = value
+        """Send ``wire``, or report the problem it is instead."""
+        if isinstance(wire, str):
+            _reject(kind, logger_name, template, wire)
         else:
-            _reject(
-                kind,
-                logger_name,
-                template,
-                f"{tag} must be True or a dict of attributes, "
-                f"not {type(value).__name__} {_short(value, 40)}",
-            )
-            return
-        if entity_id is None:
-            if kind == "user":
-                problem = self._missing_user(tag)
-            else:
-                field = self._company_field
-                problem = (
-                    f"{tag} needs a company id: give the record a {field!r} field or "
-                    f"bind it with structlog.contextvars.bind_contextvars({field}=...)"
-                )
-            _reject(kind, logger_name, template, problem)
-            return
-        id_name = "userId" if kind == "user" else "companyId"
-        wire = _wire(
-            {"type": kind, id_name: entity_id},
-            userId=user_id,
-            attributes=attributes,
-            context=context,
-        )
-        self._send(wire, timestamp, logger_name, template)
-
-    def _feedback(
-        self,
-        feedback: Any,
-        *,
-        user_id: Any,
-        company_id: Any,
-        timestamp: str,
-        logger_name: str,
-        template: object,
-    ) -> None:
-        if not isinstance(feedback, Mapping):
-            _reject(
-                "feedback",
-                logger_name,
-                template,
-                f"bucket_feedback must be a dict ({_FEEDBACK_DOC}), not {type(feedback).__name__}",
-            )
-            return
-        wire: dict[str, Any] = {"type": "feedback"}
-        unknown: list[str] = []
-        for key, value in feedback.items():
-            name = _FEEDBACK_KEYS.get(key) if isinstance(key, str) else None
-            if name is None:
-                unknown.append(_short(key, 40))
-            elif value is not None:
-                wire[name] = normalize_id(value) if name in _FEEDBACK_IDS else value
-        if unknown:
-            _reject(
-                "feedback",
-                logger_name,
-                template,
-                f"bucket_feedback has unknown key(s) {', '.join(sorted(unknown))}; "
-                f"it takes {_FEEDBACK_DOC}",
-            )
-            return
-        if "userId" not in wire:
-            if user_id is None:
-                _reject("feedback", logger_name, template, self._missing_user("bucket_feedback"))
-                return
-            wire["userId"] = user_id
-        if "companyId" not in wire and company_id is not None:
-            wire["companyId"] = company_id
-        self._send(wire, timestamp, logger_name, template)
+            self._send(wire, timestamp, logger_name, template)
 
     def _send(
         self, wire: dict[str, Any], timestamp: str, logger_name: str, template: object
@@ -840,40 +492,30 @@ class Tracker:
                 exc,
             )
 
-    def _missing_user(self, what: str) -> str:
-        field = self._user_field
-        return (
-            f"{what} needs a user id: give the record a {field!r} field or bind it with "
-            f"structlog.contextvars.bind_contextvars({field}=...)"
-        )
 
-    def _rule_attributes(
-        self, rule: Rule, fields: Mapping[str, Any], extra: Any
-    ) -> dict[str, Any] | Any:
-        if rule.all_attributes:
-            reserved = self._reserved
-            attributes = {
-                k: v
-                for k, v in fields.items()
-                if k not in reserved and isinstance(k, str) and not k.startswith("_")
-            }
-        else:
-            attributes = {name: fields[name] for name in rule.attributes or () if name in fields}
-        if extra is not None:
-            if not isinstance(extra, Mapping):
-                return extra  # reported by the caller
-            attributes.update(extra)
-        return attributes or None
+#: How many calls :func:`_reject` refused in this process (see :func:`rejected_calls`).
+_rejected_calls = 0
+
+
+def rejected_calls() -> int:
+    """How many calls were not sent because a record's tags or values were invalid.
+
+    Counted for the whole process (every tracker), for summaries such as
+    ``bucket-logging ship``'s; the reports themselves are rate-limited.
+    """
+    return _rejected_calls
 
 
 def _reject(kind: str, logger_name: str, template: object, problem: str) -> None:
-    """Report a call that is not sent (rate-limited per kind)."""
+    """Report a call that is not sent (rate-limited per kind), and count it."""
+    global _rejected_calls
+    _rejected_calls += 1
     _diagnostics.report(
         "invalid-" + kind,
         "Not sending the %s call of a record from logger %r with message %s: %s",
         kind if kind != "tags" else "tracking",
         logger_name,
-        _short(template),
+        short(template),
         problem,
     )
 

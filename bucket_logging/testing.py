@@ -18,7 +18,12 @@ entries::
 
 The handlers and processors must still be configured as in production (a
 ``BucketHandler`` on a logger the code logs to, a ``BucketProcessor`` in the
-structlog chain); use ``offline=True`` where no tracking key is available.
+structlog chain); use ``offline=True`` or ``BUCKET_OFFLINE=1`` where no tracking key
+is available. A capture that caught nothing while no handler or processor exists in
+the process says so on the ``bucket_logging`` logger.
+
+With pytest, the ``bucket_tracking`` fixture (installed with the package, see
+:mod:`bucket_logging.pytest_plugin`) does the same for a whole test.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import _tracker
+from . import _diagnostics, _tracker
 
 __all__ = ["capture_tracking"]
 
@@ -54,3 +59,10 @@ def capture_tracking() -> Iterator[list[dict[str, Any]]]:
         yield calls
     finally:
         _tracker.stop_capture(calls)
+        if not calls and not _tracker.trackers_built():
+            _diagnostics.report(
+                "capture-empty",
+                "bucket_logging: capture_tracking() caught nothing, and no BucketHandler or "
+                "BucketProcessor exists in this process: configure one as in production "
+                "(offline=True or BUCKET_OFFLINE=1 needs no tracking key)",
+            )

@@ -13,6 +13,8 @@ import orjson
 import pytest
 
 from bucket_logging import BulkSender, Item, _diagnostics
+from bucket_logging._ledger import Ledger
+from bucket_logging._queue import BatchQueue
 
 #: A distinctive tracking key: tests assert it never shows up in any output.
 KEY = "trSECRETkey-5f3a9c1e7b2d4068"
@@ -152,3 +154,24 @@ class FakeSender:
     def events(self) -> list[str]:
         """Each item's event name (its type for the other kinds)."""
         return [c.get("event", c["type"]) for c in self.calls]
+
+
+def make_queue(**options: Any) -> tuple[BatchQueue, list[int]]:
+    """A running BatchQueue of its own (no sender, no thread): the queue and its wake-ups."""
+    wakes: list[int] = []
+    settings: dict[str, Any] = {
+        "max_batch_items": 15_000,
+        "max_queue_items": 200_000,
+        "max_queue_bytes": 64 * 1024 * 1024,
+        "dedupe_window": 60.0,
+        **options,
+    }
+    queue = BatchQueue(
+        Ledger(),
+        wake=lambda: wakes.append(1),
+        defer=options.pop("defer", lambda body: False),
+        not_running=lambda body: False,
+        **{k: v for k, v in settings.items() if k != "defer"},
+    )
+    queue.running = True
+    return queue, wakes

@@ -46,3 +46,18 @@ def test_benchmark_smoke_run_completes_and_prints_its_tables(tmp_path: Path) -> 
         "tracked stdlib call vs NullHandler",
         "untagged stdlib call vs NullHandler",
     }
+
+
+def test_ship_benchmark_smoke_run_compares_ship_with_the_handler() -> None:
+    bench = str(ROOT / "benchmarks" / "ship_bench.py")
+    proc = subprocess.run(
+        [sys.executable, bench, "--lines", "2000", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for text in ("bucket-logging ship FILE", "ship --state", "BucketHandler", "ship / handler"):
+        assert text in proc.stdout

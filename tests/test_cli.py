@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import io
 import re
-import runpy
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -244,6 +243,8 @@ def test_keys_are_counted_once_and_others_refused(
     args = ["--key", KEY, "--key", "other", "--key", KEY]
     run = serve(streams(), args, client_side)
     assert run.out.lines[0].endswith("(2 tracking key(s) accepted)")
+    assert "dev-local-key" not in run.out.lines[1]  # (a key the server would refuse)
+    assert run.out.lines[1].endswith("(and BUCKET_TRACKING_KEY: one of the --key values)")
     assert run.out.lines[3:] == ["user      user=1", "400 INVALID_API_KEY invalid tracking key"]
     assert all(KEY not in line for line in run.out.lines + run.err.lines)
 
@@ -381,15 +382,13 @@ def test_bad_arguments_exit_2_with_a_message(
     assert err.startswith("usage: bucket-logging")
 
 
-def test_python_m_without_a_command_prints_help_and_exits_2(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(sys, "argv", ["bucket-logging"])
-    with warnings.catch_warnings(), pytest.raises(SystemExit) as exc:
-        warnings.simplefilter("ignore", RuntimeWarning)  # __main__ was imported already
-        runpy.run_module("bucket_logging", run_name="__main__")
-    assert exc.value.code == 2
-    assert "serve" in capsys.readouterr().err
+def test_python_m_without_a_command_prints_help_and_exits_2() -> None:
+    # (a subprocess: pytest rewrites the installed package's modules, being its plugin)
+    done = subprocess.run(
+        [sys.executable, "-m", "bucket_logging"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert "serve" in done.stderr
 
 
 def test_help_lists_the_serve_options(capsys: pytest.CaptureFixture[str]) -> None:

@@ -72,9 +72,11 @@ RUNS: dict[str, tuple[str, bool]] = {
     "fileconfig": ("fileconfig_example.py", True),
     "structlog": ("structlog_example.py", True),
     "structlog_bridged": ("structlog_bridged_example.py", True),
+    "loguru": ("loguru_example.py", True),
     "django_settings": ("django_settings_example.py", True),
     "starlette_middleware": ("starlette_middleware_example.py", True),
     "gunicorn_conf": ("gunicorn_conf_example.py", True),
+    "gunicorn_conf_self_started": ("gunicorn_conf_example.py", False),
     "serverless": ("serverless_example.py", True),
     "uvicorn_workers": ("uvicorn_workers_example.py", True),
 }
@@ -263,6 +265,28 @@ def test_structlog_example(runs: dict[str, Run]) -> None:
     assert run.stdout.count('"event": ') == 4
 
 
+def test_loguru_example(runs: dict[str, Run]) -> None:
+    run = _finished(runs, "loguru")
+    calls = run.calls
+    assert _kinds(calls) == {
+        ("user", None): 1,
+        ("company", None): 1,
+        ("event", "Signed in"): 1,
+        ("event", "Exported report"): 1,
+        ("feedback", None): 1,
+    }
+    assert all(c["userId"] == 42 for c in calls)
+    assert _event(calls, "Exported report") == {
+        "type": "event",
+        "event": "Exported report",
+        "userId": 42,
+        "companyId": "acme",
+        "attributes": {"format": "pdf"},
+        "timestamp": _event(calls, "Exported report")["timestamp"],
+    }
+    assert run.stdout.count(" INFO ") == 5  # loguru's own sink printed every record
+
+
 def test_structlog_bridged_example_tracks_each_event_exactly_once(runs: dict[str, Run]) -> None:
     run = _finished(runs, "structlog_bridged")
     calls = run.calls
@@ -308,6 +332,15 @@ def test_gunicorn_conf_example_delivers_master_and_worker_events_once(
     assert _kinds(run.calls) == {("event", "Deployed"): 1, ("event", "Worker booted"): 1}
     assert "worker exited with status 0" in run.stdout
     assert run.stdout.count("Release v42 started") == 1
+
+
+def test_gunicorn_conf_example_on_its_own_counts_what_arrived_from_both_processes(
+    runs: dict[str, Run],
+) -> None:
+    run = _finished(runs, "gunicorn_conf_self_started")
+    listed = [line for line in run.stdout.splitlines() if line.startswith("  event")]
+    assert len(listed) == 2  # the master's event and the worker's
+    assert "2 tracking call(s) delivered" in run.stdout
 
 
 def test_gunicorn_conf_example_imports_without_side_effects() -> None:

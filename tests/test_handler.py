@@ -163,6 +163,16 @@ def test_flush_and_close_flush_the_sender(restore_logging: None) -> None:
     assert sender.flushes == [5.0, 2.5, 5.0]
 
 
+def test_flush_answers_like_the_processors(restore_logging: None) -> None:
+    class Slow(FakeSender):
+        def flush(self, timeout: float | None = None) -> bool:
+            super().flush(timeout)
+            return False  # timed out
+
+    assert BucketHandler(sender=FakeSender()).flush(5) is True
+    assert BucketHandler(sender=Slow()).flush(5) is False
+
+
 def test_close_is_bounded_by_the_senders_shutdown_timeout(restore_logging: None) -> None:
     sender = FakeSender()
     sender.shutdown_timeout = 1.5  # type: ignore[attr-defined]

@@ -3,7 +3,7 @@
 ``event_body`` (the fast encoder) and ``Tracker.track_event`` (which queues its bytes,
 or hands everything else to the general path), ``kind_of``, the timestamp cache of
 ``format_timestamp``, the sender's queue of sealed batches, dedupe at enqueue time and
-the spool's ``_split``.
+the spool's ``split_payload``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import httpx
 import orjson
 import pytest
 import structlog
-from _helpers import Endpoint, FakeSender, _fresh_rate_limits, make_sender
+from _helpers import Endpoint, FakeSender, _fresh_rate_limits, make_queue, make_sender
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,8 +38,8 @@ from bucket_logging._items import (
     format_timestamp,
     kind_of,
 )
-from bucket_logging._sender import Batch
-from bucket_logging._spool import _split
+from bucket_logging._queue import Batch
+from bucket_logging._spool_rows import split_payload as _split
 from bucket_logging._tracker import Tracker
 
 __all__ = ["_fresh_rate_limits", "make_sender"]
@@ -682,8 +682,35 @@ def gated_endpoint() -> tuple[Endpoint, threading.Event]:
     return Endpoint(answer=answer), gate
 
 
-def test_batches_are_sealed_by_count_and_cut_back_into_their_entries(make_sender: Make) -> None:
+def test_batches_are_sealed_by_count_and_cut_back_into_their_entries() -> None:
     """max_batch_items=3 seals batches of 3; Batch.entries() and body() give the items back."""
+    queue, wakes = make_queue(max_batch_items=3)
+    items = [Item.event(f"e{i}", i, {"i": i, "pad": "x" * i}) for i in range(8)]
+    for item in items:
+        assert queue.put_locked(item.body)
+    assert wakes == [1]  # one wake-up until the sender takes a batch
+    assert queue.sizes() == (0, [3, 3, 2])
+    assert queue.ledger.stats().queued == 8
+    taken = queue.take(partial=False)
+    assert taken is not None
+    batch, ticket = taken
+    assert len(batch) == 3 and ticket.count == 3
+    assert batch.entries() == [item.body for item in items[:3]]
+    assert batch.entry_bytes() == sum(len(item.body) for item in items[:3])
+    assert orjson.loads(batch.body()) == [item.to_dict() for item in items[:3]]
+    assert batch.entries() == [item.body for item in items[:3]]  # body() kept them
+    second = queue.take(partial=False)
+    assert second is not None and second[0].entries() == [i.body for i in items[3:6]]
+    assert queue.take(partial=False) is None  # the one being filled waits
+    last = queue.take(partial=True)
+    assert last is not None and last[0].entries() == [i.body for i in items[6:]]
+    assert queue.take() is None
+    assert queue.sizes() == (0, [0])
+    assert queue.ledger.pending == 8  # in flight until delivery counts them
+
+
+def test_a_sender_sends_full_batches_and_the_rest_on_a_flush(make_sender: Make) -> None:
+    """max_batch_items=3: full batches go out at once, the partial one on the flush."""
     endpoint, gate = gated_endpoint()
     sender = make_sender(
         transport=endpoint.transport(),
@@ -698,26 +725,24 @@ def test_batches_are_sealed_by_count_and_cut_back_into_their_entries(make_sender
         assert endpoint.wait_requests(1)  # the first batch is in flight: the loop waits
         for item in items[3:]:
             assert sender.enqueue(item)
-        with sender._lock:
-            sender._drain_locked()  # the last entries may still be in the inbox
-            sealed = list(sender._sealed)
-            open_ends = list(sender._open_ends)
-            open_buf = bytes(sender._open)
-            assert len(sealed) == 1
-            batch = sealed[0]
-            assert len(batch) == 3
-            assert batch.entries() == [item.body for item in items[3:6]]
-            assert batch.entry_bytes() == sum(len(item.body) for item in items[3:6])
-            assert orjson.loads(batch.body()) == [item.to_dict() for item in items[3:6]]
-            assert batch.entries() == [item.body for item in items[3:6]]  # body() kept them
-        assert endpoint.requests[0].items == [item.to_dict() for item in items[:3]]
-        assert len(open_ends) == 2
-        assert Batch(bytearray(open_buf), open_ends).entries() == [i.body for i in items[6:]]
+        assert sender.pending == 8
     finally:
         gate.set()
     assert sender.flush(10)
     assert endpoint.delivered == [item.to_dict() for item in items]
     assert [len(seen.items) for seen in endpoint.requests] == [3, 3, 2]
+
+
+def test_batch_entries_of_an_open_batch() -> None:
+    """A Batch cuts its body back into entries whatever their sizes."""
+    bodies = [Item.event("e", i, {"pad": "x" * i}).body for i in range(5)]
+    buf = bytearray(b"[")
+    ends = []
+    for body in bodies:
+        buf.extend(body)
+        ends.append(len(buf))
+        buf.append(0x2C)
+    assert Batch(buf, ends).entries() == bodies
 
 
 @pytest.mark.parametrize(
@@ -758,9 +783,8 @@ def test_an_identical_user_update_is_deduplicated_at_enqueue(make_sender: Make) 
     assert sender.enqueue(first)
     assert sender.enqueue(again)
     assert sender.enqueue(other)
-    with sender._lock:
-        sender._drain_locked()  # (the entries may still be in the inbox)
-        assert len(sender._open_ends) == 2  # skipped at enqueue time, not when sending
+    stats = sender.stats
+    assert stats.queued == 2 and stats.deduplicated == 1  # skipped at enqueue time
     assert sender.flush(10)
     assert sender.stats.deduplicated == 1
     assert endpoint.delivered == [first.to_dict(), other.to_dict()]
@@ -882,7 +906,7 @@ def test_the_inbox_keeps_the_order_of_the_fast_path_and_enqueue(make_sender: Mak
         if i % 3 == 2:
             assert sender.enqueue(item)
         else:
-            assert sender._put(orjson.dumps(item.to_dict()))
+            assert sender.put_encoded(orjson.dumps(item.to_dict()))
     assert sender.flush(10)
     assert endpoint.delivered == [item.to_dict() for item in items]
 
@@ -893,21 +917,21 @@ def test_a_batch_worth_in_the_inbox_is_sent_without_waiting(make_sender: Make) -
     endpoint = Endpoint()
     sender = make_sender(transport=endpoint.transport(), flush_interval=60, max_batch_items=3)
     for i in range(3):
-        assert sender._put(Item.event("e", i).body)
+        assert sender.put_encoded(Item.event("e", i).body)
     assert endpoint.wait_delivered(3)
 
 
-def test_a_large_entry_skips_the_inbox(make_sender: Make) -> None:
+def test_a_large_entry_skips_the_inbox() -> None:
     """Entries over 4 KiB are counted at once (the inbox's memory stays bounded)."""
-    sender = make_sender(transport=Endpoint().transport(), flush_interval=60)
+    queue, _ = make_queue()
     small = Item.event("e", 1).body
     large = Item.event("e", 2, {"pad": "x" * 5000}).body
-    assert sender._put(small)
-    assert len(sender._inbox) == 1
-    assert sender._put(large)
-    assert len(sender._inbox) == 0  # moved into the batch first, in order
-    with sender._lock:
-        assert sender._enqueued == 2 and sender._open_ends
+    assert queue.put(small)
+    assert queue.sizes() == (1, [0])  # in the inbox: not counted yet
+    assert queue.put(large)
+    assert queue.sizes() == (0, [2])  # moved into the batch first, in order
+    taken = queue.take()
+    assert taken is not None and taken[0].entries() == [small, large]
 
 
 def test_an_inbox_entry_dropped_for_a_full_queue_is_counted_and_reported(
@@ -916,7 +940,7 @@ def test_an_inbox_entry_dropped_for_a_full_queue_is_counted_and_reported(
     sender = make_sender(transport=Endpoint().transport(), flush_interval=60, max_queue_items=2)
     with caplog.at_level(logging.WARNING, logger="bucket_logging"):
         for i in range(3):
-            assert sender._put(Item.event("e", i).body)  # accepted into the inbox
+            assert sender.put_encoded(Item.event("e", i).body)  # accepted into the inbox
         stats = sender.stats  # counts: the inbox is moved into the batches
         assert sender.flush(10)
     assert stats.queued == 2 and stats.dropped == {"queue_full": 1}
@@ -933,7 +957,7 @@ def test_entries_put_while_closing_are_counted(make_sender: Make) -> None:
 
     sender = make_sender(transport=httpx.MockTransport(answer), flush_interval=60)
     for i in range(5):
-        assert sender._put(Item.event("e", i).body)
+        assert sender.put_encoded(Item.event("e", i).body)
     sender.close(0.2)
     gate.set()
     stats = sender.stats

@@ -293,7 +293,8 @@ def feedback(**fields: Any) -> Item:
         ({"score": True}, "score must be a number from 1 to 5, got True"),
         ({"score": "4"}, "score must be a number from 1 to 5, got '4'"),
         ({"score": 3, "feature_id": None}, "feedback needs featureId or key"),
-        ({}, "feedback needs a score (1-5), a comment, or both"),
+        ({}, "feedback needs a score (1-5), a non-empty comment, or both"),
+        ({"comment": ""}, "feedback needs a score (1-5), a non-empty comment, or both"),
         ({"comment": "x" * 4001}, "comment must be 0 to 4000 characters long, got 4001"),
         ({"comment": 5}, "comment must be a string, not int"),
         (

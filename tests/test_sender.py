@@ -22,6 +22,7 @@ from bucket_logging import (
     DeliveryError,
     Item,
     SenderStats,
+    _queue,
     get_sender,
 )
 from bucket_logging._items import MAX_BODY_BYTES
@@ -402,7 +403,9 @@ def test_dedupe_window_zero_turns_it_off(make_sender: Make) -> None:
     assert sender.stats.deduplicated == 0
 
 
-def test_dedupe_window_expires(make_sender: Make) -> None:
+def test_dedupe_window_expires(make_sender: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(_queue, "_monotonic", lambda: clock[0])
     endpoint = Endpoint()
     sender = make_sender(transport=endpoint.transport(), flush_interval=60, dedupe_window=60)
     assert sender.enqueue(Item.user(1, {"a": 1}))
@@ -410,9 +413,7 @@ def test_dedupe_window_expires(make_sender: Make) -> None:
     assert sender.enqueue(Item.user(1, {"a": 1}))
     assert sender.flush(10)
     assert len(endpoint.delivered) == 1
-    # age what the sender remembers past the window (instead of waiting 60 s)
-    for key in list(sender._dedupe):
-        sender._dedupe[key] -= 61
+    clock[0] += 61  # past the window (instead of waiting 60 s)
     assert sender.enqueue(Item.user(1, {"a": 1}))
     assert sender.flush(10)
     assert len(endpoint.delivered) == 2
@@ -668,7 +669,7 @@ def test_offline_mode_validates_counts_and_sends_nothing(
         assert stats.offline == 3
         assert (stats.sent, stats.queued, stats.requests) == (0, 0, 0)
         assert endpoint.requests == []
-        assert sender._thread is None  # no thread, no client
+        assert sender.thread is None  # no thread, no client
         assert "offline" in repr(sender)
         offline_lines = [r.getMessage() for r in caplog.records if "offline:" in r.getMessage()]
         assert len(offline_lines) == 3
@@ -870,12 +871,12 @@ def test_a_closed_senders_thread_id_is_forgotten(make_sender: Make) -> None:
     sender = make_sender(transport=Endpoint().transport())
     assert sender.enqueue(events(1)[0])
     assert sender.flush(10)  # the thread runs (and knows its id) by now
-    ident = sender._thread_id
+    ident = sender.engine.thread_id if sender.engine else None
     assert ident is not None
     assert ident in _diagnostics.internal_threads
     sender.close(5)
-    assert sender._thread is not None
-    sender._thread.join(5)
+    assert sender.thread is not None
+    sender.thread.join(5)
     # thread ids are reused by later threads, whose records must still count as the app's
     assert ident not in _diagnostics.internal_threads
     seen: list[bool] = []

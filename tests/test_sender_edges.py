@@ -26,7 +26,8 @@ import pytest
 from _helpers import KEY, Endpoint, _fresh_rate_limits, make_sender
 
 import bucket_logging
-from bucket_logging import BulkSender, DeliveryError, Item, _diagnostics, _sender
+from bucket_logging import BulkSender, DeliveryError, Item, _diagnostics, _process
+from bucket_logging._retry import parse_retry_after
 from bucket_logging._server import TrackingServer
 
 __all__ = ["_fresh_rate_limits", "make_sender"]
@@ -75,7 +76,7 @@ def only(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """Make the process-wide functions see only the given senders (not other tests')."""
 
     def set_live(*senders: BulkSender) -> None:
-        monkeypatch.setattr(_sender, "_live_senders", weakref.WeakSet(senders))
+        monkeypatch.setattr(_process.state, "live", weakref.WeakSet(senders))
 
     return set_live
 
@@ -96,11 +97,11 @@ def only(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     ],
 )
 def test_retry_after_values(value: str | None, expected: float | None) -> None:
-    assert _sender._retry_after(value) == expected
+    assert parse_retry_after(value) == expected
 
 
 def test_retry_after_as_a_future_http_date() -> None:
-    delay = _sender._retry_after(http_date(120))
+    delay = parse_retry_after(http_date(120))
     assert delay is not None
     assert 118 <= delay <= 121  # whole seconds in the date
 
@@ -192,9 +193,9 @@ def test_close_from_the_senders_own_thread(make_sender: Make) -> None:
     holder.append(sender)
     enqueue_all(sender, events(3))
     queued.set()
-    assert sender._thread is not None
-    sender._thread.join(10)
-    assert not sender._thread.is_alive()
+    assert sender.thread is not None
+    sender.thread.join(10)
+    assert not sender.thread.is_alive()
     assert problems == []
     stats = sender.stats
     assert stats.dropped.get("client_error", 0) >= 1
@@ -234,7 +235,7 @@ def test_a_sender_thread_that_cannot_start(
     errors: list[DeliveryError] = []
     sender = BulkSender(KEY, transport=Endpoint().transport(), on_error=errors.append)
     try:
-        assert sender._thread is None
+        assert sender.thread is None
         assert sender.enqueue(events(1)[0]) is False
         assert sender.enqueue(events(1)[0]) is False
         assert sender.stats.dropped == {"closed": 2}
@@ -258,8 +259,8 @@ def test_flush_after_close_returns_at_once(make_sender: Make) -> None:
     enqueue_all(sender, events(2))  # one hangs in its request, one waits in the queue
     assert started.wait(10)
     sender.close(0.2)
-    assert sender._thread is not None
-    sender._thread.join(10)
+    assert sender.thread is not None
+    sender.thread.join(10)
     assert sender.stats.dropped == {"shutdown": 2}
     began = time.monotonic()
     assert sender.flush(30)  # the loop is gone: nothing will ever finish, nothing to wait for
@@ -269,11 +270,8 @@ def test_flush_after_close_returns_at_once(make_sender: Make) -> None:
 def test_dedupe_memory_is_pruned(make_sender: Make) -> None:
     endpoint = Endpoint()
     sender = make_sender(transport=endpoint.transport(), flush_interval=60)
-    long_ago = time.monotonic() - 3600
-    sender._dedupe.update({b"stale-%d" % i: long_ago for i in range(50_001)})
     enqueue_all(sender, [Item.user("u1", {"plan": "pro"})])
     assert sender.flush(10)
-    assert len(sender._dedupe) == 1  # the stale entries are forgotten
     assert sender.enqueue(Item.user("u1", {"plan": "pro"}))
     assert sender.flush(10)
     assert sender.stats.deduplicated == 1  # the fresh one still counts
@@ -351,7 +349,7 @@ def test_the_exit_hook_closes_every_open_sender(
     enqueue_all(fine, events(5))
     enqueue_all(stuck, events(2))
     assert started.wait(10)
-    _sender._shutdown_all()
+    _process.shutdown_all()
     assert len(endpoint.delivered) == 5  # delivered at exit
     assert stuck.stats.dropped == {"shutdown": 2}  # given up on at its own deadline
     for sender in (fine, stuck):
@@ -361,9 +359,13 @@ def test_the_exit_hook_closes_every_open_sender(
     assert "bucket_logging: 2 item(s) not delivered: shutdown" in " ".join(messages(logged))
 
 
-def test_the_exit_hook_without_senders(only: Any) -> None:
+def test_the_exit_hook_without_senders(only: Any, logged: pytest.LogCaptureFixture) -> None:
     only()
-    _sender._shutdown_all()  # nothing to do, nothing raised
+    began = time.monotonic()
+    _process.shutdown_all()  # nothing to do: nothing raised, said or waited for
+    assert time.monotonic() - began < 1.0
+    assert messages(logged) == []
+    assert len(_process.state.live) == 0
 
 
 # --------------------------------------------------------------------------- TLS
@@ -389,12 +391,13 @@ def pretend_fork(monkeypatch: pytest.MonkeyPatch, *senders: BulkSender) -> None:
 
     Their threads must be stopped first: a forked child has none.
     """
-    monkeypatch.setattr(_sender, "_live_senders", weakref.WeakSet(senders))
-    monkeypatch.setattr(_sender, "_registry_lock", _sender._registry_lock)  # restored after
-    monkeypatch.setattr(_diagnostics, "_lock", _diagnostics._lock)
-    lock = _sender._registry_lock
-    _sender._after_fork_in_child()
-    assert _sender._registry_lock is not lock  # a lock held at the fork is not inherited
+    child = _process.State()  # the process state as the child inherits it, these senders
+    child.live.update(senders)
+    monkeypatch.setattr(_process, "state", child)
+    monkeypatch.setattr(_diagnostics, "_lock", _diagnostics._lock)  # restored after
+    lock = child.registry_lock
+    _process.after_fork_in_child()
+    assert child.registry_lock is not lock  # a lock held at the fork is not inherited
 
 
 def test_a_forked_child_starts_afresh_on_first_use(
@@ -405,17 +408,17 @@ def test_a_forked_child_starts_afresh_on_first_use(
     assert isinstance(context, ssl.SSLContext)
     enqueue_all(sender, events(3))
     assert sender.flush(10)
-    parent_thread = sender._thread
+    parent_thread = sender.thread
     assert parent_thread is not None
     sender.close(5)
     parent_thread.join(10)
 
     pretend_fork(monkeypatch, sender)
-    assert sender._thread is None and sender._thread_id is None
+    assert sender.thread is None and (sender.engine.thread_id if sender.engine else None) is None
     assert sender.stats == bucket_logging.SenderStats()  # the parent's counts stay its own
     assert sender.flush(1)  # nothing queued in the child yet
     enqueue_all(sender, events(2, start=10))  # the first use starts a new thread
-    assert sender._thread is not None and sender._thread is not parent_thread
+    assert sender.thread is not None and sender.thread is not parent_thread
     assert sender.flush(10)
     assert sender.stats.sent == 2
     assert sender._tls_context is context  # made once per sender, reused by the child
@@ -429,7 +432,7 @@ def test_a_forked_child_that_closes_before_use_starts_nothing(
     sender = make_sender(transport=Endpoint().transport())
     enqueue_all(sender, events(1))
     assert sender.flush(10)
-    thread = sender._thread
+    thread = sender.thread
     assert thread is not None
     sender.close(5)
     thread.join(10)
@@ -438,7 +441,7 @@ def test_a_forked_child_that_closes_before_use_starts_nothing(
     assert offline.enqueue(events(1)[0])
     pretend_fork(monkeypatch, sender, offline)
     sender.close(5)
-    assert sender._thread is None  # no thread was started just to stop it
+    assert sender.thread is None  # no thread was started just to stop it
     assert sender.flush(5)
     assert offline.stats.offline == 0  # the parent's count stays the parent's
     assert offline.enqueue(events(1)[0]) and offline.stats.offline == 1
@@ -449,7 +452,7 @@ def test_a_forked_child_that_closed_its_sender_drops_without_a_thread(
     make_sender: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sender = make_sender(transport=Endpoint().transport())
-    thread = sender._thread
+    thread = sender.thread
     assert thread is not None
     sender.close(5)
     thread.join(10)
@@ -458,8 +461,8 @@ def test_a_forked_child_that_closed_its_sender_drops_without_a_thread(
     try:
         assert sender.enqueue(events(1)[0]) is False
         assert sender.stats.dropped == {"closed": 1}
-        assert sender._thread is None
+        assert sender.thread is None
     finally:
-        sender._call_soon(sender._stop)  # stop the thread it may have started
-        if sender._thread is not None:
-            sender._thread.join(10)
+        sender.engine.stop() if sender.engine else None  # stop the thread it may have started
+        if sender.thread is not None:
+            sender.thread.join(10)

@@ -232,7 +232,7 @@ def test_sender_thread_records_stay_out_of_app_handlers(make: Make, server: Trac
         sender = make(base_url=server.url, flush_interval=60)
         enqueue_all(sender, events(20))
         assert sender.flush(10)
-        sender_thread = sender._thread_id
+        sender_thread = sender.engine.thread_id if sender.engine else None
         # the application's own httpx use, on its thread, still logs as usual
         with httpx.Client() as app:
             response = app.post(f"{server.url}/app-key/event", json={"event": "x", "userId": 1})

@@ -153,7 +153,13 @@ INVALID = [
         "feedback", {"userId": 1, "score": 3}, "featureId or key", id="feedback-no-feature"
     ),
     pytest.param(
-        "feedback", {"featureId": "f", "userId": 1}, "a score (1-5), a comment", id="no-score"
+        "feedback", {"featureId": "f", "userId": 1}, "a score (1-5), a non-empty", id="no-score"
+    ),
+    pytest.param(
+        "feedback",
+        {"featureId": "f", "userId": 1, "comment": ""},
+        "a score (1-5), a non-empty comment",
+        id="empty-comment",
     ),
     pytest.param("user", {"userId": 1, "name": "x"}, "unknown field", id="unknown-field"),
     pytest.param(

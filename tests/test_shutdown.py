@@ -24,7 +24,7 @@ import pytest
 from _helpers import KEY, _fresh_rate_limits
 
 from bucket_logging import BulkSender, DeliveryError, Item, TrackingServer, _shutdown
-from bucket_logging._loop import SenderLoop
+from bucket_logging._loop import ResolvingLoop
 
 __all__ = ["_fresh_rate_limits"]
 
@@ -82,7 +82,7 @@ def test_default_loop_fails_and_sender_loop_resolves_at_shutdown(
             default.run_until_complete(_resolve())
     finally:
         default.close()
-    loop = SenderLoop()
+    loop = ResolvingLoop()
     try:
         infos = loop.run_until_complete(_resolve())
     finally:
@@ -91,7 +91,7 @@ def test_default_loop_fails_and_sender_loop_resolves_at_shutdown(
 
 
 def test_sender_loop_runs_blocking_calls_off_the_loop_and_keeps_explicit_executors() -> None:
-    loop = SenderLoop()
+    loop = ResolvingLoop()
     try:
         caller = threading.get_ident()
         ran_on = loop.run_until_complete(loop.run_in_executor(None, threading.get_ident))
@@ -112,7 +112,7 @@ def test_sender_loop_runs_blocking_calls_off_the_loop_and_keeps_explicit_executo
 
 
 def test_a_cancelled_lookup_is_skipped_by_the_worker() -> None:
-    loop = SenderLoop()
+    loop = ResolvingLoop()
     gate = threading.Event()
     try:
         first = loop.run_in_executor(None, gate.wait, 5)

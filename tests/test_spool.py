@@ -26,8 +26,9 @@ import pytest
 from _helpers import KEY, _fresh_rate_limits  # noqa: F401  (autouse fixture)
 
 from bucket_logging import BulkSender, DeliveryError, Item
+from bucket_logging._config import ENV_SPOOL_DIR
 from bucket_logging._server import TrackingServer
-from bucket_logging._spool import ENV_SPOOL_DIR, SPOOL_FILE, SpoolStore
+from bucket_logging._spool_store import SPOOL_FILE, SpoolStore
 
 #: Quick retries, so that an endpoint coming back is noticed at once.
 QUICK: dict[str, Any] = {"backoff_base": 0.05, "backoff_max": 0.2}

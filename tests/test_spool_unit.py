@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,9 @@ import orjson
 import pytest
 from _helpers import KEY, _fresh_rate_limits  # noqa: F401  (autouse fixture)
 
-from bucket_logging import BulkSender, DeliveryError, Item, _spool
-from bucket_logging._spool import SPOOL_FILE, SpoolStore, destination
+from bucket_logging import BulkSender, DeliveryError, Item, _process, _spool, _spool_worker
+from bucket_logging._spool_rows import destination
+from bucket_logging._spool_store import SPOOL_FILE, SpoolStore, pid_alive
 
 DEST = destination(KEY)
 BIG = 256 * 1024 * 1024
@@ -164,16 +164,16 @@ def test_without_a_pid_namespace_only_leases_free_batches(
 
 
 def test_pid_alive(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _spool._pid_alive(os.getpid())
+    assert pid_alive(os.getpid())
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    assert not _spool._pid_alive(child.pid)
+    assert not pid_alive(child.pid)
 
     def not_yours(pid: int, sig: int) -> None:
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "kill", not_yours)
-    assert _spool._pid_alive(child.pid)  # it exists, as another user's process
+    assert pid_alive(child.pid)  # it exists, as another user's process
 
 
 # ------------------------------------------------------------------------- reading back, releasing
@@ -248,15 +248,20 @@ def test_a_closed_store_says_so(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------- damaged contents
 
 
-def test_a_batch_without_its_payload_cannot_be_claimed(
+def test_a_batch_without_its_payload_is_quarantined_and_the_next_claimed(
     stores: Callable[..., SpoolStore], spool: Path
 ) -> None:
-    row = put(stores(), items(2))
+    first = stores()
+    row = put(first, items(2))
+    kept = items(3, start=10)
+    good = put(first, kept)
     with other_connection(spool) as conn:
         conn.execute("DELETE FROM payloads WHERE id = ?", (row,))
         conn.execute("UPDATE batches SET owner = NULL, lease = 0")
-    with pytest.raises(sqlite3.DatabaseError, match=f"spooled batch {row} has no payload"):
-        stores().claim()
+    assert stores().claim() == (good, kept, False)
+    with other_connection(spool) as conn:
+        dest = conn.execute("SELECT dest FROM batches WHERE id = ?", (row,)).fetchone()[0]
+    assert dest == "quarantined:" + DEST  # kept for a look, never claimed again
 
 
 def test_an_inconsistent_payload_is_an_error(
@@ -458,22 +463,14 @@ def test_without_wal_the_spool_still_works(
 
 
 @pytest.fixture
-def fork_state(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The module's fork bookkeeping, holding only what this test creates."""
-    state: dict[str, Any] = {
-        "_live_stores": weakref.WeakSet(),
-        "_live_workers": weakref.WeakSet(),
-        "_inherited": [],
-        "_tokens_in_process": set(),
-        "_held_for_fork": [],
-        "_fork_state": {"busy": False, "unsafe_in_child": False},
-    }
-    for name, value in state.items():
-        monkeypatch.setattr(_spool, name, value)
+def fork_state(monkeypatch: pytest.MonkeyPatch) -> _process.State:
+    """The process state, holding only what this test creates."""
+    state = _process.State()
+    monkeypatch.setattr(_process, "state", state)
     return state
 
 
-def run_on(worker: _spool._Worker, fn: Callable[[], Any]) -> Any:
+def run_on(worker: _spool_worker.SpoolExecutor, fn: Callable[[], Any]) -> Any:
     done = threading.Event()
     out: list[Any] = []
 
@@ -486,38 +483,39 @@ def run_on(worker: _spool._Worker, fn: Callable[[], Any]) -> Any:
     return out[0]
 
 
-def test_fork_while_idle_parent_side(fork_state: dict[str, Any], spool: Path) -> None:
-    worker = _spool._Worker()
+def test_fork_while_idle_parent_side(fork_state: _process.State, spool: Path) -> None:
+    worker = _spool_worker.SpoolExecutor()
     store = SpoolStore(str(spool), DEST, BIG, WEEK)
     try:
         run_on(worker, store.open)
-        _spool._before_fork()  # the worker is between operations: taken at once
-        assert fork_state["_held_for_fork"] == [worker.busy]
+        _spool_worker.before_fork()  # the worker is between operations: taken at once
+        assert fork_state.spool_held_for_fork == [worker.busy]
         assert not worker.busy.acquire(blocking=False)  # no operation may start now
-        _spool._after_fork_in_parent()
-        assert fork_state["_held_for_fork"] == []
+        _spool_worker.after_fork_in_parent()
+        assert fork_state.spool_held_for_fork == []
         assert run_on(worker, store.backlog) == (0, 0)  # the parent carries on
     finally:
         run_on(worker, store.close)
         worker.stop()
 
 
-def test_fork_while_idle_child_side(fork_state: dict[str, Any], spool: Path) -> None:
-    worker = _spool._Worker()
+def test_fork_while_idle_child_side(fork_state: _process.State, spool: Path) -> None:
+    worker = _spool_worker.SpoolExecutor()
     store = SpoolStore(str(spool), DEST, BIG, WEEK)
     run_on(worker, store.open)
     run_on(worker, lambda: put(store, items(2)))
-    parent_conn = store._conn
+    parent_conn = store.conn
     never_opened = SpoolStore(str(spool), DEST, BIG, WEEK)
-    _spool._before_fork()
+    _spool_worker.before_fork()
     worker.stop()  # in a real child the worker thread does not exist
-    _spool._after_fork_in_child()
+    _spool_worker.after_fork_in_child()
     try:
-        assert fork_state["_fork_state"]["unsafe_in_child"] is False
-        assert fork_state["_inherited"] == [parent_conn]  # parked, neither used nor closed
-        assert never_opened._conn is None
-        assert fork_state["_tokens_in_process"] == set()
-        assert len(fork_state["_live_workers"]) == 0
+        assert fork_state.forked_while_busy is False
+        assert fork_state.inherited_connections == [parent_conn]  # parked, neither used nor closed
+        with pytest.raises(sqlite3.OperationalError, match="not open"):
+            never_opened.conn  # noqa: B018 - never opened: nothing inherited
+        assert fork_state.spool_tokens == set()
+        assert len(fork_state.spool_executors) == 0
         with pytest.raises(sqlite3.OperationalError):
             store.backlog()
         # the parent's connection is intact (closing it in the child could have
@@ -527,8 +525,8 @@ def test_fork_while_idle_child_side(fork_state: dict[str, Any], spool: Path) -> 
         # the child's sender builds a store of its own, on a connection of its own
         mine = SpoolStore(str(spool), DEST, BIG, WEEK)
         mine.open()
-        assert mine._conn is not parent_conn
-        assert fork_state["_tokens_in_process"] == {mine.owner.split("/")[3]}
+        assert mine.conn is not parent_conn
+        assert fork_state.spool_tokens == {mine.owner.split("/")[3]}
         mine.close()
     finally:
         worker.busy.release()
@@ -537,13 +535,13 @@ def test_fork_while_idle_child_side(fork_state: dict[str, Any], spool: Path) -> 
 
 
 def test_fork_while_busy_leaves_the_child_without_a_spool(
-    fork_state: dict[str, Any],
+    fork_state: _process.State,
     spool: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(_spool, "FORK_WAIT_SECONDS", 0.05)
-    worker = _spool._Worker()
+    monkeypatch.setattr(_spool_worker, "FORK_WAIT_SECONDS", 0.05)
+    worker = _spool_worker.SpoolExecutor()
     started, release = threading.Event(), threading.Event()
 
     def long_operation() -> None:  # e.g. a write waiting for another process's lock
@@ -553,11 +551,11 @@ def test_fork_while_busy_leaves_the_child_without_a_spool(
     worker.submit(long_operation)
     assert started.wait(10)
     try:
-        _spool._before_fork()
-        assert fork_state["_fork_state"]["busy"] is True
-        assert fork_state["_held_for_fork"] == []
-        _spool._after_fork_in_child()
-        assert fork_state["_fork_state"]["unsafe_in_child"] is True
+        _spool_worker.before_fork()
+        assert fork_state.spool_busy_at_fork is True
+        assert fork_state.spool_held_for_fork == []
+        _spool_worker.after_fork_in_child()
+        assert fork_state.forked_while_busy is True
     finally:
         release.set()
         worker.stop()
@@ -748,7 +746,7 @@ def test_the_exit_deadline_leaves_waiting_batches_in_the_spool(
 ) -> None:
     sender, gate = waiting_batches(senders, monkeypatch, 3)
     # the exit deadline passes (as the exit hook sets it) while two batches wait
-    sender._call_soon(sender._set_closing, time.monotonic())
+    sender.start_closing(time.monotonic())
     gate.opened.set()
     assert sender.flush(10)
     stats = sender.stats
@@ -766,8 +764,8 @@ def test_a_request_cut_by_the_exit_counts_as_possibly_delivered(
     enqueue(sender, items(4))
     assert held.wait_requests(1)
     sender.close(0.2)  # the request never got its answer
-    assert sender._thread is not None
-    sender._thread.join(10)
+    assert sender.thread is not None
+    sender.thread.join(10)
     assert [(r[1], r[3], r[4]) for r in rows(spool)] == [(None, 1, 4)]
     held.opened.set()
     up = Gate()
@@ -798,8 +796,8 @@ def test_items_left_in_the_spool_by_a_slow_exit_are_not_counted_as_dropped(
         sender.close(0.2)
     finally:
         proceed.set()
-    assert sender._thread is not None
-    sender._thread.join(10)
+    assert sender.thread is not None
+    sender.thread.join(10)
     assert sum(r[4] for r in rows(spool)) == 4  # in the spool, for the next sender
     assert errors == []
     assert sender.stats.dropped == {}
@@ -848,7 +846,7 @@ def test_a_failing_insert_hands_the_batch_to_memory(
     assert sorted(gate.delivered) == sorted(["first", *ids(25)])
     assert sender.stats.sent == 26 and sender.stats.dropped == {}
     assert "cannot be used (IntegrityError: injected disk error); continuing in memory" in reports()
-    assert repr(sender._spool).endswith("failed waiting=0>")
+    assert repr(sender.engine.spool if sender.engine else None).endswith("failed waiting=0>")
 
 
 def test_a_failing_delete_after_delivery(
@@ -872,7 +870,11 @@ def test_a_failing_delete_after_delivery(
     assert sorted(gate.delivered) == sorted(ids(15))
     assert sender.stats.sent == 15 and sender.stats.dropped == {}
     assert reports().count("cannot be used (IntegrityError: injected disk error)") == 1
-    spool_worker = sender._spool._worker if sender._spool is not None else None
+    spool_worker = (
+        sender.engine.spool.executor
+        if sender.engine is not None and sender.engine.spool is not None
+        else None
+    )
     assert spool_worker is not None
     run_on(spool_worker, lambda: None)  # after the jobs queued before it
     # the delivered batches stay in the file, marked as possibly delivered
@@ -1025,7 +1027,7 @@ def test_a_batch_waiting_in_memory_at_the_exit_deadline_is_dropped(
     assert gate.wait_requests(1)
     enqueue(sender, items(10, start=10))  # no room in the spool: waits in memory
     assert inserts.wait(2)
-    sender._call_soon(sender._set_closing, time.monotonic())  # the exit deadline passes
+    sender.start_closing(time.monotonic())  # the exit deadline passes
     gate.opened.set()
     assert sender.flush(10)
     stats = sender.stats
@@ -1047,7 +1049,7 @@ def test_a_batch_retried_past_the_exit_deadline_stays_in_the_spool(
     sender = senders(failing, retry_budget=30, flush_interval=60, max_batch_items=5)
     enqueue(sender, items(5))
     assert failing.wait_requests(2)  # being retried
-    sender._call_soon(sender._set_closing, time.monotonic())  # the exit deadline passes
+    sender.start_closing(time.monotonic())  # the exit deadline passes
     assert sender.flush(10)
     stats = sender.stats
     assert (stats.sent, stats.spooled, stats.dropped, stats.pending) == (0, 5, {}, 0)
@@ -1089,10 +1091,10 @@ def test_items_still_queued_at_the_stop_are_written_to_the_spool(
     enqueue(sender, items(5))  # a full batch: the sender writes it (slowly)
     assert entered.wait(10)
     enqueue(sender, items(3, start=5))  # queued meanwhile
-    sender._call_soon(sender._stop)  # the exit's stop, once its flush gave up
+    sender.engine.stop() if sender.engine else None  # the exit's stop, once its flush gave up
     proceed.set()
-    assert sender._thread is not None
-    sender._thread.join(10)
+    assert sender.thread is not None
+    sender.thread.join(10)
     assert [(r[1], r[3], r[4]) for r in rows(spool)] == [(None, 0, 5), (None, 0, 3)]
     stats = sender.stats
     assert (stats.sent, stats.spooled, stats.dropped, stats.pending) == (0, 8, {}, 0)
@@ -1115,10 +1117,10 @@ def test_a_delete_asked_for_before_the_stop_still_happens(
     sender = senders(gate, max_batch_items=4, flush_interval=60)
     enqueue(sender, items(4))
     assert entered.wait(10)  # delivered; its deletion from the spool is under way
-    sender._call_soon(sender._stop)  # the stop cancels the delivery awaiting it
+    sender.engine.stop() if sender.engine else None  # the stop cancels the delivery awaiting it
     proceed.set()
-    assert sender._thread is not None
-    sender._thread.join(10)
+    assert sender.thread is not None
+    sender.thread.join(10)
     assert rows(spool) == []  # deleted all the same: it is not sent a second time
     stats = sender.stats
     assert (stats.sent, stats.spooled, stats.pending) == (4, 0, 0)
@@ -1131,14 +1133,14 @@ def test_an_exit_that_cannot_release_its_batches_leaves_them_to_the_next_sender(
     sender = senders(held, max_batch_items=4, flush_interval=60)
     enqueue(sender, items(4))
     assert held.wait_requests(1)
-    assert sender._spool is not None
-    spool_worker = sender._spool._worker
+    assert sender.engine is not None and sender.engine.spool is not None
+    spool_worker = sender.engine.spool.executor
     assert spool_worker is not None
     fail_on(spool, "UPDATE")
     sender.close(0.2)
-    assert sender._thread is not None
-    sender._thread.join(10)
-    spool_worker._thread.join(10)  # its connection closed: this sender is gone
+    assert sender.thread is not None
+    sender.thread.join(10)
+    spool_worker.thread.join(10)  # its connection closed: this sender is gone
     held.opened.set()
     assert "could not leave the queued items in the spool" in reports()
     assert sender.stats.dropped == {"shutdown": 4}

@@ -22,10 +22,17 @@ def start_local_server_unless_configured() -> bucket_logging.TrackingServer | No
 
 
 def show_delivery(server: bucket_logging.TrackingServer | None) -> None:
-    """Deliver what is queued, then say what arrived."""
+    """Deliver what is queued, then say what arrived.
+
+    With the local server, what it received from every process (a forked worker's
+    calls too); otherwise what this process's sender delivered.
+    """
     bucket_logging.flush(timeout=5)
-    print(f"{bucket_logging.get_sender().stats.sent} tracking call(s) delivered")
-    if server is not None:
-        for call in server.calls:
-            print("  " + format_call(call))
-        server.stop()
+    if server is None:
+        print(f"{bucket_logging.get_sender().stats.sent} tracking call(s) delivered")
+        return
+    calls = server.calls
+    print(f"{len(calls)} tracking call(s) delivered")
+    for call in calls:
+        print("  " + format_call(call))
+    server.stop()

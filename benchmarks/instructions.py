@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Instructions per log call on the calling thread, counted by callgrind: a noise-free A/B.
+
+    .venv/bin/python benchmarks/instructions.py                  # this tree
+    .venv/bin/python benchmarks/instructions.py --base ../old    # and another checkout
+
+Times on a shared 2-core machine move by 20 % from one round to the next; instruction
+counts do not depend on the load (callgrind counts them, it does not time them). Each
+shape is run twice in a fresh interpreter under ``valgrind --tool=callgrind
+--separate-threads=yes``, with ``--calls`` and ``2 * --calls`` log calls; the difference
+of the calling thread's counts divided by ``--calls`` is the cost of one call, free of
+start-up. Both trees run with this interpreter (so the same installed packages): the
+tree is put first on ``PYTHONPATH``.
+
+Shapes: a ``NullHandler`` call with the tracked call's ``extra=`` (the floor), the
+tracked event (ids and attribute values change on every call), and an untagged call
+with no ``extra=`` at all against its own ``NullHandler`` floor. The sender's thread
+is not counted: it is another thread (its cost shows in ``run.py``'s throughput).
+
+Needs valgrind (Debian: ``apt-get install valgrind``); a run takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+#: The program each count runs: configure, then make N calls of one shape, then leave
+#: at once (no exit delivery: only the calls are measured).
+PROGRAM = r"""
+import logging, os, sys
+n, shape = int(sys.argv[1]), sys.argv[2]
+log = logging.getLogger("bench")
+log.propagate = False
+log.setLevel(logging.INFO)
+if shape.startswith("null"):
+    log.addHandler(logging.NullHandler())
+else:
+    from bucket_logging import BucketHandler
+    log.addHandler(BucketHandler(
+        "bench-tracking-key", base_url="http://127.0.0.1:9", flush_interval=3600,
+        max_queue_items=10**7, max_queue_bytes=10**9))
+if shape.endswith("tracked"):
+    for i in range(n):
+        log.info("sent %s", i, extra={
+            "bucket_event": "Sent message", "user_id": i, "bucket_attributes": {"n": i}})
+else:
+    for i in range(n):
+        log.info("clicked %s", i)
+os._exit(0)
+"""
+
+SHAPES = ("null_tracked", "bucket_tracked", "null_untagged", "bucket_untagged")
+
+
+def count(tree: Path, shape: str, calls: int, program: Path) -> int:
+    """The calling thread's instruction count for ``calls`` calls of ``shape``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        env = dict(os.environ, PYTHONPATH=str(tree))
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--separate-threads=yes",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                str(program),
+                str(calls),
+                shape,
+            ],
+            env=env,
+            cwd=tmp,
+            check=True,
+            capture_output=True,
+        )
+        text = (Path(tmp) / "cg.out-01").read_text()
+    match = re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError("callgrind wrote no total")
+    return int(match.group(1))
+
+
+def per_call(tree: Path, shape: str, calls: int, program: Path) -> float:
+    return (count(tree, shape, 2 * calls, program) - count(tree, shape, calls, program)) / calls
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", type=Path, help="another checkout to compare with")
+    parser.add_argument("--calls", type=int, default=10_000)
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    trees = {"this tree": ROOT}
+    if args.base is not None:
+        trees = {"base": args.base.resolve(), **trees}
+    with tempfile.TemporaryDirectory() as tmp:
+        program = Path(tmp) / "calls.py"
+        program.write_text(PROGRAM)
+        print(f"instructions per call on the calling thread ({args.calls:,} calls a count)")
+        print(f"{'tree':<10} {'shape':<16} {'instructions':>13} {'x floor':>8}")
+        for name, tree in trees.items():
+            results = {shape: per_call(tree, shape, args.calls, program) for shape in SHAPES}
+            for shape in SHAPES:
+                floor = results["null_" + shape.split("_", 1)[1]]
+                ratio = results[shape] / floor
+                print(f"{name:<10} {shape:<16} {results[shape]:>13,.0f} {ratio:>8.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

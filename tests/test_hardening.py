@@ -1,0 +1,164 @@
+"""Hostile text from outside, insecure settings and errors crossing processes (issue 15).
+
+The server's answers are text from outside: they are redacted before they are cut (a
+cut first left part of the key behind), and their control characters are escaped (a
+newline forged a second log line). A plain-http URL or ``verify=False`` is said once.
+The library's errors survive a pickle round trip (Celery, multiprocessing).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+import urllib.parse
+from collections.abc import Callable
+
+import httpx
+import pytest
+from _helpers import KEY, Endpoint, _fresh_rate_limits, make_sender
+
+from bucket_logging import BulkSender, DeliveryError, InvalidItemError, Item, _diagnostics
+
+__all__ = ["_fresh_rate_limits", "make_sender"]
+
+MakeSender = Callable[..., BulkSender]
+
+
+def fragments(secret: str, size: int = 8) -> list[str]:
+    """Every run of ``size`` characters of ``secret``: none may show anywhere."""
+    return [secret[i : i + size] for i in range(len(secret) - size + 1)]
+
+
+def deliver_one(
+    make_sender: MakeSender, answer: httpx.Response, **options: object
+) -> list[DeliveryError]:
+    errors: list[DeliveryError] = []
+    endpoint = Endpoint(lambda request, n: answer)
+    sender = make_sender(transport=endpoint.transport(), on_error=errors.append, **options)
+    sender.enqueue(Item.event("e", 1))
+    assert sender.flush(5)
+    return errors
+
+
+def test_a_long_error_page_echoing_the_key_is_redacted_before_it_is_cut(
+    make_sender: MakeSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The key sits across the old 300-character cut: 280 characters, then the path.
+    page = "N" * 280 + f"<p>/{KEY}/bulk was not found</p>"
+    with caplog.at_level(logging.WARNING, logger="bucket_logging"):
+        errors = deliver_one(make_sender, httpx.Response(404, text=page))
+    assert [e.reason for e in errors] == ["client_error"]
+    shown = errors[0].detail + caplog.text
+    for piece in fragments(KEY):
+        assert piece not in shown
+
+
+def test_a_percent_encoded_key_is_redacted_too(
+    make_sender: MakeSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "trKey/with+odd=chars-0042"
+    upper = urllib.parse.quote(key, safe="")  # trKey%2Fwith%2Bodd%3Dchars-0042
+    lower = re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), upper)
+    for form in (upper, lower, urllib.parse.quote_plus(key)):
+        page = f"no route for /{form}/bulk"
+        with caplog.at_level(logging.WARNING, logger="bucket_logging"):
+            errors = deliver_one(make_sender, httpx.Response(404, text=page), tracking_key=key)
+        assert "<tracking-key>" in errors[0].detail
+        assert form not in errors[0].detail
+        assert form not in caplog.text
+        _diagnostics.reset_rate_limits()
+
+
+def test_control_characters_from_the_server_are_escaped(
+    make_sender: MakeSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "bad item\nCRITICAL root: forged line\x1b[2J\u202eevil"
+    body = {"success": False, "error": {"code": "BODY_VALIDATION_FAILED", "message": forged}}
+    with caplog.at_level(logging.WARNING, logger="bucket_logging"):
+        errors = deliver_one(make_sender, httpx.Response(400, json=body))
+    assert [e.reason for e in errors] == ["rejected"]
+    for text in (errors[0].detail, *(r.getMessage() for r in caplog.records)):
+        assert "\n" not in text
+        assert "\x1b" not in text
+        assert "\u202e" not in text
+    assert "forged line\\x1b[2J\\u202eevil" in errors[0].detail
+    assert "bad item\\nCRITICAL" in caplog.text
+
+
+def test_escape_controls_leaves_ordinary_text_alone() -> None:
+    text = "Ünïcode, emoji 🎉, quotes \"'\\ and spaces"
+    assert _diagnostics.escape_controls(text) == text
+    assert _diagnostics.escape_controls("a\tb\r\n\x00\x7f\x85") == "a\\tb\\r\\n\\x00\\x7f\\x85"
+
+
+def test_outside_text_is_cut_after_redaction() -> None:
+    _diagnostics.register_secret(KEY)
+    text = "x" * 290 + KEY
+    out = _diagnostics.outside_text(text, 300)
+    assert len(out) == 300
+    assert out.endswith("...")
+    for piece in fragments(KEY):
+        assert piece not in out
+
+
+@pytest.mark.parametrize(
+    ("url", "verify", "expected"),
+    [
+        ("http://tracking.example.com", True, ["plain http"]),
+        ("https://tracking.example.com", False, ["verify=False"]),
+        ("http://tracking.example.com", False, ["plain http", "verify=False"]),
+        ("https://tracking.example.com", True, []),
+        ("http://localhost:8787", True, []),
+        ("http://127.0.0.1:8787", False, []),
+        ("http://[::1]:8787", True, []),
+        ("http://api.localhost:8787", True, []),
+    ],
+)
+def test_insecure_settings_are_said_once(
+    caplog: pytest.LogCaptureFixture, url: str, verify: bool, expected: list[str]
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="bucket_logging"):
+        for _ in range(2):  # a second sender says nothing more
+            BulkSender(KEY, base_url=url, verify=verify, handle_sigterm=False).close(0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == len(expected), messages
+    for message, words in zip(messages, expected, strict=True):
+        assert words in message
+        assert KEY not in message
+
+
+def test_insecure_settings_are_not_said_offline_or_with_a_transport(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mock = httpx.MockTransport(lambda request: httpx.Response(200))
+    with caplog.at_level(logging.WARNING, logger="bucket_logging"):
+        BulkSender(base_url="http://tracking.example.com", offline=True).close(0)
+        BulkSender(
+            KEY, base_url="http://tracking.example.com", transport=mock, handle_sigterm=False
+        ).close(0)
+    assert caplog.records == []
+
+
+def test_delivery_error_survives_pickling() -> None:
+    error = DeliveryError("rejected", 3, 400, "items[0]: bad")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is DeliveryError
+    assert (copy.reason, copy.count, copy.status, copy.detail) == (
+        "rejected",
+        3,
+        400,
+        "items[0]: bad",
+    )
+    assert str(copy) == str(error)
+
+
+def test_invalid_item_error_survives_pickling() -> None:
+    with pytest.raises(InvalidItemError) as raised:
+        Item.feedback(user_id=1, feature_id="f", score=9)
+    error = raised.value
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is InvalidItemError
+    assert copy.errors == error.errors
+    assert copy.kind == error.kind == "feedback"
+    assert str(copy) == str(error)
