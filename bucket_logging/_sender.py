@@ -430,6 +430,14 @@ class BulkSender:
             if thread.is_alive() and spool is not None and not spool.failed:
                 # The thread is still writing what is left to the spool (e.g. waiting
                 # for another process's write lock): that wrap-up counts it as spooled.
+                report(
+                    "spool-close",
+                    "bucket_logging: the sender is still writing %d item(s) to the spool "
+                    "at %s as close() returns; the next sender with this spool_dir delivers "
+                    "them",
+                    self._ledger.pending,
+                    spool.path,
+                )
                 _process.state.forget(self)
                 return
         self._queue.drain()  # (an entry logged while closing: counted as closed)

@@ -150,7 +150,13 @@ class Spool:
         executor = self._executor
         if executor is None:
             raise RuntimeError("the spool worker is not running")
-        return await executor.call(fn, *args)
+        store = self.store
+
+        def bounded() -> _T:
+            store.bound()  # interrupted past CALL_SECONDS inside SQLite
+            return fn(*args)
+
+        return await executor.call(bounded)
 
     def fail(self, exc: BaseException) -> None:
         """Give the spool up for this process: report, hand waiting batches to memory."""
@@ -168,7 +174,13 @@ class Spool:
         if self._opened and self._executor is not None:
             # Best effort: the batches now sent from memory may still be in the file;
             # if a later sender replays them, they count as possible duplicates.
-            self._executor.submit(self.store.mark_all_attempted)
+            store = self.store
+
+            def mark_all() -> None:
+                store.bound()
+                store.mark_all_attempted()
+
+            self._executor.submit(mark_all)
         self._hand_over()
 
     def _hand_over(self) -> None:

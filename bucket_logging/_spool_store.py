@@ -66,6 +66,7 @@ from ._spool_rows import check_entries, payload, split_payload
 
 __all__ = [
     "BUSY_TIMEOUT",
+    "CALL_SECONDS",
     "LEASE_SECONDS",
     "MAINTENANCE_SECONDS",
     "SPOOL_ERRORS",
@@ -89,6 +90,13 @@ SPOOL_ERRORS: Final = (sqlite3.Error, OSError, ValueError, RuntimeError)
 
 #: Seconds a spool write waits for another process's lock before failing.
 BUSY_TIMEOUT: Final = 10.0
+
+#: Seconds one spool operation may run inside SQLite before it is interrupted (a
+#: progress handler): a pathological file cannot hold the sender's spool forever.
+CALL_SECONDS: Final = 30.0
+
+#: SQLite VM steps between two looks at the clock.
+_PROGRESS_STEPS: Final = 10_000
 
 SCHEMA_VERSION: Final = "1"
 
@@ -190,6 +198,7 @@ class SpoolStore:
         self._token = secrets.token_hex(6)
         self.owner = f"{self._host}/{self._pidns}/{os.getpid()}/{self._token}"
         self._conn: sqlite3.Connection | None = None
+        self._deadline = 0.0  # of the running operation (see bound())
         # An upper bound of the bytes in use, to skip measuring before most inserts.
         self._used_estimate = 0
         self._unmeasured = 0
@@ -202,6 +211,13 @@ class SpoolStore:
         if self._conn is not None:
             _process.state.inherited_connections.append(self._conn)
             self._conn = None
+
+    def bound(self, seconds: float | None = None) -> None:
+        """Start the clock of one operation (at most ``seconds``, else CALL_SECONDS)."""
+        self._deadline = time.monotonic() + (CALL_SECONDS if seconds is None else seconds)
+
+    def _overdue(self) -> int:
+        return 1 if time.monotonic() > self._deadline else 0  # nonzero: interrupt
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -223,6 +239,8 @@ class SpoolStore:
         conn = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
+        self.bound()
+        conn.set_progress_handler(self._overdue, _PROGRESS_STEPS)
         try:
             # auto_vacuum only takes effect on a new, empty database; it lets the file
             # shrink again after an outage (see maintain()).

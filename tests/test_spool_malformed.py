@@ -222,3 +222,28 @@ def test_a_new_spool_file_is_this_users_alone(spool: Path, tmp_path: Path) -> No
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "new" / SPOOL_FILE).stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+
+
+# ------------------------------------------------------------- bounded SQLite (issue 15, item 4)
+
+
+def test_a_spool_operation_that_runs_too_long_is_interrupted(
+    spool: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every SQLite call is bounded: past CALL_SECONDS inside SQLite it is interrupted,
+    the spool is given up (reported) and the sender carries on in memory."""
+    from bucket_logging import _spool_store
+
+    monkeypatch.setattr(_spool_store, "CALL_SECONDS", -1.0)  # every operation overdue
+    monkeypatch.setattr(_spool_store, "_PROGRESS_STEPS", 1)
+    caplog.set_level(logging.WARNING, logger="bucket_logging")
+    endpoint = Endpoint()
+    sender = BulkSender(KEY, transport=endpoint.transport(), spool_dir=spool)
+    try:
+        for i in range(5):
+            assert sender.enqueue(Item.event("new", i))
+        assert sender.flush(10)
+    finally:
+        sender.close(2)
+    assert [c["event"] for c in endpoint.delivered] == ["new"] * 5
+    assert "cannot be used (OperationalError: interrupted)" in caplog.text

@@ -777,7 +777,10 @@ def test_a_request_cut_by_the_exit_counts_as_possibly_delivered(
 
 
 def test_items_left_in_the_spool_by_a_slow_exit_are_not_counted_as_dropped(
-    senders: Callable[..., BulkSender], spool: Path, monkeypatch: pytest.MonkeyPatch
+    senders: Callable[..., BulkSender],
+    spool: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reports: Callable[[], str],
 ) -> None:
     proceed = threading.Event()
     real = SpoolStore.release_all
@@ -794,6 +797,8 @@ def test_items_left_in_the_spool_by_a_slow_exit_are_not_counted_as_dropped(
     assert held.wait_requests(1)
     try:
         sender.close(0.2)
+        # what the close leaves behind is said (issue 15, item 4)
+        assert "still writing 4 item(s) to the spool" in reports()
     finally:
         proceed.set()
     assert sender.thread is not None
