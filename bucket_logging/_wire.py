@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ._diagnostics import report
 from ._items import normalize_id
 from ._rules import Rule
 
@@ -20,6 +21,7 @@ __all__ = [
     "feedback_wire",
     "missing_user",
     "read_tags",
+    "reject",
     "rule_attributes",
     "short",
     "wire_of",
@@ -221,3 +223,15 @@ def read_tags(fields: Mapping[str, Any], plan: object, reserved: frozenset[str])
         )
         tags.user = tags.company = tags.event = None
     return tags
+
+
+def reject(kind: str, logger_name: str, template: object, problem: str) -> None:
+    """Report a call that is not sent (rate-limited per kind)."""
+    report(
+        "invalid-" + kind,
+        "Not sending the %s call of a record from logger %r with message %s: %s",
+        kind if kind != "tags" else "tracking",
+        logger_name,
+        short(template),
+        problem,
+    )

@@ -33,7 +33,8 @@ from _helpers import KEY, _fresh_rate_limits  # noqa: F401  (autouse fixture)
 
 from bucket_logging import BulkSender, DeliveryError, Item, _process, _spool, _spool_worker
 from bucket_logging._spool_rows import destination
-from bucket_logging._spool_store import SPOOL_FILE, SpoolStore, pid_alive
+from bucket_logging._spool_store import SPOOL_FILE, SpoolStore
+from bucket_logging._spool_upkeep import pid_alive
 
 DEST = destination(KEY)
 BIG = 256 * 1024 * 1024
