@@ -167,8 +167,9 @@ def test_a_replayed_row_gets_the_checks_of_fresh_items(
 # ------------------------------------------------------------------ ownership (issue 15, item 1)
 
 
-def spool_refused(directory: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A sender refuses the spool at ``directory`` (ERROR) and delivers from memory."""
+def spool_given_up(directory: Path, caplog: pytest.LogCaptureFixture, why: str) -> None:
+    """A sender gives the spool at ``directory`` up (at ERROR, saying ``why``) and
+    delivers from memory."""
     caplog.set_level(logging.WARNING, logger="bucket_logging")
     endpoint = Endpoint()
     sender = BulkSender(KEY, transport=endpoint.transport(), spool_dir=directory)
@@ -178,9 +179,13 @@ def spool_refused(directory: Path, caplog: pytest.LogCaptureFixture) -> None:
         assert sender.flush(10)
     finally:
         sender.close(2)
-    assert len(endpoint.delivered) == 5
-    refusals = [r for r in caplog.records if "cannot be used (PermissionError" in r.getMessage()]
-    assert refusals and refusals[0].levelno == logging.ERROR, caplog.text
+    assert [c["event"] for c in endpoint.delivered] == ["new"] * 5
+    given_up = [r for r in caplog.records if f"cannot be used ({why}" in r.getMessage()]
+    assert given_up and given_up[0].levelno == logging.ERROR, caplog.text
+
+
+def spool_refused(directory: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool_given_up(directory, caplog, "PermissionError")
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX owners and modes")
@@ -236,14 +241,4 @@ def test_a_spool_operation_that_runs_too_long_is_interrupted(
 
     monkeypatch.setattr(_spool_store, "CALL_SECONDS", -1.0)  # every operation overdue
     monkeypatch.setattr(_spool_store, "_PROGRESS_STEPS", 1)
-    caplog.set_level(logging.WARNING, logger="bucket_logging")
-    endpoint = Endpoint()
-    sender = BulkSender(KEY, transport=endpoint.transport(), spool_dir=spool)
-    try:
-        for i in range(5):
-            assert sender.enqueue(Item.event("new", i))
-        assert sender.flush(10)
-    finally:
-        sender.close(2)
-    assert [c["event"] for c in endpoint.delivered] == ["new"] * 5
-    assert "cannot be used (OperationalError: interrupted)" in caplog.text
+    spool_given_up(spool, caplog, "OperationalError: interrupted")
