@@ -56,7 +56,16 @@ from ._tags import (
     misspelled,
     unchecked,
 )
-from ._wire import entity_wire, feedback_wire, missing_user, read_tags, short, wire_of
+from ._wire import (
+    entity_wire,
+    feedback_wire,
+    missing_user,
+    read_tags,
+    reject,
+    rejected_calls,
+    short,
+    wire_of,
+)
 
 __all__ = [
     "ORPHAN",
@@ -137,9 +146,6 @@ def claim(event_dict: Mapping[str, Any], event: object) -> None:
     global _claiming
     local.claim = [event_dict, event, None]
     _claiming = True
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 # --------------------------------------------------------------------------- the tracker
@@ -427,10 +433,10 @@ class Tracker:
         fields_ = (self._user_field, self._company_field)
         if tags.user is not None and tags.user is not False:
             wire = entity_wire("user", tags.user, user_id, None, context, *fields_)
-            self._send_or_reject("user", wire, timestamp, logger_name, template)
+            self._send_orreject("user", wire, timestamp, logger_name, template)
         if tags.company is not None and tags.company is not False:
             wire = entity_wire("company", tags.company, company_id, user_id, context, *fields_)
-            self._send_or_reject("company", wire, timestamp, logger_name, template)
+            self._send_orreject("company", wire, timestamp, logger_name, template)
         if event is not None:
             if not isinstance(event, str) or not event:
                 problem = (
@@ -466,9 +472,9 @@ class Tracker:
                     self._send(wire, timestamp, logger_name, template)
         if tags.feedback is not None:
             wire = feedback_wire(tags.feedback, user_id, company_id, self._user_field)
-            self._send_or_reject("feedback", wire, timestamp, logger_name, template)
+            self._send_orreject("feedback", wire, timestamp, logger_name, template)
 
-    def _send_or_reject(
+    def _send_orreject(
         self,
         kind: str,
         wire: dict[str, Any] | str,
@@ -512,7 +518,7 @@ class Tracker:
         self, reason: RefusalReason, kind: str, logger_name: str, template: object, problem: str
     ) -> None:
         """Report a call that is not sent, and count it (here and on a BulkSender)."""
-        _reject(kind, logger_name, template, problem)
+        reject(kind, logger_name, template, problem)
         sender = self._sender
         if isinstance(sender, BulkSender):
             sender.refused(reason, kind, problem)
@@ -537,35 +543,8 @@ class Tracker:
             )
 
 
-#: How many calls :func:`_reject` refused in this process (see :func:`rejected_calls`).
-_rejected_calls = 0
-
-
-def rejected_calls() -> int:
-    """How many calls were not sent because a record's tags or values were invalid.
-
-    Counted for the whole process (every tracker), for summaries such as
-    ``bucket-logging ship``'s; the reports themselves are rate-limited.
-    """
-    return _rejected_calls
-
-
 #: What the problems of a call without its id say (see :func:`~bucket_logging._wire.missing_user`).
 _MISSING_ID: Final = " id: give the record a "
-
-
-def _reject(kind: str, logger_name: str, template: object, problem: str) -> None:
-    """Report a call that is not sent (rate-limited per distinct problem), and count it."""
-    global _rejected_calls
-    _rejected_calls += 1
-    _diagnostics.report(
-        _diagnostics.problem_topic("invalid-" + kind, logger_name, template, problem),
-        "Not sending the %s call of a record from logger %r with message %s: %s",
-        kind if kind != "tags" else "tracking",
-        logger_name,
-        short(template),
-        problem,
-    )
 
 
 class FrontEnd:
