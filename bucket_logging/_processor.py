@@ -62,9 +62,10 @@ import structlog
 import structlog.testing
 
 from . import _diagnostics
+from ._frontend import FrontEnd
 from ._handler import BucketHandler
 from ._rules import NO_RULES
-from ._tracker import FrontEnd, Sender, _local, claim, has_tags, release_claim
+from ._tracker import Sender, _local, claim, has_tags, release_claim
 
 __all__ = ["BucketProcessor"]
 
