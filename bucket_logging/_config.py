@@ -8,8 +8,9 @@ the sender reads (the batch queue's bounds, the retry policy, the spool's limits
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from ._exceptions import ConfigurationError
 from ._retry import RetryPolicy
@@ -21,6 +22,7 @@ __all__ = [
     "ENV_OFFLINE",
     "ENV_SPOOL_DIR",
     "ENV_URL",
+    "ConfigValue",
     "SenderConfig",
     "SpoolConfig",
     "resolve_key",
@@ -163,3 +165,15 @@ class SenderConfig:
             spool=spool,
             handle_sigterm=sigterm_enabled(handle_sigterm),
         )
+
+
+class ConfigValue:
+    """A read-only attribute that reads an object's ``config`` (the sender's options)."""
+
+    def __init__(self, read: Callable[[SenderConfig], Any]) -> None:
+        self._read = read
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return self._read(obj.config)
