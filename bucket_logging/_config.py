@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from ._exceptions import ConfigurationError
 from ._retry import RetryPolicy
@@ -22,6 +23,7 @@ __all__ = [
     "ENV_OFFLINE",
     "ENV_SPOOL_DIR",
     "ENV_URL",
+    "ConfigValue",
     "SenderConfig",
     "SpoolConfig",
     "resolve_key",
@@ -221,3 +223,15 @@ def check_key(key: str) -> str:
             "newline or space"
         )
     return key
+
+
+class ConfigValue:
+    """A read-only attribute that reads an object's ``config`` (the sender's options)."""
+
+    def __init__(self, read: Callable[[SenderConfig], Any]) -> None:
+        self._read = read
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return self._read(obj.config)

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._frontend import FrontEnd
 from ._rules import NO_RULES
-from ._tracker import FrontEnd, Sender, has_tags
+from ._tracker import Sender, has_tags
 
 __all__ = ["KeywordFrontEnd"]
 

@@ -50,8 +50,9 @@ from typing import Any
 
 from ._diagnostics import is_internal
 from ._exceptions import BucketLoggingError
+from ._frontend import FrontEnd
 from ._rules import NO_RULES
-from ._tracker import FrontEnd, Sender, _local, has_tags, is_claimed
+from ._tracker import Sender, _local, has_tags, is_claimed
 
 __all__ = ["BucketHandler"]
 

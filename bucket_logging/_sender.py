@@ -41,6 +41,7 @@ from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_SPOOL_MAX_AGE,
     DEFAULT_SPOOL_MAX_BYTES,
+    ConfigValue,
     SenderConfig,
     resolve_key,
     resolve_offline,
@@ -64,18 +65,6 @@ __all__ = [
 
 #: The senders not closed yet (see :mod:`bucket_logging._process`).
 _live_senders: Final = _process.state.live
-
-
-class _ConfigValue:
-    """A read-only attribute of the sender that reads its config."""
-
-    def __init__(self, read: Callable[[SenderConfig], Any]) -> None:
-        self._read = read
-
-    def __get__(self, sender: BulkSender | None, owner: type | None = None) -> Any:
-        if sender is None:
-            return self
-        return self._read(sender.config)
 
 
 class BulkSender:
@@ -136,24 +125,24 @@ class BulkSender:
     with the defaults.
     """
 
-    base_url: str = _ConfigValue(lambda c: c.base_url)  # type: ignore[assignment]
-    offline: bool = _ConfigValue(lambda c: c.offline)  # type: ignore[assignment]
-    flush_interval: float = _ConfigValue(lambda c: c.flush_interval)  # type: ignore[assignment]
-    max_batch_items: int = _ConfigValue(lambda c: c.max_batch_items)  # type: ignore[assignment]
-    max_queue_items: int = _ConfigValue(lambda c: c.max_queue_items)  # type: ignore[assignment]
-    max_queue_bytes: int = _ConfigValue(lambda c: c.max_queue_bytes)  # type: ignore[assignment]
-    max_concurrent_requests: int = _ConfigValue(  # type: ignore[assignment]
+    base_url: str = ConfigValue(lambda c: c.base_url)  # type: ignore[assignment]
+    offline: bool = ConfigValue(lambda c: c.offline)  # type: ignore[assignment]
+    flush_interval: float = ConfigValue(lambda c: c.flush_interval)  # type: ignore[assignment]
+    max_batch_items: int = ConfigValue(lambda c: c.max_batch_items)  # type: ignore[assignment]
+    max_queue_items: int = ConfigValue(lambda c: c.max_queue_items)  # type: ignore[assignment]
+    max_queue_bytes: int = ConfigValue(lambda c: c.max_queue_bytes)  # type: ignore[assignment]
+    max_concurrent_requests: int = ConfigValue(  # type: ignore[assignment]
         lambda c: c.max_concurrent_requests
     )
-    request_timeout: float = _ConfigValue(lambda c: c.request_timeout)  # type: ignore[assignment]
-    retry_budget: float = _ConfigValue(lambda c: c.retry.budget)  # type: ignore[assignment]
-    backoff_base: float = _ConfigValue(lambda c: c.retry.base)  # type: ignore[assignment]
-    backoff_max: float = _ConfigValue(lambda c: c.retry.cap)  # type: ignore[assignment]
-    dedupe_window: float = _ConfigValue(lambda c: c.dedupe_window)  # type: ignore[assignment]
-    shutdown_timeout: float = _ConfigValue(  # type: ignore[assignment]
+    request_timeout: float = ConfigValue(lambda c: c.request_timeout)  # type: ignore[assignment]
+    retry_budget: float = ConfigValue(lambda c: c.retry.budget)  # type: ignore[assignment]
+    backoff_base: float = ConfigValue(lambda c: c.retry.base)  # type: ignore[assignment]
+    backoff_max: float = ConfigValue(lambda c: c.retry.cap)  # type: ignore[assignment]
+    dedupe_window: float = ConfigValue(lambda c: c.dedupe_window)  # type: ignore[assignment]
+    shutdown_timeout: float = ConfigValue(  # type: ignore[assignment]
         lambda c: c.shutdown_timeout
     )
-    spool_dir: str | None = _ConfigValue(  # type: ignore[assignment]
+    spool_dir: str | None = ConfigValue(  # type: ignore[assignment]
         lambda c: c.spool.directory if c.spool else None
     )
 
