@@ -32,7 +32,9 @@ from collections.abc import Sequence
 
 import orjson
 
-__all__ = ["destination", "payload", "split_payload"]
+from ._validation import MAX_ITEM_BYTES, validate_wire
+
+__all__ = ["check_entries", "destination", "payload", "split_payload"]
 
 
 def payload(bodies: Sequence[bytes]) -> tuple[bytes, bytes, bytes]:
@@ -69,3 +71,21 @@ def split_payload(kinds_blob: bytes, sizes_blob: bytes, bodies: bytes) -> list[b
 def destination(tracking_key: str) -> str:
     """The spool's id of a tracking key (its SHA-256: the key is never stored)."""
     return hashlib.sha256(tracking_key.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def check_entries(entries: Sequence[bytes]) -> None:
+    """The checks a fresh item passes, for entries read back from a spool written by
+    another process (or version): each at most ``MAX_ITEM_BYTES``, a JSON object the
+    API accepts. Raises :class:`sqlite3.DatabaseError` naming the first bad entry."""
+    for n, entry in enumerate(entries):
+        if len(entry) > MAX_ITEM_BYTES:
+            problem = f"{len(entry):,} bytes, over the {MAX_ITEM_BYTES:,}-byte limit"
+        else:
+            try:
+                problems = validate_wire(orjson.loads(entry))
+            except orjson.JSONDecodeError as exc:
+                problems = [f"not JSON ({exc})"]
+            if not problems:
+                continue
+            problem = "; ".join(problems[:3])
+        raise sqlite3.DatabaseError(f"entry {n} of a spooled batch is invalid: {problem}")

@@ -40,7 +40,8 @@ process's.
 On disk. The directory must be on a local file system (SQLite's locks are not
 reliable over NFS and the like). Besides the database (at most about
 ``spool_max_bytes`` of used pages), the WAL file holds up to about 4 MiB between
-checkpoints and is trimmed back to 16 MiB; new directories are created ``0700``.
+checkpoints and is trimmed back to 16 MiB; new directories are created ``0700`` and
+new files ``0600``; a directory or file another user owns or could write is refused.
 
 Every method of :class:`SpoolStore` runs on the spool's worker thread (see
 :mod:`bucket_logging._spool`); each write is one transaction (:meth:`SpoolStore.transaction`).
@@ -54,13 +55,14 @@ import os
 import secrets
 import socket
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 from . import _process
 from ._diagnostics import report
-from ._spool_rows import payload, split_payload
+from ._spool_rows import check_entries, payload, split_payload
 
 __all__ = [
     "BUSY_TIMEOUT",
@@ -129,6 +131,26 @@ def _pid_namespace() -> str:
         return ""
 
 
+def _check_private(path: str, what: str) -> None:
+    """Refuse a spool ``path`` another user could change: not owned by this user, or
+    writable by its group or others (it could feed the sender any batch)."""
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is None:  # pragma: no cover - Windows: no POSIX owners and modes
+        return
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise PermissionError(f"the spool {what} {path} is a symbolic link")
+    if info.st_uid != geteuid():
+        raise PermissionError(
+            f"the spool {what} {path} belongs to uid {info.st_uid}, not to this user"
+        )
+    if info.st_mode & 0o022:
+        raise PermissionError(
+            f"the spool {what} {path} is writable by its group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):o}); make it 0700 (directory) or 0600"
+        )
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists here (True when that cannot be told)."""
     if not 0 < pid < 1 << 31:
@@ -193,6 +215,11 @@ class SpoolStore:
     def open(self) -> tuple[int, int, list[Evicted], list[Evicted]]:
         """Create or open the database; return the backlog (batches, items) and evictions."""
         os.makedirs(self.directory, mode=0o700, exist_ok=True)  # new ones: this user's
+        _check_private(self.directory, "directory")
+        # a new file is this user's alone (SQLite gives its -wal and -shm the same mode)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        _check_private(self.path, "file")
         conn = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
@@ -393,6 +420,7 @@ class SpoolStore:
             items = self.read(row)  # ours now: nobody else changes it
             if items is None:
                 raise sqlite3.DatabaseError(f"spooled batch {row} has no payload")
+            check_entries(items)  # another process wrote it: checked as fresh items are
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError):
                 raise  # the file, not the row: the spool is given up

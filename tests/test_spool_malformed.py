@@ -8,11 +8,14 @@ sender whose thread is gone never reports a successful flush.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from _helpers import KEY, Endpoint, _fresh_rate_limits
 
@@ -132,3 +135,90 @@ def test_a_sender_whose_thread_is_gone_never_reports_a_successful_flush() -> Non
         assert sender.flush(1) is False
     finally:
         sender.close(0.5)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(b'{"type":"event","event":"x","userId":"u",' + b'"p":"' + b"x" * 10 + b'"}',
+                     id="unknown field"),
+        pytest.param(b'{"type":"event","event":"' + b"x" * 2_000_001 + b'","userId":"u"}',
+                     id="over 2,000,000 bytes"),
+        pytest.param(b"[1, 2]", id="not an object"),
+        pytest.param(b"{nope", id="not JSON"),
+    ],
+)  # fmt: skip
+def test_a_replayed_row_gets_the_checks_of_fresh_items(
+    spool: Path, caplog: pytest.LogCaptureFixture, entry: bytes
+) -> None:
+    """A row another process wrote is checked before it is sent (issue 15, item 3): an
+    invalid entry would have made the server reject the batch (bisected) or, too
+    large, broken the 2,000,000-byte body limit."""
+    good = Item.event("old", 1).body
+    bodies = [good, entry]
+    edit(spool, "UPDATE payloads SET sizes = ?, bodies = ?",
+         orjson.dumps([len(b) for b in bodies]), b"".join(bodies))  # fmt: skip
+    endpoint = deliver_new_items(spool, caplog, expect="quarantined")
+    assert [c["event"] for c in endpoint.delivered].count("old") == 0
+    assert all(len(r.body) <= 2_000_000 for r in endpoint.requests)
+    assert "entry 1 of a spooled batch is invalid" in caplog.text
+
+
+# ------------------------------------------------------------------ ownership (issue 15, item 1)
+
+
+def spool_refused(directory: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A sender refuses the spool at ``directory`` (ERROR) and delivers from memory."""
+    caplog.set_level(logging.WARNING, logger="bucket_logging")
+    endpoint = Endpoint()
+    sender = BulkSender(KEY, transport=endpoint.transport(), spool_dir=directory)
+    try:
+        for i in range(5):
+            assert sender.enqueue(Item.event("new", i))
+        assert sender.flush(10)
+    finally:
+        sender.close(2)
+    assert len(endpoint.delivered) == 5
+    refusals = [r for r in caplog.records if "cannot be used (PermissionError" in r.getMessage()]
+    assert refusals and refusals[0].levelno == logging.ERROR, caplog.text
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX owners and modes")
+def test_a_spool_directory_others_can_write_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir(mode=0o700)
+    directory.chmod(0o777)
+    spool_refused(directory, caplog)
+    assert not (directory / SPOOL_FILE).exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX owners and modes")
+def test_a_spool_file_others_can_write_is_refused(
+    spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (spool / SPOOL_FILE).chmod(0o666)
+    spool_refused(spool, caplog)
+
+
+@pytest.mark.skipif(getattr(os, "geteuid", lambda: 1)() != 0, reason="only root gives files away")
+def test_a_spool_of_another_user_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = tmp_path / "theirs"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, 12345, 12345)
+    spool_refused(directory, caplog)
+
+
+def test_a_new_spool_file_is_this_users_alone(spool: Path, tmp_path: Path) -> None:
+    old = os.umask(0o002)  # a permissive umask: the file must not inherit it
+    try:
+        store = SpoolStore(str(tmp_path / "new"), destination(KEY), 1 << 28, 86400.0)
+        store.open()
+        store.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new" / SPOOL_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
