@@ -291,3 +291,28 @@ def test_the_spool_keeps_the_apis_apart() -> None:
     assert destination(tracking.destination) != destination(runtime.destination)
     # the tracking API's destination is what it always was: existing spools still match
     assert destination(tracking.destination) == destination("sec_same")
+
+
+def test_a_shared_spool_directory_keeps_the_apis_apart(tmp_path: Any, make_sender: Make) -> None:
+    spool = tmp_path / "spool"
+    with TrackingServer(tracking_keys={"sec_another"}) as srv:  # 403: left in the spool
+        first = make_sender(tracking_key=RKEY, base_url=srv.url, spool_dir=spool, flush_interval=60)
+        for i in range(20):
+            first.enqueue(Item.event("Spooled", i))
+        assert first.flush(10)
+        assert first.stats.spooled == 20
+        first.close(2)
+    with TrackingServer(tracking_keys={RKEY}) as srv:
+        # the same key on the tracking API (as a proxy might set it): not its rows
+        other = make_sender(
+            tracking_key=RKEY, api="tracking", base_url=srv.url, spool_dir=spool, flush_interval=60
+        )
+        other.enqueue(Item.event("Own", 100))
+        assert other.flush(10)
+        same = make_sender(tracking_key=RKEY, base_url=srv.url, spool_dir=spool, flush_interval=60)
+        assert srv.wait_for(21, timeout=15)
+        assert same.flush(10)
+        assert other.stats.replayed == 0 and same.stats.replayed == 20
+        spooled = [r for r in srv.requests if r.items and r.path == "/bulk"]
+        assert sum(r.items for r in spooled) == 20
+        assert all(r.api == "runtime" and r.auth == "bearer" for r in spooled)
