@@ -8,6 +8,7 @@ says in one line what is right or wrong. The key is never in that line.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Final
 
@@ -70,12 +71,20 @@ def check(
         "User-Agent": f"bucket-logging/{__version__}",
         **config.headers,
     }
+    # httpx logs each request's URL (the tracking API's holds the key): not from here
+    _diagnostics.silence_http_client_logs()
+    me = threading.get_ident()
+    mine = me not in _diagnostics.internal_threads
+    _diagnostics.internal_threads.add(me)
     try:
         with httpx.Client(transport=transport, timeout=timeout) as client:
             response = client.post(config.endpoint, content=b"[]", headers=headers)
     except httpx.HTTPError as exc:
         cause = _clean(f"{type(exc).__name__}: {exc}")
         return CheckResult(False, f"FAILED: cannot reach {where}: {cause}", 1)
+    finally:
+        if mine:
+            _diagnostics.internal_threads.discard(me)
     status = response.status_code
     code, message = error_message(response) if status >= 300 else ("", "")
     answer = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")

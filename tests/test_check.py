@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -99,3 +100,11 @@ def test_the_installed_command() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("bucket-logging check: OK")
     assert RKEY not in done.stdout + done.stderr
+
+
+def test_the_key_is_logged_nowhere(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        assert check(TKEY, url).ok
+        assert not check("trWrongKey-000000000", url).ok
+    assert not [r for r in caplog.records if r.name.startswith(("httpx", "httpcore"))]
+    assert TKEY not in caplog.text and "trWrongKey-000000000" not in caplog.text
