@@ -209,12 +209,15 @@ class Delivery:
                 rest = [e for e in entries if kind_of(e) != "feedback"]
                 parts = [([e], single) for e in feedback] + ([(rest, None)] if rest else [])
                 for i, (part, url) in enumerate(parts):
+                    given_up = len(outcome.given_up)
                     await self._send(part, post, outcome, url)
-                    refused = [g for g in outcome.given_up if g.status == 403]
-                    if refused:  # a wrong key: the other parts are not tried
+                    if len(outcome.given_up) > given_up:
+                        # a wrong key, an outage that outlasted the retry budget, the
+                        # close: the other parts would fare the same, and each would
+                        # spend a budget of its own; they are given up with it
                         left = [e for later, _ in parts[i + 1 :] for e in later]
                         if left:
-                            gave = refused[0]
+                            gave = outcome.given_up[-1]
                             outcome.given_up.append(
                                 GiveUp(left, gave.reason, gave.status, gave.detail)
                             )

@@ -316,3 +316,23 @@ def test_a_shared_spool_directory_keeps_the_apis_apart(tmp_path: Any, make_sende
         spooled = [r for r in srv.requests if r.items and r.path == "/bulk"]
         assert sum(r.items for r in spooled) == 20
         assert all(r.api == "runtime" and r.auth == "bearer" for r in spooled)
+
+
+def test_an_outage_spends_one_retry_budget_for_all_the_feedback(make_sender: Make) -> None:
+    endpoint = Endpoint(lambda request, n: httpx.Response(503))
+    errors: list[DeliveryError] = []
+    sender = make_sender(
+        tracking_key=RKEY,
+        transport=endpoint.transport(),
+        flush_interval=60,
+        retry_budget=0.2,
+        on_error=errors.append,
+    )
+    for i in range(10):
+        sender.enqueue(Item.feedback(i, feature_id="f", score=1))
+    sender.enqueue(Item.event("e", 1))
+    assert sender.flush(10)
+    # the first feedback call's retries, then nothing more for the rest of the batch
+    assert {s.url for s in endpoint.requests} == {f"{REFLAG_BASE_URL}/feedback"}
+    assert sender.stats.dropped == {"retries_exhausted": 11}
+    assert sum(e.count for e in errors) == 11
