@@ -351,16 +351,6 @@ def test_a_second_sigterm_during_the_delivery_ends_the_process_at_once(
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux /proc")
-@pytest.mark.xfail(
-    strict=True,
-    reason="the library's threads do not block SIGTERM: the kernel may deliver a "
-    "process-directed SIGTERM to one of them, and the Python handler then waits for the "
-    "main thread to run bytecode; a main thread blocked in a lock or semaphore never "
-    "does, so the process neither delivers nor dies (seen: a `with Pool(2)` block whose "
-    "terminate() SIGTERMs a worker waiting on the task queue's lock hung for good; with "
-    "SIGTERM sent by tgkill to bucket_logging-resolver a process blocked in "
-    "Semaphore.acquire() hung). Block SIGTERM/SIGINT in the library's own threads",
-)
 def test_the_librarys_threads_leave_sigterm_to_the_main_thread(run: Run) -> None:
     child = run(["threads.py"])
     assert child.wait() == 0, child.describe()
@@ -613,21 +603,10 @@ def test_django_runserver_stopped_by_ctrl_c_or_sigterm_delivers_every_request_ev
     serve_then_stop(child, port, server, stop, group=stop == signal.SIGINT)
 
 
-FORKSERVER_LOSES = pytest.mark.xfail(
-    strict=True,
-    reason="forkserver child: the child imports the main module (so builds and starts the "
-    "sender, registering its pool-exit Finalize) in spawn.prepare(), before "
-    "Process._bootstrap clears multiprocessing's finalizer registry; the child then "
-    "leaves with os._exit and its 3 events are lost silently (exit 0, empty stderr). "
-    "Pool workers too, when they end by the sentinel rather than terminate()'s SIGTERM. "
-    "forkserver is Python 3.14's default start method on Linux",
-)
-
-
 @pytest.mark.parametrize(
     ("mode", "method", "host"),
     [("return", "fork", "localhost"), ("return", "fork", "127.0.0.1"),
-     pytest.param("return", "forkserver", "localhost", marks=FORKSERVER_LOSES),
+     ("return", "forkserver", "localhost"),
      ("return", "spawn", "localhost"),
      ("pool", "fork", "localhost"),
      ("flush_os_exit", "fork", "localhost"), ("flush_os_exit", "fork", "127.0.0.1"),
