@@ -43,6 +43,7 @@ from ._config import (
     DEFAULT_SPOOL_MAX_BYTES,
     ConfigValue,
     SenderConfig,
+    api_of,
     resolve_key,
     resolve_offline,
     resolve_url,
@@ -79,11 +80,16 @@ class BulkSender:
         sender.flush(timeout=5)
 
     Args:
-        tracking_key: the app's tracking key; else env ``BUCKET_TRACKING_KEY``.
+        tracking_key: the app's Bucket tracking key or Reflag key (``sec_...`` or
+            ``pub_...``: Reflag's Runtime API); else env ``BUCKET_TRACKING_KEY``,
+            else ``REFLAG_SECRET_KEY``.
         base_url: the API's base URL; else env ``BUCKET_TRACKING_URL``, else
-            ``https://tracking.bucket.co``.
+            ``REFLAG_API_BASE_URL``, else ``https://tracking.bucket.co`` (a Reflag
+            key: ``https://front.reflag.com``; EU: ``REFLAG_EU_BASE_URL``).
+        api: ``"tracking"`` (the key in the path) or ``"runtime"`` (Reflag's Runtime
+            API, the key in a Bearer header); by default chosen by the key's prefix.
         offline: validate and count items, send nothing (no key needed); also when
-            env ``BUCKET_OFFLINE`` is ``1``/``true``/``on``/``yes``.
+            env ``BUCKET_OFFLINE`` (or ``REFLAG_OFFLINE``) is ``1``/``true``/``on``/``yes``.
         flush_interval: seconds between sends of a partial batch.
         max_batch_items: items per request at most (bodies also stay at or under
             2,000,000 bytes, which bounds a batch of typical events first).
@@ -126,6 +132,7 @@ class BulkSender:
     """
 
     base_url: str = ConfigValue(lambda c: c.base_url)  # type: ignore[assignment]
+    api: str = ConfigValue(lambda c: c.api)  # type: ignore[assignment]
     offline: bool = ConfigValue(lambda c: c.offline)  # type: ignore[assignment]
     flush_interval: float = ConfigValue(lambda c: c.flush_interval)  # type: ignore[assignment]
     max_batch_items: int = ConfigValue(lambda c: c.max_batch_items)  # type: ignore[assignment]
@@ -152,6 +159,7 @@ class BulkSender:
         *,
         base_url: str | None = None,
         offline: bool = False,
+        api: str | None = None,
         flush_interval: float = 1.0,
         max_batch_items: int = 15_000,
         max_queue_items: int = 200_000,
@@ -176,6 +184,7 @@ class BulkSender:
             tracking_key,
             base_url=base_url,
             offline=offline,
+            api=api,
             flush_interval=flush_interval,
             max_batch_items=max_batch_items,
             max_queue_items=max_queue_items,
@@ -271,7 +280,7 @@ class BulkSender:
 
     def __repr__(self) -> str:
         return (
-            f"<BulkSender {self.config.base_url} key=<redacted>"
+            f"<BulkSender {self.config.api} {self.config.base_url} key=<redacted>"
             f"{' offline' if self.config.offline else ''} pending={self.pending}>"
         )
 
@@ -493,7 +502,9 @@ def get_sender(
     sender, and a warning says so).
     """
     offline = resolve_offline(options.get("offline", False))
-    registry_key = (resolve_key(tracking_key), resolve_url(base_url), offline)
+    key = resolve_key(tracking_key)
+    api = api_of(key, options.get("api"))
+    registry_key = (key, api, resolve_url(base_url, api), offline)
     state = _process.state
     with state.registry_lock:
         sender = state.registry.get(registry_key)

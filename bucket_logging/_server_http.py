@@ -35,6 +35,7 @@ from ._server_records import (
     Reject,
     RequestRecord,
     route,
+    runtime_key,
 )
 
 __all__ = ["HTTPServer", "Handler", "Hooks"]
@@ -50,7 +51,7 @@ class Hooks:
 
     received_one: Callable[[], None]
     before_answer: Callable[[threading.Event], None]
-    check_key: Callable[[str], None]
+    check_key: Callable[[str, str], None]
     accept: Callable[[str, str | None, str | None, bytes], list[dict[str, Any]]]
     record: Callable[[RequestRecord, list[dict[str, Any]] | None], None]
     #: The accepted calls, for ``GET /_calls``.
@@ -226,7 +227,16 @@ class Handler(BaseHTTPRequestHandler):
         if http_method == "GET" and self.path.split("?", 1)[0] == CALLS_PATH:
             self._respond(200, orjson.dumps(owner.calls()))  # not an API request
             return
-        kind, key = route(self.path)
+        # the target as sent: http.server turns a leading "//" into "/" in self.path,
+        # and "//event" (an empty key) is no Runtime API path
+        parts = self.requestline.split(" ")
+        target = parts[1] if len(parts) == 3 else self.path
+        kind, path_key = route(target)
+        if path_key is None:  # Reflag's Runtime API: /{method}, the key in a header
+            api, shown = "runtime", f"/{kind}"
+            key, auth = runtime_key(self.headers.get("Authorization"), target.partition("?")[2])
+        else:
+            api, shown, key, auth = "tracking", f"/<key>/{kind}" if kind else "", path_key, "path"
         body_bytes = 0
         try:
             body, body_bytes = self._read_body()
@@ -238,7 +248,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise Reject(
                     405, "METHOD_NOT_ALLOWED", "only POST is allowed", headers={"Allow": "POST"}
                 )
-            owner.check_key(key)
+            owner.check_key(key, api)
             if body_bytes > MAX_BODY_BYTES:
                 raise Reject(
                     413,
@@ -249,7 +259,12 @@ class Handler(BaseHTTPRequestHandler):
         except Drop:
             # Recorded before the connection goes, so that a client that saw the
             # outcome also finds the record.
-            owner.record(RequestRecord(http_method, kind, 0, body_bytes=body_bytes), None)
+            owner.record(
+                RequestRecord(
+                    http_method, kind, 0, body_bytes=body_bytes, api=api, path=shown, auth=auth
+                ),
+                None,
+            )
             self._drop()
             return
         except Reject as rej:
@@ -265,13 +280,21 @@ class Handler(BaseHTTPRequestHandler):
                 rej.code,
                 rej.message,
                 tuple(rej.errors),
+                api=api,
+                path=shown,
+                auth=auth,
             )
             owner.record(record, None)
             self._respond(
                 rej.status, orjson.dumps({"success": False, "error": payload}), rej.headers
             )
             return
-        owner.record(RequestRecord(http_method, kind, 200, len(accepted), body_bytes), accepted)
+        owner.record(
+            RequestRecord(
+                http_method, kind, 200, len(accepted), body_bytes, api=api, path=shown, auth=auth
+            ),
+            accepted,
+        )
         self._respond(200, SUCCESS_BODY)
 
     def _encoding(self) -> str | None:

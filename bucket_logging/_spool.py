@@ -119,7 +119,7 @@ class Spool:
         self.host: Final = host
         self._config = config
         self.store: Final = SpoolStore(
-            spool.directory, destination(config.tracking_key), spool.max_bytes, spool.max_age
+            spool.directory, destination(config.destination), spool.max_bytes, spool.max_age
         )
         self.path = self.store.path
         self._executor: SpoolExecutor | None = None
