@@ -243,9 +243,12 @@ def report(topic: str, message: str, *args: Any, level: int = logging.WARNING) -
             if now - last < RATE_LIMIT_SECONDS:
                 _last[topic] = (last, suppressed + 1, said)
                 return
+            _last[topic] = (now, 0, said)
         text = escape_controls(redact(message % args if args else message))
-        with _lock:
-            _last[topic] = (now, 0, text)
+        with _lock:  # the message shown, for the summary at exit
+            entry = _last.get(topic)
+            if entry is not None and entry[0] == now:
+                _last[topic] = (now, entry[1], text)
         if suppressed:
             text += f" ({suppressed} similar message(s) suppressed)"
         logger.log(level, "%s", _prefixed(text))
