@@ -21,8 +21,9 @@ from ._handler import BucketHandler
 from ._items import Item
 from ._loguru import LoguruSink
 from ._processor import BucketProcessor
-from ._sender import BulkSender, SenderStats, aflush, flush, get_sender
+from ._sender import BulkSender, SenderStats
 from ._server import TrackingServer
+from ._shared import aflush, flush, get_sender
 from ._version import __version__ as __version__
 
 __all__ = [

@@ -39,9 +39,26 @@ from ._queue import Batch, BatchQueue
 from ._spool import Spool
 from ._version import __version__
 
-__all__ = ["SenderLoop", "new_event_loop"]
+__all__ = ["SenderLoop", "new_event_loop", "tls_verify"]
 
 _USER_AGENT: Final = f"bucket-logging/{__version__}"
+
+
+def tls_verify(
+    verify: bool | str | ssl.SSLContext, transport: httpx.AsyncBaseTransport | None
+) -> ssl.SSLContext | bool | str:
+    """What the HTTP client gets as ``verify``: a TLS context made now, once per sender.
+
+    A forked child's engine reuses it (making one loads the CA bundle). With a custom
+    transport or ``verify=False`` it is ``verify`` as given.
+    """
+    if transport is not None or verify is False or isinstance(verify, ssl.SSLContext):
+        return verify
+    create = getattr(httpx, "create_ssl_context", None)
+    if not callable(create):  # pragma: no cover - httpx before 0.28
+        return verify
+    context: ssl.SSLContext = create(verify=verify)
+    return context
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from ._exceptions import ConfigurationError
 from ._items import Item
-from ._sender import get_sender
+from ._shared import get_sender
 
 __all__ = ["Sender", "check_field", "resolve_sender"]
 

@@ -71,6 +71,11 @@ class State:
         #: shared senders by (tracking key, base URL, offline)
         self.registry: dict[tuple[str, str, str, bool], LiveSender] = {}
         self.registry_lock = threading.Lock()
+        #: the options get_sender built each shared sender with (a later call with
+        #: other options gets the sender as it is, and a warning)
+        self.shared_options: weakref.WeakKeyDictionary[Any, dict[str, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
         #: every sender not closed yet (flushed by flush(), closed at exit)
         self.live: weakref.WeakSet[LiveSender] = weakref.WeakSet()
         # the exit paths (see bucket_logging._shutdown)

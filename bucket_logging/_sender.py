@@ -30,7 +30,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
 import httpcore  # noqa: F401 - (a fork during an import leaves a partial module)
@@ -43,13 +43,9 @@ from ._config import (
     DEFAULT_SPOOL_MAX_BYTES,
     ConfigValue,
     SenderConfig,
-    api_of,
-    resolve_key,
-    resolve_offline,
-    resolve_url,
 )
 from ._diagnostics import report
-from ._engine import SenderLoop
+from ._engine import SenderLoop, tls_verify
 from ._exceptions import DeliveryError, RefusedCallError
 from ._items import Item
 from ._ledger import Ledger, RefusalReason, SenderStats
@@ -59,9 +55,6 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "BulkSender",
     "SenderStats",
-    "aflush",
-    "flush",
-    "get_sender",
 ]
 
 #: The senders not closed yet (see :mod:`bucket_logging._process`).
@@ -206,9 +199,8 @@ class BulkSender:
             _diagnostics.warn_if_insecure(self.config.base_url, verify)
         self.on_error = on_error
         self._transport = transport
-        self._verify = verify
-        self._tls_context: ssl.SSLContext | None = None
-        self._options: dict[str, Any] = {}  # as given to get_sender
+        # (a TLS context made once: a forked child's engine reuses it)
+        self._verify = verify if self.config.offline else tls_verify(verify, transport)
         self._start_lock = threading.Lock()
         self._ledger = Ledger()
         self._queue = BatchQueue(
@@ -256,7 +248,7 @@ class BulkSender:
             self.config,
             self._ledger,
             self._queue,
-            verify=self._tls(),
+            verify=self._verify,
             transport=self._transport,
             on_error=lambda: self.on_error,
         )
@@ -470,63 +462,6 @@ class BulkSender:
                 "not delivered before the shutdown deadline" + engine.delivery.outage_note(),
             )
         _process.state.forget(self)
-
-    # ------------------------------------------------------------------ sender thread
-
-    def _tls(self) -> ssl.SSLContext | bool | str:
-        if self._transport is not None or self._verify is False:
-            return self._verify
-        if self._tls_context is None:
-            verify = self._verify
-            create = getattr(httpx, "create_ssl_context", None)
-            if isinstance(verify, ssl.SSLContext):
-                self._tls_context = verify
-            elif callable(create):
-                self._tls_context = create(verify=verify)
-            else:  # pragma: no cover - httpx before 0.28
-                return verify
-        return self._tls_context
-
-
-# ---------------------------------------------------------------------- process-wide
-
-
-def get_sender(
-    tracking_key: str | None = None, *, base_url: str | None = None, **options: Any
-) -> BulkSender:
-    """The process's shared sender for a key and URL, created on first use.
-
-    Handlers and processors with the same key and URL share one queue, one thread
-    and one connection pool. ``options`` are :class:`BulkSender` keywords; they apply
-    when the sender is created (a later call with other options gets the existing
-    sender, and a warning says so).
-    """
-    offline = resolve_offline(options.get("offline", False))
-    key = resolve_key(tracking_key)
-    api = api_of(key, options.get("api"))
-    registry_key = (key, api, resolve_url(base_url, api), offline)
-    state = _process.state
-    with state.registry_lock:
-        sender = state.registry.get(registry_key)
-        if isinstance(sender, BulkSender) and not sender.closed:
-            if options and sender._options != options:
-                report(
-                    "options",
-                    "bucket_logging: a sender for this key and URL exists already; "
-                    "its options are kept and the new ones ignored",
-                )
-            return sender
-        sender = BulkSender(tracking_key, base_url=base_url, **options)
-        sender._options = options
-        state.registry[registry_key] = sender
-        return sender
-
-
-#: Flush every sender of the process (see :func:`bucket_logging._process.flush_all`).
-flush: Final = _process.flush_all
-
-#: :func:`flush` for asyncio applications (see :func:`bucket_logging._process.aflush_all`).
-aflush: Final = _process.aflush_all
 
 
 #: The exit hook (see :func:`bucket_logging._process.shutdown_all`).

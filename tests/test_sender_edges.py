@@ -26,7 +26,8 @@ import pytest
 from _helpers import KEY, Endpoint, _fresh_rate_limits, make_sender
 
 import bucket_logging
-from bucket_logging import BulkSender, DeliveryError, Item, _diagnostics, _process
+from bucket_logging import BulkSender, DeliveryError, Item, _diagnostics, _process, _sender
+from bucket_logging._engine import tls_verify
 from bucket_logging._retry import parse_retry_after
 from bucket_logging._server import TrackingServer
 
@@ -368,10 +369,12 @@ def test_the_exit_hook_without_senders(only: Any, logged: pytest.LogCaptureFixtu
 # --------------------------------------------------------------------------- TLS
 
 
-def test_an_ssl_context_is_used_as_given(make_sender: Make) -> None:
+def test_an_ssl_context_is_used_as_given() -> None:
     context = ssl.create_default_context()
-    sender = make_sender(base_url="https://tracking.example", verify=context, transport=None)
-    assert sender._tls() is context
+    assert tls_verify(context, None) is context
+    assert tls_verify(False, None) is False
+    made = tls_verify(True, None)
+    assert isinstance(made, ssl.SSLContext) and made is not context
 
 
 # --------------------------------------------------------------------------- fork
@@ -400,9 +403,15 @@ def pretend_fork(monkeypatch: pytest.MonkeyPatch, *senders: BulkSender) -> None:
 def test_a_forked_child_starts_afresh_on_first_use(
     make_sender: Make, server: TrackingServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    made: list[object] = []
+
+    def counting(verify: object, transport: object) -> object:
+        made.append(tls_verify(verify, transport))  # type: ignore[arg-type]
+        return made[-1]
+
+    monkeypatch.setattr(_sender, "tls_verify", counting)
     sender = make_sender(base_url=server.url, flush_interval=60)  # a real client: TLS set up
-    context = sender._tls_context
-    assert isinstance(context, ssl.SSLContext)
+    assert len(made) == 1 and isinstance(made[0], ssl.SSLContext)
     enqueue_all(sender, events(3))
     assert sender.flush(10)
     parent_thread = sender.thread
@@ -418,7 +427,7 @@ def test_a_forked_child_starts_afresh_on_first_use(
     assert sender.thread is not None and sender.thread is not parent_thread
     assert sender.flush(10)
     assert sender.stats.sent == 2
-    assert sender._tls_context is context  # made once per sender, reused by the child
+    assert len(made) == 1  # the TLS context is made once per sender, reused by the child
     assert server.wait_for(5)
     assert sorted(c["attributes"]["i"] for c in server.calls) == [0, 1, 2, 10, 11]
 
