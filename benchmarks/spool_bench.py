@@ -100,15 +100,19 @@ def make_items(n: int) -> list[Item]:
     ]
 
 
+def warm(sender: BulkSender, item: Item) -> None:
+    """The connection is open and, with a spool, the database too (a process opens it
+    once at start, not per burst)."""
+    sender.enqueue(item)
+    if not sender.flush(timeout=10):
+        raise SystemExit("the warm-up item was not delivered")
+
+
 def burst(server: Server, items: list[Item], spool: str | None) -> tuple[float, float]:
     """(µs per enqueue, items/s end to end) for one sender and one burst."""
     sender = BulkSender(KEY, base_url=server.url, spool_dir=spool)
     try:
-        # warm: the connection is open and, with a spool, the database too (a
-        # process opens it once at start, not per burst)
-        sender.enqueue(items[0])
-        if not sender.flush(timeout=10):
-            raise SystemExit("the warm-up item was not delivered")
+        warm(sender, items[0])
         server.ask("clear")
         enqueue = sender.enqueue
         started = time.perf_counter()
@@ -132,9 +136,7 @@ def steady(
     """(requests, items pending when the logging stopped, seconds of the final flush)."""
     sender = BulkSender(KEY, base_url=server.url, spool_dir=spool)
     try:
-        sender.enqueue(items[0])
-        if not sender.flush(timeout=10):
-            raise SystemExit("the warm-up item was not delivered")
+        warm(sender, items[0])
         server.ask("delay 0.05")
         before = int(server.ask("received").split()[1])
         count = int(rate * seconds)

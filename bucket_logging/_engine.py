@@ -28,7 +28,7 @@ import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
 import httpcore  # noqa: F401 - (a fork during an import leaves a partial module)
 import httpx
 
-from . import _diagnostics
+from . import _diagnostics, _shutdown
 from ._config import SenderConfig
 from ._delivery import Delivery, Outcome, Pace, Post
 from ._diagnostics import report
@@ -138,7 +138,7 @@ class SenderLoop:
             target=self._thread_main, args=(loop,), name="bucket_logging-sender", daemon=True
         )
         try:
-            thread.start()
+            _shutdown.start_thread(thread)
         except RuntimeError as exc:  # e.g. "can't create new thread at interpreter shutdown"
             self.loop = None
             loop.close()

@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ._shutdown import start_thread
+
 __all__ = ["ResolvingLoop"]
 
 _T = TypeVar("_T")
@@ -38,7 +40,7 @@ class _Worker:
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         thread = threading.Thread(target=self._run, name=name, daemon=True)
-        thread.start()  # may raise RuntimeError at interpreter shutdown
+        start_thread(thread)  # may raise RuntimeError at interpreter shutdown
 
     def _run(self) -> None:
         jobs = self._jobs

@@ -25,10 +25,12 @@ from ._diagnostics import report
 __all__ = [
     "LiveSender",
     "State",
+    "aflush_all",
     "after_fork_in_child",
     "after_fork_in_parent",
     "at_fork",
     "before_fork",
+    "flush_all",
     "shutdown_all",
     "state",
     "watch",
@@ -54,6 +56,12 @@ class LiveSender(Protocol):
 
     def after_fork_in_child(self) -> None:
         """Rebuild the per-process parts in a forked child."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver what is queued; True when it was (or was dropped and counted)."""
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """:meth:`flush` without blocking an event loop."""
 
 
 class State:
@@ -102,6 +110,30 @@ def watch(sender: LiveSender) -> None:
     """Count ``sender`` among the live ones: flushed by flush(), closed at exit (the exit
     paths call :func:`shutdown_all`: see :mod:`bucket_logging._shutdown`)."""
     state.live.add(sender)
+
+
+def flush_all(timeout: float | None = None) -> bool:
+    """Flush every sender in the process; for scripts and serverless handlers.
+
+    Waits at most ``timeout`` seconds in all; returns True when everything queued
+    was delivered (or dropped and counted).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ok = True
+    for sender in list(state.live):
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ok = sender.flush(remaining) and ok
+    return ok
+
+
+async def aflush_all(timeout: float | None = None) -> bool:
+    """:func:`flush_all` for asyncio applications: awaits without blocking their loop."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ok = True
+    for sender in list(state.live):
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ok = await sender.aflush(remaining) and ok
+    return ok
 
 
 def shutdown_all() -> None:

@@ -56,6 +56,7 @@ from typing import Any, Final, TextIO, cast
 
 import orjson
 
+from . import _shutdown
 from ._bodies import Refused, gunzip, parse_body
 from ._diagnostics import register_secret
 from ._jsonlines import JsonLines
@@ -423,11 +424,11 @@ class Relay:
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.2,), name="bucket-logging relay"
         )
-        self._thread.start()
+        _shutdown.start_thread(self._thread)  # SIGTERM is the main thread's: it drains
         self._reaper = threading.Thread(
             target=self._reap, name="bucket-logging relay reaper", daemon=True
         )
-        self._reaper.start()
+        _shutdown.start_thread(self._reaper)
         return self
 
     def _reap(self) -> None:

@@ -442,6 +442,14 @@ class BulkSender:
             if thread.is_alive() and spool is not None and not spool.failed:
                 # The thread is still writing what is left to the spool (e.g. waiting
                 # for another process's write lock): that wrap-up counts it as spooled.
+                report(
+                    "spool-close",
+                    "bucket_logging: the sender is still writing %d item(s) to the spool "
+                    "at %s as close() returns; the next sender with this spool_dir delivers "
+                    "them",
+                    self._ledger.pending,
+                    spool.path,
+                )
                 _process.state.forget(self)
                 return
         self._queue.drain()  # (an entry logged while closing: counted as closed)
@@ -499,30 +507,11 @@ def get_sender(
         return sender
 
 
-def flush(timeout: float | None = None) -> bool:
-    """Flush every sender in the process; for scripts and serverless handlers.
+#: Flush every sender of the process (see :func:`bucket_logging._process.flush_all`).
+flush: Final = _process.flush_all
 
-    Waits at most ``timeout`` seconds in all; returns True when everything queued
-    was delivered (or dropped and counted).
-    """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    ok = True
-    for sender in list(_process.state.live):
-        if isinstance(sender, BulkSender):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ok = sender.flush(remaining) and ok
-    return ok
-
-
-async def aflush(timeout: float | None = None) -> bool:
-    """:func:`flush` for asyncio applications: awaits without blocking their loop."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    ok = True
-    for sender in list(_process.state.live):
-        if isinstance(sender, BulkSender):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ok = await sender.aflush(remaining) and ok
-    return ok
+#: :func:`flush` for asyncio applications (see :func:`bucket_logging._process.aflush_all`).
+aflush: Final = _process.aflush_all
 
 
 #: The exit hook (see :func:`bucket_logging._process.shutdown_all`).

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
+from . import _shutdown
 from ._diagnostics import report
 from ._items import validate_wire
 from ._server_records import Drop, Reject, RequestRecord, validation_failed
@@ -117,7 +118,7 @@ class TrackingServer:
             daemon=True,
         )
         self._thread = thread
-        thread.start()
+        _shutdown.start_thread(thread)  # (its request threads inherit the signal mask)
         return self
 
     def serve_forever(self, on_ready: Callable[[TrackingServer], None] | None = None) -> None:

@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, cast
 
@@ -235,6 +234,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "bucket-logging-tracking-server"
     sys_version = ""
     disable_nagle_algorithm = True
+    wbufsize = 64 * 1024  # a response goes out in one send (no write per header)
     timeout = 300  # seconds an idle keep-alive connection is kept open
 
     def _srv(self) -> HTTPServer:
@@ -383,22 +383,18 @@ class Handler(BaseHTTPRequestHandler):
             length -= len(chunk)
 
     def _respond(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        """Write the status line, headers and body in one send."""
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = ""
-        lines = [
-            f"HTTP/1.1 {status} {phrase}",
-            "Content-Type: application/json",
-            f"Content-Length: {len(body)}",
-        ]
-        if headers:
-            lines.extend(f"{name}: {value}" for name, value in headers.items())
+        """The status line, headers and body, framed by the standard library and sent
+        in one write (``wfile`` is buffered: see :attr:`wbufsize`)."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if self.close_connection:
-            lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head + body)
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
 
     def _drop(self) -> None:
         """Close the connection abruptly (RST), without a response."""

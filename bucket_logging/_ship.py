@@ -48,7 +48,7 @@ from typing import Any, BinaryIO, Final, TextIO
 
 import orjson
 
-from . import _tracker
+from . import _shutdown, _tracker
 from ._jsonlines import JsonLines
 from ._logfiles import CHUNK_BYTES, MAX_LINE_BYTES, LogFile, StateFile, resume
 
@@ -103,7 +103,7 @@ class _Checkpointer:
             self._thread = threading.Thread(
                 target=self._run, name="bucket-logging ship checkpoints", daemon=True
             )
-            self._thread.start()
+            _shutdown.start_thread(self._thread)
 
     def _dropped_total(self) -> int:
         stats = getattr(self._sender, "stats", None)

@@ -35,7 +35,13 @@ from typing import Any, Final
 from . import _process
 from ._diagnostics import report
 
-__all__ = ["ENV_HANDLE_SIGTERM", "install", "sigterm_enabled", "watch_pool_exit"]
+__all__ = [
+    "ENV_HANDLE_SIGTERM",
+    "install",
+    "sigterm_enabled",
+    "start_thread",
+    "watch_pool_exit",
+]
 
 #: Set to ``0``, ``false``, ``off`` or ``no`` to install no SIGTERM handler.
 ENV_HANDLE_SIGTERM: Final = "BUCKET_HANDLE_SIGTERM"
@@ -45,6 +51,40 @@ _FALSE: Final = frozenset({"0", "false", "off", "no"})
 
 #: A finalizer of ours runs before the pools' own (higher runs first).
 _FINALIZER_PRIORITY: Final = 10
+
+
+#: Signals that are delivered to the process, not to a thread that caused them. The
+#: library's threads block them, so that the kernel hands them to a thread that runs
+#: Python's handlers (the main thread): one of ours taking SIGTERM left the handler
+#: waiting for a main thread blocked on a lock, and the process neither delivered
+#: nor ended.
+_PROCESS_SIGNALS: Final = (
+    frozenset(signal.valid_signals())
+    - {
+        getattr(signal, name)
+        for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT", "SIGTRAP", "SIGSYS")
+        if hasattr(signal, name)
+    }
+    if hasattr(signal, "pthread_sigmask")
+    else frozenset()
+)
+
+
+def start_thread(thread: threading.Thread) -> None:
+    """Start one of the library's threads with the process's signals blocked in it.
+
+    The new thread inherits the mask, so it never takes SIGTERM, SIGINT, SIGCHLD...
+    from the application's main thread. Raises what :meth:`threading.Thread.start`
+    raises (``RuntimeError`` at interpreter shutdown).
+    """
+    if not _PROCESS_SIGNALS:  # pragma: no cover - Windows
+        thread.start()
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _PROCESS_SIGNALS)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def sigterm_enabled(option: object = True) -> bool:
@@ -101,9 +141,18 @@ def watch_pool_exit() -> None:
     if util is not None:
         try:
             util.Finalize(None, _at_exit, exitpriority=_FINALIZER_PRIORITY)
+            # A child clears the finalizers it inherited, after a forkserver child has
+            # imported the main module (where our sender may start): register again
+            # after that clearing, in every child.
+            util.register_after_fork(state, _watch_again)
         except Exception as exc:  # pragma: no cover - an unknown version
             report("pool-exit", "bucket_logging: cannot watch the pool's exit (%r)", exc)
     _watch_celery()
+
+
+def _watch_again(state: _process.State) -> None:
+    state.pool_pid = 0
+    watch_pool_exit()
 
 
 def _watch_celery() -> None:

@@ -46,7 +46,7 @@ from ._diagnostics import report
 from ._exceptions import DeliveryError
 from ._ledger import DropReason, Ledger, Ticket
 from ._spool_rows import destination
-from ._spool_settle import Chunk, Settlement
+from ._spool_settle import Chunk, Settlement, deliver_from_memory
 from ._spool_store import MAINTENANCE_SECONDS, SPOOL_ERRORS, Evicted, SpoolStore
 from ._spool_worker import SpoolExecutor
 
@@ -150,7 +150,13 @@ class Spool:
         executor = self._executor
         if executor is None:
             raise RuntimeError("the spool worker is not running")
-        return await executor.call(fn, *args)
+        store = self.store
+
+        def bounded() -> _T:
+            store.bound()  # interrupted past CALL_SECONDS inside SQLite
+            return fn(*args)
+
+        return await executor.call(bounded)
 
     def fail(self, exc: BaseException) -> None:
         """Give the spool up for this process: report, hand waiting batches to memory."""
@@ -168,7 +174,13 @@ class Spool:
         if self._opened and self._executor is not None:
             # Best effort: the batches now sent from memory may still be in the file;
             # if a later sender replays them, they count as possible duplicates.
-            self._executor.submit(self.store.mark_all_attempted)
+            store = self.store
+
+            def mark_all() -> None:
+                store.bound()
+                store.mark_all_attempted()
+
+            self._executor.submit(mark_all)
         self._hand_over()
 
     def _hand_over(self) -> None:
@@ -177,24 +189,7 @@ class Spool:
         self._waiting.clear()
         self._retained = 0
         for chunk in waiting:
-            self.host.spawn(self._fallback(chunk))
-
-    async def _fallback(self, chunk: Chunk) -> None:
-        """Deliver a waiting batch from memory (reading it back once if need be)."""
-        host = self.host
-        await host.slots.acquire()
-        items = chunk.items
-        if items is None and chunk.row is not None:
-            try:
-                items = await self.call(self.store.read, chunk.row)
-            except SPOOL_ERRORS:
-                items = None
-        if items is None:
-            host.slots.release()
-            host.drop("spool_error", chunk.count, None, "the spool could not be read back")
-            host.finished(chunk.ticket)
-            return
-        await host.deliver(items, chunk.ticket)
+            self.host.spawn(deliver_from_memory(self, chunk))
 
     # -- hooks -----------------------------------------------------------------------
 

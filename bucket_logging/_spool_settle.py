@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._delivery import Outcome
     from ._spool import Spool
 
-__all__ = ["Chunk", "Settlement"]
+__all__ = ["Chunk", "Settlement", "deliver_from_memory"]
 
 
 class Chunk:
@@ -122,3 +122,22 @@ class Settlement:
                 )
         except SPOOL_ERRORS as exc:
             self.spool.fail(exc)
+
+
+async def deliver_from_memory(spool: Spool, chunk: Chunk) -> None:
+    """Deliver a batch that waited in a failed spool from memory (read back once if
+    need be; dropped as ``spool_error`` if it cannot be)."""
+    host = spool.host
+    await host.slots.acquire()
+    items = chunk.items
+    if items is None and chunk.row is not None:
+        try:
+            items = await spool.call(spool.store.read, chunk.row)
+        except SPOOL_ERRORS:
+            items = None
+    if items is None:
+        host.slots.release()
+        host.drop("spool_error", chunk.count, None, "the spool could not be read back")
+        host.finished(chunk.ticket)
+        return
+    await host.deliver(items, chunk.ticket)

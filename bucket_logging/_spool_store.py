@@ -55,24 +55,24 @@ import os
 import secrets
 import socket
 import sqlite3
-import stat
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, Final
+from typing import Final
 
 from . import _process
 from ._diagnostics import report
 from ._spool_rows import check_entries, payload, split_payload
+from ._spool_upkeep import EVICTABLE, Evicted, Space, check_private, owner_dead, pid_namespace
 
 __all__ = [
     "BUSY_TIMEOUT",
+    "CALL_SECONDS",
     "LEASE_SECONDS",
     "MAINTENANCE_SECONDS",
     "SPOOL_ERRORS",
     "SPOOL_FILE",
     "Evicted",
     "SpoolStore",
-    "pid_alive",
 ]
 
 #: The database's file name inside ``spool_dir``.
@@ -89,6 +89,13 @@ SPOOL_ERRORS: Final = (sqlite3.Error, OSError, ValueError, RuntimeError)
 
 #: Seconds a spool write waits for another process's lock before failing.
 BUSY_TIMEOUT: Final = 10.0
+
+#: Seconds one spool operation may run inside SQLite before it is interrupted (a
+#: progress handler): a pathological file cannot hold the sender's spool forever.
+CALL_SECONDS: Final = 30.0
+
+#: SQLite VM steps between two looks at the clock.
+_PROGRESS_STEPS: Final = 10_000
 
 SCHEMA_VERSION: Final = "1"
 
@@ -117,51 +124,6 @@ _SCHEMA: Final = (
 
 # A batch another sender may take: released, or its owner's lease expired.
 _FREE: Final = "(owner IS NULL OR lease < ?)"
-# A batch this sender may delete for the size or age limit.
-_EVICTABLE: Final = "(owner IS NULL OR lease < ? OR owner = ?)"
-
-#: (row id, owned by this sender, item count) of a batch deleted for a limit.
-Evicted = tuple[int, bool, int]
-
-
-def _pid_namespace() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return ""
-
-
-def _check_private(path: str, what: str) -> None:
-    """Refuse a spool ``path`` another user could change: not owned by this user, or
-    writable by its group or others (it could feed the sender any batch)."""
-    geteuid = getattr(os, "geteuid", None)
-    if geteuid is None:  # pragma: no cover - Windows: no POSIX owners and modes
-        return
-    info = os.lstat(path)
-    if stat.S_ISLNK(info.st_mode):
-        raise PermissionError(f"the spool {what} {path} is a symbolic link")
-    if info.st_uid != geteuid():
-        raise PermissionError(
-            f"the spool {what} {path} belongs to uid {info.st_uid}, not to this user"
-        )
-    if info.st_mode & 0o022:
-        raise PermissionError(
-            f"the spool {what} {path} is writable by its group or others "
-            f"(mode {stat.S_IMODE(info.st_mode):o}); make it 0700 (directory) or 0600"
-        )
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists here (True when that cannot be told)."""
-    if not 0 < pid < 1 << 31:
-        return True  # not a pid of this host: its lease tells
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, OverflowError):  # e.g. PermissionError: another user's process
-        return True
-    return True
 
 
 # fork(): connections inherited by a child must never be used or closed there
@@ -186,13 +148,13 @@ class SpoolStore:
         self.max_bytes = max_bytes
         self.max_age = max_age
         self._host = socket.gethostname().replace("/", "_")
-        self._pidns = _pid_namespace()
+        self._pidns = pid_namespace()
         self._token = secrets.token_hex(6)
         self.owner = f"{self._host}/{self._pidns}/{os.getpid()}/{self._token}"
         self._conn: sqlite3.Connection | None = None
-        # An upper bound of the bytes in use, to skip measuring before most inserts.
-        self._used_estimate = 0
-        self._unmeasured = 0
+        self._deadline = 0.0  # of the running operation (see bound())
+        #: The size limit's bookkeeping.
+        self.space = Space(max_bytes, self.owner)
         _process.state.spool_tokens.add(self._token)
         _process.state.spool_stores.add(self)
 
@@ -202,6 +164,13 @@ class SpoolStore:
         if self._conn is not None:
             _process.state.inherited_connections.append(self._conn)
             self._conn = None
+
+    def bound(self, seconds: float | None = None) -> None:
+        """Start the clock of one operation (at most ``seconds``, else CALL_SECONDS)."""
+        self._deadline = time.monotonic() + (CALL_SECONDS if seconds is None else seconds)
+
+    def _overdue(self) -> int:
+        return 1 if time.monotonic() > self._deadline else 0  # nonzero: interrupt
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -215,14 +184,16 @@ class SpoolStore:
     def open(self) -> tuple[int, int, list[Evicted], list[Evicted]]:
         """Create or open the database; return the backlog (batches, items) and evictions."""
         os.makedirs(self.directory, mode=0o700, exist_ok=True)  # new ones: this user's
-        _check_private(self.directory, "directory")
+        check_private(self.directory, "directory")
         # a new file is this user's alone (SQLite gives its -wal and -shm the same mode)
         with contextlib.suppress(FileExistsError):
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        _check_private(self.path, "file")
+        check_private(self.path, "file")
         conn = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
+        self.bound()
+        conn.set_progress_handler(self._overdue, _PROGRESS_STEPS)
         try:
             # auto_vacuum only takes effect on a new, empty database; it lets the file
             # shrink again after an outage (see maintain()).
@@ -282,7 +253,7 @@ class SpoolStore:
         now = time.time()
         conn = self.conn
         with self.transaction(conn):
-            evicted, fits = self._make_room(size, protect, now)
+            evicted, fits = self.space.make_room(conn, size, protect, now)
             row: int | None = None
             if fits:
                 cursor = conn.execute(
@@ -473,107 +444,30 @@ class SpoolStore:
                 (self.owner, now),
             ).fetchall()
             for (owner,) in owners:
-                if self._dead(str(owner)):
+                if owner_dead(str(owner), self._host, self._pidns):
                     conn.execute("UPDATE batches SET lease = 0 WHERE owner = ?", (owner,))
-            expired = self._evict(
-                f"SELECT id, owner, items FROM batches WHERE created < ? AND {_EVICTABLE}"
+            expired = self.space.evict(
+                conn,
+                f"SELECT id, owner, items FROM batches WHERE created < ? AND {EVICTABLE}"
                 " ORDER BY id",
                 (now - self.max_age, now, self.owner),
                 protect,
             )
-            self._unmeasured = 32  # measure: other processes wrote meanwhile
-            full, _ = self._make_room(0, protect, now)
+            self.space.others_wrote()  # measure: other processes wrote meanwhile
+            full, _ = self.space.make_room(conn, 0, protect, now)
             conn.execute(  # defensive: a payload without its batch is never read
                 "DELETE FROM payloads WHERE id NOT IN (SELECT id FROM batches)"
             )
-        page_size, pages, free = self._pages()
+        page_size, pages, free = self.space.pages(conn)
         if free * page_size > 4 * 1024 * 1024 and free * 4 > pages:
             # give the space back to the disk; executescript steps the pragma to the end
             # (execute() would free one page per call: it returns no rows to fetch)
             conn.executescript("PRAGMA incremental_vacuum;")
         return expired, full
 
-    def _dead(self, owner: str) -> bool:
-        """Whether ``owner`` is a process of this host and pid namespace that is gone."""
-        parts = owner.split("/")
-        if len(parts) != 4 or not self._pidns:
-            return False
-        host, pidns, pid_text, token = parts
-        if host != self._host or pidns != self._pidns:
-            return False  # another machine or container: only its lease tells
-        try:
-            pid = int(pid_text)
-        except ValueError:
-            return False
-        if pid == os.getpid():
-            return token not in _process.state.spool_tokens  # an earlier process with our pid
-        return not pid_alive(pid)
-
-    def _pages(self) -> tuple[int, int, int]:
-        conn = self.conn
-        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
-        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-        return page_size, pages, free
-
     def used_bytes(self) -> int:
         """Bytes of database pages in use (the file minus its free pages)."""
-        page_size, pages, free = self._pages()
-        return (pages - free) * page_size
-
-    def _make_room(
-        self, size: int, protect: frozenset[int], now: float
-    ) -> tuple[list[Evicted], bool]:
-        """Delete the oldest evictable batches until ``size`` more bytes fit (in a txn).
-
-        Returns what was deleted and whether ``size`` bytes fit now.
-        """
-        evicted: list[Evicted] = []
-        if size > self.max_bytes:
-            return evicted, False
-        cost = size + size // 32 + 8192  # pages are not full; a row, index entries
-        if self._unmeasured < 32 and self._used_estimate + cost <= self.max_bytes * 3 // 4:
-            # Far from the limit: no need to measure. Other processes' writes are
-            # caught up with at least every 32 inserts.
-            self._used_estimate += cost
-            self._unmeasured += 1
-            return evicted, True
-        while self._measure() + size > self.max_bytes:
-            batch = self._evict(
-                f"SELECT id, owner, items FROM batches WHERE {_EVICTABLE} ORDER BY id LIMIT 8",
-                (now, self.owner),
-                protect,
-                stop_after=1,
-            )
-            if not batch:
-                return evicted, False
-            evicted.extend(batch)
-        self._used_estimate += cost
-        return evicted, True
-
-    def _measure(self) -> int:
-        used = self.used_bytes()
-        self._used_estimate = used
-        self._unmeasured = 0
-        return used
-
-    def _evict(
-        self,
-        query: str,
-        args: tuple[Any, ...],
-        protect: frozenset[int],
-        stop_after: int | None = None,
-    ) -> list[Evicted]:
-        conn = self.conn
-        out: list[Evicted] = []
-        for row, owner, items in conn.execute(query, args).fetchall():
-            if row in protect:
-                continue
-            conn.execute("DELETE FROM batches WHERE id = ?", (row,))
-            out.append((int(row), owner == self.owner, int(items)))
-            if stop_after is not None and len(out) >= stop_after:
-                break
-        return out
+        return self.space.used_bytes(self.conn)
 
     @staticmethod
     @contextlib.contextmanager

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from . import _diagnostics, _process
+from . import _diagnostics, _process, _shutdown
 
 __all__ = [
     "FORK_WAIT_SECONDS",
@@ -47,7 +47,7 @@ class SpoolExecutor:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         thread = threading.Thread(target=self._run, name="bucket_logging-spool", daemon=True)
         self.thread: Final = thread
-        thread.start()
+        _shutdown.start_thread(thread)
         _process.state.spool_executors.add(self)
 
     def _run(self) -> None:

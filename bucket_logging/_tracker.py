@@ -44,7 +44,16 @@ from ._structlog_context import CONTEXT_KEYS as _CONTEXT_KEYS
 from ._structlog_context import KEY_PREFIX as _CONTEXT_PREFIX
 from ._structlog_context import from_context as _from_context
 from ._tags import ORPHAN, RESERVED, TAGGED, TAGS, has_tags
-from ._wire import entity_wire, feedback_wire, missing_user, read_tags, short, wire_of
+from ._wire import (
+    entity_wire,
+    feedback_wire,
+    missing_user,
+    read_tags,
+    reject,
+    rejected_calls,
+    short,
+    wire_of,
+)
 
 __all__ = [
     "ORPHAN",
@@ -125,9 +134,6 @@ def claim(event_dict: Mapping[str, Any], event: object) -> None:
     global _claiming
     local.claim = [event_dict, event, None]
     _claiming = True
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 # --------------------------------------------------------------------------- the tracker
@@ -305,7 +311,7 @@ class Tracker:
                         self._put(body)
                     return
         except InvalidItemError as exc:  # too large: final, and not encoded again
-            _reject("event", logger_name, template, "; ".join(exc.errors))
+            reject("event", logger_name, template, "; ".join(exc.errors))
             return
         except Exception:  # a broken record: the general path explains what it can
             pass
@@ -355,7 +361,7 @@ class Tracker:
         _busy.add(me)
         try:
             if plan is ORPHAN:
-                _reject(
+                reject(
                     "tags",
                     logger_name,
                     template,
@@ -389,7 +395,7 @@ class Tracker:
     ) -> None:
         tags = read_tags(fields, plan, self._reserved)
         for kind, problem in tags.problems:
-            _reject(kind, logger_name, template, problem)
+            reject(kind, logger_name, template, problem)
         event, attributes, active = tags.event, tags.attributes, tags.active
         get = fields.get
         user_id = get(self._user_field)
@@ -408,10 +414,10 @@ class Tracker:
         fields_ = (self._user_field, self._company_field)
         if tags.user is not None and tags.user is not False:
             wire = entity_wire("user", tags.user, user_id, None, context, *fields_)
-            self._send_or_reject("user", wire, timestamp, logger_name, template)
+            self._send_orreject("user", wire, timestamp, logger_name, template)
         if tags.company is not None and tags.company is not False:
             wire = entity_wire("company", tags.company, company_id, user_id, context, *fields_)
-            self._send_or_reject("company", wire, timestamp, logger_name, template)
+            self._send_orreject("company", wire, timestamp, logger_name, template)
         if event is not None:
             if not isinstance(event, str) or not event:
                 problem = (
@@ -420,10 +426,10 @@ class Tracker:
                     else f"bucket_event must be the event name (a string), "
                     f"not {type(event).__name__} {short(event, 40)}"
                 )
-                _reject("event", logger_name, template, problem)
+                reject("event", logger_name, template, problem)
             elif user_id is None:
                 problem = missing_user(self._user_field, f"event {event!r}")
-                _reject("event", logger_name, template, problem)
+                reject("event", logger_name, template, problem)
             else:
                 # a rule's event (or one beside other tags) with plain values: the
                 # everyday encoder; anything else is validated and converted by encode
@@ -432,7 +438,7 @@ class Tracker:
                     try:
                         body = event_body(event, user_id, company_id, attributes, created)
                     except InvalidItemError as exc:
-                        _reject("event", logger_name, template, "; ".join(exc.errors))
+                        reject("event", logger_name, template, "; ".join(exc.errors))
                         event = None
                 if body is not None:
                     self._queue_event(body)
@@ -446,9 +452,9 @@ class Tracker:
                     self._send(wire, timestamp, logger_name, template)
         if tags.feedback is not None:
             wire = feedback_wire(tags.feedback, user_id, company_id, self._user_field)
-            self._send_or_reject("feedback", wire, timestamp, logger_name, template)
+            self._send_orreject("feedback", wire, timestamp, logger_name, template)
 
-    def _send_or_reject(
+    def _send_orreject(
         self,
         kind: str,
         wire: dict[str, Any] | str,
@@ -458,7 +464,7 @@ class Tracker:
     ) -> None:
         """Send ``wire``, or report the problem it is instead."""
         if isinstance(wire, str):
-            _reject(kind, logger_name, template, wire)
+            reject(kind, logger_name, template, wire)
         else:
             self._send(wire, timestamp, logger_name, template)
 
@@ -469,7 +475,7 @@ class Tracker:
         try:
             item = encode(wire, timestamp)
         except InvalidItemError as exc:
-            _reject(kind, logger_name, template, "; ".join(exc.errors))
+            reject(kind, logger_name, template, "; ".join(exc.errors))
             return
         self._deliver(item)
 
@@ -491,33 +497,6 @@ class Tracker:
                 type(exc).__name__,
                 exc,
             )
-
-
-#: How many calls :func:`_reject` refused in this process (see :func:`rejected_calls`).
-_rejected_calls = 0
-
-
-def rejected_calls() -> int:
-    """How many calls were not sent because a record's tags or values were invalid.
-
-    Counted for the whole process (every tracker), for summaries such as
-    ``bucket-logging ship``'s; the reports themselves are rate-limited.
-    """
-    return _rejected_calls
-
-
-def _reject(kind: str, logger_name: str, template: object, problem: str) -> None:
-    """Report a call that is not sent (rate-limited per kind), and count it."""
-    global _rejected_calls
-    _rejected_calls += 1
-    _diagnostics.report(
-        "invalid-" + kind,
-        "Not sending the %s call of a record from logger %r with message %s: %s",
-        kind if kind != "tags" else "tracking",
-        logger_name,
-        short(template),
-        problem,
-    )
 
 
 class FrontEnd:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ._diagnostics import report
 from ._items import normalize_id
 from ._rules import Rule
 
@@ -20,6 +21,8 @@ __all__ = [
     "feedback_wire",
     "missing_user",
     "read_tags",
+    "reject",
+    "rejected_calls",
     "rule_attributes",
     "short",
     "wire_of",
@@ -221,3 +224,30 @@ def read_tags(fields: Mapping[str, Any], plan: object, reserved: frozenset[str])
         )
         tags.user = tags.company = tags.event = None
     return tags
+
+
+#: How many calls :func:`reject` refused in this process (see :func:`rejected_calls`).
+_rejected_calls = 0
+
+
+def rejected_calls() -> int:
+    """How many calls were not sent because a record's tags or values were invalid.
+
+    Counted for the whole process (every tracker), for summaries such as
+    ``bucket-logging ship``'s; the reports themselves are rate-limited.
+    """
+    return _rejected_calls
+
+
+def reject(kind: str, logger_name: str, template: object, problem: str) -> None:
+    """Report a call that is not sent (rate-limited per kind), and count it."""
+    global _rejected_calls
+    _rejected_calls += 1
+    report(
+        "invalid-" + kind,
+        "Not sending the %s call of a record from logger %r with message %s: %s",
+        kind if kind != "tags" else "tracking",
+        logger_name,
+        short(template),
+        problem,
+    )

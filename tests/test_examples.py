@@ -78,6 +78,7 @@ RUNS: dict[str, tuple[str, bool]] = {
     "gunicorn_conf": ("gunicorn_conf_example.py", True),
     "gunicorn_conf_self_started": ("gunicorn_conf_example.py", False),
     "serverless": ("serverless_example.py", True),
+    "uvicorn_workers": ("uvicorn_workers_example.py", True),
 }
 
 
@@ -364,3 +365,11 @@ def test_serverless_example_delivers_before_each_return(runs: dict[str, Run]) ->
     # Each invocation's flush sent its call before the handler returned.
     assert run.stdout.count("delivered=True") == 3
     assert len(run.srv.requests) == 3
+
+
+def test_uvicorn_workers_example_delivers_in_the_lifespan_shutdown(runs: dict[str, Run]) -> None:
+    run = _finished(runs, "uvicorn_workers")
+    assert _kinds(run.calls) == {("event", "Viewed report"): 2}
+    # The lifespan line delivered both before the worker would have ended.
+    assert "lifespan shutdown: delivered=True" in run.stdout
+    assert len(run.srv.requests) >= 1

@@ -167,8 +167,9 @@ def test_a_replayed_row_gets_the_checks_of_fresh_items(
 # ------------------------------------------------------------------ ownership (issue 15, item 1)
 
 
-def spool_refused(directory: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A sender refuses the spool at ``directory`` (ERROR) and delivers from memory."""
+def spool_given_up(directory: Path, caplog: pytest.LogCaptureFixture, why: str) -> None:
+    """A sender gives the spool at ``directory`` up (at ERROR, saying ``why``) and
+    delivers from memory."""
     caplog.set_level(logging.WARNING, logger="bucket_logging")
     endpoint = Endpoint()
     sender = BulkSender(KEY, transport=endpoint.transport(), spool_dir=directory)
@@ -178,9 +179,13 @@ def spool_refused(directory: Path, caplog: pytest.LogCaptureFixture) -> None:
         assert sender.flush(10)
     finally:
         sender.close(2)
-    assert len(endpoint.delivered) == 5
-    refusals = [r for r in caplog.records if "cannot be used (PermissionError" in r.getMessage()]
-    assert refusals and refusals[0].levelno == logging.ERROR, caplog.text
+    assert [c["event"] for c in endpoint.delivered] == ["new"] * 5
+    given_up = [r for r in caplog.records if f"cannot be used ({why}" in r.getMessage()]
+    assert given_up and given_up[0].levelno == logging.ERROR, caplog.text
+
+
+def spool_refused(directory: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool_given_up(directory, caplog, "PermissionError")
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX owners and modes")
@@ -222,3 +227,18 @@ def test_a_new_spool_file_is_this_users_alone(spool: Path, tmp_path: Path) -> No
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "new" / SPOOL_FILE).stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+
+
+# ------------------------------------------------------------- bounded SQLite (issue 15, item 4)
+
+
+def test_a_spool_operation_that_runs_too_long_is_interrupted(
+    spool: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every SQLite call is bounded: past CALL_SECONDS inside SQLite it is interrupted,
+    the spool is given up (reported) and the sender carries on in memory."""
+    from bucket_logging import _spool_store
+
+    monkeypatch.setattr(_spool_store, "CALL_SECONDS", -1.0)  # every operation overdue
+    monkeypatch.setattr(_spool_store, "_PROGRESS_STEPS", 1)
+    spool_given_up(spool, caplog, "OperationalError: interrupted")

@@ -33,7 +33,8 @@ from _helpers import KEY, _fresh_rate_limits  # noqa: F401  (autouse fixture)
 
 from bucket_logging import BulkSender, DeliveryError, Item, _process, _spool, _spool_worker
 from bucket_logging._spool_rows import destination
-from bucket_logging._spool_store import SPOOL_FILE, SpoolStore, pid_alive
+from bucket_logging._spool_store import SPOOL_FILE, SpoolStore
+from bucket_logging._spool_upkeep import pid_alive
 
 DEST = destination(KEY)
 BIG = 256 * 1024 * 1024
@@ -777,7 +778,10 @@ def test_a_request_cut_by_the_exit_counts_as_possibly_delivered(
 
 
 def test_items_left_in_the_spool_by_a_slow_exit_are_not_counted_as_dropped(
-    senders: Callable[..., BulkSender], spool: Path, monkeypatch: pytest.MonkeyPatch
+    senders: Callable[..., BulkSender],
+    spool: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reports: Callable[[], str],
 ) -> None:
     proceed = threading.Event()
     real = SpoolStore.release_all
@@ -794,6 +798,8 @@ def test_items_left_in_the_spool_by_a_slow_exit_are_not_counted_as_dropped(
     assert held.wait_requests(1)
     try:
         sender.close(0.2)
+        # what the close leaves behind is said (issue 15, item 4)
+        assert "still writing 4 item(s) to the spool" in reports()
     finally:
         proceed.set()
     assert sender.thread is not None
