@@ -297,6 +297,9 @@ def _too_large(size: int, kind: str) -> InvalidItemError:
 #: Whether the garbage collector tracks an object: a ``dict`` whose values are all
 #: atoms (str, int, float, bool, None) is not tracked, one holding a list, a dict or
 #: an object is. One C call (~7 ns): the everyday event's flat attributes skip the walk.
+#: (A tuple of atoms is not tracked either once the collector has seen it: a structure
+#: made only of tuples that survived many collections, nested in a flat dict, is not
+#: walked; a value with any list, dict or object in it is.)
 _is_tracked: Final = gc.is_tracked
 
 
