@@ -8,6 +8,7 @@ bulk endpoint.
 
 from __future__ import annotations
 
+from ._config import REFLAG_BASE_URL, REFLAG_EU_BASE_URL
 from ._exceptions import BucketLoggingError, ConfigurationError, DeliveryError, InvalidItemError
 from ._format import format_call
 from ._handler import BucketHandler
@@ -19,6 +20,8 @@ from ._server import TrackingServer
 from ._version import __version__ as __version__
 
 __all__ = [
+    "REFLAG_BASE_URL",
+    "REFLAG_EU_BASE_URL",
     "BucketHandler",
     "BucketLoggingError",
     "BucketProcessor",

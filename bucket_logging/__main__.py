@@ -9,9 +9,11 @@
 Each accepted call is printed as one line (see :func:`format_call`), or as one JSON
 line with ``--json``; rejected requests as one line with their status and errors.
 
-``bucket-logging ship [FILE ...]`` sends the tagged lines of JSON-lines logs (see
-:mod:`bucket_logging._ship`); ``bucket-logging relay`` is an HTTP intake for log
-pipelines (see :mod:`bucket_logging._relay`). Both read JSON objects with
+``bucket-logging check`` asks the API whether it accepts the key, creating no data
+(see :mod:`bucket_logging._check`). ``bucket-logging ship [FILE ...]`` sends the
+tagged lines of JSON-lines logs (see :mod:`bucket_logging._ship`);
+``bucket-logging relay`` is an HTTP intake for log pipelines (see
+:mod:`bucket_logging._relay`). Both read JSON objects with
 :class:`~bucket_logging._jsonlines.JsonLines`.
 """
 
@@ -28,6 +30,7 @@ from typing import Any, TextIO, cast
 import orjson
 
 from . import __version__
+from ._check import check
 from ._diagnostics import escape_controls
 from ._exceptions import ConfigurationError
 from ._format import format_call, format_rejection
@@ -90,8 +93,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run a local Bucket tracking server that prints every call it receives",
         description=(
             "Run a local server speaking the Bucket Tracking API "
-            "(POST /{tracking_key}/{user|company|event|feedback|bulk}), validating "
-            "every call like Bucket does and printing each accepted call as one line."
+            "(POST /{tracking_key}/{user|company|event|feedback|bulk}) and Reflag's "
+            "Runtime API (POST /{user|company|event|feedback|bulk} with Authorization: "
+            "Bearer sec_...), validating every call like Bucket does and printing each "
+            "accepted call as one line."
         ),
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
@@ -106,7 +111,10 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         dest="keys",
         metavar="KEY",
-        help="accept only this tracking key (repeatable); by default any key is accepted",
+        help=(
+            "accept only this key (repeatable): a tracking key in the path, or a Reflag "
+            "key (sec_/pub_) as a Bearer header; by default any key is accepted"
+        ),
     )
     serve.add_argument(
         "--fail-first",
@@ -121,6 +129,25 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="S",
         help="wait S seconds before answering each request",
+    )
+    checker = sub.add_parser(
+        "check",
+        help="check the key and URL against the API, creating no data",
+        description=(
+            "Post an empty bulk body ([]) with the key and URL a handler would use "
+            "(--key/--url, else env BUCKET_TRACKING_KEY/BUCKET_TRACKING_URL, else "
+            "REFLAG_SECRET_KEY/REFLAG_API_BASE_URL) and print one line saying what is "
+            "right or wrong. Exit status 0 when the API accepts the key, 1 when not "
+            "(wrong key, unreachable host, unexpected answer), 2 when there is no key."
+        ),
+    )
+    checker.add_argument("--key", help="a Bucket tracking key or a Reflag key (sec_/pub_)")
+    checker.add_argument("--url", help="the API's base URL")
+    checker.add_argument(
+        "--api", choices=("tracking", "runtime"), help="the API (default: by the key's prefix)"
+    )
+    checker.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="seconds (default 10)"
     )
     ship = sub.add_parser(
         "ship",
@@ -179,8 +206,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
     """Where items go and how lines are read: the same for ship and relay."""
-    parser.add_argument("--key", help="the tracking key (default: env BUCKET_TRACKING_KEY)")
-    parser.add_argument("--url", help="the tracking API's base URL (env BUCKET_TRACKING_URL)")
+    parser.add_argument(
+        "--key",
+        help="a Bucket tracking key or a Reflag key (env BUCKET_TRACKING_KEY, REFLAG_SECRET_KEY)",
+    )
+    parser.add_argument(
+        "--url", help="the API's base URL (env BUCKET_TRACKING_URL, REFLAG_API_BASE_URL)"
+    )
     parser.add_argument("--rules", metavar="FILE", help="zero-code rules: a JSON list of rules")
     parser.add_argument(
         "--spool-dir", metavar="DIR", help="an on-disk spool (default: env BUCKET_SPOOL_DIR)"
@@ -377,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "check":
+        result = check(args.key, args.url, api=args.api, timeout=args.timeout)
+        print(f"bucket-logging check: {result.line}", file=sys.stdout if result.ok else sys.stderr)
+        return result.status
     if args.command == "ship":
         return _ship(args)
     if args.command == "relay":

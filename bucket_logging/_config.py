@@ -3,26 +3,46 @@
 :class:`~bucket_logging.BulkSender` takes its options as keywords, as before; they
 are checked once here and kept in a frozen :class:`SenderConfig` that every part of
 the sender reads (the batch queue's bounds, the retry policy, the spool's limits).
+
+Two APIs take the same items: Bucket's tracking API (the key in the path,
+``{base}/{key}/bulk``) and Reflag's Runtime API (``{base}/bulk``, the key in an
+``Authorization: Bearer`` header). The key's prefix chooses (``sec_``/``pub_``:
+Runtime API), ``api=`` overrides; the URLs and headers of the chosen API are
+derived here once, for the delivery layer.
+
+Each setting is resolved on its own: the argument, else the ``BUCKET_*`` variable,
+else the ``REFLAG_*`` variable, else the default (for the URL: the chosen API's host).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from ._exceptions import ConfigurationError
 from ._retry import RetryPolicy
 from ._shutdown import sigterm_enabled
+from ._version import __version__
 
 __all__ = [
+    "API_RUNTIME",
+    "API_TRACKING",
     "DEFAULT_BASE_URL",
     "ENV_KEY",
     "ENV_OFFLINE",
+    "ENV_REFLAG_KEY",
+    "ENV_REFLAG_OFFLINE",
+    "ENV_REFLAG_URL",
     "ENV_SPOOL_DIR",
     "ENV_URL",
+    "REFLAG_BASE_URL",
+    "REFLAG_EU_BASE_URL",
+    "ConfigValue",
     "SenderConfig",
     "SpoolConfig",
+    "api_of",
     "resolve_key",
     "resolve_offline",
     "resolve_url",
@@ -31,10 +51,23 @@ __all__ = [
 #: Where items go unless ``base_url`` or ``BUCKET_TRACKING_URL`` says otherwise.
 DEFAULT_BASE_URL: Final = "https://tracking.bucket.co"
 
+#: Reflag's Runtime API (keys ``sec_...`` and ``pub_...``), and its EU host.
+REFLAG_BASE_URL: Final = "https://front.reflag.com"
+REFLAG_EU_BASE_URL: Final = "https://front-eu.reflag.com"
+
+#: The two APIs (``api=``): the key in the path, or in a Bearer header.
+API_TRACKING: Final = "tracking"
+API_RUNTIME: Final = "runtime"
+_RUNTIME_PREFIXES: Final = ("sec_", "pub_")
+
 ENV_KEY: Final = "BUCKET_TRACKING_KEY"
 ENV_URL: Final = "BUCKET_TRACKING_URL"
 #: ``1``/``true``/``on``/``yes``: every sender is offline (tests, CI; no key needed).
 ENV_OFFLINE: Final = "BUCKET_OFFLINE"
+#: Reflag's SDKs' variables, read when neither an argument nor ``BUCKET_*`` is set.
+ENV_REFLAG_KEY: Final = "REFLAG_SECRET_KEY"
+ENV_REFLAG_URL: Final = "REFLAG_API_BASE_URL"
+ENV_REFLAG_OFFLINE: Final = "REFLAG_OFFLINE"
 
 #: The environment variable read when ``spool_dir`` is not given.
 ENV_SPOOL_DIR: Final = "BUCKET_SPOOL_DIR"
@@ -47,20 +80,43 @@ DEFAULT_SPOOL_MAX_AGE: Final = 7 * 24 * 3600.0
 
 
 def resolve_key(tracking_key: str | None) -> str:
-    """The tracking key given, else env ``BUCKET_TRACKING_KEY``, else ""."""
-    return tracking_key if tracking_key is not None else os.environ.get(ENV_KEY, "")
+    """The key given, else env ``BUCKET_TRACKING_KEY``, else ``REFLAG_SECRET_KEY``, else ""."""
+    if tracking_key is not None:
+        return tracking_key
+    return os.environ.get(ENV_KEY) or os.environ.get(ENV_REFLAG_KEY) or ""
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "on", "yes")
 
 
 def resolve_offline(offline: object) -> bool:
-    """``offline`` as given, or env ``BUCKET_OFFLINE`` set to 1/true/on/yes."""
+    """``offline`` as given, or env ``BUCKET_OFFLINE`` or ``REFLAG_OFFLINE`` 1/true/on/yes."""
     if offline:
         return True
-    return os.environ.get(ENV_OFFLINE, "").strip().lower() in ("1", "true", "on", "yes")
+    return _truthy(ENV_OFFLINE) or _truthy(ENV_REFLAG_OFFLINE)
 
 
-def resolve_url(base_url: str | None) -> str:
-    """The base URL given, else env ``BUCKET_TRACKING_URL``, else the default (no slash)."""
-    return (base_url or os.environ.get(ENV_URL) or DEFAULT_BASE_URL).rstrip("/")
+def api_of(key: str, api: str | None = None) -> str:
+    """The API a key talks to: ``api`` when given, else by the key's prefix.
+
+    Raises ConfigurationError for an ``api`` that is neither of the two.
+    """
+    if api is None:
+        return API_RUNTIME if key.startswith(_RUNTIME_PREFIXES) else API_TRACKING
+    if api not in (API_TRACKING, API_RUNTIME):
+        raise ConfigurationError(
+            f"api must be {API_TRACKING!r} or {API_RUNTIME!r}, got {api!r:.40}"
+        )
+    return api
+
+
+def resolve_url(base_url: str | None, api: str = API_TRACKING) -> str:
+    """The base URL given, else env ``BUCKET_TRACKING_URL``, else ``REFLAG_API_BASE_URL``,
+    else the API's default host (no trailing slash)."""
+    default = REFLAG_BASE_URL if api == API_RUNTIME else DEFAULT_BASE_URL
+    url = base_url or os.environ.get(ENV_URL) or os.environ.get(ENV_REFLAG_URL) or default
+    return url.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -79,6 +135,7 @@ class SenderConfig:
     tracking_key: str = field(repr=False)
     base_url: str
     offline: bool = False
+    api: str = API_TRACKING
     flush_interval: float = 1.0
     max_batch_items: int = 15_000
     max_queue_items: int = 200_000
@@ -92,9 +149,48 @@ class SenderConfig:
     handle_sigterm: bool = True
 
     @property
+    def runtime(self) -> bool:
+        """Whether this sender talks to Reflag's Runtime API (the key in a header)."""
+        return self.api == API_RUNTIME
+
+    def url_of(self, method: str) -> str:
+        """The URL of one API method (``bulk``, ``feedback``, ...).
+
+        On the tracking API it holds the key: never logged.
+        """
+        if self.runtime:
+            return f"{self.base_url}/{method}"
+        return f"{self.base_url}/{self.tracking_key}/{method}"
+
+    @property
     def endpoint(self) -> str:
-        """The bulk endpoint's URL (it holds the tracking key: never logged)."""
-        return f"{self.base_url}/{self.tracking_key}/bulk"
+        """The bulk endpoint's URL."""
+        return self.url_of("bulk")
+
+    @property
+    def feedback_endpoint(self) -> str | None:
+        """Where feedback goes one call each (Runtime API), or None: in bulk bodies."""
+        return self.url_of("feedback") if self.runtime else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The API's own request headers: on the Runtime API, the key (never logged)."""
+        if not self.runtime:
+            return {}
+        return {
+            "Authorization": f"Bearer {self.tracking_key}",
+            "reflag-sdk-version": f"bucket-logging-python/{__version__}",
+        }
+
+    @property
+    def destination(self) -> str:
+        """What the spool's destination hash is made of: the key, and the API.
+
+        (The tracking API keeps the key alone, so that existing spools still match.)
+        """
+        if self.runtime:
+            return f"{API_RUNTIME}\n{self.tracking_key}"
+        return self.tracking_key
 
     @classmethod
     def build(
@@ -103,6 +199,7 @@ class SenderConfig:
         *,
         base_url: str | None,
         offline: bool,
+        api: str | None = None,
         flush_interval: float,
         max_batch_items: int,
         max_queue_items: int,
@@ -124,10 +221,12 @@ class SenderConfig:
         offline = resolve_offline(offline)
         if not offline and not key:
             raise ConfigurationError(
-                "no Bucket tracking key: pass tracking_key=... or set the "
-                f"{ENV_KEY} environment variable (or use offline=True or {ENV_OFFLINE}=1)"
+                "no Bucket tracking key or Reflag key: pass tracking_key=... or set the "
+                f"{ENV_KEY} or {ENV_REFLAG_KEY} environment variable (or use offline=True "
+                f"or {ENV_OFFLINE}=1)"
             )
-        url = resolve_url(base_url)
+        kind = api_of(key, api)
+        url = resolve_url(base_url, kind)
         if not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
         for name, value in (
@@ -151,6 +250,7 @@ class SenderConfig:
             tracking_key=key,
             base_url=url,
             offline=offline,
+            api=kind,
             flush_interval=float(flush_interval),
             max_batch_items=int(max_batch_items),
             max_queue_items=int(max_queue_items),
@@ -163,3 +263,15 @@ class SenderConfig:
             spool=spool,
             handle_sigterm=sigterm_enabled(handle_sigterm),
         )
+
+
+class ConfigValue:
+    """A read-only attribute that reads an object's ``config`` (the sender's options)."""
+
+    def __init__(self, read: Callable[[SenderConfig], Any]) -> None:
+        self._read = read
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return self._read(obj.config)

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._frontend import FrontEnd
 from ._rules import NO_RULES
-from ._tracker import FrontEnd, Sender, has_tags
+from ._tracker import Sender, has_tags
 
 __all__ = ["KeywordFrontEnd"]
 
@@ -23,9 +24,9 @@ class KeywordFrontEnd(FrontEnd):
     """A front end configured by keywords.
 
     Args:
-        tracking_key: the Bucket tracking key; defaults to the
-            ``BUCKET_TRACKING_KEY`` environment variable.
-        base_url: the tracking API's base URL (the sender's default when None).
+        tracking_key: a Reflag key (``sec_...``: Reflag's Runtime API) or a Bucket
+            tracking key; defaults to env ``BUCKET_TRACKING_KEY``, else ``REFLAG_SECRET_KEY``.
+        base_url: the API's base URL (the sender's default when None).
         rules: zero-code rules (a list of dicts, see :mod:`bucket_logging._rules`).
         user_id_field: the field (and contextvars key) holding the user id.
         company_id_field: the field (and contextvars key) holding the company id.

@@ -1,5 +1,10 @@
 """Delivery: one batch to the bulk endpoint, with retries and bisection, to an outcome.
 
+On Reflag's Runtime API (a ``feedback_endpoint``), the feedback of a batch is sent
+one call each to ``POST /feedback`` (its SDKs never put feedback in a bulk body),
+the rest of the batch to ``/bulk``; each request is retried, rejected or given up
+on as below. A 403 there means the key is invalid or not allowed: given up at once.
+
 * 5xx, 408, 429 and network errors are retried as :mod:`bucket_logging._retry`
   says (exponential back-off, jitter, a cap, ``Retry-After``, a budget per batch);
 * a 400 (or 413) is not retried as is: the batch is bisected to isolate the items
@@ -21,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
+import orjson
 
 from . import _diagnostics
 from ._diagnostics import report
@@ -55,8 +61,20 @@ class RetryableFailure(Exception):
         self.ambiguous = False
 
 
-#: Sends one body; returns a 2xx or 4xx answer, raises RetryableFailure.
-Post = Callable[[bytes], Awaitable[httpx.Response]]
+#: Sends one body to a URL (None: the bulk endpoint); returns a 2xx or 4xx answer,
+#: raises RetryableFailure.
+Post = Callable[[bytes, "str | None"], Awaitable[httpx.Response]]
+
+_FEEDBACK_HEAD = b'{"type":"feedback",'
+
+
+def feedback_body(entry: bytes) -> bytes:
+    """A bulk entry of feedback as the body of a single ``/feedback`` call (no ``type``)."""
+    if entry.startswith(_FEEDBACK_HEAD):  # how every entry encoded here begins
+        return b"{" + entry[len(_FEEDBACK_HEAD) :]
+    data = orjson.loads(entry)
+    data.pop("type", None)
+    return orjson.dumps(data)
 
 
 @dataclass
@@ -135,8 +153,9 @@ class Delivery:
 
     Args:
         client: the sender's HTTP client.
-        endpoint: the bulk URL (it holds the tracking key: never logged).
+        endpoint: the bulk URL (it may hold the tracking key: never logged).
         ledger: where requests and outcomes are counted.
+        feedback_endpoint: where feedback goes one call each, or None (in bulk).
         policy: the retry policy.
         pace: the sender's flush and close state.
         notify: passes a :class:`~bucket_logging.DeliveryError` to ``on_error``.
@@ -151,19 +170,22 @@ class Delivery:
         policy: RetryPolicy,
         pace: Pace,
         notify: Callable[[DeliveryError], None],
+        feedback_endpoint: str | None = None,
     ) -> None:
         self.client = client
         self.endpoint = endpoint
+        self.feedback_endpoint = feedback_endpoint
         self.ledger = ledger
         self.policy = policy
         self.pace = pace
         self.notify = notify
 
-    async def post(self, body: bytes) -> httpx.Response:
-        """One request: the answer, unless it failed in a retryable way (raised)."""
+    async def post(self, body: bytes, url: str | None = None) -> httpx.Response:
+        """One request (to ``url``, else the bulk endpoint): the answer, unless it
+        failed in a retryable way (raised)."""
         self.ledger.count_request()
         try:
-            response = await self.client.post(self.endpoint, content=body)
+            response = await self.client.post(url or self.endpoint, content=body)
         except httpx.TransportError as exc:
             failure = RetryableFailure(f"{type(exc).__name__}: {exc}")
             failure.ambiguous = not isinstance(exc, _NOT_SENT)
@@ -178,11 +200,40 @@ class Delivery:
     async def deliver(self, batch: Batch | list[bytes], post: Post | None = None) -> Outcome:
         """Deliver one batch (through ``post``, else :meth:`post`) and say what became of it."""
         outcome = Outcome()
-        await self._send(batch, post or self.post, outcome)
+        post = post or self.post
+        single = self.feedback_endpoint
+        if single is not None:
+            entries = _entries(batch)
+            feedback = [e for e in entries if kind_of(e) == "feedback"]
+            if feedback:
+                rest = [e for e in entries if kind_of(e) != "feedback"]
+                parts = [([e], single) for e in feedback] + ([(rest, None)] if rest else [])
+                for i, (part, url) in enumerate(parts):
+                    given_up = len(outcome.given_up)
+                    await self._send(part, post, outcome, url)
+                    if len(outcome.given_up) > given_up:
+                        # a wrong key, an outage that outlasted the retry budget, the
+                        # close: the other parts would fare the same, and each would
+                        # spend a budget of its own; they are given up with it
+                        left = [e for later, _ in parts[i + 1 :] for e in later]
+                        if left:
+                            gave = outcome.given_up[-1]
+                            outcome.given_up.append(
+                                GiveUp(left, gave.reason, gave.status, gave.detail)
+                            )
+                        break
+                return outcome
+        await self._send(batch, post, outcome)
         return outcome
 
-    async def _send(self, batch: Batch | list[bytes], post: Post, outcome: Outcome) -> None:
-        body = batch.body() if isinstance(batch, Batch) else bulk_body(batch)
+    async def _send(
+        self, batch: Batch | list[bytes], post: Post, outcome: Outcome, url: str | None = None
+    ) -> None:
+        """``batch`` to the bulk endpoint, or its one entry to ``url`` (a single call)."""
+        if url is not None:
+            body = feedback_body(_entries(batch)[0])
+        else:
+            body = batch.body() if isinstance(batch, Batch) else bulk_body(batch)
         started = time.monotonic()
         attempt = 0
         ambiguous = False
@@ -192,7 +243,7 @@ class Delivery:
                     # the last request may have arrived: these may be duplicates
                     outcome.ambiguous = True
                     self.ledger.count_redelivered(len(batch))
-                response = await post(body)
+                response = await post(body, url)
             except RetryableFailure as failure:
                 ambiguous = ambiguous or failure.ambiguous
                 attempt += 1
@@ -231,12 +282,12 @@ class Delivery:
                 await self._send(entries[:half], post, outcome)
                 await self._send(entries[half:], post, outcome)
                 return
-            hint = (
-                " (check the tracking key and base_url)" if status in (400, 401, 403, 404) else ""
-            )
-            outcome.given_up.append(
-                GiveUp(_entries(batch), "client_error", status, f"{code or message}{hint}")
-            )
+            detail = code or message
+            if status == 403:  # the Runtime API's answer to a wrong key
+                detail = f"the key is invalid or not allowed ({detail}); check it and base_url"
+            elif status in (400, 401, 404):
+                detail += " (check the tracking key and base_url)"
+            outcome.given_up.append(GiveUp(_entries(batch), "client_error", status, detail))
             return
 
     def _reject(self, entry: bytes, status: int, message: str) -> None:

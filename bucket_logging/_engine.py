@@ -114,13 +114,18 @@ class SenderLoop:
             transport=transport,
             verify=verify,
             timeout=config.request_timeout,
-            headers={"Content-Type": "application/json", "User-Agent": _USER_AGENT},
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": _USER_AGENT,
+                **config.headers,  # the Runtime API's key: never logged
+            },
             limits=httpx.Limits(max_connections=config.max_concurrent_requests + 1),
         )
         self.delivery = Delivery(
             self._client,
             config.endpoint,
             ledger,
+            feedback_endpoint=config.feedback_endpoint,
             policy=config.retry,
             pace=self.pace,
             notify=self.notify,

@@ -46,8 +46,9 @@ import logging
 from typing import Any
 
 from ._diagnostics import is_internal
+from ._frontend import FrontEnd
 from ._rules import NO_RULES
-from ._tracker import FrontEnd, Sender, _local, has_tags, is_claimed
+from ._tracker import Sender, _local, has_tags, is_claimed
 
 __all__ = ["BucketHandler"]
 
@@ -56,9 +57,9 @@ class BucketHandler(FrontEnd, logging.Handler):
     """A ``logging`` handler that turns tagged records into Bucket tracking calls.
 
     Args:
-        tracking_key: the Bucket tracking key; defaults to the
-            ``BUCKET_TRACKING_KEY`` environment variable.
-        base_url: the tracking API's base URL (the sender's default when None).
+        tracking_key: a Reflag key (``sec_...``: Reflag's Runtime API) or a Bucket
+            tracking key; defaults to env ``BUCKET_TRACKING_KEY``, else ``REFLAG_SECRET_KEY``.
+        base_url: the API's base URL (the sender's default when None).
         level: the handler's level.
         rules: zero-code rules (a list of dicts, see :mod:`bucket_logging._rules`).
         user_id_field: the record field (and contextvars key) holding the user id.

@@ -69,7 +69,7 @@ class State:
 
     def __init__(self) -> None:
         #: shared senders by (tracking key, base URL, offline)
-        self.registry: dict[tuple[str, str, bool], LiveSender] = {}
+        self.registry: dict[tuple[str, str, str, bool], LiveSender] = {}
         self.registry_lock = threading.Lock()
         #: every sender not closed yet (flushed by flush(), closed at exit)
         self.live: weakref.WeakSet[LiveSender] = weakref.WeakSet()

@@ -132,9 +132,9 @@ class BucketProcessor(KeywordFrontEnd):
     """A structlog processor that turns tagged events into Bucket tracking calls.
 
     Args:
-        tracking_key: the Bucket tracking key; defaults to the
-            ``BUCKET_TRACKING_KEY`` environment variable.
-        base_url: the tracking API's base URL (the sender's default when None).
+        tracking_key: a Reflag key (``sec_...``: Reflag's Runtime API) or a Bucket
+            tracking key; defaults to env ``BUCKET_TRACKING_KEY``, else ``REFLAG_SECRET_KEY``.
+        base_url: the API's base URL (the sender's default when None).
         rules: zero-code rules (a list of dicts, see :mod:`bucket_logging._rules`);
             ``match`` is matched against the event text, ``logger`` against the
             wrapped logger's ``name`` (or the ``logger`` key of the event dict).

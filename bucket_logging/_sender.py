@@ -40,7 +40,9 @@ from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_SPOOL_MAX_AGE,
     DEFAULT_SPOOL_MAX_BYTES,
+    ConfigValue,
     SenderConfig,
+    api_of,
     resolve_key,
     resolve_offline,
     resolve_url,
@@ -65,18 +67,6 @@ __all__ = [
 _live_senders: Final = _process.state.live
 
 
-class _ConfigValue:
-    """A read-only attribute of the sender that reads its config."""
-
-    def __init__(self, read: Callable[[SenderConfig], Any]) -> None:
-        self._read = read
-
-    def __get__(self, sender: BulkSender | None, owner: type | None = None) -> Any:
-        if sender is None:
-            return self
-        return self._read(sender.config)
-
-
 class BulkSender:
     """Ships :class:`~bucket_logging.Item` objects to Bucket's bulk endpoint in the background.
 
@@ -89,11 +79,16 @@ class BulkSender:
         sender.flush(timeout=5)
 
     Args:
-        tracking_key: the app's tracking key; else env ``BUCKET_TRACKING_KEY``.
+        tracking_key: the app's Bucket tracking key or Reflag key (``sec_...`` or
+            ``pub_...``: Reflag's Runtime API); else env ``BUCKET_TRACKING_KEY``,
+            else ``REFLAG_SECRET_KEY``.
         base_url: the API's base URL; else env ``BUCKET_TRACKING_URL``, else
-            ``https://tracking.bucket.co``.
+            ``REFLAG_API_BASE_URL``, else ``https://tracking.bucket.co`` (a Reflag
+            key: ``https://front.reflag.com``; EU: ``REFLAG_EU_BASE_URL``).
+        api: ``"tracking"`` (the key in the path) or ``"runtime"`` (Reflag's Runtime
+            API, the key in a Bearer header); by default chosen by the key's prefix.
         offline: validate and count items, send nothing (no key needed); also when
-            env ``BUCKET_OFFLINE`` is ``1``/``true``/``on``/``yes``.
+            env ``BUCKET_OFFLINE`` (or ``REFLAG_OFFLINE``) is ``1``/``true``/``on``/``yes``.
         flush_interval: seconds between sends of a partial batch.
         max_batch_items: items per request at most (bodies also stay at or under
             2,000,000 bytes, which bounds a batch of typical events first).
@@ -135,24 +130,25 @@ class BulkSender:
     with the defaults.
     """
 
-    base_url: str = _ConfigValue(lambda c: c.base_url)  # type: ignore[assignment]
-    offline: bool = _ConfigValue(lambda c: c.offline)  # type: ignore[assignment]
-    flush_interval: float = _ConfigValue(lambda c: c.flush_interval)  # type: ignore[assignment]
-    max_batch_items: int = _ConfigValue(lambda c: c.max_batch_items)  # type: ignore[assignment]
-    max_queue_items: int = _ConfigValue(lambda c: c.max_queue_items)  # type: ignore[assignment]
-    max_queue_bytes: int = _ConfigValue(lambda c: c.max_queue_bytes)  # type: ignore[assignment]
-    max_concurrent_requests: int = _ConfigValue(  # type: ignore[assignment]
+    base_url: str = ConfigValue(lambda c: c.base_url)  # type: ignore[assignment]
+    api: str = ConfigValue(lambda c: c.api)  # type: ignore[assignment]
+    offline: bool = ConfigValue(lambda c: c.offline)  # type: ignore[assignment]
+    flush_interval: float = ConfigValue(lambda c: c.flush_interval)  # type: ignore[assignment]
+    max_batch_items: int = ConfigValue(lambda c: c.max_batch_items)  # type: ignore[assignment]
+    max_queue_items: int = ConfigValue(lambda c: c.max_queue_items)  # type: ignore[assignment]
+    max_queue_bytes: int = ConfigValue(lambda c: c.max_queue_bytes)  # type: ignore[assignment]
+    max_concurrent_requests: int = ConfigValue(  # type: ignore[assignment]
         lambda c: c.max_concurrent_requests
     )
-    request_timeout: float = _ConfigValue(lambda c: c.request_timeout)  # type: ignore[assignment]
-    retry_budget: float = _ConfigValue(lambda c: c.retry.budget)  # type: ignore[assignment]
-    backoff_base: float = _ConfigValue(lambda c: c.retry.base)  # type: ignore[assignment]
-    backoff_max: float = _ConfigValue(lambda c: c.retry.cap)  # type: ignore[assignment]
-    dedupe_window: float = _ConfigValue(lambda c: c.dedupe_window)  # type: ignore[assignment]
-    shutdown_timeout: float = _ConfigValue(  # type: ignore[assignment]
+    request_timeout: float = ConfigValue(lambda c: c.request_timeout)  # type: ignore[assignment]
+    retry_budget: float = ConfigValue(lambda c: c.retry.budget)  # type: ignore[assignment]
+    backoff_base: float = ConfigValue(lambda c: c.retry.base)  # type: ignore[assignment]
+    backoff_max: float = ConfigValue(lambda c: c.retry.cap)  # type: ignore[assignment]
+    dedupe_window: float = ConfigValue(lambda c: c.dedupe_window)  # type: ignore[assignment]
+    shutdown_timeout: float = ConfigValue(  # type: ignore[assignment]
         lambda c: c.shutdown_timeout
     )
-    spool_dir: str | None = _ConfigValue(  # type: ignore[assignment]
+    spool_dir: str | None = ConfigValue(  # type: ignore[assignment]
         lambda c: c.spool.directory if c.spool else None
     )
 
@@ -162,6 +158,7 @@ class BulkSender:
         *,
         base_url: str | None = None,
         offline: bool = False,
+        api: str | None = None,
         flush_interval: float = 1.0,
         max_batch_items: int = 15_000,
         max_queue_items: int = 200_000,
@@ -186,6 +183,7 @@ class BulkSender:
             tracking_key,
             base_url=base_url,
             offline=offline,
+            api=api,
             flush_interval=flush_interval,
             max_batch_items=max_batch_items,
             max_queue_items=max_queue_items,
@@ -281,7 +279,7 @@ class BulkSender:
 
     def __repr__(self) -> str:
         return (
-            f"<BulkSender {self.config.base_url} key=<redacted>"
+            f"<BulkSender {self.config.api} {self.config.base_url} key=<redacted>"
             f"{' offline' if self.config.offline else ''} pending={self.pending}>"
         )
 
@@ -489,7 +487,9 @@ def get_sender(
     sender, and a warning says so).
     """
     offline = resolve_offline(options.get("offline", False))
-    registry_key = (resolve_key(tracking_key), resolve_url(base_url), offline)
+    key = resolve_key(tracking_key)
+    api = api_of(key, options.get("api"))
+    registry_key = (key, api, resolve_url(base_url, api), offline)
     state = _process.state
     with state.registry_lock:
         sender = state.registry.get(registry_key)

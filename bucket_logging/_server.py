@@ -1,7 +1,9 @@
 """A local Bucket tracking server: the API on 127.0.0.1, for tests, demos and development.
 
 :class:`TrackingServer` speaks the Bucket Tracking HTTP API
-(``POST /{tracking_key}/{user|company|event|feedback|bulk}``), validates every body
+(``POST /{tracking_key}/{user|company|event|feedback|bulk}``) and Reflag's Runtime
+API (``POST /{user|company|event|feedback|bulk}`` with ``Authorization: Bearer
+<key>``, or a ``pub_`` key in ``?publishableKey=``), validates every body
 with :func:`bucket_logging._items.validate_wire` (the very rules the client applies),
 records the accepted calls and can be told to misbehave: fail, throttle, reset
 connections, hang, or reject chosen items.
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RequestRecord", "TrackingServer"]
 
+_REFLAG = ("sec_", "pub_")
+
 
 class TrackingServer:
     """A local HTTP server speaking the Bucket Tracking API, recording what it accepts.
@@ -44,7 +48,8 @@ class TrackingServer:
         host: the interface to listen on.
         port: the port; 0 picks a free one (see :attr:`port` once started).
         tracking_keys: when given, only these keys are accepted; others get 400
-            ``INVALID_API_KEY``. By default any key is accepted.
+            ``INVALID_API_KEY`` (in the path), 403 (Runtime API). By default any key
+            is accepted in the path, and any ``sec_``/``pub_`` key on the Runtime API.
         on_call: called with each accepted call (a dict, ``type`` included), on the
             server's thread, before it is recorded. Exceptions are reported and ignored.
         on_request: called with the :class:`RequestRecord` of every request answered.
@@ -193,7 +198,8 @@ class TrackingServer:
     def url(self) -> str:
         """The base URL a client uses, e.g. ``http://127.0.0.1:8787``.
 
-        Clients post to ``{url}/{tracking_key}/bulk``.
+        Clients post to ``{url}/{tracking_key}/bulk``, or to ``{url}/bulk`` with a
+        Reflag key in ``Authorization: Bearer``.
         """
         if self._port == 0:
             raise RuntimeError("the port is picked on start(): start the server first")
@@ -343,8 +349,12 @@ class TrackingServer:
                     headers={"Retry-After": value},
                 )
 
-    def _check_key(self, key: str) -> None:
-        if self._keys is not None and key not in self._keys:
+    def _check_key(self, key: str, api: str) -> None:
+        if api == "runtime":  # Reflag's Runtime API: 403 for a missing or wrong key
+            known = key in self._keys if self._keys is not None else key.startswith(_REFLAG)
+            if not known:
+                raise Reject(403, "FORBIDDEN", "the key is invalid or not allowed")
+        elif self._keys is not None and key not in self._keys:
             raise Reject(400, "INVALID_API_KEY", "invalid tracking key")
 
     def _accept(

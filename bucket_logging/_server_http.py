@@ -37,6 +37,7 @@ from ._server_records import (
     Reject,
     RequestRecord,
     route,
+    runtime_key,
 )
 
 __all__ = ["HTTPServer", "Handler", "Hooks"]
@@ -48,7 +49,7 @@ class Hooks:
 
     received_one: Callable[[], None]
     before_answer: Callable[[threading.Event], None]
-    check_key: Callable[[str], None]
+    check_key: Callable[[str, str], None]
     accept: Callable[[str, str | None, str | None, bytes], list[dict[str, Any]]]
     record: Callable[[RequestRecord, list[dict[str, Any]] | None], None]
 
@@ -282,7 +283,16 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self, http_method: str) -> None:
         srv = self._srv()
         owner = srv.owner
-        kind, key = route(self.path)
+        # the target as sent: http.server turns a leading "//" into "/" in self.path,
+        # and "//event" (an empty key) is no Runtime API path
+        parts = self.requestline.split(" ")
+        target = parts[1] if len(parts) == 3 else self.path
+        kind, path_key = route(target)
+        if path_key is None:  # Reflag's Runtime API: /{method}, the key in a header
+            api, shown = "runtime", f"/{kind}"
+            key, auth = runtime_key(self.headers.get("Authorization"), target.partition("?")[2])
+        else:
+            api, shown, key, auth = "tracking", f"/<key>/{kind}" if kind else "", path_key, "path"
         body_bytes = 0
         try:
             body, body_bytes = self._read_body()
@@ -295,7 +305,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise Reject(
                     405, "METHOD_NOT_ALLOWED", "only POST is allowed", headers={"Allow": "POST"}
                 )
-            owner.check_key(key)
+            owner.check_key(key, api)
             if body_bytes > MAX_BODY_BYTES:
                 raise Reject(
                     413,
@@ -306,7 +316,12 @@ class Handler(BaseHTTPRequestHandler):
         except Drop:
             # Recorded before the connection goes, so that a client that saw the
             # outcome also finds the record.
-            owner.record(RequestRecord(http_method, kind, 0, body_bytes=body_bytes), None)
+            owner.record(
+                RequestRecord(
+                    http_method, kind, 0, body_bytes=body_bytes, api=api, path=shown, auth=auth
+                ),
+                None,
+            )
             self._drop()
             return
         except Reject as rej:
@@ -322,13 +337,21 @@ class Handler(BaseHTTPRequestHandler):
                 rej.code,
                 rej.message,
                 tuple(rej.errors),
+                api=api,
+                path=shown,
+                auth=auth,
             )
             owner.record(record, None)
             self._respond(
                 rej.status, orjson.dumps({"success": False, "error": payload}), rej.headers
             )
             return
-        owner.record(RequestRecord(http_method, kind, 200, len(accepted), body_bytes), accepted)
+        owner.record(
+            RequestRecord(
+                http_method, kind, 200, len(accepted), body_bytes, api=api, path=shown, auth=auth
+            ),
+            accepted,
+        )
         self._respond(200, SUCCESS_BODY)
 
     def handle_one_request(self) -> None:

@@ -9,6 +9,7 @@ not import :mod:`http.server`.
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from typing import Final
 
 from ._items import KINDS
@@ -22,6 +23,7 @@ __all__ = [
     "Reject",
     "RequestRecord",
     "route",
+    "runtime_key",
     "validation_failed",
 ]
 
@@ -55,6 +57,11 @@ class RequestRecord:
         code: the error code of a failed request (``"BODY_VALIDATION_FAILED"``, ...).
         message: the error message of a failed request.
         errors: the validation error messages of a 400 response.
+        api: ``"tracking"`` (the key in the path) or ``"runtime"`` (Reflag's Runtime
+            API: ``/{method}``, the key in a Bearer header or ``?publishableKey=``).
+        path: the request's path without its query, the key of a tracking-API path
+            replaced by ``<key>`` (a key is never recorded).
+        auth: where the key came from: ``"path"``, ``"bearer"``, ``"query"``, or ``""``.
     """
 
     http_method: str
@@ -65,6 +72,10 @@ class RequestRecord:
     code: str | None = None
     message: str = ""
     errors: tuple[str, ...] = ()
+    # where the request went and how it was authorized: not part of its outcome
+    api: str = dataclasses.field(default="tracking", compare=False)
+    path: str = dataclasses.field(default="", compare=False)
+    auth: str = dataclasses.field(default="", compare=False)
 
     @property
     def accepted(self) -> bool:
@@ -98,15 +109,31 @@ class Drop(Exception):
     """Internal: close the connection without answering."""
 
 
-def route(path: str) -> tuple[str | None, str]:
-    """Split ``/{key}/{method}`` into (method, key); method None when not an API path."""
+def route(path: str) -> tuple[str | None, str | None]:
+    """Split ``/{key}/{method}`` into (method, key), ``/{method}`` (Reflag's Runtime
+    API) into (method, None); method None when not an API path."""
     path = path.split("?", 1)[0].split("#", 1)[0]
     parts = path.split("/")
-    if len(parts) == 4 and parts[3] == "":
+    if len(parts) in (3, 4) and parts[-1] == "":
         parts.pop()  # a trailing slash
+    if len(parts) == 2 and parts[0] == "" and parts[1] in METHODS:
+        return parts[1], None
     if len(parts) != 3 or parts[0] != "" or not parts[1] or parts[2] not in METHODS:
         return None, ""
     return parts[2], parts[1]
+
+
+def runtime_key(authorization: str | None, query: str) -> tuple[str, str]:
+    """The key of a Runtime API request and where it came from: the ``Authorization:
+    Bearer`` header, else a ``publishableKey`` query parameter; ("", "") when none."""
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip(), "bearer"
+    for name, value in urllib.parse.parse_qsl(query):
+        if name == "publishableKey" and value.startswith("pub_"):
+            return value, "query"
+    return "", ""
 
 
 def validation_failed(errors: list[str], items: int = 0) -> Reject:

@@ -48,7 +48,7 @@ from typing import Any, BinaryIO, Final, TextIO
 
 import orjson
 
-from . import _shutdown, _tracker
+from . import _shutdown, _wire
 from ._jsonlines import JsonLines
 from ._logfiles import CHUNK_BYTES, MAX_LINE_BYTES, LogFile, StateFile, resume
 
@@ -171,7 +171,7 @@ class Shipper:
         self.stop = threading.Event()
         stats = getattr(front.sender, "stats", None)
         self._sent0 = stats.sent if stats is not None else 0
-        self._rejected0 = (stats.rejected if stats is not None else 0) + _tracker.rejected_calls()
+        self._rejected0 = (stats.rejected if stats is not None else 0) + _wire.rejected_calls()
         self._checkpointer = _Checkpointer(front, state)
         self._files: list[LogFile] = []
         self._since_lines = 0
@@ -342,7 +342,7 @@ class Shipper:
         sent = (stats.sent if stats is not None else 0) - self._sent0
         rejected = (
             (stats.rejected if stats is not None else 0)
-            + _tracker.rejected_calls()
+            + _wire.rejected_calls()
             - self._rejected0
         )
         counts = self.counts

@@ -11,18 +11,16 @@ another worker, or this one after a pause) delivers it, oldest first.
 
 Threads and memory. The caller's thread is untouched: it still only appends to
 the in-memory queue. Every spool operation runs on one worker thread per sender
-(:class:`SpoolExecutor`), awaited by the sender's event loop, so the loop keeps
-serving requests while SQLite waits on the disk or on another process's lock.
+(:class:`~bucket_logging._spool_worker.SpoolExecutor`), awaited by the sender's
+loop, which keeps serving requests while SQLite waits on the disk or a lock.
 Batches waiting for a request slot keep their items in memory up to a quarter of
 ``max_queue_bytes`` (so that a burst is sent without reading it back); beyond that
-they are read back from the file when their turn comes. A ``fork()`` waits (at most
-:data:`FORK_WAIT_SECONDS`) until no spool operation runs, and the child opens its
-own connection; the parent's is never touched in the child.
+they are read back from the file when their turn comes. Fork: see
+:mod:`bucket_logging._spool_worker`.
 
-The spool talks to its sender through :class:`SpoolHost` (the batch queue, the
-ledger, request slots, delivery) and settles each delivery's
-:class:`~bucket_logging._delivery.Outcome` itself: delete the row, or release
-what was given up for a later sender.
+The spool talks to its sender through :class:`SpoolHost` (queue, ledger, request
+slots, delivery); each delivery's outcome is settled by a
+:class:`~bucket_logging._spool_settle.Settlement`.
 
 Failures. A spool that cannot be opened or used (garbage in the file, a read-only
 or missing directory, a full disk, a lock held past the busy timeout) is reported
@@ -121,7 +119,7 @@ class Spool:
         self.host: Final = host
         self._config = config
         self.store: Final = SpoolStore(
-            spool.directory, destination(config.tracking_key), spool.max_bytes, spool.max_age
+            spool.directory, destination(config.destination), spool.max_bytes, spool.max_age
         )
         self.path = self.store.path
         self._executor: SpoolExecutor | None = None

@@ -59,7 +59,7 @@ class Settlement:
         self.spool = spool
         self.chunk = chunk
 
-    async def post(self, body: bytes) -> httpx.Response:
+    async def post(self, body: bytes, url: str | None = None) -> httpx.Response:
         """The request for a spooled batch, tracking whether it may have reached the server.
 
         A batch's row says ``attempted = 1`` while a request for it is on the wire or
@@ -69,12 +69,12 @@ class Settlement:
         """
         post = self.spool.host.delivery.post
         if self.chunk.row is None or self.spool.failed:
-            return await post(body)
+            return await post(body, url)
         if not self.chunk.marked and await self._mark(True):
             self.chunk.marked = True
         self.chunk.posting = True
         try:
-            response = await post(body)
+            response = await post(body, url)
         except asyncio.CancelledError:
             raise  # still posting: the outcome is unknown
         except Exception as exc:

@@ -44,28 +44,17 @@ from ._structlog_context import CONTEXT_KEYS as _CONTEXT_KEYS
 from ._structlog_context import KEY_PREFIX as _CONTEXT_PREFIX
 from ._structlog_context import from_context as _from_context
 from ._tags import ORPHAN, RESERVED, TAGGED, TAGS, has_tags
-from ._wire import (
-    entity_wire,
-    feedback_wire,
-    missing_user,
-    read_tags,
-    reject,
-    rejected_calls,
-    short,
-    wire_of,
-)
+from ._wire import entity_wire, feedback_wire, missing_user, read_tags, reject, short, wire_of
 
 __all__ = [
     "ORPHAN",
     "TAGGED",
     "TAGS",
-    "FrontEnd",
     "Sender",
     "Tracker",
     "claim",
     "has_tags",
     "is_claimed",
-    "rejected_calls",
     "release_claim",
     "resolve_sender",
     "trackers_built",
@@ -499,56 +488,10 @@ class Tracker:
             )
 
 
-class FrontEnd:
-    """What both front ends share: their :class:`Tracker` and its bound steps.
+def __getattr__(name: str) -> Any:
+    """``FrontEnd`` lives in :mod:`bucket_logging._frontend` (imported from here too)."""
+    if name == "FrontEnd":
+        from ._frontend import FrontEnd  # noqa: PLC0415 - it imports this module
 
-    :class:`~bucket_logging.BucketHandler` and :class:`~bucket_logging.BucketProcessor`
-    call :meth:`_set_up` from their constructors; everything the hot path needs is
-    looked up once there.
-    """
-
-    __slots__ = ("_rule_cache", "_track", "_track_event", "_tracker", "_wants")
-
-    _tracker: Tracker
-    _rule_cache: dict[str, tuple[Rule, ...]] | None
-    _wants: Any
-    _track: Any
-    _track_event: Any
-
-    def _set_up(
-        self,
-        sender: Any,
-        tracking_key: str | None,
-        base_url: str | None,
-        sender_options: Mapping[str, Any],
-        *,
-        rules: object,
-        user_id_field: str,
-        company_id_field: str,
-    ) -> None:
-        tracker = Tracker(
-            resolve_sender(sender, tracking_key, base_url, sender_options),
-            rules=rules,
-            user_id_field=user_id_field,
-            company_id_field=company_id_field,
-        )
-        self._tracker = tracker
-        compiled = tracker.rules
-        self._rule_cache = None if compiled is None else compiled.template_cache
-        self._wants = tracker.wants
-        self._track = tracker.track
-        self._track_event = tracker.track_event
-
-    @property
-    def tracker(self) -> Tracker:
-        """The tracker shared by this front end's calls."""
-        return self._tracker
-
-    @property
-    def sender(self) -> Sender:
-        """The sender this front end queues on."""
-        return self._tracker.sender
-
-    def _rule_count(self) -> int:
-        rules = self._tracker.rules
-        return len(rules) if rules is not None else 0
+        return FrontEnd
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,10 +2,13 @@
 
 Run it with ``python3 dev.py demo`` (or ``python examples/demo.py`` in the venv).
 
-Without ``BUCKET_TRACKING_KEY`` in the environment, the demo starts a local tracking
-server inside this process (nothing to sign up for) and prints every tracking call
-that arrived there. With the key set, the calls go to Bucket, or to
-``BUCKET_TRACKING_URL`` when that is set too (e.g. ``python -m bucket_logging serve``).
+Without ``BUCKET_TRACKING_KEY`` or ``REFLAG_SECRET_KEY`` in the environment, the
+demo starts a local tracking server inside this process (nothing to sign up for),
+runs the app twice, first with a Reflag secret key (``sec_...``: Reflag's Runtime
+API, the key in a Bearer header), then with a Bucket tracking key (the key in the
+path), and prints every tracking call that arrived there. With a key set, the calls
+go to Reflag or Bucket, or to ``BUCKET_TRACKING_URL`` / ``REFLAG_API_BASE_URL`` when
+that is set too (e.g. ``python -m bucket_logging serve``).
 
 The app logs through both front ends, configured the way an application would:
 
@@ -152,50 +155,76 @@ def act_out_the_app() -> None:
         structlog.contextvars.clear_contextvars()
 
 
+#: The keys of the self-started demo: Reflag's (what new apps get) first, then Bucket's.
+DEMO_KEYS = (
+    ("sec_demo-reflag-key", "Reflag's Runtime API (a sec_... key, sent as a Bearer header)"),
+    ("demo-tracking-key", "Bucket's tracking API (a tracking key, sent in the path)"),
+)
+
+
 def main() -> int:
-    server: bucket_logging.TrackingServer | None = None
-    if os.environ.get("BUCKET_TRACKING_KEY"):
-        tracking_key, base_url = None, None  # both from the environment
-    else:
-        server = bucket_logging.TrackingServer("127.0.0.1", 0).start()
-        tracking_key, base_url = "demo-tracking-key", server.url
+    if os.environ.get("BUCKET_TRACKING_KEY") or os.environ.get("REFLAG_SECRET_KEY"):
+        return run(None, None, None, "", True)  # the key and URL from the environment
+    server = bucket_logging.TrackingServer("127.0.0.1", 0).start()
     try:
-        configure(tracking_key, base_url)
-        sender = bucket_logging.get_sender(tracking_key, base_url=base_url)
-        where = (
-            f"a local tracking server in this process, {sender.base_url}\n"
-            "  (set BUCKET_TRACKING_KEY to send them to Bucket instead)"
-            if server is not None
-            else sender.base_url
-        )
-        print(HEADER.format(where=where))
-        print("1. What the app logs:\n", flush=True)
-        act_out_the_app()
-        delivered = bucket_logging.flush(timeout=10)
-        stats = sender.stats
-        print()
-        if server is not None:
-            calls = server.calls
-            print(f"2. The tracking calls that arrived at the server ({len(calls)}):\n")
-            for call in calls:
-                print("  " + format_call(call))
-            print(f"\n{len(calls)} calls arrived in {len(server.requests)} bulk request(s).")
-        else:
-            print(f"2. {stats.sent} tracking calls were delivered to {sender.base_url}.")
-        dropped = ", ".join(f"{k}={v}" for k, v in stats.dropped.items()) or "none"
-        print(
-            f"Sender: queued={stats.queued} sent={stats.sent} requests={stats.requests} "
-            f"retried={stats.retried} rejected={stats.rejected} dropped={dropped}"
-            + ("" if delivered else " (flush timed out)")
-        )
-        print(
-            "The feedback with score 9 never left the app: it was reported on the\n"
-            "'bucket_logging' logger (the WARNING line above) and everything else was sent."
-        )
-        return 0 if delivered and not stats.dropped_total else 1
+        status = 0
+        for i, (key, api) in enumerate(DEMO_KEYS):
+            status = run(key, server.url, server, api, i == 0) or status
+            server.clear()
+        return status
     finally:
-        if server is not None:
-            server.stop()
+        server.stop()
+
+
+def run(
+    tracking_key: str | None,
+    base_url: str | None,
+    server: bucket_logging.TrackingServer | None,
+    api: str,
+    first: bool,
+) -> int:
+    """Configure logging for one key, act the app out, and show what arrived."""
+    configure(tracking_key, base_url)
+    sender = bucket_logging.get_sender(tracking_key, base_url=base_url)
+    where = (
+        f"a local tracking server in this process, {sender.base_url}\n"
+        f"  through {api}\n"
+        "  (set REFLAG_SECRET_KEY or BUCKET_TRACKING_KEY to send them for real)"
+        if server is not None
+        else f"{sender.base_url} ({sender.api} API)"
+    )
+    if first:
+        print(HEADER.format(where=where))
+    else:
+        print(f"\nThe same app again. Tracking calls go to: {where}\n")
+    print("1. What the app logs:\n", flush=True)
+    act_out_the_app()
+    delivered = bucket_logging.flush(timeout=10)
+    stats = sender.stats
+    print()
+    if server is not None:
+        calls = server.calls
+        print(f"2. The tracking calls that arrived at the server ({len(calls)}):\n")
+        for call in calls:
+            print("  " + format_call(call))
+        paths = ", ".join(sorted({f"POST {r.path}" for r in server.requests}))
+        print(f"\n{len(calls)} calls arrived in {len(server.requests)} request(s): {paths}.")
+    else:
+        print(f"2. {stats.sent} tracking calls were delivered to {sender.base_url}.")
+    dropped = ", ".join(f"{k}={v}" for k, v in stats.dropped.items()) or "none"
+    print(
+        f"Sender: queued={stats.queued} sent={stats.sent} requests={stats.requests} "
+        f"retried={stats.retried} rejected={stats.rejected} dropped={dropped}"
+        + ("" if delivered else " (flush timed out)")
+    )
+    print(
+        "The feedback with score 9 never left the app: it was reported on the\n"
+        "'bucket_logging' logger (the WARNING line above) and everything else was sent."
+        if first
+        else "The feedback with score 9 was not sent either (its WARNING is not repeated:\n"
+        "the library reports problems of one kind at most once in a while)."
+    )
+    return 0 if delivered and not stats.dropped_total else 1
 
 
 if __name__ == "__main__":

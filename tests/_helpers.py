@@ -117,6 +117,24 @@ def make_sender() -> Iterator[Callable[..., BulkSender]]:
         sender.close(timeout=1.0)
 
 
+#: The variables that choose a sender's key, API, URL and offline mode.
+TRACKING_ENV = (
+    "BUCKET_TRACKING_KEY",
+    "BUCKET_TRACKING_URL",
+    "BUCKET_OFFLINE",
+    "REFLAG_SECRET_KEY",
+    "REFLAG_API_BASE_URL",
+    "REFLAG_OFFLINE",
+)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """None of :data:`TRACKING_ENV` is set."""
+    for name in TRACKING_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> Iterator[None]:
     """Each test sees every diagnostic (the limits are per process)."""

@@ -210,6 +210,14 @@ def test_demo_without_any_configuration_starts_its_own_server(runs: dict[str, Ru
     assert "a local tracking server in this process, http://127.0.0.1:" in out
     assert "The tracking calls that arrived at the server (8):" in out
     assert "8 calls arrived in" in out
+    # Reflag's Runtime API first (feedback at /feedback, the rest in /bulk), then Bucket's
+    reflag = out.index("through Reflag's Runtime API")
+    bucket = out.index("through Bucket's tracking API")
+    assert reflag < out.index("8 calls arrived in 2 request(s): POST /bulk, POST /feedback.")
+    assert bucket < out.index("8 calls arrived in 1 request(s): POST /<key>/bulk.")
+    assert reflag < bucket
+    assert "sec_demo-reflag-key" not in out + run.stderr
+    assert "demo-tracking-key" not in out + run.stderr
     call_lines = [line.strip() for line in out.splitlines() if line.startswith("  ")]
     for expected in (
         'event     user=u-ada company=acme  "Signed in"',

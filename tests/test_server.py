@@ -706,3 +706,21 @@ def test_cli_port_in_use(server: TrackingServer) -> None:
 def test_main_without_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "serve" in capsys.readouterr().err
+
+
+def test_cli_serves_both_apis_with_keys_of_both_kinds(
+    cli_factory: Any, client: httpx.Client
+) -> None:
+    reflag = "sec_CliReflagKey-7f8e9d"
+    cli: Cli = cli_factory("--key", KEY, "--key", reflag)
+    event = {"event": "e", "userId": 1}
+    assert client.post(f"{cli.url}/{KEY}/event", json=event).status_code == 200
+    bearer = {"Authorization": f"Bearer {reflag}"}
+    assert client.post(f"{cli.url}/event", json=event, headers=bearer).status_code == 200
+    wrong = {"Authorization": "Bearer sec_wrong-00000000"}
+    assert client.post(f"{cli.url}/event", json=event, headers=wrong).status_code == 403
+    lines = [cli.stdout_line() for _ in range(3)]
+    assert lines[:2] == ['event     user=1  "e"'] * 2
+    assert lines[2].startswith("403 FORBIDDEN the key is invalid or not allowed")
+    out, err = cli.stop()
+    assert all(k not in out + err + "".join(lines) for k in (KEY, reflag))
