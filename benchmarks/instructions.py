@@ -66,7 +66,8 @@ def count(tree: Path, shape: str, calls: int, program: Path) -> int:
     """The calling thread's instruction count for ``calls`` calls of ``shape``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
-        env = dict(os.environ, PYTHONPATH=str(tree))
+        # a fixed hash seed: dict and set layouts (so instruction paths) repeat
+        env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
         subprocess.run(
             [
                 "valgrind",
