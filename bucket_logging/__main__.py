@@ -31,6 +31,7 @@ import orjson
 
 from . import __version__
 from ._check import check
+from ._diagnostics import escape_controls
 from ._exceptions import ConfigurationError
 from ._format import format_call, format_rejection
 from ._jsonlines import JsonLines
@@ -68,6 +69,7 @@ class _Printer:
         self.accepted += 1
         if self._json:
             line = orjson.dumps(call, option=orjson.OPT_NON_STR_KEYS).decode()
+            line = escape_controls(line, json=True)  # stays JSON, never drives a terminal
         else:
             line = format_call(call)
         self._write(self._calls, line)

@@ -128,11 +128,17 @@ _CONTROLS: Final = {
     )
 }
 _CONTROLS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+#: The same characters as JSON escapes, for text that must stay valid JSON.
+_JSON_CONTROLS: Final = {code: f"\\u{code:04x}" for code in _CONTROLS}
 
 
-def escape_controls(text: str) -> str:
-    """``text`` with control and bidi characters written as escapes (``\\n``, ``\\x1b``)."""
-    return text.translate(_CONTROLS)
+def escape_controls(text: str, *, json: bool = False) -> str:
+    """``text`` with control and bidi characters written as escapes (``\\n``, ``\\x1b``).
+
+    With ``json``, as JSON escapes (``\\u001b``, ``\\u202e``): encoded JSON stays valid
+    (a JSON encoder escapes C0 controls already, but not DEL, C1 or bidi characters).
+    """
+    return text.translate(_JSON_CONTROLS if json else _CONTROLS)
 
 
 def outside_text(text: str, limit: int = 300) -> str:

@@ -1,4 +1,9 @@
-"""One readable line per tracking call, as the local server and the demo print them."""
+"""One readable line per tracking call, as the local server and the demo print them.
+
+Everything in a line came from a client: control and bidirectional characters are
+escaped (:func:`~bucket_logging._diagnostics.escape_controls`), so that no request can
+clear the terminal, set its title, colour it or reorder the text on screen.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any, Final
 
 import orjson
 
+from ._diagnostics import escape_controls
 from ._server import RequestRecord
 
 __all__ = ["format_call", "format_rejection"]
@@ -94,7 +100,7 @@ def format_call(call: Mapping[str, Any]) -> str:
     context = call.get("context")
     if isinstance(context, Mapping) and context.get("active") is False:
         groups.append("(inactive)")
-    return f"{kind_text:<9} " + "  ".join(g for g in groups if g)
+    return escape_controls(f"{kind_text:<9} " + "  ".join(g for g in groups if g))
 
 
 def format_rejection(record: RequestRecord) -> str:
@@ -102,6 +108,5 @@ def format_rejection(record: RequestRecord) -> str:
     ``400 BODY_VALIDATION_FAILED items[3]: score must be a number from 1 to 5, got 9``."""
     if record.status == 0:
         return f"--- {record.kind or '?'} request dropped without a response (connection reset)"
-    detail = "; ".join(record.errors) or record.message
-    detail = _truncate(detail.replace("\r", " ").replace("\n", " "), _MAX_DETAIL)
-    return f"{record.status} {record.code or ''} {detail}".rstrip()
+    detail = _truncate(escape_controls("; ".join(record.errors) or record.message), _MAX_DETAIL)
+    return f"{record.status} {escape_controls(record.code or '')} {detail}".rstrip()

@@ -1,11 +1,12 @@
 """The tracking server's HTTP layer: the standard library's server and handler.
 
 :class:`HTTPServer` is a ``ThreadingHTTPServer`` bound without reverse DNS that
-tracks its open connections (so that a stop closes them); :class:`Handler` reads a
-request (``Content-Length`` or chunked, optionally gzip'ed), asks its :class:`Hooks`
-(set by :class:`~bucket_logging.TrackingServer`) what to answer, and writes the
-answer. Imported only when a server starts: ``import bucket_logging`` does not
-import :mod:`http.server`.
+tracks its open connections (so that a stop closes them) and serves at most
+:attr:`HTTPServer.max_connections` at once; :class:`Handler` reads a request (its
+``Content-Length``: a chunked body is answered 411, as the library's own client never
+sends one), asks its :class:`Hooks` (set by :class:`~bucket_logging.TrackingServer`)
+what to answer, and writes the answer. Imported only when a server starts: ``import
+bucket_logging`` does not import :mod:`http.server`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import socketserver
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, cast
@@ -58,17 +60,39 @@ class Hooks:
     calls: Callable[[], list[dict[str, Any]]]
 
 
+#: The answer to a connection over :attr:`HTTPServer.max_connections` when none can make room.
+_BUSY_BODY: Final = orjson.dumps(
+    {"success": False, "error": {"code": "UNAVAILABLE", "message": "too many open connections"}}
+)
+_BUSY: Final = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s"
+    % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
 class HTTPServer(ThreadingHTTPServer):
-    """The stdlib server, bound without reverse DNS, tracking its open connections."""
+    """The stdlib server, bound without reverse DNS, tracking its open connections.
+
+    It serves at most :attr:`max_connections` connections (one thread each). A
+    connection over the cap makes room by closing the one that has waited longest
+    for its next request (idle, or still sending its head or body: a slow or
+    half-open client); when every connection is busy answering, it is answered 503.
+    """
 
     daemon_threads = True
     request_queue_size = 128
+    #: Connections served at once (each a thread).
+    max_connections = 64
 
     def __init__(self, owner: Hooks, address: tuple[str, int]) -> None:
         self.owner = owner
         self.stopping = threading.Event()
         self.conn_lock = threading.Lock()
         self.connections: dict[socket.socket, threading.Thread] = {}
+        #: Connections waiting for (the rest of) a request, with the time they began to.
+        self.waiting: dict[socket.socket, float] = {}
+        self.open_count = 0  # accepted and not yet done (guarded by conn_lock)
         self._wake_r, self._wake_w = socket.socketpair()
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -117,11 +141,42 @@ class HTTPServer(ThreadingHTTPServer):
             request, client_address = self.get_request()
         except OSError:
             return
+        with self.conn_lock:
+            room = self.open_count < self.max_connections or self._evict_longest_waiting()
+            if room:
+                self.open_count += 1
+                self.waiting[request] = time.monotonic()  # for its head
+        if not room:
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(_BUSY)
+            self.shutdown_request(request)
+            return
         try:
             self.process_request(request, client_address)
         except Exception:
+            with self.conn_lock:
+                self.open_count -= 1
+                self.waiting.pop(request, None)
             self.handle_error(request, client_address)
             self.shutdown_request(request)
+
+    def _evict_longest_waiting(self) -> bool:
+        """Shut down the connection waiting longest for a request (conn_lock held)."""
+        if not self.waiting:
+            return False
+        conn = min(self.waiting, key=self.waiting.__getitem__)
+        del self.waiting[conn]
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)  # its thread reads the end and leaves
+        return True
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.conn_lock:
+                self.open_count -= 1
 
     def wake(self) -> None:
         """Interrupt :meth:`run`'s wait."""
@@ -152,6 +207,15 @@ class HTTPServer(ThreadingHTTPServer):
         """Forget a connection whose handler is done."""
         with self.conn_lock:
             self.connections.pop(conn, None)
+            self.waiting.pop(conn, None)
+
+    def set_waiting(self, conn: socket.socket, waiting: bool) -> None:
+        """Mark a connection as waiting for a request (may be closed to make room) or not."""
+        with self.conn_lock:
+            if not waiting:
+                self.waiting.pop(conn, None)
+            elif conn in self.connections:
+                self.waiting[conn] = time.monotonic()
 
     def close_connections(self) -> list[threading.Thread]:
         """Mark the server as stopping and shut every open connection down."""
@@ -188,6 +252,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle(self) -> None:
         srv = self._srv()
         if not srv.register(self.connection):
+            srv.unregister(self.connection)
             return
         try:
             super().handle()
@@ -240,6 +305,7 @@ class Handler(BaseHTTPRequestHandler):
         body_bytes = 0
         try:
             body, body_bytes = self._read_body()
+            srv.set_waiting(self.connection, False)  # read: answering, not to be closed
             owner.received_one()
             owner.before_answer(srv.stopping)
             if kind is None:
@@ -297,6 +363,12 @@ class Handler(BaseHTTPRequestHandler):
         )
         self._respond(200, SUCCESS_BODY)
 
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:  # answered: waiting for the next request of the connection
+            self._srv().set_waiting(self.connection, True)
+
     def _encoding(self) -> str | None:
         value = self.headers.get("Content-Encoding")
         if value is None or value.strip().lower() in ("", "identity"):
@@ -304,9 +376,16 @@ class Handler(BaseHTTPRequestHandler):
         return value.strip()
 
     def _read_body(self) -> tuple[bytes, int]:
-        """Read the whole body; past MAX_BODY_BYTES it is counted but not kept."""
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunked()
+        """Read the whole body; past MAX_BODY_BYTES it is counted but not kept.
+
+        A chunked body is answered 411 unread: the library's own client always sends a
+        ``Content-Length``, and a chunked body has no bound until its end.
+        """
+        if self.headers.get("Transfer-Encoding") is not None:
+            self.close_connection = True  # the body is not read: the connection is useless
+            raise Reject(
+                411, "LENGTH_REQUIRED", "send a Content-Length (chunked bodies are not taken)"
+            )
         raw = self.headers.get("Content-Length")
         if raw is None:
             return b"", 0
@@ -334,37 +413,6 @@ class Handler(BaseHTTPRequestHandler):
             if not chunk:
                 raise Drop
             length -= len(chunk)
-
-    def _read_chunked(self) -> tuple[bytes, int]:
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            if not line:
-                raise Drop
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self.close_connection = True
-                raise Reject(400, "BAD_REQUEST", "invalid chunked encoding") from None
-            if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                break
-            total += size
-            if total > DRAIN_LIMIT:
-                self.close_connection = True
-                return b"", total
-            if total <= MAX_BODY_BYTES:
-                chunk = self.rfile.read(size)
-                if len(chunk) < size:
-                    raise Drop
-                parts.append(chunk)
-            else:
-                parts.clear()
-                self._discard(size)
-            self.rfile.readline(16)  # the CRLF after the chunk
-        return (b"".join(parts) if total <= MAX_BODY_BYTES else b""), total
 
     def _respond(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         """The status line, headers and body, framed by the standard library and sent

@@ -405,7 +405,7 @@ def test_help_lists_the_serve_options(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_format_rejection_keeps_one_short_line() -> None:
     record = RequestRecord("POST", "event", 400, 1, 10, "BODY_VALIDATION_FAILED", "first\r\nsecond")
-    assert format_rejection(record) == "400 BODY_VALIDATION_FAILED first  second"
+    assert format_rejection(record) == "400 BODY_VALIDATION_FAILED first\\r\\nsecond"
     long = RequestRecord(
         "POST", "bulk", 400, code="X", errors=tuple(f"e{i}" * 20 for i in range(20))
     )

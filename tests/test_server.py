@@ -131,13 +131,6 @@ def test_keep_alive_reuses_one_connection(server: TrackingServer, client: httpx.
     assert len(seen) == 1
 
 
-def test_chunked_body_is_accepted(server: TrackingServer, client: httpx.Client) -> None:
-    body = orjson.dumps([{"type": "event", **VALID["event"]}])
-    r = client.post(f"{server.url}/{KEY}/bulk", content=iter([body[:10], body[10:]]), headers=JSON)
-    assert r.status_code == 200
-    assert server.call_count == 1
-
-
 # --------------------------------------------------------------------------- validation
 
 INVALID = [

@@ -242,68 +242,48 @@ def test_a_client_that_leaves_mid_way_through_an_oversized_body(
 # --------------------------------------------------------------------------- chunked bodies
 
 
-def test_chunk_extensions_and_trailers_are_understood(raw: Raw, server: TrackingServer) -> None:
-    raw.request(PATH, CHUNKED)
-    raw.send(chunk(BULK[:5], ";name=value") + chunk(BULK[5:]) + b"0\r\nX-Checksum: 1\r\n\r\n")
-    reply = raw.reply()
-    assert reply is not None and reply.status == 200
-    raw.request(PATH, CHUNKED, chunk(BULK) + b"0\r\n\r\n")  # the connection is still in step
-    again = raw.reply()
-    assert again is not None and again.status == 200
-    assert server.calls == [{"type": "user", "userId": 1}] * 2
-    assert [r.body_bytes for r in server.requests] == [len(BULK)] * 2
-
-
-def test_an_invalid_chunk_size_is_400_and_closes(raw: Raw, server: TrackingServer) -> None:
-    raw.request(PATH, CHUNKED, b"zz\r\n" + BULK + b"\r\n0\r\n\r\n")
-    reply = raw.reply()
-    assert reply is not None
-    assert reply.status == 400
-    assert reply.error == {"code": "BAD_REQUEST", "message": "invalid chunked encoding"}
-    assert reply.headers["connection"] == "close"
-    assert raw.closed_by_server()
+LENGTH_REQUIRED = RequestRecord(
+    "POST",
+    "bulk",
+    411,
+    code="LENGTH_REQUIRED",
+    message="send a Content-Length (chunked bodies are not taken)",
+)
 
 
 @pytest.mark.parametrize(
     "sent",
     [
-        pytest.param(b"", id="before-the-first-size"),
-        pytest.param(b"a\r\n" + b"12345", id="mid-chunk"),
+        pytest.param(chunk(BULK) + b"0\r\n\r\n", id="whole"),
+        pytest.param(b"-1\r\n" + b"x" * 1_000_000, id="negative-size"),  # read to EOF before
+        pytest.param(f"{80_000_000:x}\r\n".encode(), id="huge-size"),
+        pytest.param(b"zz\r\n", id="invalid-size"),
+        pytest.param(b"", id="nothing-yet"),
     ],
 )
-def test_a_chunked_body_cut_short_is_recorded_as_dropped(
+def test_a_chunked_body_is_answered_411_unread_and_closes(
     raw: Raw, server: TrackingServer, sent: bytes
 ) -> None:
-    raw.request(PATH, CHUNKED, sent)
-    raw.send(b"", end=True)
-    assert raw.reply() is None
-    assert server.wait_for_requests(1)
-    assert server.requests == [RequestRecord("POST", "bulk", 0)]
-
-
-def test_a_chunk_announcing_over_64_mb_is_refused_at_once(raw: Raw, server: TrackingServer) -> None:
-    raw.request(PATH, CHUNKED, f"{80_000_000:x}\r\n".encode())  # and nothing more
+    raw.request(PATH, CHUNKED, sent)  # and the connection stays open: no EOF to wait for
     reply = raw.reply()
     assert reply is not None
-    assert reply.status == 413
+    assert reply.status == 411
+    assert reply.error == {"code": "LENGTH_REQUIRED", "message": LENGTH_REQUIRED.message}
     assert reply.headers["connection"] == "close"
     assert raw.closed_by_server()
-    assert server.requests[0].body_bytes == 80_000_000
+    assert server.requests == [LENGTH_REQUIRED]
+    assert server.calls == []
 
 
-def test_a_chunked_body_over_the_limit_is_drained_and_refused(
+def test_a_streamed_body_from_httpx_is_answered_411(
     server: TrackingServer, client: httpx.Client
 ) -> None:
-    piece = b" " * (1024 * 1024)
     url = f"{server.url}/{KEY}/bulk"
-    r = client.post(url, content=iter([piece, piece, piece]), headers=JSON)  # chunked
-    assert r.status_code == 413
-    assert r.headers.get("connection") != "close"  # read to its end: the connection stays
-    assert client.post(url, content=BULK, headers=JSON).status_code == 200
-    assert [(rec.status, rec.body_bytes) for rec in server.requests] == [
-        (413, 3 * len(piece)),
-        (200, len(BULK)),
-    ]
+    r = client.post(url, content=iter([BULK[:5], BULK[5:]]), headers=JSON)  # chunked
+    assert r.status_code == 411
+    assert r.json()["error"]["code"] == "LENGTH_REQUIRED"
+    assert client.post(url, content=BULK, headers=JSON).status_code == 200  # a new connection
+    assert [rec.status for rec in server.requests] == [411, 200]
 
 
 # --------------------------------------------------------------------------- bodies and callbacks
