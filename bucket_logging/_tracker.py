@@ -20,7 +20,7 @@ This module also holds the state both front ends share on their hot path: the
 re-entry guard (the set of threads inside :meth:`Tracker.track`), whether a
 processor ever claimed an event (:func:`claim`; the claim itself is in
 :mod:`bucket_logging._claims`), and the capture lists of
-:func:`bucket_logging.testing.capture_tracking`. The tags are in
+:func:`bucket_logging.testing.capture_tracking` (in :mod:`bucket_logging._capture`). The tags are in
 :mod:`bucket_logging._tags`, the calls' wire dicts in :mod:`bucket_logging._wire`.
 """
 
@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from . import _diagnostics, _process
+from ._capture import active as _captures
+from ._capture import tracker_built
 from ._claims import is_claimed, local, release_claim
 from ._diagnostics import internal_names as _internal_names
 from ._diagnostics import internal_threads as _internal_threads
@@ -69,7 +71,6 @@ __all__ = [
     "is_claimed",
     "release_claim",
     "resolve_sender",
-    "trackers_built",
 ]
 
 #: How long a front end's ``flush()`` waits by default when its sender has no
@@ -93,33 +94,6 @@ def _after_fork_in_child() -> None:
 
 
 _process.at_fork(after_in_child=_after_fork_in_child)
-
-#: The lists of the active :func:`~bucket_logging.testing.capture_tracking` blocks.
-#: Replaced as a whole (never mutated) so readers need no lock.
-_captures: tuple[list[dict[str, Any]], ...] = ()
-
-
-#: How many trackers this process has built (front ends of any kind): a capture that
-#: caught nothing says so when there are none.
-_trackers_built = 0
-
-
-def trackers_built() -> int:
-    """How many trackers (so front ends) this process has built."""
-    return _trackers_built
-
-
-def start_capture(target: list[dict[str, Any]]) -> None:
-    """Divert every item of every tracker to ``target`` (decoded) instead of the senders."""
-    global _captures
-    _captures = (*_captures, target)
-
-
-def stop_capture(target: list[dict[str, Any]]) -> None:
-    """End a :func:`start_capture`."""
-    global _captures
-    _captures = tuple(c for c in _captures if c is not target)
-
 
 # --------------------------------------------------------------------------- claims
 
@@ -189,8 +163,7 @@ class Tracker:
         else:
             self._rules = compile_rules(rules)  # type: ignore[arg-type]
         self._reserved = RESERVED | {user_id_field, company_id_field}
-        global _trackers_built
-        _trackers_built += 1
+        tracker_built()
 
     @property
     def sender(self) -> Sender:
@@ -514,10 +487,9 @@ class Tracker:
 
     def _deliver(self, item: Item) -> None:
         """Queue ``item`` on the sender, or hand it to the active capture blocks."""
-        captures = _captures
-        if captures:
+        if _captures:
             decoded = item.to_dict()
-            for target in captures:
+            for target in tuple(_captures):
                 target.append(dict(decoded))
             return
         try:

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import _diagnostics, _tracker
+from . import _capture, _diagnostics
 
 __all__ = ["capture_tracking"]
 
@@ -54,12 +54,12 @@ def capture_tracking() -> Iterator[list[dict[str, Any]]]:
     its dedupe window; the captured list shows every call, before that step.
     """
     calls: list[dict[str, Any]] = []
-    _tracker.start_capture(calls)
+    _capture.start(calls)
     try:
         yield calls
     finally:
-        _tracker.stop_capture(calls)
-        if not calls and not _tracker.trackers_built():
+        _capture.stop(calls)
+        if not calls and not _capture.trackers_built():
             _diagnostics.report(
                 "capture-empty",
                 "bucket_logging: capture_tracking() caught nothing, and no BucketHandler or "

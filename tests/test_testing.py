@@ -11,7 +11,7 @@ import pytest
 import structlog
 from _helpers import FakeSender
 
-from bucket_logging import _diagnostics, _tracker
+from bucket_logging import _capture, _diagnostics
 from bucket_logging._handler import BucketHandler
 from bucket_logging._processor import BucketProcessor
 from bucket_logging.testing import capture_tracking
@@ -22,7 +22,7 @@ def _fresh_state() -> Iterator[None]:
     _diagnostics.reset_rate_limits()
     yield
     _diagnostics.reset_rate_limits()
-    assert _tracker._captures == ()
+    assert _capture.active == []
 
 
 @pytest.fixture
@@ -96,4 +96,4 @@ def test_nested_blocks_and_other_threads(logger: logging.Logger) -> None:
 def test_capture_ends_on_error(logger: logging.Logger) -> None:
     with pytest.raises(RuntimeError), capture_tracking():
         raise RuntimeError("test failed")
-    assert _tracker._captures == ()
+    assert _capture.active == []
