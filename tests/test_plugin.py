@@ -47,6 +47,11 @@ def test_bucket_tracking_fixture_captures_with_no_key_and_no_network(
     # a subprocess: the entry point of the installed package registers the plugin
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+    # and in this process, by module name (so that coverage sees the plugin run)
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-p", "no:bucket_logging", "-p", "bucket_logging.pytest_plugin"
+    )
+    result.assert_outcomes(passed=1)
 
 
 def test_the_plugin_is_registered_by_entry_point() -> None:
