@@ -57,9 +57,6 @@ __all__ = [
     "SenderStats",
 ]
 
-#: The senders not closed yet (see :mod:`bucket_logging._process`).
-_live_senders: Final = _process.state.live
-
 
 class BulkSender:
     """Ships :class:`~bucket_logging.Item` objects to Bucket's bulk endpoint in the background.
@@ -462,7 +459,3 @@ class BulkSender:
                 "not delivered before the shutdown deadline" + engine.delivery.outage_note(),
             )
         _process.state.forget(self)
-
-
-#: The exit hook (see :func:`bucket_logging._process.shutdown_all`).
-_shutdown_all: Final = _process.shutdown_all

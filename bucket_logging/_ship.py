@@ -341,9 +341,7 @@ class Shipper:
         stats = getattr(self._front.sender, "stats", None)
         sent = (stats.sent if stats is not None else 0) - self._sent0
         rejected = (
-            (stats.rejected if stats is not None else 0)
-            + _wire.rejected_calls()
-            - self._rejected0
+            (stats.rejected if stats is not None else 0) + _wire.rejected_calls() - self._rejected0
         )
         counts = self.counts
         lost = self._checkpointer.lost

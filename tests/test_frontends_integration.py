@@ -36,7 +36,7 @@ import pytest
 import structlog
 from _helpers import _fresh_rate_limits
 
-from bucket_logging import BucketHandler, BucketProcessor, TrackingServer, _sender
+from bucket_logging import BucketHandler, BucketProcessor, TrackingServer, _process
 
 __all__ = ["_fresh_rate_limits"]
 
@@ -63,7 +63,7 @@ def server() -> Iterator[TrackingServer]:
 def key(server: TrackingServer) -> Iterator[str]:
     """A tracking key of this test alone; its senders are closed at the end."""
     yield f"trIntegration{uuid.uuid4().hex[:12]}"
-    for sender in list(_sender._live_senders):
+    for sender in list(_process.state.live):
         if sender.base_url == server.url:
             sender.close(timeout=2.0)
 

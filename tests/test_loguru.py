@@ -17,7 +17,7 @@ import structlog
 from _helpers import _fresh_rate_limits
 from loguru import logger
 
-from bucket_logging import LoguruSink, TrackingServer, _sender
+from bucket_logging import LoguruSink, TrackingServer, _process
 
 __all__ = ["_fresh_rate_limits"]
 
@@ -39,7 +39,7 @@ def url(server: TrackingServer) -> str:
 @pytest.fixture
 def key(url: str) -> Iterator[str]:
     yield f"trLoguru{uuid.uuid4().hex[:12]}"
-    for sender in list(_sender._live_senders):
+    for sender in list(_process.state.live):
         if sender.base_url == url:
             sender.close(timeout=2.0)
 
