@@ -267,9 +267,14 @@ class Delivery:
                     closing_in=None if closing is None else closing - now,
                 )
                 if delay is None:
-                    reason: DropReason = "retries_exhausted" if closing is None else "shutdown"
+                    reason: DropReason = "retries_exhausted"
+                    detail = failure.detail
+                    if closing is not None:
+                        # the same words as close()'s count of what was left in the queue
+                        reason = "shutdown"
+                        detail = "not delivered before the shutdown deadline" + self.outage_note()
                     outcome.given_up.append(
-                        GiveUp(_entries(batch), reason, failure.status, failure.detail)
+                        GiveUp(_entries(batch), reason, failure.status, detail)
                     )
                     return
                 self.ledger.count_retry()
