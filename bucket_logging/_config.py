@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar, overload
 
 from ._exceptions import ConfigurationError
 from ._retry import RetryPolicy
@@ -323,13 +323,20 @@ def check_key(key: str) -> str:
     return key
 
 
-class ConfigValue:
+_T = TypeVar("_T")
+
+
+class ConfigValue(Generic[_T]):
     """A read-only attribute that reads an object's ``config`` (the sender's options)."""
 
-    def __init__(self, read: Callable[[SenderConfig], Any]) -> None:
+    def __init__(self, read: Callable[[SenderConfig], _T]) -> None:
         self._read = read
 
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> ConfigValue[_T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _T: ...
+    def __get__(self, obj: Any, owner: type | None = None) -> _T | ConfigValue[_T]:
         if obj is None:
             return self
         return self._read(obj.config)

@@ -273,9 +273,7 @@ class Delivery:
                         # the same words as close()'s count of what was left in the queue
                         reason = "shutdown"
                         detail = "not delivered before the shutdown deadline" + self.outage_note()
-                    outcome.given_up.append(
-                        GiveUp(_entries(batch), reason, failure.status, detail)
-                    )
+                    outcome.given_up.append(GiveUp(_entries(batch), reason, failure.status, detail))
                     return
                 self.ledger.count_retry()
                 await pace.sleep(delay)

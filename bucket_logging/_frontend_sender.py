@@ -8,13 +8,18 @@ A front end takes ``sender=`` (anything with ``enqueue(item)`` and
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
+from . import _diagnostics
 from ._exceptions import ConfigurationError
 from ._items import Item
 from ._shared import get_sender
 
-__all__ = ["Sender", "check_field", "resolve_sender"]
+__all__ = ["Sender", "check_field", "flush_sender", "resolve_sender"]
+
+#: How long a front end's ``flush()`` waits by default when its sender has no
+#: ``shutdown_timeout`` (a custom sender).
+FLUSH_TIMEOUT: Final = 5.0
 
 
 class Sender(Protocol):
@@ -54,3 +59,26 @@ def check_field(name: str, value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"{name} must be a non-empty string, got {value!r:.60}")
     return value
+
+
+def flush_sender(sender: Sender, timeout: float | None) -> bool:
+    """``sender.flush(timeout)``, never raising: False when it failed.
+
+    ``timeout`` defaults to the sender's ``shutdown_timeout`` (:data:`FLUSH_TIMEOUT`
+    for a sender without one): logging calls ``flush()`` with no argument at
+    ``logging.shutdown()``, and a hanging endpoint must not hold the exit longer.
+    True when everything queued was delivered (or dropped and counted).
+    """
+    if timeout is None:
+        default = getattr(sender, "shutdown_timeout", None)
+        timeout = float(default) if isinstance(default, (int, float)) else FLUSH_TIMEOUT
+    try:
+        return bool(sender.flush(timeout))
+    except Exception as exc:
+        _diagnostics.report(
+            "flush-error",
+            "Flushing the tracking queue failed (%s: %s)",
+            type(exc).__name__,
+            exc,
+        )
+        return False

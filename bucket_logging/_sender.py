@@ -121,27 +121,21 @@ class BulkSender:
     with the defaults.
     """
 
-    base_url: str = ConfigValue(lambda c: c.base_url)  # type: ignore[assignment]
-    api: str = ConfigValue(lambda c: c.api)  # type: ignore[assignment]
-    offline: bool = ConfigValue(lambda c: c.offline)  # type: ignore[assignment]
-    flush_interval: float = ConfigValue(lambda c: c.flush_interval)  # type: ignore[assignment]
-    max_batch_items: int = ConfigValue(lambda c: c.max_batch_items)  # type: ignore[assignment]
-    max_queue_items: int = ConfigValue(lambda c: c.max_queue_items)  # type: ignore[assignment]
-    max_queue_bytes: int = ConfigValue(lambda c: c.max_queue_bytes)  # type: ignore[assignment]
-    max_concurrent_requests: int = ConfigValue(  # type: ignore[assignment]
-        lambda c: c.max_concurrent_requests
-    )
-    request_timeout: float = ConfigValue(lambda c: c.request_timeout)  # type: ignore[assignment]
-    retry_budget: float = ConfigValue(lambda c: c.retry.budget)  # type: ignore[assignment]
-    backoff_base: float = ConfigValue(lambda c: c.retry.base)  # type: ignore[assignment]
-    backoff_max: float = ConfigValue(lambda c: c.retry.cap)  # type: ignore[assignment]
-    dedupe_window: float = ConfigValue(lambda c: c.dedupe_window)  # type: ignore[assignment]
-    shutdown_timeout: float = ConfigValue(  # type: ignore[assignment]
-        lambda c: c.shutdown_timeout
-    )
-    spool_dir: str | None = ConfigValue(  # type: ignore[assignment]
-        lambda c: c.spool.directory if c.spool else None
-    )
+    base_url = ConfigValue(lambda c: c.base_url)
+    api = ConfigValue(lambda c: c.api)
+    offline = ConfigValue(lambda c: c.offline)
+    flush_interval = ConfigValue(lambda c: c.flush_interval)
+    max_batch_items = ConfigValue(lambda c: c.max_batch_items)
+    max_queue_items = ConfigValue(lambda c: c.max_queue_items)
+    max_queue_bytes = ConfigValue(lambda c: c.max_queue_bytes)
+    max_concurrent_requests = ConfigValue(lambda c: c.max_concurrent_requests)
+    request_timeout = ConfigValue(lambda c: c.request_timeout)
+    retry_budget = ConfigValue(lambda c: c.retry.budget)
+    backoff_base = ConfigValue(lambda c: c.retry.base)
+    backoff_max = ConfigValue(lambda c: c.retry.cap)
+    dedupe_window = ConfigValue(lambda c: c.dedupe_window)
+    shutdown_timeout = ConfigValue(lambda c: c.shutdown_timeout)
+    spool_dir = ConfigValue(lambda c: c.spool.directory if c.spool else None)
 
     def __init__(
         self,

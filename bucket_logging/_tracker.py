@@ -16,12 +16,8 @@ to :meth:`Tracker.wants` (a handful of ``in`` tests) and :meth:`Tracker.track`.
 Untagged records cost the front end one ``in`` test, :func:`has_tags`, and with
 rules configured one cached dict look-up.
 
-This module also holds the state both front ends share on their hot path: the
-re-entry guard (the set of threads inside :meth:`Tracker.track`), whether a
-processor ever claimed an event (:func:`claim`; the claim itself is in
-:mod:`bucket_logging._claims`), and the capture lists of
-:func:`bucket_logging.testing.capture_tracking` (in :mod:`bucket_logging._capture`). The tags are in
-:mod:`bucket_logging._tags`, the calls' wire dicts in :mod:`bucket_logging._wire`.
+It also holds the front ends' shared hot-path state: the re-entry guard and
+whether a processor ever claimed an event (:func:`claim`).
 """
 
 from __future__ import annotations
@@ -38,7 +34,7 @@ from ._claims import is_claimed, local, release_claim
 from ._diagnostics import internal_names as _internal_names
 from ._diagnostics import internal_threads as _internal_threads
 from ._exceptions import InvalidItemError
-from ._frontend_sender import Sender, check_field, resolve_sender
+from ._frontend_sender import Sender, check_field, flush_sender, resolve_sender
 from ._items import Item, encode, event_body, format_timestamp, normalize_id, right_sized
 from ._ledger import RefusalReason
 from ._rules import Rule, RuleSet, compile_rules
@@ -58,7 +54,16 @@ from ._tags import (
     misspelled,
     unchecked,
 )
-from ._wire import entity_wire, feedback_wire, missing_user, read_tags, reject, short, wire_of
+from ._wire import (
+    entity_wire,
+    feedback_wire,
+    missing_user,
+    read_tags,
+    reject,
+    report_unknown_tags,
+    short,
+    wire_of,
+)
 
 __all__ = [
     "ORPHAN",
@@ -72,10 +77,6 @@ __all__ = [
     "release_claim",
     "resolve_sender",
 ]
-
-#: How long a front end's ``flush()`` waits by default when its sender has no
-#: ``shutdown_timeout`` (a custom sender).
-FLUSH_TIMEOUT: Final = 5.0
 
 _local: Final = local  # (the name the front ends import)
 _get_ident: Final = threading.get_ident
@@ -178,25 +179,9 @@ class Tracker:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the sender delivered what is queued, or ``timeout``; never raises.
 
-        ``timeout`` defaults to the sender's ``shutdown_timeout`` (5 s for a sender
-        without one): logging calls ``flush()`` with no argument at
-        ``logging.shutdown()``, and a hanging endpoint must not hold the exit longer.
-        True when everything queued was delivered (or dropped and counted).
+        See :func:`~bucket_logging._frontend_sender.flush_sender` for the default timeout.
         """
-        sender = self._sender
-        if timeout is None:
-            default = getattr(sender, "shutdown_timeout", None)
-            timeout = float(default) if isinstance(default, (int, float)) else FLUSH_TIMEOUT
-        try:
-            return bool(sender.flush(timeout))
-        except Exception as exc:
-            _diagnostics.report(
-                "flush-error",
-                "Flushing the tracking queue failed (%s: %s)",
-                type(exc).__name__,
-                exc,
-            )
-            return False
+        return flush_sender(self._sender, timeout)
 
     def wants(self, fields: Mapping[str, Any], logger_name: str, template: object) -> object:
         """The cheap first step: what this record asks for, or None for nothing.
@@ -464,15 +449,8 @@ class Tracker:
 
     def _check_keys(self, fields: Mapping[str, Any], logger_name: str, template: object) -> None:
         """Report the record's misspelled tags (see :func:`~bucket_logging._tags.misspelled`)."""
-        for problem in misspelled(fields, template):
-            _diagnostics.report(
-                _diagnostics.problem_topic("unknown-tag", logger_name, template, problem),
-                "Unknown tag on a record from logger %r with message %s: %s",
-                logger_name,
-                short(template),
-                problem,
-            )
-            sender = self._sender
+        sender = self._sender
+        for problem in report_unknown_tags(misspelled(fields, template), logger_name, template):
             if isinstance(sender, BulkSender):
                 sender.refused("unknown_tag", "tags", problem)
 
@@ -506,12 +484,3 @@ class Tracker:
 
 #: What the problems of a call without its id say (see :func:`~bucket_logging._wire.missing_user`).
 _MISSING_ID: Final = " id: give the record a "
-
-
-def __getattr__(name: str) -> Any:
-    """``FrontEnd`` lives in :mod:`bucket_logging._frontend` (imported from here too)."""
-    if name == "FrontEnd":
-        from ._frontend import FrontEnd  # noqa: PLC0415 - it imports this module
-
-        return FrontEnd
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -251,3 +251,16 @@ def reject(kind: str, logger_name: str, template: object, problem: str) -> None:
         short(template),
         problem,
     )
+
+
+def report_unknown_tags(problems: list[str], logger_name: str, template: object) -> list[str]:
+    """Report each of a record's misspelled tags (rate-limited per problem); returns them."""
+    for problem in problems:
+        report(
+            problem_topic("unknown-tag", logger_name, template, problem),
+            "Unknown tag on a record from logger %r with message %s: %s",
+            logger_name,
+            short(template),
+            problem,
+        )
+    return problems

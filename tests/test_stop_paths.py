@@ -158,9 +158,7 @@ def run(server: TrackingServer) -> Iterator[Run]:
     """Start a program of ``stop_apps/`` against ``server``; kill what is left at the end."""
     started: list[Child] = []
 
-    def start(
-        argv: list[str], host: str = "localhost", stdin: bool = False, **extra: str
-    ) -> Child:
+    def start(argv: list[str], host: str = "localhost", stdin: bool = False, **extra: str) -> Child:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BUCKET_")}
         env.update(
             BUCKET_TRACKING_KEY=KEY,

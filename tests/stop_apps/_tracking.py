@@ -23,6 +23,12 @@ def tracked_logger(name: str, **options: object) -> logging.Logger:
 def track(log: logging.Logger, event: str, n: int) -> None:
     """Log one tagged event, numbered ``n``, from this process."""
     log.info(
-        "%s %d", event, n, extra={"user_id": "u1", "bucket_event": event,
-                                  "bucket_attributes": {"n": n, "pid": os.getpid()}}
+        "%s %d",
+        event,
+        n,
+        extra={
+            "user_id": "u1",
+            "bucket_event": event,
+            "bucket_attributes": {"n": n, "pid": os.getpid()},
+        },
     )
