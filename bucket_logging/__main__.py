@@ -378,13 +378,20 @@ def _serve(args: argparse.Namespace) -> int:
         )
         print(f"Bucket tracking server on {srv.url} ({keys})", file=banner)
         if args.keys is None:
-            export = f"  export BUCKET_TRACKING_URL={srv.url} BUCKET_TRACKING_KEY=dev-local-key"
+            exports = [
+                f"  export BUCKET_TRACKING_URL={srv.url} BUCKET_TRACKING_KEY=dev-local-key",
+                f"  or: export REFLAG_API_BASE_URL={srv.url} REFLAG_SECRET_KEY=sec_dev_local"
+                "  (Reflag's Runtime API)",
+            ]
         else:  # (the keys themselves are never printed)
-            export = (
+            exports = [
                 f"  export BUCKET_TRACKING_URL={srv.url}"
-                "  (and BUCKET_TRACKING_KEY: one of the --key values)"
-            )
-        print(export, file=banner)
+                "  (and BUCKET_TRACKING_KEY: one of the --key values)",
+                f"  or: export REFLAG_API_BASE_URL={srv.url}"
+                "  (and REFLAG_SECRET_KEY: one of the --key values)",
+            ]
+        for line in exports:
+            print(line, file=banner)
         print("  Ctrl-C to stop", file=banner, flush=True)
 
     try:

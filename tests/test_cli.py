@@ -128,7 +128,7 @@ def serve(
 
     def helper() -> None:
         try:
-            lines = banner.wait_lines(3)
+            lines = banner.wait_lines(4)
         except BaseException as exc:  # no banner: the server never listened
             run.failure.append(exc)
             return
@@ -179,14 +179,16 @@ def test_serve_prints_calls_and_rejections_then_a_summary_on_sigterm(
         assert post(client, run.url, "bulk", body) == 200
         assert post(client, run.url, "user", {"userId": ""}) == 400
         assert post(client, run.url, "nope", {"userId": 1}) == 404
-        run.out.wait_lines(3 + 4)
+        run.out.wait_lines(4 + 4)
 
     run = serve(streams(), [], client_side)
     assert run.status == 0
-    banner, calls = run.out.lines[:3], run.out.lines[3:]
+    banner, calls = run.out.lines[:4], run.out.lines[4:]
     assert banner == [
         f"Bucket tracking server on {run.url} (any tracking key accepted)",
         f"  export BUCKET_TRACKING_URL={run.url} BUCKET_TRACKING_KEY=dev-local-key",
+        f"  or: export REFLAG_API_BASE_URL={run.url} REFLAG_SECRET_KEY=sec_dev_local"
+        "  (Reflag's Runtime API)",
         "  Ctrl-C to stop",
     ]
     assert calls == [
@@ -206,7 +208,7 @@ def test_sigint_stops_it_even_when_started_with_sigint_ignored(
 
     def client_side(run: Run, client: httpx.Client) -> None:
         assert post(client, run.url, "user", {"userId": 1}) == 200
-        run.out.wait_lines(4)
+        run.out.wait_lines(5)
 
     run = serve(streams(), [], client_side, stop=signal.SIGINT)
     assert run.status == 0
@@ -222,14 +224,14 @@ def test_json_mode_prints_calls_as_json_lines_on_stdout_only(
         assert post(client, run.url, "feedback", feedback) == 200
         assert post(client, run.url, "user", {"userId": True}) == 400
         run.out.wait_lines(1)
-        run.err.wait_lines(3 + 1)
+        run.err.wait_lines(4 + 1)
 
     run = serve(streams(), ["--json"], client_side, banner_on_stderr=True)
     assert run.status == 0
     assert [orjson.loads(line) for line in run.out.lines] == [{"type": "feedback", **feedback}]
     assert run.err.lines[0].startswith("Bucket tracking server on http://127.0.0.1:")
-    assert run.err.lines[3].startswith("400 BODY_VALIDATION_FAILED userId must")
-    assert run.err.lines[4:] == ["stopped: 1 call(s) accepted, 1 request(s) refused"]
+    assert run.err.lines[4].startswith("400 BODY_VALIDATION_FAILED userId must")
+    assert run.err.lines[5:] == ["stopped: 1 call(s) accepted, 1 request(s) refused"]
 
 
 def test_keys_are_counted_once_and_others_refused(
@@ -238,24 +240,26 @@ def test_keys_are_counted_once_and_others_refused(
     def client_side(run: Run, client: httpx.Client) -> None:
         assert post(client, run.url, "user", {"userId": 1}, key="other") == 200
         assert post(client, run.url, "user", {"userId": 2}, key="wrong") == 400
-        run.out.wait_lines(3 + 2)
+        run.out.wait_lines(4 + 2)
 
     args = ["--key", KEY, "--key", "other", "--key", KEY]
     run = serve(streams(), args, client_side)
     assert run.out.lines[0].endswith("(2 tracking key(s) accepted)")
     assert "dev-local-key" not in run.out.lines[1]  # (a key the server would refuse)
     assert run.out.lines[1].endswith("(and BUCKET_TRACKING_KEY: one of the --key values)")
-    assert run.out.lines[3:] == ["user      user=1", "400 INVALID_API_KEY invalid tracking key"]
+    assert run.out.lines[2].endswith("(and REFLAG_SECRET_KEY: one of the --key values)")
+    assert "sec_dev_local" not in run.out.lines[2]
+    assert run.out.lines[4:] == ["user      user=1", "400 INVALID_API_KEY invalid tracking key"]
     assert all(KEY not in line for line in run.out.lines + run.err.lines)
 
 
 def test_fail_first_answers_500_then_accepts(streams: Callable[..., Run], signals: None) -> None:
     def client_side(run: Run, client: httpx.Client) -> None:
         assert [post(client, run.url, "user", {"userId": 1}) for _ in range(3)] == [500, 500, 200]
-        run.out.wait_lines(3 + 3)
+        run.out.wait_lines(4 + 3)
 
     run = serve(streams(), ["--fail-first", "2"], client_side)
-    assert run.out.lines[3:] == [
+    assert run.out.lines[4:] == [
         "500 INTERNAL_ERROR failure injected by the test server",
         "500 INTERNAL_ERROR failure injected by the test server",
         "user      user=1",
@@ -283,25 +287,25 @@ def test_unencodable_characters_are_escaped_not_fatal(
     def client_side(run: Run, client: httpx.Client) -> None:
         assert post(client, run.url, "event", {"event": "caf\u00e9 \u2615", "userId": 1}) == 200
         assert post(client, run.url, "user", {"userId": 2}) == 200
-        run.out.wait_lines(3 + 2)
+        run.out.wait_lines(4 + 2)
 
     run = serve(streams(), [], client_side)
-    assert run.out.lines[3:] == ['event     user=1  "caf\\xe9 \\u2615"', "user      user=2"]
+    assert run.out.lines[4:] == ['event     user=1  "caf\\xe9 \\u2615"', "user      user=2"]
     assert run.status == 0
 
 
 def test_a_closed_stdout_does_not_stop_the_server(
     streams: Callable[..., Run], signals: None
 ) -> None:
-    # e.g. piped into `head -3`: the banner got through, then the pipe is gone
+    # e.g. piped into `head -4`: the banner got through, then the pipe is gone
     def client_side(run: Run, client: httpx.Client) -> None:
         for i in range(3):
             assert post(client, run.url, "user", {"userId": i}) == 200
         assert post(client, run.url, "user", {"userId": ""}) == 400
 
-    run = serve(streams(broken_stdout_after=3), [], client_side)
+    run = serve(streams(broken_stdout_after=4), [], client_side)
     assert run.status == 0
-    assert len(run.out.lines) == 3  # the banner only
+    assert len(run.out.lines) == 4  # the banner only
     assert run.out.failed_writes >= 4
     assert run.err.lines == ["stopped: 3 call(s) accepted, 1 request(s) refused"]
 
@@ -330,11 +334,11 @@ def _has_ipv6() -> bool:
 def test_ipv6_host(streams: Callable[..., Run], signals: None) -> None:
     def client_side(run: Run, client: httpx.Client) -> None:
         assert post(client, run.url, "user", {"userId": 6}) == 200
-        run.out.wait_lines(4)
+        run.out.wait_lines(5)
 
     run = serve(streams(), ["--host", "::1"], client_side)
     assert re.fullmatch(r"http://\[::1\]:\d+", run.url)
-    assert run.out.lines[3] == "user      user=6"
+    assert run.out.lines[4] == "user      user=6"
 
 
 # --------------------------------------------------------------------------- failures

@@ -600,6 +600,7 @@ class Cli:
         assert match, first
         self.url = match.group(0)
         self.hint = banner.readline().strip()
+        self.reflag_hint = banner.readline().strip()
         banner.readline()  # Ctrl-C to stop
 
     def stdout_line(self) -> str:
@@ -635,6 +636,7 @@ def cli_factory() -> Iterator[Any]:
 def test_cli_prints_each_call(cli_factory: Any, client: httpx.Client) -> None:
     cli: Cli = cli_factory()
     assert cli.hint == f"export BUCKET_TRACKING_URL={cli.url} BUCKET_TRACKING_KEY=dev-local-key"
+    assert cli.reflag_hint.startswith(f"or: export REFLAG_API_BASE_URL={cli.url} ")
     r = client.post(
         f"{cli.url}/{KEY}/bulk",
         json=[
