@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,20 @@ KEY = "trSECRETkey-5f3a9c1e7b2d4068"
 
 #: Keyword arguments that make a sender quick in tests that do not measure delays.
 FAST: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05, "retry_budget": 30.0}
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 where nothing listens, and nothing can start to listen.
+
+    The port stays bound (never listening) by this process until it exits, so every
+    connection to it is refused. A port merely picked and released could be taken by
+    any process (another test's server, a client's ephemeral port) before it is used.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    atexit.register(sock.close)
+    port: int = sock.getsockname()[1]
+    return port
 
 
 @dataclass
