@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _helpers import KEY, _fresh_rate_limits
+from _helpers import KEY, _fresh_rate_limits, free_port
 
 from bucket_logging._server import TrackingServer
 
@@ -22,7 +22,8 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes
 
 @pytest.fixture
 def server() -> Iterator[TrackingServer]:
-    with TrackingServer(tracking_keys={KEY}) as srv:
+    # stopped for an outage by a test: off the ephemeral range, so the port stays free
+    with TrackingServer(port=free_port(), tracking_keys={KEY}) as srv:
         yield srv
 
 

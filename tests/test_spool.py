@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import KEY, _fresh_rate_limits, closed_port  # noqa: F401  (autouse fixture)
+from _helpers import KEY, _fresh_rate_limits, closed_port, free_port  # noqa: F401
 
 from bucket_logging import BulkSender, DeliveryError, Item
 from bucket_logging._config import ENV_SPOOL_DIR
@@ -285,7 +285,7 @@ def test_outage_for_a_whole_life_then_the_next_process_delivers(
 
 
 def test_two_processes_share_a_spool(script: Path, spool: Path) -> None:
-    srv = TrackingServer().start()
+    srv = TrackingServer(port=free_port()).start()  # its port stays free while it is down
     url = srv.url
     srv.stop()  # down while they log; the same port comes back later
     a = Child(script, spool, url, count=2000, mode="flush", prefix="a", **QUICK)

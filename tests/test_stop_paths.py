@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _helpers import KEY
+from _helpers import KEY, free_port
 
 from bucket_logging import TrackingServer
 
@@ -149,7 +148,8 @@ Run = Callable[..., Child]
 
 @pytest.fixture
 def server() -> Iterator[TrackingServer]:
-    with TrackingServer(tracking_keys={KEY}) as srv:
+    # restarted on its port, or stopped for an outage, by some tests: off the ephemeral range
+    with TrackingServer(port=free_port(), tracking_keys={KEY}) as srv:
         yield srv
 
 
@@ -408,12 +408,6 @@ def test_sigterm_handling_can_be_switched_off(run: Run, switch: str) -> None:
 
 
 # ----------------------------------------------------------------------- app servers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(child: Child, port: int, timeout: float = 30) -> None:
