@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +25,50 @@ KEY = "trSECRETkey-5f3a9c1e7b2d4068"
 
 #: Keyword arguments that make a sender quick in tests that do not measure delays.
 FAST: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05, "retry_budget": 30.0}
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 where nothing listens, and nothing can start to listen.
+
+    The port stays bound (never listening) by this process until it exits, so every
+    connection to it is refused. A port merely picked and released could be taken by
+    any process (another test's server, a client's ephemeral port) before it is used.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    atexit.register(sock.close)
+    port: int = sock.getsockname()[1]
+    return port
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out by itself (to a bind to port 0, or as the
+    local port of an outgoing connection)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49152  # IANA's dynamic range: macOS, BSD, Windows
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 free now, for a server bound later or again (a restart).
+
+    Taken below the ephemeral range, so that the kernel never hands it to anyone else
+    meanwhile (a port 0 bind, an outgoing connection's local port), and a connection to
+    it while nothing listens is refused, never connected to itself (TCP's simultaneous
+    open, possible on a free ephemeral port). Only an explicit bind of that very port by
+    another program could take it.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 8000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port below {low}")  # pragma: no cover
 
 
 @dataclass

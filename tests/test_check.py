@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
-from _helpers import clean_env
+from _helpers import clean_env, closed_port
 
 from bucket_logging import TrackingServer
 from bucket_logging.__main__ import main
@@ -31,10 +30,8 @@ def url(request: pytest.FixtureRequest) -> Iterator[str]:
         assert srv.calls == []
 
 
-def closed_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+def closed_port_url() -> str:
+    return f"http://127.0.0.1:{closed_port()}"
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -63,7 +60,7 @@ def test_a_wrong_key(capsys: pytest.CaptureFixture[str], url: str, key: str) -> 
 
 @pytest.mark.parametrize("key", [TKEY, RKEY])
 def test_a_closed_port(capsys: pytest.CaptureFixture[str], key: str) -> None:
-    status, line = run(capsys, "--key", key, "--url", closed_port(), "--timeout", "5")
+    status, line = run(capsys, "--key", key, "--url", closed_port_url(), "--timeout", "5")
     assert status == 1
     assert "cannot reach" in line and "ConnectError" in line
 

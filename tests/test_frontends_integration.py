@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 import structlog
-from _helpers import _fresh_rate_limits
+from _helpers import _fresh_rate_limits, free_port
 
 from bucket_logging import BucketHandler, BucketProcessor, TrackingServer, _process
 
@@ -55,7 +55,8 @@ KWARGS = structlog.stdlib.render_to_log_kwargs
 
 @pytest.fixture
 def server() -> Iterator[TrackingServer]:
-    with TrackingServer() as srv:
+    # restarted on its port by some tests: off the ephemeral range, so it stays free
+    with TrackingServer(port=free_port()) as srv:
         yield srv
 
 

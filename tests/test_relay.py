@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _helpers import _fresh_rate_limits
+from _helpers import _fresh_rate_limits, closed_port
 
 from bucket_logging import TrackingServer
 from bucket_logging._bodies import Refused, gunzip, parse_body
@@ -262,12 +262,14 @@ def test_slow_clients_time_out_and_connections_are_capped(
 ) -> None:
     relay = start(relays, server, "--request-timeout", "1", "--max-connections", "2")
     port = int(relay.url.rstrip("/").rsplit(":", 1)[1])
+    # started before the connection: the relay's second can only begin after it, however
+    # long this thread then waits for the third connection's answer on a loaded machine
+    started = time.monotonic()
     slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")  # then stalls
     other = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     third = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     assert third.recv(1024).startswith(b"HTTP/1.1 503")  # over --max-connections
-    started = time.monotonic()
     assert slow.recv(1024) == b""  # the stalled request is cut off ...
     assert 0.5 < time.monotonic() - started < 10  # ... after about a second
     assert other.recv(1024) == b""  # idle: closed too
@@ -408,9 +410,7 @@ def test_with_a_spool_what_was_answered_200_survives_an_outage(
 ) -> None:
     from bucket_logging import BulkSender
 
-    with socket.socket() as free:  # a port where nothing listens: the endpoint is down
-        free.bind(("127.0.0.1", 0))
-        down = f"http://127.0.0.1:{free.getsockname()[1]}"
+    down = f"http://127.0.0.1:{closed_port()}"  # nothing listens: the endpoint is down
     spool = tmp_path / "spool"
     relay = start(relays, server, "--url", down, "--spool-dir", str(spool))
     body = json.dumps([vector_event(n) for n in range(5)]).encode()

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _helpers import KEY, _fresh_rate_limits, make_sender
+from _helpers import KEY, _fresh_rate_limits, free_port, make_sender
 
 from bucket_logging import BulkSender, DeliveryError, Item
 from bucket_logging._items import MAX_BODY_BYTES
@@ -148,7 +148,7 @@ def test_six_megabytes_in_bodies_within_the_limit(
 
 
 def test_endpoint_down_then_up(make_sender: Make) -> None:
-    first = TrackingServer().start()
+    first = TrackingServer(port=free_port()).start()  # its port stays free while it is down
     port = first.port
     url = first.url
     first.stop()

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from _helpers import free_port
 
 from bucket_logging import _server
 from bucket_logging.__main__ import format_call, format_rejection, main
@@ -437,7 +438,7 @@ def test_callbacks(client: httpx.Client) -> None:
 
 
 def test_restart_on_the_same_port(client: httpx.Client) -> None:
-    srv = TrackingServer().start()
+    srv = TrackingServer(port=free_port()).start()  # the port stays free while it is down
     try:
         url = srv.url
         assert post(client, srv, "user", {"userId": 1}).status_code == 200

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import KEY, _fresh_rate_limits  # noqa: F401  (autouse fixture)
+from _helpers import KEY, _fresh_rate_limits, closed_port, free_port  # noqa: F401
 
 from bucket_logging import BulkSender, DeliveryError, Item
 from bucket_logging._config import ENV_SPOOL_DIR
@@ -74,10 +73,7 @@ marks["exit"] = time.monotonic()
 
 def closed_port_url() -> str:
     """A URL where nothing listens: every request is refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{closed_port()}"
 
 
 def ids(n: int, prefix: str = "") -> set[str]:
@@ -229,20 +225,30 @@ def test_kill_9_then_the_next_process_delivers_all(
 
 
 def test_killed_during_a_request_duplicates_are_counted(
-    script: Path, spool: Path, server: TrackingServer, senders: Callable[..., BulkSender]
+    script: Path, spool: Path, senders: Callable[..., BulkSender]
 ) -> None:
-    server.delay(1.0)  # the server holds the request (and then accepts it)
-    child = Child(script, spool, server.url, count=100, mode="hang", prefix="d")
-    try:
-        assert server.wait_for_received(1, timeout=10)
-    finally:
-        child.kill()  # the answer never reaches it: its row still says "attempted"
-    server.delay(0)
-    assert server.wait_for(100, timeout=10)  # the held request was accepted after all
-    sender = senders(spool, server.url)
-    assert server.wait_for(200, timeout=15)
-    assert sender.flush(timeout=5)
-    got = delivered_ids(server)
+    # The server holds the first request until the test let it go: after the kill, so
+    # the answer never reaches the child however slowly this process is scheduled (a
+    # timed delay raced the kill on a loaded machine); then accepts it.
+    gate = threading.Event()
+
+    def hold(call: dict[str, Any]) -> None:
+        gate.wait(30)
+
+    with TrackingServer(on_call=hold) as server:
+        try:
+            child = Child(script, spool, server.url, count=100, mode="hang", prefix="d")
+            try:
+                assert server.wait_for_received(1, timeout=10)
+            finally:
+                child.kill()  # the answer never reaches it: its row still says "attempted"
+        finally:
+            gate.set()
+        assert server.wait_for(100, timeout=10)  # the held request was accepted after all
+        sender = senders(spool, server.url)
+        assert server.wait_for(200, timeout=15)
+        assert sender.flush(timeout=5)
+        got = delivered_ids(server)
     assert set(got) == ids(100, "d")
     duplicates = len(got) - len(set(got))
     assert duplicates == sender.stats.redelivered == 100  # rare, and counted
@@ -279,7 +285,7 @@ def test_outage_for_a_whole_life_then_the_next_process_delivers(
 
 
 def test_two_processes_share_a_spool(script: Path, spool: Path) -> None:
-    srv = TrackingServer().start()
+    srv = TrackingServer(port=free_port()).start()  # its port stays free while it is down
     url = srv.url
     srv.stop()  # down while they log; the same port comes back later
     a = Child(script, spool, url, count=2000, mode="flush", prefix="a", **QUICK)
