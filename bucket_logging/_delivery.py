@@ -270,9 +270,8 @@ class Delivery:
                     reason: DropReason = "retries_exhausted"
                     detail = failure.detail
                     if closing is not None:
-                        # the same words as close()'s count of what was left in the queue
-                        reason = "shutdown"
-                        detail = "not delivered before the shutdown deadline" + self.outage_note()
+                        reason = "shutdown"  # (close() says the same of the queue's rest)
+                        detail = self.shutdown_loss()
                     outcome.given_up.append(GiveUp(_entries(batch), reason, failure.status, detail))
                     return
                 self.ledger.count_retry()
@@ -319,6 +318,10 @@ class Delivery:
             self._last_failure,
             self.policy.budget,
         )
+
+    def shutdown_loss(self) -> str:
+        """What items lost at the shutdown deadline are reported with (and why, in an outage)."""
+        return "not delivered before the shutdown deadline" + self.outage_note()
 
     def outage_note(self) -> str:
         """`` (<host> failing for Ns: <last cause>)`` during an outage, else ""."""

@@ -446,10 +446,5 @@ class BulkSender:
         self._queue.drain()  # (an entry logged while closing: counted as closed)
         lost = self._ledger.pending
         if lost:
-            engine.drop(
-                "shutdown",
-                lost,
-                None,
-                "not delivered before the shutdown deadline" + engine.delivery.outage_note(),
-            )
+            engine.drop("shutdown", lost, None, engine.delivery.shutdown_loss())
         _process.state.forget(self)
