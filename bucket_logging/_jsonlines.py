@@ -136,20 +136,13 @@ def parse_time(value: object) -> float | None:
     return number
 
 
-def _template(obj: Mapping[str, Any]) -> object:
-    for key in TEMPLATE_KEYS:
+def _first_text(obj: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    """The value of the first of ``keys`` that holds a string, or None."""
+    for key in keys:
         value = obj.get(key)
         if type(value) is str:
             return value
     return None
-
-
-def _logger_name(obj: Mapping[str, Any]) -> str:
-    for key in NAME_KEYS:
-        value = obj.get(key)
-        if type(value) is str:
-            return value
-    return ""
 
 
 def _created(obj: Mapping[str, Any], logger_name: str, template: object) -> float:
@@ -214,11 +207,11 @@ class JsonLines(KeywordFrontEnd):
         try:
             if "record" in obj and "text" in obj:  # loguru's serialize=True
                 obj = _from_loguru(obj)
-            template = _template(obj)
+            template = _first_text(obj, TEMPLATE_KEYS)
             plan: object = self._first_step(obj, template)
             if plan is False:
                 return False
-            name = _logger_name(obj)
+            name = _first_text(obj, NAME_KEYS) or ""
             if plan is not None:
                 plan = self._wants(obj, name, template)
                 if plan is None:
