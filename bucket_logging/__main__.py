@@ -10,11 +10,11 @@ Each accepted call is printed as one line (see :func:`format_call`), or as one J
 line with ``--json``; rejected requests as one line with their status and errors.
 
 ``bucket-logging check`` asks the API whether it accepts the key, creating no data
-(see :mod:`bucket_logging._check`). ``bucket-logging ship [FILE ...]`` sends the
-tagged lines of JSON-lines logs (see :mod:`bucket_logging._ship`);
+(see :mod:`bucket_logging._cli.check`). ``bucket-logging ship [FILE ...]`` sends the
+tagged lines of JSON-lines logs (see :mod:`bucket_logging._cli.ship`);
 ``bucket-logging relay`` is an HTTP intake for log pipelines (see
-:mod:`bucket_logging._relay`). Both read JSON objects with
-:class:`~bucket_logging._jsonlines.JsonLines`.
+:mod:`bucket_logging._cli.relay`). Both read JSON objects with
+:class:`~bucket_logging._frontends.jsonlines.JsonLines`.
 """
 
 from __future__ import annotations
@@ -30,17 +30,17 @@ from typing import Any, TextIO, cast
 import orjson
 
 from . import __version__
-from ._check import check
-from ._diagnostics import escape_controls
+from ._cli.check import check
+from ._cli.logfiles import StateFile
+from ._cli.relay import Limits, Relay, RelaySender, is_loopback
+from ._cli.ship import Shipper
 from ._exceptions import ConfigurationError
-from ._format import format_call, format_rejection
-from ._jsonlines import JsonLines
-from ._logfiles import StateFile
-from ._relay import Limits, Relay, RelaySender, is_loopback
-from ._sender import BulkSender
-from ._server import RequestRecord, TrackingServer
-from ._ship import Shipper
-from ._tracker import resolve_sender
+from ._frontends.jsonlines import JsonLines
+from ._runtime.diagnostics import escape_controls
+from ._sender.sender import BulkSender
+from ._server.format import format_call, format_rejection
+from ._server.server import RequestRecord, TrackingServer
+from ._tracking.tracker import resolve_sender
 
 __all__ = ["format_call", "format_rejection", "main"]
 

@@ -26,7 +26,7 @@ import orjson
 import pytest
 
 from bucket_logging.__main__ import format_call, format_rejection, main
-from bucket_logging._server import RequestRecord, TrackingServer
+from bucket_logging._server.server import RequestRecord, TrackingServer
 
 KEY = "trCliSecretKey-0a1b2c3d"
 

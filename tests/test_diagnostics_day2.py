@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from _helpers import FAST, KEY, _fresh_rate_limits, closed_port  # noqa: F401
 
-from bucket_logging import BulkSender, Item, TrackingServer, _diagnostics
+from bucket_logging import BulkSender, Item, TrackingServer
+from bucket_logging._runtime import diagnostics as _diagnostics
 
 
 class Lines(logging.Handler):
@@ -415,7 +416,8 @@ def test_a_processor_after_the_renderer_says_so_once(
 ) -> None:
     import structlog
 
-    from bucket_logging import BucketProcessor, _processor
+    from bucket_logging import BucketProcessor
+    from bucket_logging._frontends import processor as _processor
 
     monkeypatch.setattr(_processor, "_warned_rendered", False)
     processor = BucketProcessor(KEY, offline=True)

@@ -36,7 +36,8 @@ import pytest
 import structlog
 from _helpers import _fresh_rate_limits, free_port
 
-from bucket_logging import BucketHandler, BucketProcessor, TrackingServer, _process
+from bucket_logging import BucketHandler, BucketProcessor, TrackingServer
+from bucket_logging._runtime import state as _process
 
 __all__ = ["_fresh_rate_limits"]
 

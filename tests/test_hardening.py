@@ -18,7 +18,8 @@ import httpx
 import pytest
 from _helpers import KEY, Endpoint, _fresh_rate_limits, make_sender
 
-from bucket_logging import BulkSender, DeliveryError, InvalidItemError, Item, _diagnostics
+from bucket_logging import BulkSender, DeliveryError, InvalidItemError, Item
+from bucket_logging._runtime import diagnostics as _diagnostics
 
 __all__ = ["_fresh_rate_limits", "make_sender"]
 

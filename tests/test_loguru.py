@@ -17,7 +17,8 @@ import structlog
 from _helpers import _fresh_rate_limits
 from loguru import logger
 
-from bucket_logging import LoguruSink, TrackingServer, _process
+from bucket_logging import LoguruSink, TrackingServer
+from bucket_logging._runtime import state as _process
 
 __all__ = ["_fresh_rate_limits"]
 
@@ -172,7 +173,7 @@ def test_records_of_the_library_and_its_http_client_are_not_tracked(
     logger.patch(lambda r: r.update(name="httpx._client")).info(
         "request", bucket_event="Sent message", user_id=1
     )
-    logger.patch(lambda r: r.update(name="bucket_logging._sender")).info(
+    logger.patch(lambda r: r.update(name="bucket_logging._sender.sender")).info(
         "x", bucket_user=True, user_id=1
     )
     logger.info("mine", bucket_event="Mine", user_id=1)

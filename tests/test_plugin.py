@@ -11,7 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 import bucket_logging
-from bucket_logging import BucketHandler, BulkSender, ConfigurationError, _capture, _diagnostics
+from bucket_logging import BucketHandler, BulkSender, ConfigurationError
+from bucket_logging._runtime import diagnostics as _diagnostics
+from bucket_logging._tracking import capture as _capture
 from bucket_logging.testing import capture_tracking
 
 pytest_plugins = ["pytester"]

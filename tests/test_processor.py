@@ -14,10 +14,11 @@ import pytest
 import structlog
 from _helpers import FakeSender
 
-from bucket_logging import ConfigurationError, _diagnostics
-from bucket_logging._handler import BucketHandler
-from bucket_logging._items import format_timestamp
-from bucket_logging._processor import BucketProcessor
+from bucket_logging import ConfigurationError
+from bucket_logging._frontends.handler import BucketHandler
+from bucket_logging._frontends.processor import BucketProcessor
+from bucket_logging._items.item import format_timestamp
+from bucket_logging._runtime import diagnostics as _diagnostics
 
 
 @pytest.fixture(autouse=True)
@@ -426,7 +427,7 @@ def test_structlog_own_loggers_leave_no_claim(
     root: logging.Logger, make_logger: Callable[[], Any]
 ) -> None:
     """Their events never become records: a stdlib record on the same thread is tracked."""
-    from bucket_logging import _tracker
+    from bucket_logging._tracking import tracker as _tracker
 
     sender = FakeSender()
     root.addHandler(BucketHandler(sender=sender))
@@ -449,7 +450,7 @@ def test_structlog_own_loggers_leave_no_claim(
 
 def test_a_custom_logger_is_claimed(root: logging.Logger) -> None:
     """A logger of unknown kind may hand the event to logging: the event is claimed."""
-    from bucket_logging import _tracker
+    from bucket_logging._tracking import tracker as _tracker
 
     class Custom:
         def info(self, *args: Any, **kwargs: Any) -> None:

@@ -1,4 +1,4 @@
-"""The batch queue (bucket_logging._queue) on its own: inbox, batches, bounds, dedupe.
+"""The batch queue (bucket_logging._sender.queue) on its own: inbox, batches, bounds, dedupe.
 
 Each test builds a :class:`BatchQueue` with its own :class:`Ledger` and no sender:
 what it proves is what the queue hands out and what the ledger counts.
@@ -12,7 +12,8 @@ import time
 import pytest
 from _helpers import make_queue
 
-from bucket_logging import Item, _queue
+from bucket_logging import Item
+from bucket_logging._sender import queue as _queue
 
 
 def test_the_dedupe_window_expires(monkeypatch: pytest.MonkeyPatch) -> None:

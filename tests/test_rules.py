@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from _helpers import FakeSender
 
-from bucket_logging import ConfigurationError, _diagnostics
-from bucket_logging._handler import BucketHandler
-from bucket_logging._rules import MAX_CACHE, Rule, RuleSet, compile_rules
+from bucket_logging import ConfigurationError
+from bucket_logging._frontends.handler import BucketHandler
+from bucket_logging._runtime import diagnostics as _diagnostics
+from bucket_logging._tracking.rules import MAX_CACHE, Rule, RuleSet, compile_rules
 
 
 @pytest.fixture(autouse=True)

@@ -22,10 +22,10 @@ from bucket_logging import (
     DeliveryError,
     Item,
     SenderStats,
-    _queue,
     get_sender,
 )
-from bucket_logging._items import MAX_BODY_BYTES
+from bucket_logging._items.item import MAX_BODY_BYTES
+from bucket_logging._sender import queue as _queue
 
 __all__ = ["_fresh_rate_limits", "make_sender"]
 
@@ -866,7 +866,7 @@ def test_repr_hides_the_key(make_sender: Make) -> None:
 
 
 def test_a_closed_senders_thread_id_is_forgotten(make_sender: Make) -> None:
-    from bucket_logging import _diagnostics
+    from bucket_logging._runtime import diagnostics as _diagnostics
 
     sender = make_sender(transport=Endpoint().transport())
     assert sender.enqueue(events(1)[0])

@@ -1,4 +1,4 @@
-"""Edge cases of the bulk sender (bucket_logging._sender).
+"""Edge cases of the bulk sender (bucket_logging._sender.sender).
 
 Retry-After parsing, a sender thread that cannot start, callbacks that raise or
 close the sender from its own thread, flushes and the exit hook across several
@@ -26,10 +26,13 @@ import pytest
 from _helpers import KEY, Endpoint, _fresh_rate_limits, make_sender
 
 import bucket_logging
-from bucket_logging import BulkSender, DeliveryError, Item, _diagnostics, _process, _sender
-from bucket_logging._engine import tls_verify
-from bucket_logging._retry import parse_retry_after
-from bucket_logging._server import TrackingServer
+from bucket_logging import BulkSender, DeliveryError, Item
+from bucket_logging._runtime import diagnostics as _diagnostics
+from bucket_logging._runtime import state as _process
+from bucket_logging._sender import sender as _sender
+from bucket_logging._sender.engine import tls_verify
+from bucket_logging._sender.retry import parse_retry_after
+from bucket_logging._server.server import TrackingServer
 
 __all__ = ["_fresh_rate_limits", "make_sender"]
 

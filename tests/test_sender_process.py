@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from _helpers import KEY, _fresh_rate_limits, free_port
 
-from bucket_logging._server import TrackingServer
+from bucket_logging._server.server import TrackingServer
 
 __all__ = ["_fresh_rate_limits"]
 

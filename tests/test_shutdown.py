@@ -23,8 +23,9 @@ import httpx
 import pytest
 from _helpers import KEY, _fresh_rate_limits
 
-from bucket_logging import BulkSender, DeliveryError, Item, TrackingServer, _shutdown
-from bucket_logging._loop import ResolvingLoop
+from bucket_logging import BulkSender, DeliveryError, Item, TrackingServer
+from bucket_logging._runtime import shutdown as _shutdown
+from bucket_logging._sender.loop import ResolvingLoop
 
 __all__ = ["_fresh_rate_limits"]
 
@@ -229,7 +230,7 @@ def test_sigterm_delivers_then_ends_the_process_by_sigterm(
         worker(),
         env={"BUCKET_TRACKING_KEY": KEY, "BUCKET_TRACKING_URL": f"http://{host}:{server.port}"},
     )
-    wait_line(proc, "bucket_logging._shutdown")
+    wait_line(proc, "bucket_logging._runtime.shutdown")
     wait_line(proc, "ready")
     proc.send_signal(signal.SIGTERM)
     # (shutdown_timeout 10: a deadline that a slow machine cannot reach by accident;
@@ -248,7 +249,7 @@ def test_a_second_sigterm_ends_the_delivery_at_once(tmp_path: Path, server: Trac
         worker("{'shutdown_timeout': 20}"),
         env={"BUCKET_TRACKING_KEY": KEY, "BUCKET_TRACKING_URL": localhost_url(server)},
     )
-    wait_line(proc, "bucket_logging._shutdown")
+    wait_line(proc, "bucket_logging._runtime.shutdown")
     wait_line(proc, "ready")
     proc.send_signal(signal.SIGTERM)
     assert server.wait_for_received(1, 10)  # the delivery has begun

@@ -11,9 +11,10 @@ import pytest
 import structlog
 from _helpers import FakeSender
 
-from bucket_logging import _capture, _diagnostics
-from bucket_logging._handler import BucketHandler
-from bucket_logging._processor import BucketProcessor
+from bucket_logging._frontends.handler import BucketHandler
+from bucket_logging._frontends.processor import BucketProcessor
+from bucket_logging._runtime import diagnostics as _diagnostics
+from bucket_logging._tracking import capture as _capture
 from bucket_logging.testing import capture_tracking
 
 

@@ -12,9 +12,10 @@ import pytest
 import structlog
 from _helpers import FakeSender
 
-from bucket_logging import ConfigurationError, Item, _diagnostics
-from bucket_logging._items import format_timestamp
-from bucket_logging._tracker import ORPHAN, TAGGED, Tracker, resolve_sender
+from bucket_logging import ConfigurationError, Item
+from bucket_logging._items.item import format_timestamp
+from bucket_logging._runtime import diagnostics as _diagnostics
+from bucket_logging._tracking.tracker import ORPHAN, TAGGED, Tracker, resolve_sender
 
 
 @pytest.fixture(autouse=True)
