@@ -11,8 +11,8 @@ import pytest
 from _helpers import clean_env, closed_port
 
 from bucket_logging import TrackingServer
-from bucket_logging.__main__ import main
 from bucket_logging._cli.check import check
+from bucket_logging._cli.main import main
 
 TKEY = "trCheckSecretKey-5e6f7a8b"
 RKEY = "sec_CheckSecretKey-1c2d3e4f"

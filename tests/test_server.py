@@ -15,7 +15,7 @@ import orjson
 import pytest
 from _helpers import free_port
 
-from bucket_logging.__main__ import format_call, format_rejection, main
+from bucket_logging._cli.main import format_call, format_rejection, main
 from bucket_logging._items.item import MAX_BODY_BYTES, Item, bulk_body
 from bucket_logging._server import server as _server
 from bucket_logging._server.server import RequestRecord, TrackingServer

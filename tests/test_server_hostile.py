@@ -21,7 +21,7 @@ import orjson
 import pytest
 from _helpers import _fresh_rate_limits  # noqa: F401  (autouse fixture)
 
-from bucket_logging.__main__ import _Printer, format_call, format_rejection
+from bucket_logging._cli.main import _Printer, format_call, format_rejection
 from bucket_logging._server import http as _server_http
 from bucket_logging._server.server import RequestRecord, TrackingServer
 

@@ -122,7 +122,7 @@ def resolve_url(base_url: str | None, api: str = API_TRACKING) -> str:
 
 @dataclass(frozen=True)
 class SpoolConfig:
-    """Where and how much a sender spools (see :mod:`bucket_logging._spool.spool`)."""
+    """Where and how much a sender spools (see :mod:`bucket_logging._sender.spooling`)."""
 
     directory: str
     max_bytes: int = DEFAULT_SPOOL_MAX_BYTES

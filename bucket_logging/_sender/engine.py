@@ -6,7 +6,7 @@ seals a full batch, when a request slot frees up, on the flush interval, and whe
 a flush or the close asks; it takes batches off the queue and delivers each with
 :class:`~bucket_logging._sender.delivery.Delivery`, at most ``max_concurrent_requests`` at
 once, through the spool when there is one (the spool sees it as its
-:class:`~bucket_logging._spool.spool.SpoolHost`). Flushes wait here for a ledger
+:class:`~bucket_logging._sender.spooling.SpoolHost`). Flushes wait here for a ledger
 :class:`~bucket_logging._sender.ledger.Mark`.
 
 Data flow: the queue's sealed batches → :meth:`SenderLoop.pump` → (spool: stored
@@ -32,13 +32,13 @@ from .._exceptions import DeliveryError
 from .._runtime import diagnostics as _diagnostics
 from .._runtime import shutdown as _shutdown
 from .._runtime.diagnostics import report
-from .._spool.spool import Spool
 from .._version import __version__
 from .config import SenderConfig
 from .delivery import Delivery, Outcome, Pace, Post
 from .ledger import DropReason, Ledger, Mark, Ticket
 from .loop import ResolvingLoop
 from .queue import Batch, BatchQueue
+from .spooling import Spool
 
 __all__ = ["SenderLoop", "new_event_loop", "tls_verify"]
 

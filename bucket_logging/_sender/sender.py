@@ -9,7 +9,7 @@ their own and talk through small public interfaces:
   what is pending;
 * :mod:`~bucket_logging._sender.delivery` and :mod:`~bucket_logging._sender.retry` -- one batch
   to the endpoint (retries, bisection) and the retry policy;
-* :mod:`~bucket_logging._spool.spool` -- the optional on-disk spool;
+* :mod:`~bucket_logging._sender.spooling` -- the optional on-disk spool;
 * :mod:`~bucket_logging._runtime.state` -- the shared senders, the exit and fork hooks.
 
 * :mod:`~bucket_logging._sender.engine` -- the sender's thread and asyncio loop.
@@ -105,7 +105,7 @@ class BulkSender:
             deleted once delivered, so that a crash, a deploy or an outage longer
             than ``retry_budget`` loses nothing; a later sender with the same
             directory delivers them. Several processes may share one directory.
-            See :mod:`bucket_logging._spool.spool`.
+            See :mod:`bucket_logging._sender.spooling`.
         spool_max_bytes: the spool's size limit in bytes (256 MiB); the oldest
             batches are dropped (counted, reported) to stay under it.
         spool_max_age: seconds a batch is kept in the spool (7 days); older ones are

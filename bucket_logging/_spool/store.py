@@ -1,6 +1,6 @@
 """The spool's storage: batches in one SQLite file, claimed with leases.
 
-What the spool is for is in :mod:`bucket_logging._spool.spool`; the rows' format in
+What the spool is for is in :mod:`bucket_logging._sender.spooling`; the rows' format in
 :mod:`bucket_logging._spool.rows`.
 
 Why SQLite (the standard library's :mod:`sqlite3`) in WAL mode, one file
@@ -44,7 +44,8 @@ checkpoints and is trimmed back to 16 MiB; new directories are created ``0700`` 
 new files ``0600``; a directory or file another user owns or could write is refused.
 
 Every method of :class:`SpoolStore` runs on the spool's worker thread (see
-:mod:`bucket_logging._spool.spool`); each write is one transaction (:meth:`SpoolStore.transaction`).
+:mod:`bucket_logging._sender.spooling`); each write is one transaction
+(:meth:`SpoolStore.transaction`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ they are read back from the file when their turn comes. Fork: see
 
 The spool talks to its sender through :class:`SpoolHost` (queue, ledger, request
 slots, delivery); each delivery's outcome is settled by a
-:class:`~bucket_logging._spool.settle.Settlement`.
+:class:`~bucket_logging._sender.settle.Settlement`.
 
 Failures. A spool that cannot be opened or used (garbage in the file, a read-only
 or missing directory, a full disk, a lock held past the busy timeout) is reported
@@ -45,9 +45,9 @@ from .._runtime.diagnostics import report
 from .._runtime.worker import SpoolExecutor
 from .._sender.config import SenderConfig
 from .._sender.ledger import DropReason, Ledger, Ticket
-from .rows import destination
+from .._spool.rows import destination
+from .._spool.store import MAINTENANCE_SECONDS, SPOOL_ERRORS, Evicted, SpoolStore
 from .settle import Chunk, Settlement, deliver_from_memory
-from .store import MAINTENANCE_SECONDS, SPOOL_ERRORS, Evicted, SpoolStore
 
 if TYPE_CHECKING:
     from .._sender.delivery import Delivery, Outcome, Pace, Post

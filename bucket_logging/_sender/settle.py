@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import httpx
 
 from .._sender.ledger import Ticket
-from .store import SPOOL_ERRORS
+from .._spool.store import SPOOL_ERRORS
 
 if TYPE_CHECKING:
     from .._sender.delivery import Outcome
-    from .spool import Spool
+    from .spooling import Spool
 
 __all__ = ["Chunk", "Settlement", "deliver_from_memory"]
 
