@@ -15,7 +15,8 @@ from _helpers import FakeSender
 from bucket_logging import ConfigurationError, Item
 from bucket_logging._items.item import format_timestamp
 from bucket_logging._runtime import diagnostics as _diagnostics
-from bucket_logging._tracking.tracker import ORPHAN, TAGGED, Tracker, resolve_sender
+from bucket_logging._tracking.senders import resolve_sender
+from bucket_logging._tracking.tracker import ORPHAN, TAGGED, Tracker
 
 
 @pytest.fixture(autouse=True)

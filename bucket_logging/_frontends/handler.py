@@ -50,9 +50,12 @@ from typing import Any
 
 from .._exceptions import BucketLoggingError
 from .._runtime.diagnostics import is_internal
+from .._tracking.claims import is_claimed
+from .._tracking.claims import local as _local
 from .._tracking.frontend import FrontEnd
 from .._tracking.rules import NO_RULES
-from .._tracking.tracker import Sender, _local, has_tags, is_claimed
+from .._tracking.senders import Sender
+from .._tracking.tags import has_tags
 
 __all__ = ["BucketHandler"]
 

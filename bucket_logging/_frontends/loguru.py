@@ -40,17 +40,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import sys
-import threading
 from typing import Any
 
+from .._runtime import state as _process
 from .._runtime.diagnostics import is_internal
 from .._tracking.configured import KeywordFrontEnd
 
 __all__ = ["LoguruSink"]
-
-_hook_lock = threading.Lock()
-_hook_installed = False
-
 
 def _complete_loguru() -> None:
     """At exit: hand the records in loguru's ``enqueue=True`` queues to the sinks.
@@ -67,10 +63,10 @@ def _complete_loguru() -> None:
 
 
 def _install_exit_hook() -> None:
-    global _hook_installed
-    with _hook_lock:
-        if not _hook_installed:
-            _hook_installed = True
+    state = _process.state
+    with state.loguru_hook_lock:
+        if not state.loguru_hook_installed:
+            state.loguru_hook_installed = True
             atexit.register(_complete_loguru)
 
 

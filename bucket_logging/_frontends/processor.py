@@ -62,9 +62,11 @@ import structlog
 import structlog.testing
 
 from .._runtime import diagnostics as _diagnostics
+from .._tracking.claims import claim, release_claim
+from .._tracking.claims import local as _local
 from .._tracking.configured import KeywordFrontEnd
 from .._tracking.rules import NO_RULES
-from .._tracking.tracker import _local, claim, has_tags, release_claim
+from .._tracking.tags import has_tags
 from .handler import BucketHandler
 
 __all__ = ["BucketProcessor"]
@@ -204,16 +206,9 @@ class BucketProcessor(KeywordFrontEnd):
         return f"<{type(self).__name__} {self._rule_count()} rule(s)>"
 
 
-_warned_rendered = False
-
-
 def _warn_rendered(rendered: object) -> None:
     """Warn once per process: a BucketProcessor placed after the renderer tracks nothing."""
-    global _warned_rendered
-    if _warned_rendered:
-        return
-    _warned_rendered = True
-    _diagnostics.report(
+    _diagnostics.warn_once(
         "processor-after-renderer",
         "BucketProcessor received an already-rendered event (%s, not an event dict): it "
         "tracks nothing there; place it before the renderer (JSONRenderer, "

@@ -21,6 +21,8 @@ import urllib.parse
 from typing import Any, Final
 from urllib.parse import quote
 
+from .state import state as _state
+
 __all__ = [
     "INTERNAL_LOGGER_PREFIXES",
     "INTERNAL_ROOTS",
@@ -35,6 +37,7 @@ __all__ = [
     "register_secret",
     "report",
     "warn_if_insecure",
+    "warn_once",
 ]
 
 #: The name of the logger the library reports on.
@@ -49,10 +52,10 @@ INTERNAL_LOGGER_PREFIXES: Final = ("bucket_logging", "httpx", "httpcore")
 INTERNAL_ROOTS: Final = frozenset(INTERNAL_LOGGER_PREFIXES)
 
 #: Thread ids of the senders' background threads; their records are never tracked.
-internal_threads: set[int] = set()
+internal_threads: Final = _state.internal_threads
 
 #: Every registered key, with the forms it takes in a URL (percent-encoded).
-_secrets: set[str] = set()
+_secrets: Final = _state.secrets
 _REDACTED: Final = "<tracking-key>"
 _PERCENT: Final = re.compile("%[0-9A-F]{2}")
 _MIN_SECRET: Final = 8
@@ -60,10 +63,9 @@ _MIN_SECRET: Final = 8
 #: At most one message per topic per this many seconds; the rest are counted.
 RATE_LIMIT_SECONDS: Final = 10.0
 
-_lock = threading.Lock()
 #: Per topic: when a message last passed, how many were suppressed since, and that
-#: message (for the summary at exit).
-_last: dict[str, tuple[float, int, str]] = {}
+#: message (for the summary at exit); guarded by ``state.reports_lock``.
+_last: Final = _state.reports
 #: Past this many topics, a new one shares the limit of its kind (the part before ``|``).
 _MAX_TOPICS: Final = 1024
 _VALUES: Final = re.compile(r"'[^']*'|\"[^\"]*\"|\d+")
@@ -76,7 +78,7 @@ def is_internal(logger_name: str, thread_id: int | None) -> bool:
 
 #: :func:`internal_logger`'s answers so far, by logger name (applications have a
 #: bounded set of loggers; past :data:`_NAMES_CACHED` names nothing more is kept).
-internal_names: dict[object, bool] = {}
+internal_names: Final = _state.internal_names
 _NAMES_CACHED: Final = 4096
 
 
@@ -152,7 +154,7 @@ def outside_text(text: str, limit: int = 300) -> str:
 
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
-_warned: set[str] = set()
+_warned: Final = _state.warned
 
 
 def _is_loopback(host: str) -> bool:
@@ -188,11 +190,16 @@ def warn_if_insecure(url: str, verify: object) -> None:
             )
         )
     for topic, text in topics:
-        with _lock:
-            if topic in _warned:
-                continue
-            _warned.add(topic)
-        report(topic, "%s", text)
+        warn_once(topic, "%s", text)
+
+
+def warn_once(topic: str, message: str, *args: object) -> None:
+    """:func:`report` a message once per process (until the state's reset)."""
+    with _state.reports_lock:
+        if topic in _warned:
+            return
+        _warned.add(topic)
+    report(topic, message, *args)
 
 
 class _ThreadFilter(logging.Filter):
@@ -242,7 +249,7 @@ def report(topic: str, message: str, *args: Any, level: int = logging.WARNING) -
         if not logger.isEnabledFor(level):
             return
         now = time.monotonic()
-        with _lock:
+        with _state.reports_lock:
             if topic not in _last and len(_last) >= _MAX_TOPICS:
                 topic = topic.partition("|")[0]
             last, suppressed, said = _last.get(topic, (-RATE_LIMIT_SECONDS, 0, ""))
@@ -251,7 +258,7 @@ def report(topic: str, message: str, *args: Any, level: int = logging.WARNING) -
                 return
             _last[topic] = (now, 0, said)
         text = escape_controls(redact(message % args if args else message))
-        with _lock:  # the message shown, for the summary at exit
+        with _state.reports_lock:  # the message shown, for the summary at exit
             entry = _last.get(topic)
             if entry is not None and entry[0] == now:
                 _last[topic] = (now, entry[1], text)
@@ -274,7 +281,7 @@ def report_suppressed() -> None:
     """Say what the rate limits suppressed and no later message reported (at exit): one
     line per topic, with the last message of it that was shown. Never raises."""
     try:
-        with _lock:
+        with _state.reports_lock:
             pending = [(n, said) for _, n, said in _last.values() if n]
             for topic, (last, _, said) in list(_last.items()):
                 _last[topic] = (last, 0, said)
@@ -302,13 +309,8 @@ def _prefixed(text: str) -> str:
 
 
 def reset_rate_limits() -> None:
-    """Forget the rate-limit state and the warnings given once (for tests)."""
-    with _lock:
-        _last.clear()
-        _warned.clear()
+    """Forget the rate-limit state and the warnings given once (for tests).
 
-
-def after_fork_in_child() -> None:
-    """Replace the rate-limit lock: another thread may have held it at the fork."""
-    global _lock
-    _lock = threading.Lock()
+    The same as :meth:`bucket_logging._runtime.state.State.reset`, which the tests use.
+    """
+    _state.reset()

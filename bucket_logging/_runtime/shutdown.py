@@ -18,7 +18,7 @@ The senders deliver their queues when the process ends, whichever way it ends:
   pool through billiard) leave with ``os._exit``, skipping ``atexit``, after running
   their pool's finalizers: a sender that starts in such a child registers one there.
 
-Every path calls :func:`bucket_logging._runtime.state.shutdown_all`, which closes every live
+Every path calls :func:`shutdown_all`, which closes every live
 sender within its ``shutdown_timeout``; what this module installed is recorded on
 :data:`bucket_logging._runtime.state.state`.
 """
@@ -30,14 +30,17 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any, Final
 
+from . import diagnostics as _diagnostics
 from . import state as _process
 from .diagnostics import report
 
 __all__ = [
     "ENV_HANDLE_SIGTERM",
     "install",
+    "shutdown_all",
     "sigterm_enabled",
     "start_thread",
     "watch_pool_exit",
@@ -173,8 +176,29 @@ def _on_celery_process_shutdown(**_: Any) -> None:
     _at_exit()
 
 
+def shutdown_all() -> None:
+    """Deliver what every live sender holds, within each one's deadline, and close it.
+
+    The exit hook. Every sender hurries at once, then each is closed in turn.
+    """
+    senders = [s for s in list(_process.state.live) if not s.closed]
+    if not senders:
+        _diagnostics.report_suppressed()
+        return
+    deadline = time.monotonic() + max(s.shutdown_timeout for s in senders)
+    for sender in senders:
+        sender.start_closing(time.monotonic() + sender.shutdown_timeout)
+    for sender in senders:
+        remaining = max(0.0, min(sender.shutdown_timeout, deadline - time.monotonic()))
+        try:
+            sender.close(remaining)
+        except Exception as exc:  # pragma: no cover - exit must go on
+            report("exit", "bucket_logging: error at exit: %r", exc)
+    _diagnostics.report_suppressed()
+
+
 def _at_exit() -> None:
-    _process.shutdown_all()
+    shutdown_all()
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

@@ -1,13 +1,21 @@
-"""Process-wide state, in one place: shared senders, the exit hook, the fork hook.
+"""Process-wide state, in one place: every mutable thing the process shares.
 
 Like structlog's ``_Configuration``, everything the process shares lives on one
-object, :data:`state`: the registry of shared senders (:func:`~bucket_logging.get_sender`),
+object, :data:`state` (:meth:`State.reset` is the one reset, for tests): the
+registry of shared senders (:func:`~bucket_logging.get_sender`),
 the live senders that :func:`shutdown_all` closes at exit and the module
 ``flush``/``aflush`` flush, and the callbacks of the process's ONE
 ``os.register_at_fork`` hook. Modules with per-process state (the spool's
 connections, the trackers' re-entry guard, the diagnostics' lock) register their
 fork callbacks here with :func:`at_fork`; they run in registration order
 (``before`` ones in reverse, as ``os.register_at_fork`` does).
+
+The hot paths read some of these containers under a module-level name of their own
+(``_busy = state.busy`` in :mod:`bucket_logging._tracking.tracker`): the very same
+object, one global load instead of two look-ups. So a container here is never
+replaced, only changed in place (:meth:`State.reset` clears them).
+
+This module imports nothing of the package: every other module may import it.
 """
 
 from __future__ import annotations
@@ -19,9 +27,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from . import diagnostics as _diagnostics
-from .diagnostics import report
-
 __all__ = [
     "LiveSender",
     "State",
@@ -31,7 +36,6 @@ __all__ = [
     "at_fork",
     "before_fork",
     "flush_all",
-    "shutdown_all",
     "state",
     "watch",
 ]
@@ -96,9 +100,53 @@ class State:
         #: a spool operation ran through a fork's wait: SQLite is unsafe in the child
         self.spool_busy_at_fork = False
         self.forked_while_busy = False
+        # the library's own voice (see bucket_logging._runtime.diagnostics)
+        #: per topic: when a message last passed, how many were suppressed since, and
+        #: that message (for the summary at exit)
+        self.reports: dict[str, tuple[float, int, str]] = {}
+        #: topics of the messages said once per process
+        self.warned: set[str] = set()
+        self.reports_lock = threading.Lock()
+        #: every registered key, in the forms it takes (redacted from every message)
+        self.secrets: set[str] = set()
+        #: thread ids of the library's own threads; their records are never tracked
+        self.internal_threads: set[int] = set()
+        #: whether a logger name is the library's own, by name (a bounded cache)
+        self.internal_names: dict[object, bool] = {}
+        # the tracking path (see bucket_logging._tracking)
+        #: the threads inside Tracker.track (the re-entry guard)
+        self.busy: set[int] = set()
+        #: not empty once a processor claimed an event (see bucket_logging._tracking.claims)
+        self.claiming: set[bool] = set()
+        #: the templates (log statements) whose records were checked for misspelled tags
+        self.checked_templates: dict[object, None] = {}
+        #: calls refused since the last read (the relay's per-request count)
+        self.rejected_calls = 0
+        #: the capture blocks of bucket_logging.testing that are active, and how many
+        #: trackers the process built (see bucket_logging._tracking.capture)
+        self.captures: list[list[dict[str, Any]]] = []
+        self.trackers_built = 0
+        # the front ends
+        self.loguru_hook_installed = False
+        self.loguru_hook_lock = threading.Lock()
         self.before_fork: list[Callable[[], None]] = []
         self.after_fork_in_parent: list[Callable[[], None]] = []
         self.after_fork_in_child: list[Callable[[], None]] = []
+
+    def reset(self) -> None:
+        """Forget what the process has said and seen (for tests; senders are untouched).
+
+        Every diagnostic is shown again, the templates are checked again, the counts of
+        refused calls and of trackers built start from zero.
+        """
+        with self.reports_lock:
+            self.reports.clear()
+            self.warned.clear()
+        self.internal_names.clear()
+        self.checked_templates.clear()
+        self.claiming.clear()
+        self.rejected_calls = 0
+        self.trackers_built = 0
 
     def forget(self, sender: LiveSender) -> None:
         """A closed sender is neither flushed nor shared any more."""
@@ -141,27 +189,6 @@ async def aflush_all(timeout: float | None = None) -> bool:
     return ok
 
 
-def shutdown_all() -> None:
-    """Deliver what every live sender holds, within each one's deadline, and close it.
-
-    The exit hook. Every sender hurries at once, then each is closed in turn.
-    """
-    senders = [s for s in list(state.live) if not s.closed]
-    if not senders:
-        _diagnostics.report_suppressed()
-        return
-    deadline = time.monotonic() + max(s.shutdown_timeout for s in senders)
-    for sender in senders:
-        sender.start_closing(time.monotonic() + sender.shutdown_timeout)
-    for sender in senders:
-        remaining = max(0.0, min(sender.shutdown_timeout, deadline - time.monotonic()))
-        try:
-            sender.close(remaining)
-        except Exception as exc:  # pragma: no cover - exit must go on
-            report("exit", "bucket_logging: error at exit: %r", exc)
-    _diagnostics.report_suppressed()
-
-
 def at_fork(
     *,
     before: Callable[[], None] | None = None,
@@ -192,7 +219,9 @@ def after_fork_in_parent() -> None:
 def after_fork_in_child() -> None:
     """The fork hook's ``after_in_child`` part: fresh locks, callbacks, senders rebuilt."""
     state.registry_lock = threading.Lock()  # another thread may have held it
-    _diagnostics.after_fork_in_child()
+    state.reports_lock = threading.Lock()
+    state.loguru_hook_lock = threading.Lock()
+    state.busy.clear()  # the threads that were busy do not exist in the child
     for callback in list(state.after_fork_in_child):
         callback()
     for sender in list(state.live):

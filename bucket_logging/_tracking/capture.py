@@ -9,23 +9,23 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from .._runtime.state import state as _state
+
 __all__ = ["active", "start", "stop", "tracker_built", "trackers_built"]
 
 #: The lists of the active capture blocks. Changed in place, under the GIL, by
 #: :func:`start` and :func:`stop`; readers copy it before iterating.
-active: Final[list[list[dict[str, Any]]]] = []
-
-_built = [0]  # trackers built by this process
+active: Final[list[list[dict[str, Any]]]] = _state.captures
 
 
 def tracker_built() -> None:
     """Count a tracker (called by each :class:`~bucket_logging._tracking.tracker.Tracker`)."""
-    _built[0] += 1
+    _state.trackers_built += 1
 
 
 def trackers_built() -> int:
     """How many trackers (so front ends) this process has built."""
-    return _built[0]
+    return _state.trackers_built
 
 
 def start(target: list[dict[str, Any]]) -> None:

@@ -2,9 +2,10 @@
 
 When structlog is bridged into ``logging``, the stdlib record built from a tracked
 event dict reaches the handlers synchronously, on the same thread, right after the
-processor chain. The processor records a claim (:func:`bucket_logging._tracking.tracker.claim`);
-:func:`is_claimed` lets a BucketHandler recognise that record and leave it alone,
-so the event is tracked exactly once.
+processor chain. The processor records a claim (:func:`claim`); :func:`is_claimed`
+lets a BucketHandler recognise that record and leave it alone, so the event is
+tracked exactly once. Until a processor claims an event, the handler's hot path
+does not look for a claim (``state.claiming`` is empty).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .._runtime.state import state as _state
 from .tags import TAGS
 
-__all__ = ["is_claimed", "local", "release_claim"]
+__all__ = ["claim", "claiming", "is_claimed", "local", "release_claim"]
 
 # Event-dict keys that render_to_log_kwargs does not turn into record attributes.
 _NOT_EXTRA: Final = frozenset({"event", "exc_info", "stack_info", "stacklevel", "positional_args"})
@@ -30,6 +32,17 @@ class _Local(threading.local):
 
 #: This thread's claim.
 local: Final = _Local()
+
+
+#: Not empty once a processor claimed an event in this process.
+claiming: Final = _state.claiming
+
+
+def claim(event_dict: Mapping[str, Any], event: object) -> None:
+    """Record that a BucketProcessor tracked ``event_dict`` on this thread."""
+    local.claim = [event_dict, event, None]
+    if not claiming:
+        claiming.add(True)
 
 
 def release_claim() -> None:

@@ -15,7 +15,8 @@ from typing import Any
 
 from .frontend import FrontEnd
 from .rules import NO_RULES
-from .tracker import Sender, has_tags
+from .senders import Sender
+from .tags import has_tags
 
 __all__ = ["KeywordFrontEnd"]
 

@@ -10,31 +10,52 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from .._runtime.state import state as _state
+
 __all__ = [
+    "CALL_TAGS",
+    "EVENT",
+    "MODIFIER_TAGS",
     "ORPHAN",
     "RESERVED",
     "TAGGED",
     "TAGS",
+    "TAG_TABLE",
     "TYPO_PROBE",
     "UNKNOWN",
+    "beyond_event",
     "checked_templates",
+    "has_call",
+    "has_modifier",
     "has_tags",
+    "membership_test",
     "misspelled",
     "unchecked",
 ]
 
-#: Every tag a record can carry.
-TAGS: Final = (
-    "bucket_event",
-    "bucket_user",
-    "bucket_company",
-    "bucket_feedback",
-    "bucket_attributes",
-    "bucket_active",
-)
+#: THE tag vocabulary, the one source of it: each tag and what it asks for. A *call*
+#: tag is a call on its own; a *modifier* needs a call tag (or a matching rule) beside
+#: it (an *event modifier* only beside the event). Every check below is derived
+#: from this table.
+TAG_TABLE: Final[dict[str, str]] = {
+    "bucket_event": "call",  # an event (with the record's user and company ids)
+    "bucket_user": "call",  # a user call: True or the user's attributes
+    "bucket_company": "call",  # a company call: True or the company's attributes
+    "bucket_feedback": "call",  # a feedback call: a dict of its fields
+    "bucket_attributes": "event modifier",  # the event's attributes
+    "bucket_active": "modifier",  # context.active of every call of the record
+}
+#: Every tag a record can carry, in the table's order.
+TAGS: Final = tuple(TAG_TABLE)
+#: The tag of the everyday call (the front ends' first test is ``EVENT in fields``).
+EVENT: Final = TAGS[0]
+#: The tags that are a call on their own.
+CALL_TAGS: Final = frozenset(t for t, role in TAG_TABLE.items() if role == "call")
+#: The tags that need a call tag beside them.
+MODIFIER_TAGS: Final = frozenset(t for t, role in TAG_TABLE.items() if role.endswith("modifier"))
 
 #: Plan: the record carries at least one call tag.
 TAGGED: Final = "tagged"
@@ -56,7 +77,7 @@ _TAG_SET: Final = frozenset(TAGS)
 
 #: The templates (log statements) whose records were checked by :func:`misspelled`;
 #: past :data:`_CHECKED_MAX` no more are kept.
-checked_templates: dict[object, None] = {}
+checked_templates: Final = _state.checked_templates
 _CHECKED_MAX: Final = 4096
 
 
@@ -109,7 +130,31 @@ RESERVED: Final = frozenset(
 )
 
 
-def has_tags(fields: Mapping[str, Any]) -> bool:
+def membership_test(
+    name: str, keys: Iterable[str], doc: str
+) -> Callable[[Mapping[str, Any]], bool]:
+    """A function telling whether a mapping holds any of ``keys``: ``k1 in m or k2 in m ...``.
+
+    Built once at import from the table (as :mod:`dataclasses` builds ``__init__``), so
+    that the hot path runs the same chain of ``in`` tests a hand-written check would:
+    ``frozenset.isdisjoint`` iterates the record's keys instead, about twice as slow on
+    a LogRecord's two dozen fields (measured: ``benchmarks/README.md``, "Tag checks").
+    """
+    names = sorted(keys)
+    if not names or not all(n.isidentifier() for n in names):
+        raise ValueError(f"not tag names: {names!r}")
+    body = " or ".join(f"{n!r} in fields" for n in names)
+    namespace: dict[str, Any] = {}
+    exec(f"def {name}(fields):\n    return {body}\n", namespace)  # tag names only (checked above)
+    function: Callable[[Mapping[str, Any]], bool] = namespace[name]
+    function.__doc__ = doc
+    function.__module__ = __name__
+    return function
+
+
+has_tags: Final = membership_test(
+    "has_tags",
+    (set(TAGS) - {EVENT}) | {TYPO_PROBE},
     """Whether a record *without* ``bucket_event`` carries another ``bucket_*`` tag.
 
     The front ends' first, cheapest step is one ``in`` test: a record with
@@ -118,12 +163,18 @@ def has_tags(fields: Mapping[str, Any]) -> bool:
     and :meth:`Tracker.track`) from an untagged one, which only a rule can ask for.
     A record whose only ``bucket_*`` key is :data:`TYPO_PROBE` counts as tagged, so
     that the tracker can name the tag meant.
-    """
-    return (
-        "bucket_user" in fields
-        or "bucket_company" in fields
-        or "bucket_feedback" in fields
-        or "bucket_attributes" in fields
-        or "bucket_active" in fields
-        or TYPO_PROBE in fields
-    )
+    """,
+)
+#: Whether a record carries a call tag (:meth:`Tracker.wants`).
+has_call: Final = membership_test("has_call", CALL_TAGS, "Whether a record carries a call tag.")
+#: Whether a record with ``bucket_event`` carries more than the everyday event: another
+#: call, or ``bucket_active`` (:meth:`Tracker.track_event`'s test for its fast path).
+beyond_event: Final = membership_test(
+    "beyond_event",
+    (CALL_TAGS - {EVENT}) | {t for t, role in TAG_TABLE.items() if role == "modifier"},
+    "Whether an event record carries another call tag or ``bucket_active``.",
+)
+#: Whether a record carries a modifier tag (an orphan when nothing else asks).
+has_modifier: Final = membership_test(
+    "has_modifier", MODIFIER_TAGS, "Whether a record carries a modifier tag."
+)

@@ -17,7 +17,7 @@ Untagged records cost the front end one ``in`` test, :func:`has_tags`, and with
 rules configured one cached dict look-up.
 
 It also holds the front ends' shared hot-path state: the re-entry guard and
-whether a processor ever claimed an event (:func:`claim`).
+whether a processor ever claimed an event (:func:`~bucket_logging._tracking.claims.claim`).
 """
 
 from __future__ import annotations
@@ -37,25 +37,27 @@ from .._sender.ledger import RefusalReason
 from .._sender.sender import BulkSender
 from .capture import active as _captures
 from .capture import tracker_built
-from .claims import is_claimed, local, release_claim
+from .claims import claiming, is_claimed, local
 from .context import CONTEXT_KEYS as _CONTEXT_KEYS
 from .context import KEY_PREFIX as _CONTEXT_PREFIX
 from .context import from_context as _from_context
 from .rules import Rule, RuleSet, compile_rules
-from .senders import Sender, check_field, flush_sender, resolve_sender
+from .senders import Sender, check_field, flush_sender
 from .tags import (
     ORPHAN,
     RESERVED,
     TAGGED,
-    TAGS,
     TYPO_PROBE,
     UNKNOWN,
+    beyond_event,
     checked_templates,
-    has_tags,
+    has_call,
+    has_modifier,
     misspelled,
     unchecked,
 )
 from .wire import (
+    Refusal,
     entity_wire,
     feedback_wire,
     missing_user,
@@ -66,51 +68,13 @@ from .wire import (
     wire_of,
 )
 
-__all__ = [
-    "ORPHAN",
-    "TAGGED",
-    "TAGS",
-    "Sender",
-    "Tracker",
-    "claim",
-    "has_tags",
-    "is_claimed",
-    "release_claim",
-    "resolve_sender",
-]
+__all__ = ["ORPHAN", "TAGGED", "Tracker"]
 
-_local: Final = local  # (the name the front ends import)
 _get_ident: Final = threading.get_ident
 
 #: The threads inside :meth:`Tracker.track` (the re-entry guard). A set rather than
 #: a thread-local: the hot path reads one module global while it is empty.
-_busy: set[int] = set()
-
-#: Whether any processor ever claimed an event (see :func:`claim`): until then the
-#: handler's hot path does not look for a claim.
-_claiming = False
-
-
-def _after_fork_in_child() -> None:
-    _busy.clear()  # the threads that were busy do not exist in the child
-
-
-_process.at_fork(after_in_child=_after_fork_in_child)
-
-# --------------------------------------------------------------------------- claims
-
-
-def claim(event_dict: Mapping[str, Any], event: object) -> None:
-    """Record that a BucketProcessor tracked ``event_dict`` on this thread.
-
-    When structlog is bridged into ``logging``, the stdlib record built from this
-    event dict reaches the handlers synchronously, on this thread, right after the
-    processor chain. :func:`is_claimed` lets a BucketHandler recognise that record
-    and leave it alone, so the event is tracked exactly once.
-    """
-    global _claiming
-    local.claim = [event_dict, event, None]
-    _claiming = True
+_busy: Final = _process.state.busy
 
 
 # --------------------------------------------------------------------------- the tracker
@@ -190,19 +154,14 @@ class Tracker:
         Returns :data:`TAGGED`, a matching :class:`~bucket_logging._tracking.rules.Rule`,
         :data:`ORPHAN`, or None. Never raises for ordinary mappings.
         """
-        if (
-            "bucket_event" in fields
-            or "bucket_user" in fields
-            or "bucket_company" in fields
-            or "bucket_feedback" in fields
-        ):
+        if has_call(fields):
             return TAGGED
         rules = self._rules
         if rules is not None:
             rule = rules.lookup(template, logger_name)
             if rule is not None:
                 return rule
-        if "bucket_attributes" in fields or "bucket_active" in fields:
+        if has_modifier(fields):
             return ORPHAN
         if TYPO_PROBE in fields:
             return UNKNOWN
@@ -236,7 +195,7 @@ class Tracker:
                     return
             elif record.thread in _internal_threads:
                 return
-            elif _claiming:  # a processor tracks events too: was this record its event's?
+            elif claiming:  # a processor tracks events too: was this record its event's?
                 claim = local.claim
                 if (
                     claim is not None
@@ -252,12 +211,8 @@ class Tracker:
                 return
             if template not in checked_templates:  # once per log statement: typos?
                 self._check_keys(fields, logger_name, template)
-            if type(fields) is dict and not (  # (a custom Mapping may run code)
-                "bucket_user" in fields
-                or "bucket_company" in fields
-                or "bucket_feedback" in fields
-                or "bucket_active" in fields
-            ):
+            # (a custom Mapping may run code)
+            if type(fields) is dict and not beyond_event(fields):
                 get = fields.get
                 user_id = get(self._user_field)
                 if user_id is None and self._user_key in _CONTEXT_KEYS:
@@ -425,15 +380,14 @@ class Tracker:
     def _send_orreject(
         self,
         kind: str,
-        wire: dict[str, Any] | str,
+        wire: dict[str, Any] | Refusal,
         timestamp: str,
         logger_name: str,
         template: object,
     ) -> None:
-        """Send ``wire``, or report the problem it is instead."""
-        if isinstance(wire, str):
-            reason: RefusalReason = "missing_id" if _MISSING_ID in wire else "invalid_tag"
-            self._reject(reason, kind, logger_name, template, wire)
+        """Send ``wire``, or report the refusal it is instead."""
+        if isinstance(wire, Refusal):
+            self._reject(wire.reason, kind, logger_name, template, wire.problem)
         else:
             self._send(wire, timestamp, logger_name, template)
 
@@ -484,8 +438,3 @@ class Tracker:
                 type(exc).__name__,
                 exc,
             )
-
-
-#: What the problems of a call without its id say
-#: (see :func:`~bucket_logging._tracking.wire.missing_user`).
-_MISSING_ID: Final = " id: give the record a "

@@ -2,20 +2,24 @@
 
 The :class:`~bucket_logging._tracking.tracker.Tracker` reads the tags and ids of a record
 and asks these functions for the call's wire dict; a problem comes back as a
-message (a string) that the tracker reports.
+:class:`Refusal`: the reason counted in ``stats.refused``, typed where the refusal
+happens, and the message that the tracker reports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .._items.item import normalize_id
 from .._runtime.diagnostics import problem_topic, report
+from .._runtime.state import state as _state
+from .._sender.ledger import RefusalReason
 from .rules import Rule
 
 __all__ = [
+    "Refusal",
     "Tags",
     "entity_wire",
     "feedback_wire",
@@ -55,6 +59,13 @@ _FEEDBACK_DOC: Final = (
 )
 
 
+class Refusal(NamedTuple):
+    """A call that is not sent: why (counted in ``stats.refused``) and the message."""
+
+    reason: RefusalReason
+    problem: str
+
+
 def wire_of(head: dict[str, Any], **optional: Any) -> dict[str, Any]:
     """``head`` with the ``optional`` fields that are not None, in their order."""
     for name, value in optional.items():
@@ -88,7 +99,7 @@ def entity_wire(  # noqa: PLR0917 - the call's parts, in the tracker's order
     context: dict[str, Any] | None,
     user_field: str,
     company_field: str,
-) -> dict[str, Any] | str:
+) -> dict[str, Any] | Refusal:
     """A user call (``user_id`` None) or a company call (associated with ``user_id``)."""
     tag = "bucket_" + kind
     if value is True:
@@ -96,16 +107,18 @@ def entity_wire(  # noqa: PLR0917 - the call's parts, in the tracker's order
     elif type(value) is dict or isinstance(value, Mapping):
         attributes = value
     else:
-        return (
+        return Refusal(
+            "invalid_tag",
             f"{tag} must be True or a dict of attributes, "
-            f"not {type(value).__name__} {short(value, 40)}"
+            f"not {type(value).__name__} {short(value, 40)}",
         )
     if entity_id is None:
         if kind == "user":
-            return missing_user(user_field, tag)
-        return (
+            return Refusal("missing_id", missing_user(user_field, tag))
+        return Refusal(
+            "missing_id",
             f"{tag} needs a company id: give the record a {company_field!r} field or "
-            f"bind it with structlog.contextvars.bind_contextvars({company_field}=...)"
+            f"bind it with structlog.contextvars.bind_contextvars({company_field}=...)",
         )
     id_name = "userId" if kind == "user" else "companyId"
     return wire_of(
@@ -118,10 +131,13 @@ def entity_wire(  # noqa: PLR0917 - the call's parts, in the tracker's order
 
 def feedback_wire(
     feedback: Any, user_id: Any, company_id: Any, user_field: str
-) -> dict[str, Any] | str:
+) -> dict[str, Any] | Refusal:
     """A feedback call from ``bucket_feedback`` (snake_case or camelCase keys)."""
     if not isinstance(feedback, Mapping):
-        return f"bucket_feedback must be a dict ({_FEEDBACK_DOC}), not {type(feedback).__name__}"
+        return Refusal(
+            "invalid_tag",
+            f"bucket_feedback must be a dict ({_FEEDBACK_DOC}), not {type(feedback).__name__}",
+        )
     wire: dict[str, Any] = {"type": "feedback"}
     unknown: list[str] = []
     for key, value in feedback.items():
@@ -131,13 +147,14 @@ def feedback_wire(
         elif value is not None:
             wire[name] = normalize_id(value) if name in _FEEDBACK_IDS else value
     if unknown:
-        return (
+        return Refusal(
+            "invalid_tag",
             f"bucket_feedback has unknown key(s) {', '.join(sorted(unknown))}; "
-            f"it takes {_FEEDBACK_DOC}"
+            f"it takes {_FEEDBACK_DOC}",
         )
     if "userId" not in wire:
         if user_id is None:
-            return missing_user(user_field, "bucket_feedback")
+            return Refusal("missing_id", missing_user(user_field, "bucket_feedback"))
         wire["userId"] = user_id
     if "companyId" not in wire and company_id is not None:
         wire["companyId"] = company_id
@@ -226,23 +243,18 @@ def read_tags(fields: Mapping[str, Any], plan: object, reserved: frozenset[str])
     return tags
 
 
-#: How many calls :func:`reject` refused in this process (see :func:`rejected_calls`).
-_rejected_calls = 0
-
-
 def rejected_calls() -> int:
     """How many calls were not sent because a record's tags or values were invalid.
 
     Counted for the whole process (every tracker), for summaries such as
     ``bucket-logging ship``'s; the reports themselves are rate-limited.
     """
-    return _rejected_calls
+    return _state.rejected_calls
 
 
 def reject(kind: str, logger_name: str, template: object, problem: str) -> None:
     """Report a call that is not sent (rate-limited per distinct problem), and count it."""
-    global _rejected_calls
-    _rejected_calls += 1
+    _state.rejected_calls += 1
     report(
         problem_topic("invalid-" + kind, logger_name, template, problem),
         "Not sending the %s call of a record from logger %r with message %s: %s",
