@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import socket
 import threading
 import time
@@ -58,7 +57,7 @@ import orjson
 
 from .._frontends.jsonlines import JsonLines
 from .._runtime import shutdown as _shutdown
-from .._runtime.diagnostics import register_secret
+from .._runtime.diagnostics import is_loopback, register_secret
 from .bodies import Refused, gunzip, parse_body
 
 __all__ = ["Limits", "Relay", "RelaySender", "is_loopback"]
@@ -130,16 +129,6 @@ class RelaySender:
         """Items the real sender holds, not yet delivered or dropped."""
         pending = getattr(self._sender, "pending", 0)  # a property of BulkSender
         return int(pending() if callable(pending) else pending)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback interface (``localhost``, 127.0.0.0/8, ``::1``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _Server(ThreadingHTTPServer):

@@ -31,6 +31,7 @@ __all__ = [
     "internal_names",
     "internal_threads",
     "is_internal",
+    "is_loopback",
     "logger",
     "outside_text",
     "redact",
@@ -153,13 +154,23 @@ def outside_text(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+#: Host names that are this machine's loopback interface (Debian's /etc/hosts names).
+_LOOPBACK_NAMES: Final = frozenset(
+    {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+)
 _warned: Final = _state.warned
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine's loopback interface: ``localhost`` (and its
+    /etc/hosts aliases), 127.0.0.0/8, ``::1`` (bracketed or not).
+
+    The one loopback check: it decides whether the relay may run without a token and
+    whether a plain ``http://`` URL is worth a warning. Any other name is taken as
+    reaching the network (``*.localhost`` too: /etc/hosts may map it anywhere).
+    """
     host = host.strip("[]").lower()
-    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+    if host in _LOOPBACK_NAMES:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -173,7 +184,7 @@ def warn_if_insecure(url: str, verify: object) -> None:
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     topics = []
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         topics.append(
             (
                 "insecure-http",
@@ -181,7 +192,7 @@ def warn_if_insecure(url: str, verify: object) -> None:
                 "key and the tracked data cross the network unencrypted (use https://)",
             )
         )
-    if verify is False and not _is_loopback(host):
+    if verify is False and not is_loopback(host):
         topics.append(
             (
                 "insecure-verify",
