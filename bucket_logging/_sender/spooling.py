@@ -11,7 +11,7 @@ another worker, or this one after a pause) delivers it, oldest first.
 
 Threads and memory. The caller's thread is untouched: it still only appends to
 the in-memory queue. Every spool operation runs on one worker thread per sender
-(:class:`~bucket_logging._runtime.worker.SpoolExecutor`), awaited by the sender's
+(:class:`~bucket_logging._runtime.worker.Worker`), awaited by the sender's
 loop, which keeps serving requests while SQLite waits on the disk or a lock.
 Batches waiting for a request slot keep their items in memory up to a quarter of
 ``max_queue_bytes`` (so that a burst is sent without reading it back); beyond that
@@ -42,7 +42,7 @@ from .._exceptions import DeliveryError
 from .._runtime import diagnostics as _diagnostics
 from .._runtime import state as _process
 from .._runtime.diagnostics import report
-from .._runtime.worker import SpoolExecutor
+from .._runtime.worker import Worker
 from .._sender.config import SenderConfig
 from .._sender.ledger import DropReason, Ledger, Ticket
 from .._spool.rows import destination
@@ -123,7 +123,7 @@ class Spool:
             spool.directory, destination(config.destination), spool.max_bytes, spool.max_age
         )
         self.path = self.store.path
-        self._executor: SpoolExecutor | None = None
+        self._executor: Worker | None = None
         self._opened = False
         self.failed = False
         self._waiting: deque[Chunk] = deque()
@@ -140,7 +140,7 @@ class Spool:
         return f"<Spool {self.path} {state} waiting={len(self._waiting)}>"
 
     @property
-    def executor(self) -> SpoolExecutor | None:
+    def executor(self) -> Worker | None:
         """The worker thread, once the spool was opened."""
         return self._executor
 
@@ -278,7 +278,7 @@ class Spool:
                     "parent; SQLite cannot be used safely here"
                 )
             if self._executor is None:
-                self._executor = SpoolExecutor()
+                self._executor = Worker("bucket_logging-spool", wait_at_fork=True)
             batches, items, expired, full = await self.call(self.store.open)
         except SPOOL_ERRORS as exc:
             self.fail(exc)
