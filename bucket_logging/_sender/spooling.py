@@ -2,9 +2,8 @@
 
 With ``spool_dir=`` (or env ``BUCKET_SPOOL_DIR``) a :class:`~bucket_logging.BulkSender`
 writes every batch it takes off its in-memory queue to a SQLite database in that
-directory before the batch's first request (:mod:`bucket_logging._spool.store`
-says how and why), and deletes it once the server accepted it (2xx) or finally
-rejected it (a 400 for a single item). A batch the sender gives up on (retries
+directory before the batch's first request (:mod:`bucket_logging._spool` says how
+and why), and deletes it once the server accepted it (2xx) or finally rejected it. A batch the sender gives up on (retries
 exhausted, the shutdown deadline, another 4xx) is released in the spool instead
 of being dropped; the next sender that opens the spool (a restarted process,
 another worker, or this one after a pause) delivers it, oldest first.
