@@ -3,10 +3,11 @@
 With ``spool_dir=`` (or env ``BUCKET_SPOOL_DIR``) a :class:`~bucket_logging.BulkSender`
 writes every batch it takes off its in-memory queue to a SQLite database in that
 directory before the batch's first request (:mod:`bucket_logging._spool` says how
-and why), and deletes it once the server accepted it (2xx) or finally rejected it. A batch the sender gives up on (retries
-exhausted, the shutdown deadline, another 4xx) is released in the spool instead
-of being dropped; the next sender that opens the spool (a restarted process,
-another worker, or this one after a pause) delivers it, oldest first.
+and why), and deletes it once the server accepted it (2xx) or finally rejected it.
+A batch the sender gives up on (retries exhausted, the shutdown deadline, another
+4xx) is released in the spool instead of being dropped; the next sender that opens
+the spool (a restarted process, another worker, or this one after a pause) delivers
+it, oldest first.
 
 Threads and memory. The caller's thread is untouched: it still only appends to
 the in-memory queue. Every spool operation runs on one worker thread per sender
@@ -17,9 +18,8 @@ Batches waiting for a request slot keep their items in memory up to a quarter of
 they are read back from the file when their turn comes. Fork: see
 :mod:`bucket_logging._runtime.worker`.
 
-The spool talks to its sender through :class:`SpoolHost` (queue, ledger, request
-slots, delivery); each delivery's outcome is settled by a
-:class:`~bucket_logging._sender.settle.Settlement`.
+The spool talks to its sender's engine through :class:`SpoolHost`; each delivery's
+outcome is settled by a :class:`~bucket_logging._sender.settle.Settlement`.
 
 Failures. A spool that cannot be opened or used (garbage in the file, a read-only
 or missing directory, a full disk, a lock held past the busy timeout) is reported
@@ -58,7 +58,7 @@ _T = TypeVar("_T")
 
 
 class SpoolHost(Protocol):
-    """What the spool uses of its sender (:class:`~bucket_logging.BulkSender`)."""
+    """What the spool uses of its sender's engine (:class:`~.engine.SenderLoop`)."""
 
     @property
     def ledger(self) -> Ledger:
