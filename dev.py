@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
+STRUCTURE = ROOT.parent / "shared" / "tools" / "structure.py"
 
 
 def _run(*args: str | os.PathLike[str]) -> int:
@@ -58,6 +59,11 @@ def cmd_test(args: list[str]) -> int:
         ("ruff", [PY, "-m", "ruff", "check", "."]),
         ("mypy", [PY, "-m", "mypy"]),
         ("lint-imports", [BIN / "lint-imports", "--no-cache"]),
+        *(
+            [("structure", [PY, STRUCTURE, "bucket_logging"])]
+            if STRUCTURE.exists()  # the steering repository's measure, where it sits beside
+            else []
+        ),
         (
             "pytest",
             [PY, "-m", "pytest", "--cov", "--cov-branch", "--cov-report=term", *args],
