@@ -82,7 +82,7 @@ def docs_command(args: list[str]) -> list[str | os.PathLike[str]]:
 def cmd_docs(args: list[str]) -> int:
     ensure_venv()
     # mkdocs-material prints a notice about MkDocs 2 on every run unless told not to.
-    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+    os.environ["NO_MKDOCS_2_WARNING"] = "1"
     return _run(*docs_command(args))
 
 
