@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -95,3 +96,32 @@ def test_changelog_and_contributing_are_included_not_copied(site: Path) -> None:
     [title] = [line[2:].strip() for line in source.splitlines() if line.startswith("# ")][:1]
     assert f"{title}<" in contributing
     assert (DOCS / "contributing.md").read_text(encoding="utf-8").count("\n") < 10
+
+
+def test_roles_link_public_names_and_literal_blocks_are_fenced() -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import griffe_sphinx_roles as ext
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    public = {
+        "bucket_logging._sender.BulkSender": "bucket_logging.BulkSender",
+        "bucket_logging.BulkSender": "bucket_logging.BulkSender",
+        "bucket_logging._sender.BulkSender.flush": "bucket_logging.BulkSender.flush",
+        "bucket_logging.BulkSender.flush": "bucket_logging.BulkSender.flush",
+    }
+    module = SimpleNamespace(path="bucket_logging._sender", parent=None)
+    method = SimpleNamespace(path="bucket_logging._sender.BulkSender.close", parent=None)
+    method.parent = SimpleNamespace(path="bucket_logging._sender.BulkSender", parent=module)
+    text = (
+        ":class:`~bucket_logging._sender.BulkSender`, :meth:`flush`, "
+        ":func:`~bucket_logging._tracker.claim`, :class:`Moved <bucket_logging._gone.BulkSender>`"
+    )
+    assert ext._roles(text, method, public) == (
+        "[`BulkSender`][bucket_logging.BulkSender], "
+        "[`flush`][bucket_logging.BulkSender.flush], "
+        "`claim`, [`Moved`][bucket_logging.BulkSender]"
+    )
+    assert ext._literal_blocks("Like this::\n\n    f(1)\n\nor::\n\n    [ini]\n    a = 1\n") == (
+        "Like this:\n\n```python\nf(1)\n```\n\nor:\n\n```text\n[ini]\na = 1\n```\n"
+    )

@@ -12,7 +12,8 @@ touched):
   (``[`BulkSender`][bucket_logging.BulkSender]``), so ``mkdocs build --strict`` checks it;
 - any other role (a private helper, the standard library) becomes inline code;
 - a paragraph ending in ``::`` ends in ``:`` and the indented block after it becomes a
-  fenced code block (``python`` when it parses as Python, else ``text``).
+  fenced code block (``python`` when it parses as Python and is no INI section, else
+  ``text``).
 
 Loaded by mkdocs.yml (``extensions: [tools/griffe_sphinx_roles.py]``).
 """
@@ -90,6 +91,10 @@ def _resolve(target: str, obj: griffe.Object, public: dict[str, str]) -> str | N
         candidates.append(f"{scope.path}.{target}")
         scope = scope.parent
     candidates.append(f"{PACKAGE}.{target}")
+    # A private module's path that has moved (``bucket_logging._old.BulkSender``): the
+    # public name it ends with.
+    parts = target.split(".")
+    candidates.extend(f"{PACKAGE}.{'.'.join(parts[i:])}" for i in range(1, len(parts)))
     for candidate in candidates:
         if candidate in public:
             return public[candidate]
@@ -142,11 +147,7 @@ def _literal_blocks(text: str) -> str:
             block.pop()
             j -= 1
         code = textwrap.dedent("\n".join(block))
-        try:
-            ast.parse(code)
-            lang = "python"
-        except SyntaxError:
-            lang = "text"
+        lang = "python" if _is_python(code) else "text"
         pad = " " * indent
         out.append("")
         out.append(f"{pad}```{lang}")
@@ -154,6 +155,17 @@ def _literal_blocks(text: str) -> str:
         out.append(f"{pad}```")
         i = j
     return "\n".join(out)
+
+
+def _is_python(code: str) -> bool:
+    """Python that parses, and not an INI section (``[handler_bucket]`` parses too)."""
+    if code.lstrip().startswith("["):
+        return False
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return False
+    return True
 
 
 class SphinxRoles(griffe.Extension):
