@@ -4,6 +4,7 @@
     python3 dev.py demo     # the library end to end against the local tracking server
     python3 dev.py test     # lint, type-check, the layering contracts and the whole suite
     python3 dev.py bench    # the benchmarks (``bench --smoke`` for a quick run)
+    python3 dev.py docs     # build the docs site strictly into site/ (``docs --serve``: serve it)
 
 Each command creates ``.venv/`` beside this file on first use and installs the
 package with its development extras into it; later runs reuse it and reinstall
@@ -78,12 +79,26 @@ def cmd_test(args: list[str]) -> int:
     return 0
 
 
+def docs_command(args: list[str]) -> list[str | os.PathLike[str]]:
+    """``mkdocs build --strict`` (or ``mkdocs serve --strict`` with ``--serve``)."""
+    serve = "--serve" in args
+    rest = [a for a in args if a != "--serve"]
+    return [PY, "-m", "mkdocs", "serve" if serve else "build", "--strict", *rest]
+
+
+def cmd_docs(args: list[str]) -> int:
+    ensure_venv()
+    # mkdocs-material prints a notice about MkDocs 2 on every run unless told not to.
+    os.environ["NO_MKDOCS_2_WARNING"] = "1"
+    return _run(*docs_command(args))
+
+
 def cmd_bench(args: list[str]) -> int:
     ensure_venv("dev,bench")
     return _run(PY, "benchmarks/run.py", *args)
 
 
-COMMANDS = {"demo": cmd_demo, "test": cmd_test, "bench": cmd_bench}
+COMMANDS = {"demo": cmd_demo, "test": cmd_test, "bench": cmd_bench, "docs": cmd_docs}
 
 
 def main() -> int:

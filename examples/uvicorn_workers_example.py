@@ -16,8 +16,8 @@ shutdown, which runs after the last request. With FastAPI or Starlette::
     app = FastAPI(lifespan=lifespan)
 
 The app below is the same in raw ASGI, to stay dependency-free. (uvicorn in one
-process, gunicorn's workers and hypercorn need nothing: see README, "When the process
-ends".)
+process, gunicorn's workers and hypercorn need nothing: see docs/delivery.md, "When the
+process ends".)
 
 Run it: ``python examples/uvicorn_workers_example.py`` plays what uvicorn does (the
 lifespan startup, two requests, the lifespan shutdown) in-process; without
