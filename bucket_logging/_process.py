@@ -81,7 +81,13 @@ class State:
         # the exit paths (see bucket_logging._shutdown)
         self.exit_hook_installed = False
         self.sigterm_installed = False
+        #: the main thread was asked to install the SIGTERM handler (a first sender
+        #: built on another thread)
+        self.sigterm_requested: object = None
         self.in_sigterm = False
+        #: said once: SIGTERM cannot end this process (PID 1); uvicorn's shutdown
+        #: cannot be hooked; the SIGTERM handler cannot be installed
+        self.told: set[str] = set()
         self.pool_pid = 0  # the process whose pool finalizers hold ours
         # the spool (see bucket_logging._spool_store and _spool):
         #: tokens of this process's spool owners (an owner id with our pid and another
@@ -141,20 +147,26 @@ async def aflush_all(timeout: float | None = None) -> bool:
     return ok
 
 
-def shutdown_all() -> None:
+def shutdown_all(limit: float | None = None) -> None:
     """Deliver what every live sender holds, within each one's deadline, and close it.
 
-    The exit hook. Every sender hurries at once, then each is closed in turn.
+    The exit hook. Every sender hurries at once, then each is closed in turn. ``limit``
+    shortens every sender's ``shutdown_timeout`` (``0``: close at once, counting and
+    reporting what is still queued).
     """
     senders = [s for s in list(state.live) if not s.closed]
     if not senders:
         _diagnostics.report_suppressed()
         return
-    deadline = time.monotonic() + max(s.shutdown_timeout for s in senders)
+
+    def budget(sender: LiveSender) -> float:
+        return sender.shutdown_timeout if limit is None else min(limit, sender.shutdown_timeout)
+
+    deadline = time.monotonic() + max(budget(s) for s in senders)
     for sender in senders:
-        sender.start_closing(time.monotonic() + sender.shutdown_timeout)
+        sender.start_closing(time.monotonic() + budget(sender))
     for sender in senders:
-        remaining = max(0.0, min(sender.shutdown_timeout, deadline - time.monotonic()))
+        remaining = max(0.0, min(budget(sender), deadline - time.monotonic()))
         try:
             sender.close(remaining)
         except Exception as exc:  # pragma: no cover - exit must go on

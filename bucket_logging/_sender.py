@@ -36,7 +36,7 @@ import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
 import httpcore  # noqa: F401 - (a fork during an import leaves a partial module)
 import httpx
 
-from . import _diagnostics, _process, _shutdown
+from . import _diagnostics, _process, _shutdown, _uvicorn_stop
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_SPOOL_MAX_AGE,
@@ -249,6 +249,7 @@ class BulkSender:
             return
         self._queue.running = not self._closed
         _shutdown.watch_pool_exit()  # a forked pool child leaves with os._exit
+        _uvicorn_stop.watch()  # a uvicorn server holding SIGTERM: deliver at its shutdown
 
     @property
     def engine(self) -> SenderLoop | None:
