@@ -36,6 +36,7 @@ def _installed_version() -> str:
     probe = subprocess.run(
         [sys.executable, "-c", "import uvicorn; print(uvicorn.__version__)"],
         env=dict(os.environ, PYTHONPATH=str(TARGET)),
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
@@ -50,6 +51,7 @@ def uvicorn029() -> str:
         pip = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
              "--no-deps", "--upgrade", "--target", str(TARGET), f"uvicorn=={VERSION}"],
+            check=False,
             capture_output=True,
             text=True,
             timeout=300,
