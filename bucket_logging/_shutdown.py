@@ -180,6 +180,9 @@ def _at_exit() -> None:
 def _on_sigterm(signum: int, frame: object) -> None:
     """Deliver what is queued, then let SIGTERM end the process as it would have."""
     state = _process.state
+    if os.getpid() == 1:  # SIGTERM's default action cannot end PID 1
+        _deliver_as_init()
+        return
     if not state.in_sigterm:  # a second SIGTERM during the delivery ends it at once
         state.in_sigterm = True
         try:
@@ -188,6 +191,44 @@ def _on_sigterm(signum: int, frame: object) -> None:
             report("exit", "bucket_logging: error while delivering on SIGTERM: %r", exc)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.raise_signal(signal.SIGTERM)
+    # Still here: the default action did not end the process (SIGTERM blocked in this
+    # thread, or a PID 1 that getpid() does not show). What is logged now is dropped.
+    _tell_once(
+        "alive",
+        "bucket_logging: SIGTERM did not end this process after the delivery; the senders "
+        "are closed, what is logged from now on is dropped",
+    )
+
+
+#: Why a SIGTERM did not end PID 1, and the fix (said once).
+PID1_MESSAGE: Final = (
+    "bucket_logging: SIGTERM does not end this process: it runs as PID 1 (a container "
+    "started without an init), and the kernel ignores a signal's default action for PID 1. "
+    "What was logged is delivered and the senders stay open for what the process logs "
+    "next. To stop on SIGTERM, start the container with an init (`docker run --init`, "
+    "Compose `init: true`, or tini as its entrypoint), or handle SIGTERM in the app"
+)
+
+
+def _deliver_as_init() -> None:
+    """PID 1: deliver what is queued (back-offs cut short) without closing the senders,
+    and say once why the process goes on. The handler stays in place: each later
+    SIGTERM delivers again, and the process ends its own way (its exit delivers the rest).
+    """
+    _tell_once("pid1", PID1_MESSAGE)
+    try:
+        live = [s for s in list(_process.state.live) if not s.closed]
+        if live:
+            _process.flush_all(max(s.shutdown_timeout for s in live))
+    except BaseException as exc:  # pragma: no cover - the application goes on
+        report("exit", "bucket_logging: error while delivering on SIGTERM: %r", exc)
+
+
+def _tell_once(topic: str, message: str) -> None:
+    told = _process.state.told
+    if topic not in told:
+        told.add(topic)
+        report(topic, message)
 
 
 def _after_fork_in_child() -> None:
