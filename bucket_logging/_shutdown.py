@@ -112,17 +112,67 @@ def install(*, sigterm: bool) -> None:
         state.exit_hook_installed = True
         atexit.register(_at_exit)
         _watch_celery()
-    if (
-        sigterm
-        and not state.sigterm_installed
-        and threading.current_thread() is threading.main_thread()
-    ):
-        try:
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, _on_sigterm)
-                state.sigterm_installed = True
-        except (ValueError, OSError, AttributeError):  # not the main interpreter, no SIGTERM
-            pass
+    if not sigterm or state.sigterm_installed:
+        return
+    if threading.current_thread() is threading.main_thread():
+        _install_sigterm_handler()
+    elif state.sigterm_requested is None:
+        _ask_the_main_thread()
+
+
+def _install_sigterm_handler() -> None:
+    """On the main thread: install the handler if SIGTERM's disposition is the default."""
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            _process.state.sigterm_installed = True
+    except (ValueError, OSError, AttributeError):  # not the main interpreter, no SIGTERM
+        pass
+
+
+def _ask_the_main_thread() -> None:
+    """A first sender built on another thread: Python lets only the main thread install
+    a signal handler, so the main thread is asked to, with ``Py_AddPendingCall`` (CPython's
+    public C API for exactly this: the call runs on the main thread between two bytecodes,
+    where Python runs signal handlers). It runs as soon as the main thread runs Python
+    code; one that only waits in C (a ``join()`` without end) runs it when it wakes."""
+    state = _process.state
+    try:
+        import ctypes  # noqa: PLC0415 - rarely needed (and absent from some builds)
+
+        api = ctypes.pythonapi
+        if sys.implementation.name != "cpython" or (
+            ctypes.PYFUNCTYPE(ctypes.c_void_p)(("PyInterpreterState_Get", api))()
+            != ctypes.PYFUNCTYPE(ctypes.c_void_p)(("PyInterpreterState_Main", api))()
+        ):
+            raise RuntimeError("not CPython's main interpreter")
+        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+        add_pending_call = ctypes.PYFUNCTYPE(ctypes.c_int, callback_type, ctypes.c_void_p)(
+            ("Py_AddPendingCall", api)
+        )
+        callback = callback_type(_install_on_the_main_thread)
+        state.sigterm_requested = callback  # kept for good: ctypes calls it later
+        if add_pending_call(callback, None) != 0:
+            raise RuntimeError("the interpreter's pending calls are full")
+    except Exception as exc:
+        _tell_once(
+            "sigterm-thread",
+            "bucket_logging: no SIGTERM handler: the first sender was built on thread %r, "
+            "and the main thread cannot be asked to install one (%s); a SIGTERM ends the "
+            "process with what is queued. Build the first handler at import time, or call "
+            "bucket_logging.flush() from your own SIGTERM handling",
+            threading.current_thread().name,
+            exc,
+        )
+
+
+def _install_on_the_main_thread(_: object) -> int:
+    try:
+        if threading.current_thread() is threading.main_thread():
+            _install_sigterm_handler()
+    except BaseException:  # pragma: no cover - a pending call must not raise
+        pass
+    return 0
 
 
 def watch_pool_exit() -> None:
@@ -224,11 +274,11 @@ def _deliver_as_init() -> None:
         report("exit", "bucket_logging: error while delivering on SIGTERM: %r", exc)
 
 
-def _tell_once(topic: str, message: str) -> None:
+def _tell_once(topic: str, message: str, *args: object) -> None:
     told = _process.state.told
     if topic not in told:
         told.add(topic)
-        report(topic, message)
+        report(topic, message, *args)
 
 
 def _after_fork_in_child() -> None:

@@ -374,12 +374,6 @@ def test_the_librarys_threads_leave_sigterm_to_the_main_thread(run: Run) -> None
     assert all(line.endswith("blocks SIGTERM: True") for line in lines), child.describe()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a SIGTERM handler can only be installed from the main thread; when the first "
-    "sender is built on another thread none is installed, and SIGTERM kills the process "
-    "with the queue (README: 'installed when the first sender is built on the main thread')",
-)
 def test_sigterm_delivers_when_the_tracking_was_configured_in_another_thread(
     run: Run, server: TrackingServer
 ) -> None:
