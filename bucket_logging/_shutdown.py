@@ -14,6 +14,13 @@ The senders deliver their queues when the process ends, whichever way it ends:
   re-raise SIGTERM after their graceful shutdown (uvicorn, gunicorn's ``UvicornWorker``)
   hand the signal on to this one. A second SIGTERM during the delivery ends the process
   at once. Switch it off with ``handle_sigterm=False`` or ``BUCKET_HANDLE_SIGTERM=0``.
+  A first sender built on another thread asks the main thread to install it (a pending
+  call). As PID 1, where the kernel ignores SIGTERM's default action, the handler
+  delivers without closing the senders, stays in place and says once why.
+* **uvicorn servers that imported the app inside their signal capture** (``--workers``,
+  ``--reload``, gunicorn ``--preload`` with ``UvicornWorker``): they put back and re-raise
+  the default SIGTERM, so a sender that starts there hooks the server's shutdown
+  instead (see :mod:`bucket_logging._uvicorn_stop`).
 * **Forked pool children** (``multiprocessing`` with fork or forkserver, Celery's prefork
   pool through billiard) leave with ``os._exit``, skipping ``atexit``, after running
   their pool's finalizers: a sender that starts in such a child registers one there.
@@ -104,8 +111,8 @@ def install(*, sigterm: bool) -> None:
     """Deliver at interpreter exit, and on SIGTERM where ``sigterm`` allows.
 
     Called whenever a sender is built; does its work once per process. The SIGTERM
-    handler is installed only from the main thread (where Python allows it) and only
-    while SIGTERM has its default disposition.
+    handler is installed only while SIGTERM has its default disposition, by the main
+    thread (where Python allows it): from another thread, the main thread is asked to.
     """
     state = _process.state
     if not state.exit_hook_installed:
