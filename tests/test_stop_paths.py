@@ -523,6 +523,7 @@ def test_an_app_server_stopped_by_sigterm_delivers_every_request_event(
 
 SYSTEMD_STOPPED = [
     pytest.param(uvicorn(), {}, id="uvicorn"),
+    pytest.param(uvicorn("--workers", "2"), {}, id="uvicorn --workers 2"),
     pytest.param(uvicorn("--workers", "2"), LIFESPAN_FLUSH,
                  id="uvicorn --workers 2+lifespan-aflush"),
     pytest.param(gunicorn("uvicorn.workers.UvicornWorker", "-w", "2"), {},
