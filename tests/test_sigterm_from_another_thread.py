@@ -4,13 +4,29 @@ can is in ``test_shutdown.py`` and, with a real SIGTERM, ``test_stop_paths.py``)
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
-from test_shutdown import run
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def run(tmp_path: Path, source: str) -> subprocess.Popen[str]:
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(source))
+    env = {k: v for k, v in os.environ.items() if k != "BUCKET_HANDLE_SIGTERM"}
+    return subprocess.Popen(
+        [sys.executable, str(script)],
+        env=dict(env, PYTHONUNBUFFERED="1"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_without_ctypes_one_warning_names_the_fix(tmp_path: Path) -> None:
