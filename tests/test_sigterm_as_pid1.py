@@ -25,11 +25,12 @@ import test_stop_paths as stop
 from _helpers import KEY
 from test_stop_paths import _sigint_as_under_a_terminal, server
 
-from bucket_logging import TrackingServer, _shutdown
+from bucket_logging import BulkSender, Item, TrackingServer, _process, _shutdown
 
 __all__ = ["_sigint_as_under_a_terminal", "server"]
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux namespaces")
+LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux namespaces")
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 UNSHARE = [
     ["unshare", "--pid", "--fork", "--mount-proc"],
@@ -95,6 +96,7 @@ def sigterm(pid: int, child: stop.Child) -> None:
     os.kill(pid, signal.SIGTERM)  # from outside the namespace, as docker stop does
 
 
+@LINUX
 def test_sigterm_to_pid1_delivers_and_what_the_app_logs_next_arrives_too(
     as_pid1: stop.Child, server: TrackingServer
 ) -> None:
@@ -124,3 +126,34 @@ def test_sigterm_to_pid1_delivers_and_what_the_app_logs_next_arrives_too(
     assert "--init" in child.stderr and "tini" in child.stderr
     assert "dropped" not in child.stderr and "closed" not in child.stderr, child.describe()
     stop.assert_clean(child)
+
+
+def test_the_handler_as_pid1_delivers_keeps_the_senders_open_and_tells_once(
+    server: TrackingServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The same, in-process (no namespace needed): the handler sees PID 1 and returns.
+    monkeypatch.setattr(_process.state, "told", set())
+    monkeypatch.setattr(_shutdown.os, "getpid", lambda: 1)
+
+    def reraised(signum: int) -> None:
+        raise AssertionError("SIGTERM re-raised: it cannot end PID 1")
+
+    monkeypatch.setattr(signal, "raise_signal", reraised)  # (a regression fails, not kills)
+    saved = signal.getsignal(signal.SIGTERM)
+    sender = BulkSender(
+        KEY, base_url=f"http://localhost:{server.port}", flush_interval=30, handle_sigterm=False
+    )
+    try:
+        sender.enqueue(Item.event("Before", user_id="u1", attributes={"n": 0}))
+        with caplog.at_level("WARNING", logger="bucket_logging"):
+            _shutdown._on_sigterm(signal.SIGTERM, None)  # returns: PID 1 goes on
+            assert server.call_count == 1
+            assert not sender.closed
+            sender.enqueue(Item.event("After", user_id="u1", attributes={"n": 0}))
+            _shutdown._on_sigterm(signal.SIGTERM, None)
+            assert server.call_count == 2
+        told = [m for m in caplog.messages if "does not end this process" in m]
+        assert len(told) == 1 and "--init" in told[0], caplog.text
+    finally:
+        sender.close()
+        signal.signal(signal.SIGTERM, saved)
