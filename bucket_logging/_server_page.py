@@ -76,7 +76,7 @@ def answer(method: str, target: str, host: str | None, bound: str, owner: Hooks)
     path, _, query = target.partition("?")
     if method == "DELETE" and path == CALLS_PATH:
         write = True
-    elif method == "GET" and (path in _STATIC or path in (RECORDS_PATH, "/favicon.ico")):
+    elif method == "GET" and (path in _STATIC or path == RECORDS_PATH):
         write = False
     else:
         return None
@@ -85,8 +85,6 @@ def answer(method: str, target: str, host: str | None, bound: str, owner: Hooks)
     if write:
         owner.clear()
         return Answer(200, SUCCESS_BODY)
-    if path == "/favicon.ico":
-        return Answer(204, b"")
     if path == RECORDS_PATH:
         return _records(query, owner)
     name, content_type = _STATIC[path]
