@@ -299,9 +299,7 @@ class Handler(BaseHTTPRequestHandler):
         if http_method == "GET" and self.path.split("?", 1)[0] == CALLS_PATH:
             self._respond(200, orjson.dumps(owner.calls()))  # not an API request
             return
-        page = page_answer(
-            http_method, self.path, self.headers.get("Host"), srv.server_name, owner
-        )
+        page = page_answer(http_method, self.path, self.headers.get("Host"), srv.server_name, owner)
         if page is not None:  # the page, its data, DELETE /_calls: not API requests
             if self.headers.get("Content-Length", "0").strip() != "0" or self.headers.get(
                 "Transfer-Encoding"
