@@ -6,7 +6,7 @@
 const POLL_MS = 400; // between two polls when nothing more is waiting
 const RETRY_MS = 2000; // after a failed poll
 const MAX_ROWS = 300; // rows of the timeline in the page at once (the newest that match)
-const MAX_REQUEST_ROWS = 200; // rows of the requests table
+const MAX_REQUEST_ROWS = 100; // rows of the requests table
 const MAX_VIEW_ROWS = 12; // rows of each of the users, companies and events views
 const MAX_VALUE = 120; // characters of an attribute value shown in a row
 
@@ -331,20 +331,25 @@ function renderView(tableId, map, filterId, value) {
   $(tableId).tBodies[0].replaceChildren(...rows);
 }
 
+function requestRow(r) {
+  const row = el("tr", r.status === 200 ? "ok" : "bad");
+  row.append(
+    el("td", "time", time(r.at)),
+    el("td", "path", `${r.method} ${r.path || "?"}`),
+    el("td", "num", r.items),
+    el("td", "num", bytes(r.bytes)),
+    el("td", "num st", r.status === 0 ? "reset" : r.status),
+  );
+  if (r.code) row.title = `${r.code}: ${r.message}`;
+  return row;
+}
+
 function renderRequests() {
   const rows = [];
   for (let i = state.recent.length - 1; i >= 0 && rows.length < MAX_REQUEST_ROWS; i -= 1) {
     const r = state.recent[i];
-    const row = el("tr", r.status === 200 ? "ok" : "bad");
-    row.append(
-      el("td", "time", time(r.at)),
-      el("td", "path", `${r.method} ${r.path || "?"}`),
-      el("td", "num", r.items),
-      el("td", "num", bytes(r.bytes)),
-      el("td", "num st", r.status === 0 ? "reset" : r.status),
-    );
-    if (r.code) row.title = `${r.code}: ${r.message}`;
-    rows.push(row);
+    if (!r.row) r.row = requestRow(r);
+    rows.push(r.row);
   }
   $("requests").tBodies[0].replaceChildren(...rows);
 }
@@ -384,7 +389,10 @@ function start() {
     $(id).addEventListener("input", scheduleRender);
   }
   $("filters").addEventListener("submit", (event) => event.preventDefault());
-  $("filters").addEventListener("reset", () => setTimeout(scheduleRender, 0));
+  $("filter-reset").addEventListener("click", () => {
+    for (const id of ["filter-kind", "filter-id", "filter-event", "filter-text"]) $(id).value = "";
+    scheduleRender();
+  });
   $("count-refused-button").addEventListener("click", () => {
     const kind = $("filter-kind");
     kind.value = kind.value === "refused" ? "" : "refused";
