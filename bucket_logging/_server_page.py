@@ -8,10 +8,11 @@ value is rendered as text (``textContent``), and a Content-Security-Policy allow
 the page's own script and style.
 
 Polling keeps a slow or stuck page cheap: each poll is one short request (at most
-:data:`LIMIT` requests' records), answered at once, on a connection the server's cap
-may close like any other. Served only to a browser that names the server by an
-address or ``localhost`` when the server listens on a loopback address, so that a web
-site that rebinds its own name to 127.0.0.1 cannot read or clear the records.
+:data:`LIMIT` requests' records, of at most :data:`BYTES`), answered at once, on a
+connection the server's cap may close like any other. Served only to a browser that
+names the server by an address or ``localhost`` when the server listens on a loopback
+address, so that a web site that rebinds its own name to 127.0.0.1 cannot read or
+clear the records.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ __all__ = ["Answer", "answer"]
 CALLS_PATH: Final = "/_calls"
 RECORDS_PATH: Final = "/_page/records"
 
-#: At most this many requests' records (and their calls) in one answer to a poll.
+#: At most this many requests' records (and their calls) in one answer to a poll ...
 LIMIT: Final = 500
+#: ... and requests of at most this many body bytes (at least one request).
+BYTES: Final = 4_000_000
 
 _JSON: Final = "application/json"
 _STATIC: Final = {
@@ -109,6 +112,14 @@ def _records(query: str, owner: Hooks) -> Answer:
         params.get("epoch", ""), requests, calls, LIMIT
     )
     start = requests if epoch == params.get("epoch") else 0
+    size = kept = 0
+    for record in records:  # as many as fit in BYTES
+        size += record.body_bytes
+        if kept and size > BYTES:
+            break
+        kept += 1
+    records = records[:kept]
+    new_calls = new_calls[: sum(r.items for r in records if r.accepted)]
     body = {
         "epoch": epoch,
         "requests": [_request(r) for r in records],

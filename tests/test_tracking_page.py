@@ -153,6 +153,25 @@ def test_a_poll_is_bounded_and_says_there_is_more(
     assert len(seen) == 15
 
 
+def test_a_poll_holds_requests_of_bounded_size_and_at_least_one(
+    server: TrackingServer, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_server_page, "BYTES", 100)
+    big = {"type": "event", "event": "x" * 200, "userId": "u1"}
+    assert bulk(client, server, big) == 200
+    assert bulk(client, server, event("A"), event("B")) == 200
+    assert bulk(client, server, event("C")) == 200
+    sizes = [r.body_bytes for r in server.requests]
+    assert sizes[0] > 100 and sizes[1] + sizes[2] > 100 and sizes[1] < 100
+    first = records(client, server)
+    assert (len(first["requests"]), first["calls"], first["more"]) == (1, [big], True)
+    cursor = {"epoch": first["epoch"], "requests": 1, "calls": 1}
+    second = records(client, server, **cursor)
+    assert (second["calls"], second["more"]) == ([event("A"), event("B")], True)
+    cursor = {"epoch": first["epoch"], "requests": 2, "calls": 3}
+    assert records(client, server, **cursor)["calls"] == [event("C")]
+
+
 def test_delete_calls_clears_the_server_and_starts_a_new_epoch(
     server: TrackingServer, client: httpx.Client
 ) -> None:
