@@ -190,6 +190,8 @@ def test_a_call_from_a_real_handler_appears_within_2_seconds(
     assert "user=u-first" in text and "company=acme" in text and "plan=pro" in text
     assert page.find_element("id", "count-calls").text == "1"
     assert page.find_element("id", "count-requests").text == "1"
+    # the page's own requests (itself, its files, its polls, no favicon) are not recorded
+    assert [(r.http_method, r.status) for r in server.requests] == [("POST", 200)]
 
 
 def test_the_filters_narrow_the_list(page: Any, server: TrackingServer) -> None:
