@@ -379,27 +379,33 @@ def _shown(value: object) -> str:
 
 
 def _decode_protobuf(body: bytes, budget: _Budget) -> list[dict[str, Any]]:
-    request_class = _request_class()
-    if len(body) // 2 > budget.values:
-        # a message costs at least 2 bytes on the wire but ~60 bytes parsed: a body
-        # that could hold more than the budget is counted before it is parsed
-        _count_messages(body, budget)
-    try:
-        request = request_class.FromString(body)
-    except Exception as exc:  # google.protobuf.message.DecodeError, RecursionError
-        raise OtlpDecodeError(f"the body is not an ExportLogsServiceRequest ({exc})") from None
+    """The records of a protobuf request.
+
+    The three outer levels (request, ``ResourceLogs``, ``ScopeLogs``) are walked here
+    (resources are skipped unread); each ``LogRecord`` is parsed on its own by
+    ``opentelemetry-proto``'s class, so that parsed objects live for one record at a
+    time. A record that could hold more messages than the budget left (a message
+    costs 2 bytes on the wire but ~60 parsed) is counted before it is parsed.
+    """
+    record_class = _record_class()
+    steps = _Steps(budget)
     records: list[dict[str, Any]] = []
     try:
-        for resource in request.resource_logs:
-            for scope_logs in resource.scope_logs:
-                name = scope_logs.scope.name
-                log_records = scope_logs.log_records
-                budget.take_records(len(log_records))
-                for record in log_records:
-                    attributes = {kv.key: _pb_any(kv.value, 0) for kv in record.attributes}
-                    body_value = _pb_any(record.body, 0) if record.HasField("body") else None
-                    when = record.time_unix_nano or record.observed_time_unix_nano
-                    records.append(record_fields(attributes, body_value, name, when))
+        for start, end in steps.fields(body, 0, len(body), 1):  # resource_logs
+            for s_start, s_end in steps.fields(body, start, end, 2):  # scope_logs
+                name, chunks = _scope_logs(body, s_start, s_end, steps)
+                budget.take_records(len(chunks))
+                for r_start, r_end in chunks:
+                    chunk = body[r_start:r_end]
+                    if len(chunk) // 2 > budget.values:
+                        _count_messages(chunk, budget, "LogRecord")
+                    try:
+                        record = record_class.FromString(chunk)
+                    except Exception as exc:  # DecodeError: not the schema, not UTF-8
+                        raise OtlpDecodeError(
+                            f"a log record is not valid protobuf ({exc})"
+                        ) from None
+                    records.append(_pb_record(record, name, budget))
     except OtlpDecodeError:
         raise
     except Exception as exc:  # defensive: never a traceback for a body
@@ -407,7 +413,34 @@ def _decode_protobuf(body: bytes, budget: _Budget) -> list[dict[str, Any]]:
     return records
 
 
-def _pb_any(value: Any, depth: int) -> Any:
+def _scope_logs(
+    body: bytes, start: int, end: int, steps: _Steps
+) -> tuple[str, list[tuple[int, int]]]:
+    """The scope name and the spans of the records of one ``ScopeLogs``."""
+    name = ""
+    chunks: list[tuple[int, int]] = []
+    for number, f_start, f_end in steps.all_fields(body, start, end):
+        if number == 2:  # log_records
+            chunks.append((f_start, f_end))
+        elif number == 1:  # scope: its name (field 1); the last one wins, as in protobuf
+            for _, n_start, n_end in steps.all_fields(body, f_start, f_end, only=1):
+                try:
+                    name = body[n_start:n_end].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise OtlpDecodeError("the scope name is not UTF-8") from None
+    return name, chunks
+
+
+def _pb_record(record: Any, scope_name: str, budget: _Budget) -> dict[str, Any]:
+    attributes = record.attributes
+    budget.take_values(len(attributes))
+    converted = {kv.key: _pb_any(kv.value, 0, budget) for kv in attributes}
+    body = _pb_any(record.body, 0, budget) if record.HasField("body") else None
+    when = record.time_unix_nano or record.observed_time_unix_nano
+    return record_fields(converted, body, scope_name, when)
+
+
+def _pb_any(value: Any, depth: int, budget: _Budget) -> Any:
     """A protobuf AnyValue as a plain value."""
     which = value.WhichOneof("value")
     if which == "string_value":
@@ -421,31 +454,83 @@ def _pb_any(value: Any, depth: int) -> Any:
     if depth >= MAX_DEPTH and which in ("kvlist_value", "array_value"):
         raise OtlpDecodeError(f"values nest deeper than {MAX_DEPTH} levels")
     if which == "kvlist_value":
-        return {kv.key: _pb_any(kv.value, depth + 1) for kv in value.kvlist_value.values}
+        entries = value.kvlist_value.values
+        budget.take_values(len(entries))
+        return {kv.key: _pb_any(kv.value, depth + 1, budget) for kv in entries}
     if which == "array_value":
-        return [_pb_any(item, depth + 1) for item in value.array_value.values]
+        items = value.array_value.values
+        budget.take_values(len(items))
+        return [_pb_any(item, depth + 1, budget) for item in items]
     if which == "bytes_value":
         return base64.b64encode(value.bytes_value).decode("ascii")
     return None
 
 
-def _request_class() -> Any:
+def _record_class() -> Any:
     try:
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: PLC0415
-            ExportLogsServiceRequest,
-        )
+        from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord  # noqa: PLC0415
     except ImportError:
         raise OtlpUnsupportedType(
             "protobuf bodies need opentelemetry-proto (pip install 'bucket-logging[relay]'); "
             "send application/json"
         ) from None
-    return ExportLogsServiceRequest
+    return LogRecord
+
+
+class _Steps:
+    """Walks the fields of the outer messages, each field taken from a budget (time)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, budget: _Budget) -> None:
+        self.left = 4 * budget.values  # a valid request has 1 to 3 outer fields per record
+
+    def fields(self, data: bytes, start: int, end: int, number: int) -> list[tuple[int, int]]:
+        """The spans of the length-delimited fields ``number`` of the message data[start:end]."""
+        return [(s, e) for _, s, e in self.all_fields(data, start, end, only=number)]
+
+    def all_fields(
+        self, data: bytes, start: int, end: int, only: int = 0
+    ) -> list[tuple[int, int, int]]:
+        """(number, start, end) of the length-delimited fields of data[start:end] (those
+        numbered ``only`` when given); the other fields are skipped."""
+        found: list[tuple[int, int, int]] = []
+        pos = start
+        try:
+            while pos < end:
+                self.left -= 1
+                if self.left < 0:
+                    raise OtlpTooLarge("the request holds more protobuf fields than allowed")
+                tag = data[pos]
+                pos += 1
+                if tag >= 0x80:
+                    tag, pos = _varint(data, pos - 1)
+                wire = tag & 7
+                if wire == 2:
+                    length = data[pos]
+                    pos += 1
+                    if length >= 0x80:
+                        length, pos = _varint(data, pos - 1)
+                    if not only or tag >> 3 == only:
+                        found.append((tag >> 3, pos, pos + length))
+                    pos += length
+                elif wire == 0:
+                    _, pos = _varint(data, pos)
+                elif wire == 1:
+                    pos += 8
+                elif wire == 5:
+                    pos += 4
+                else:
+                    raise OtlpDecodeError(f"protobuf wire type {wire} is not OTLP")
+        except IndexError:
+            raise OtlpDecodeError("the protobuf body is truncated") from None
+        if pos > end:
+            raise OtlpDecodeError("a protobuf field runs past its message")
+        return found
 
 
 # The message fields of the OTLP logs schema, by message: field number -> message.
-_REQUEST: Final = "request"
 _SCHEMA: Final[dict[str, dict[int, str]]] = {
-    _REQUEST: {1: "ResourceLogs"},
     "ResourceLogs": {1: "Resource", 2: "ScopeLogs"},
     "Resource": {1: "KeyValue", 3: "EntityRef"},
     "EntityRef": {},
@@ -457,25 +542,29 @@ _SCHEMA: Final[dict[str, dict[int, str]]] = {
     "ArrayValue": {1: "AnyValue"},
     "KeyValueList": {1: "KeyValue"},
 }
-# How deep messages of a valid request can nest: request > ResourceLogs > ScopeLogs >
-# LogRecord > KeyValue > AnyValue, then two levels per nested value.
-_MAX_MESSAGE_DEPTH: Final = 6 + 2 * MAX_DEPTH + 2
+# How many fields (of any kind) the walk reads per value of the budget.
+_FIELDS_PER_VALUE: Final = 8
+# How deep messages of a valid record can nest: LogRecord > KeyValue > AnyValue, then
+# two levels per nested value.
+_MAX_MESSAGE_DEPTH: Final = 3 + 2 * MAX_DEPTH + 2
 
 
-def _count_messages(body: bytes, budget: _Budget) -> None:
-    """Walk the wire format of ``body`` and take every message from the budget.
+def _count_messages(body: bytes, budget: _Budget, message: str) -> None:
+    """Walk the wire format of ``body`` (a ``message``) and take every message inside
+    from the budget (the values, and the records).
 
-    Raises :class:`OtlpTooLarge` past the budget, :class:`OtlpDecodeError` for wire
-    data that is not a protobuf message. Costs no memory beyond a stack of
-    ``_MAX_MESSAGE_DEPTH`` entries.
+    Raises :class:`OtlpTooLarge` past the budget (or past ``_FIELDS_PER_VALUE`` times
+    as many fields: time), :class:`OtlpDecodeError` for wire data that is not a
+    protobuf message. Costs no memory beyond a stack of ``_MAX_MESSAGE_DEPTH`` entries.
     """
-    data = memoryview(body)
+    data = body
     stack: list[tuple[int, dict[int, str]]] = []
     schema = _SCHEMA
-    fields = schema[_REQUEST]
+    fields = schema[message]
     pos, end = 0, len(data)
     values = budget.values
     records = budget.records
+    fields_left = _FIELDS_PER_VALUE * values  # time: unknown scalar fields cost no memory
     try:
         while True:
             while pos >= end:
@@ -485,10 +574,19 @@ def _count_messages(body: bytes, budget: _Budget) -> None:
                     budget.values, budget.records = values, records
                     return
                 end, fields = stack.pop()
-            tag, pos = _varint(data, pos)
+            tag = data[pos]  # a tag and a length are nearly always one byte: inline
+            pos += 1
+            if tag >= 0x80:
+                tag, pos = _varint(data, pos - 1)
+            fields_left -= 1
+            if fields_left < 0:
+                raise OtlpTooLarge("the request holds more protobuf fields than allowed")
             wire = tag & 7
             if wire == 2:
-                length, pos = _varint(data, pos)
+                length = data[pos]
+                pos += 1
+                if length >= 0x80:
+                    length, pos = _varint(data, pos - 1)
                 child = fields.get(tag >> 3)
                 if child is not None:
                     values -= 1
@@ -517,7 +615,7 @@ def _count_messages(body: bytes, budget: _Budget) -> None:
         raise OtlpDecodeError("the protobuf body is truncated") from None
 
 
-def _varint(data: memoryview, pos: int) -> tuple[int, int]:
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
     byte = data[pos]
     if byte < 0x80:
         return byte, pos + 1
