@@ -46,7 +46,7 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -393,7 +393,7 @@ def _decode_protobuf(body: bytes, budget: _Budget) -> list[dict[str, Any]]:
     try:
         for start, end in steps.fields(body, 0, len(body), 1):  # resource_logs
             for s_start, s_end in steps.fields(body, start, end, 2):  # scope_logs
-                name, chunks = _scope_logs(body, s_start, s_end, steps)
+                name, chunks = _scope_logs(body, s_start, s_end, steps, budget.records)
                 budget.take_records(len(chunks))
                 for r_start, r_end in chunks:
                     chunk = body[r_start:r_end]
@@ -414,13 +414,16 @@ def _decode_protobuf(body: bytes, budget: _Budget) -> list[dict[str, Any]]:
 
 
 def _scope_logs(
-    body: bytes, start: int, end: int, steps: _Steps
+    body: bytes, start: int, end: int, steps: _Steps, records_left: int
 ) -> tuple[str, list[tuple[int, int]]]:
-    """The scope name and the spans of the records of one ``ScopeLogs``."""
+    """The scope name and the spans of the records of one ``ScopeLogs`` (at most
+    ``records_left``)."""
     name = ""
     chunks: list[tuple[int, int]] = []
     for number, f_start, f_end in steps.all_fields(body, start, end):
         if number == 2:  # log_records
+            if len(chunks) >= records_left:
+                raise OtlpTooLarge(_TOO_MANY_RECORDS)
             chunks.append((f_start, f_end))
         elif number == 1:  # scope: its name (field 1); the last one wins, as in protobuf
             for _, n_start, n_end in steps.all_fields(body, f_start, f_end, only=1):
@@ -485,16 +488,16 @@ class _Steps:
     def __init__(self, budget: _Budget) -> None:
         self.left = 4 * budget.values  # a valid request has 1 to 3 outer fields per record
 
-    def fields(self, data: bytes, start: int, end: int, number: int) -> list[tuple[int, int]]:
+    def fields(self, data: bytes, start: int, end: int, number: int) -> Iterator[tuple[int, int]]:
         """The spans of the length-delimited fields ``number`` of the message data[start:end]."""
-        return [(s, e) for _, s, e in self.all_fields(data, start, end, only=number)]
+        for _, s, e in self.all_fields(data, start, end, only=number):
+            yield s, e
 
     def all_fields(
         self, data: bytes, start: int, end: int, only: int = 0
-    ) -> list[tuple[int, int, int]]:
+    ) -> Iterator[tuple[int, int, int]]:
         """(number, start, end) of the length-delimited fields of data[start:end] (those
-        numbered ``only`` when given); the other fields are skipped."""
-        found: list[tuple[int, int, int]] = []
+        numbered ``only`` when given), as they are found; the other fields are skipped."""
         pos = start
         try:
             while pos < end:
@@ -511,8 +514,10 @@ class _Steps:
                     pos += 1
                     if length >= 0x80:
                         length, pos = _varint(data, pos - 1)
+                    if pos + length > end:
+                        raise OtlpDecodeError("a protobuf field runs past its message")
                     if not only or tag >> 3 == only:
-                        found.append((tag >> 3, pos, pos + length))
+                        yield tag >> 3, pos, pos + length
                     pos += length
                 elif wire == 0:
                     _, pos = _varint(data, pos)
@@ -526,7 +531,6 @@ class _Steps:
             raise OtlpDecodeError("the protobuf body is truncated") from None
         if pos > end:
             raise OtlpDecodeError("a protobuf field runs past its message")
-        return found
 
 
 # The message fields of the OTLP logs schema, by message: field number -> message.
