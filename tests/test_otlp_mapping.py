@@ -27,7 +27,6 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from bucket_logging._jsonlines import JsonLines
 from bucket_logging._otlp import (
-    OtlpDecodeError,
     OtlpUnsupportedType,
     decode_export_logs,
     export_logs_response,
