@@ -722,6 +722,11 @@ def plain_value(value: Any, depth: int) -> Any:
         return value
     if depth >= MAX_DEPTH:
         return None
+    if type(value) is dict:
+        return {
+            k if type(k) is str else str(k): v if type(v) in _SCALARS else plain_value(v, depth + 1)
+            for k, v in value.items()
+        }
     if isinstance(value, Mapping):
         return {str(k): plain_value(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (bytes, bytearray)):
