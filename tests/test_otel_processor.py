@@ -62,15 +62,27 @@ class Created(logging.Handler):
         self.records.append(record)
 
 
-@pytest.fixture
-def stdlib(provider: LoggerProvider) -> Iterator[tuple[logging.Logger, Created]]:
+def otel_handler(kind: str, provider: LoggerProvider) -> logging.Handler:
+    """OpenTelemetry's stdlib logging handler: the SDK's (deprecated since SDK 1.40) or
+    the one of ``opentelemetry-instrumentation-logging`` that replaces it."""
+    if kind == "instrumentation":
+        from opentelemetry.instrumentation.logging.handler import LoggingHandler as Handler
+
+        return Handler(logger_provider=provider)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return LoggingHandler(logger_provider=provider)
+
+
+@pytest.fixture(params=["sdk", "instrumentation"])
+def stdlib(
+    request: pytest.FixtureRequest, provider: LoggerProvider
+) -> Iterator[tuple[logging.Logger, Created]]:
     """A logger whose records go through OpenTelemetry's LoggingHandler."""
     log = logging.getLogger(f"app.otel{uuid.uuid4().hex[:6]}")
     log.setLevel(logging.INFO)
     log.propagate = False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # moved to instrumentation-logging
-        handler = LoggingHandler(logger_provider=provider)
+    handler = otel_handler(request.param, provider)
     created = Created()
     log.addHandler(handler)
     log.addHandler(created)
@@ -208,9 +220,7 @@ def test_shutdown_delivers_what_is_queued(
 ) -> None:
     provider = LoggerProvider(shutdown_on_exit=False)
     log, _ = stdlib
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        handler = LoggingHandler(logger_provider=provider)
+    handler = otel_handler("instrumentation", provider)
     log.addHandler(handler)
     try:
         provider.add_log_record_processor(BucketLogRecordProcessor(key, base_url=url))
