@@ -302,3 +302,58 @@ def test_importing_bucket_logging_does_not_import_opentelemetry() -> None:
         [sys.executable, "-c", program], check=True, capture_output=True, text=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_an_untagged_record_without_a_matching_rule_is_not_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cheap first step: no ``bucket_*`` key and no rule (or a template no rule
+    matches, cached) costs a scan of the keys; the fields are never built."""
+    from bucket_logging import otel
+
+    built: list[dict[str, Any]] = []
+
+    def spy(*args: Any) -> dict[str, Any]:
+        fields = otel_record_fields(*args)
+        built.append(fields)
+        return fields
+
+    otel_record_fields = otel.record_fields
+    monkeypatch.setattr(otel, "record_fields", spy)
+    sender = FakeSender()
+    plain = BucketLogRecordProcessor(sender=sender)
+    ruled = BucketLogRecordProcessor(
+        sender=sender, rules=[{"match": "Report viewed", "event": "Viewed report"}]
+    )
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(plain)
+    provider.add_log_record_processor(ruled)
+    otel_logger = provider.get_logger("app")
+    for _ in range(3):
+        otel_logger.emit(body="Something else", attributes={"user_id": 1, "n": 2})
+    # plain: never; ruled: until the template is known to match no rule
+    assert len(built) == 1
+    otel_logger.emit(body="Report viewed", attributes={"user_id": 1})
+    otel_logger.emit(body="x", attributes={"bucket_event": "E", "user_id": 1})
+    assert sender.events == ["Viewed report", "E", "E"]
+    provider.shutdown()
+
+
+def test_sdk_values_of_every_kind_become_plain() -> None:
+    import enum
+    from collections import OrderedDict
+
+    from bucket_logging._otlp import MAX_DEPTH, plain_value
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Thing:
+        def __str__(self) -> str:
+            return "thing"
+
+    assert plain_value(OrderedDict(a=(1, b"\x02")), 0) == {"a": [1, "Ag=="]}
+    assert plain_value({1: bytearray(b"\x03")}, 0) == {"1": "Aw=="}
+    assert plain_value(Level.HIGH, 0) == 3
+    assert plain_value(Thing(), 0) == "thing"
+    assert plain_value([1], MAX_DEPTH) is None

@@ -331,3 +331,18 @@ def test_a_typical_batch_is_decoded_quickly() -> None:
     start = time.process_time()
     assert len(decode(body)) == 512
     assert time.process_time() - start < 1.0
+
+
+def test_a_big_valid_record_is_counted_then_read() -> None:
+    """A record that could hold more values than the budget is walked first, and read
+    when it holds fewer."""
+    attributes = [KeyValue(key=f"a{i}", value=AnyValue(string_value="x" * 20)) for i in range(1000)]
+    body = wrap(
+        LogRecord(attributes=attributes, body=AnyValue(string_value="big")).SerializeToString()
+    )
+    assert len(body) // 2 > 1500  # over the budget's bound: the walk runs
+    (fields,) = decode_export_logs(body, PB, max_records=1, max_values=1500)
+    assert len(fields) == 1001
+    assert fields["a999"] == "x" * 20
+    with pytest.raises(OtlpTooLarge):
+        decode_export_logs(body, PB, max_records=1, max_values=999)
