@@ -357,3 +357,22 @@ def test_sdk_values_of_every_kind_become_plain() -> None:
     assert plain_value(Level.HIGH, 0) == 3
     assert plain_value(Thing(), 0) == "thing"
     assert plain_value([1], MAX_DEPTH) is None
+
+
+def test_older_sdks_hand_over_log_data_through_emit() -> None:
+    """SDKs before ``on_emit`` call ``emit(LogData)``: it holds the same two parts."""
+    from types import SimpleNamespace
+
+    sender = FakeSender()
+    processor = BucketLogRecordProcessor(sender=sender)
+    log_record = SimpleNamespace(
+        attributes={"bucket_event": "Old", "user_id": 1, "bucket_attributes.n": 2},
+        body="old sdk",
+        timestamp=1_767_323_045_678_000_000,
+        observed_timestamp=0,
+    )
+    processor.emit(
+        SimpleNamespace(log_record=log_record, instrumentation_scope=SimpleNamespace(name="a"))
+    )
+    assert sender.calls == [{"type": "event", "event": "Old", "userId": 1, "attributes": {"n": 2}}]
+    assert sender.items[0].to_dict()["timestamp"] == "2026-01-02T03:04:05.678Z"
