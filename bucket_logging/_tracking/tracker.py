@@ -64,6 +64,7 @@ from .wire import (
     reject,
     report_unknown_tags,
     short,
+    watched_failure,
     wire_of,
 )
 
@@ -298,6 +299,7 @@ class Tracker:
                 type(exc).__name__,
                 exc,
             )
+            watched_failure(f"tracking failed ({type(exc).__name__})")
         finally:
             _busy.discard(me)
 
