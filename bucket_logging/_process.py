@@ -81,6 +81,8 @@ class State:
         # the exit paths (see bucket_logging._shutdown)
         self.exit_hook_installed = False
         self.sigterm_installed = False
+        #: the first sender said where tracking goes (once per process)
+        self.announced = False
         self.in_sigterm = False
         self.pool_pid = 0  # the process whose pool finalizers hold ours
         # the spool (see bucket_logging._spool_store and _spool):
