@@ -20,15 +20,19 @@ from ._format import format_call
 from ._handler import BucketHandler
 from ._items import Item
 from ._loguru import LoguruSink
+from ._middleware import BucketASGIMiddleware, BucketDjangoMiddleware
 from ._processor import BucketProcessor
 from ._sender import BulkSender, SenderStats
 from ._server import TrackingServer
 from ._shared import aflush, flush, get_sender
+from ._track import track
 from ._version import __version__ as __version__
 
 __all__ = [
     "REFLAG_BASE_URL",
     "REFLAG_EU_BASE_URL",
+    "BucketASGIMiddleware",
+    "BucketDjangoMiddleware",
     "BucketHandler",
     "BucketLoggingError",
     "BucketProcessor",
@@ -45,4 +49,5 @@ __all__ = [
     "flush",
     "format_call",
     "get_sender",
+    "track",
 ]

@@ -147,6 +147,7 @@ class SenderLoop:
             pace=self.pace,
             notify=self.notify,
         )
+        self.delivery.debug = config.debug
 
     def start(self) -> bool:
         """Start the thread (never waiting for it); False if it could not start."""

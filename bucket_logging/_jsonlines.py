@@ -21,7 +21,9 @@ tags at the top level as a structlog event dict::
   cannot be read, reported) is stamped with the time it is tracked.
 
 and hands them to the shared :class:`~bucket_logging._tracker.Tracker`, exactly
-as :class:`~bucket_logging.BucketProcessor` hands it an event dict.
+as :class:`~bucket_logging.BucketProcessor` hands it an event dict. A line marked
+``"bucket_tracked": true`` was tracked by the application's processor already: it is
+skipped (:attr:`JsonLines.track_marked` turns that off).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from . import _diagnostics
 from ._configured import KeywordFrontEnd
 from ._diagnostics import internal_logger, internal_names
 from ._rules import Rule
+from ._tags import TRACKED_MARK
 
 __all__ = ["NAME_KEYS", "TEMPLATE_KEYS", "TIME_KEYS", "JsonLines", "parse_time"]
 
@@ -198,6 +201,10 @@ class JsonLines(KeywordFrontEnd):
 
     __slots__ = ()
 
+    #: Whether a line marked ``"bucket_tracked": true`` (tracked by the application's
+    #: :class:`~bucket_logging.BucketProcessor`) is tracked again; off: it is skipped.
+    track_marked = False
+
     def track(self, obj: dict[str, Any]) -> bool:
         """Track one parsed line if it asks for it; True when it did (tags or a rule).
 
@@ -207,6 +214,8 @@ class JsonLines(KeywordFrontEnd):
         try:
             if "record" in obj and "text" in obj:  # loguru's serialize=True
                 obj = _from_loguru(obj)
+            if obj.get(TRACKED_MARK) is True and not self.track_marked:
+                return False  # the application's BucketProcessor tracked it already
             template = _first_text(obj, TEMPLATE_KEYS)
             plan: object = self._first_step(obj, template)
             if plan is False:

@@ -13,7 +13,7 @@ checked. Everything else is derived from it:
   container reads ``BUCKET_FLUSH_INTERVAL``); a bad value of a variable is a
   :class:`~bucket_logging.ConfigurationError` that names the variable;
 * the settings table of ``docs/configuration.md`` is :func:`markdown_table`
-  (``python -m bucket_logging._options`` prints it; a test keeps the page in step).
+  (a test keeps the page in step).
 """
 
 from __future__ import annotations
@@ -273,7 +273,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
     _o("on_error", "Callable[[DeliveryError], object] | None", None, check_callable,
        "called on the sender's thread with a `DeliveryError` when items are dropped",
        env=None),
-    _o("before_send", "Callable[[dict], dict | None] | None", None, check_callable,
+    _o("before_send", "Callable[[dict[str, Any]], dict[str, Any] | None] | None", None,
+       check_callable,
        "sees each item (a dict) before it is queued: return it (changed or not), or "
        "`None` to drop it (`stats.dropped['before_send']`)", env=None),
     _o("debug", "bool", False, check_bool,
@@ -352,7 +353,3 @@ def markdown_table() -> str:
             f"{variables or '— (Python only)'} | {option.doc} |"
         )
     return "\n".join(rows) + "\n"
-
-
-if __name__ == "__main__":  # pragma: no cover - prints the docs' table
-    print(markdown_table(), end="")

@@ -95,13 +95,18 @@ class BulkSender:
         sender.enqueue(Item.event("Sent message", user_id=42))
         sender.flush(timeout=5)
 
+    Every option can also be set by a ``BUCKET_*`` environment variable (see
+    :mod:`bucket_logging._options`): the argument, else the variable, else Reflag's
+    variable where there is one, else the default.
+
     Args:
         tracking_key: the app's Bucket tracking key or Reflag key (``sec_...`` or
             ``pub_...``: Reflag's Runtime API); else env ``BUCKET_TRACKING_KEY``,
             else ``REFLAG_SECRET_KEY``.
         base_url: the API's base URL; else env ``BUCKET_TRACKING_URL``, else
             ``REFLAG_API_BASE_URL``, else ``https://tracking.bucket.co`` (a Reflag
-            key: ``https://front.reflag.com``; EU: ``REFLAG_EU_BASE_URL``).
+            key: ``https://front.reflag.com``; EU: ``https://front-eu.reflag.com``,
+            the constant ``bucket_logging.REFLAG_EU_BASE_URL``).
         api: ``"tracking"`` (the key in the path) or ``"runtime"`` (Reflag's Runtime
             API, the key in a Bearer header); by default chosen by the key's prefix.
         offline: validate and count items, send nothing (no key needed); also when
@@ -124,6 +129,14 @@ class BulkSender:
         verify: TLS certificate verification (httpx's ``verify``).
         on_error: called on the sender's thread with a
             :class:`~bucket_logging.DeliveryError` whenever items are dropped.
+        before_send: called with each item (the dict that would be sent, with its
+            ``type``) before it is queued, on the thread that logged it: return the
+            dict (changed or not: it is validated again) or None to drop the item
+            (counted as ``dropped["before_send"]``). An exception in it, or a return
+            value that is not a valid item, drops the item (``before_send_error``) and
+            is reported; it never reaches the log call. What it logs is not tracked.
+        debug: log each request's summary (items, bytes, status; never the key) at
+            INFO on the ``bucket_logging`` logger.
         spool_dir: a directory for the on-disk spool (else env ``BUCKET_SPOOL_DIR``;
             off by default): batches are written there before they are sent and
             deleted once delivered, so that a crash, a deploy or an outage longer

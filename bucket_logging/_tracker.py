@@ -467,6 +467,12 @@ class Tracker:
         """Queue ``item`` on the sender, or hand it to the active capture blocks."""
         if _captures:
             decoded = item.to_dict()
+            sender = self._sender
+            if isinstance(sender, BulkSender) and sender.config.before_send is not None:
+                filtered = sender.apply_before_send(decoded)
+                if filtered is None:
+                    return
+                decoded = filtered
             for target in tuple(_captures):
                 target.append(dict(decoded))
             return
