@@ -380,7 +380,7 @@ class SenderLoop:
         """Count and report queued items that will not be delivered (they are done)."""
         self._ledger.count_dropped(reason, count)
         error = DeliveryError(reason, count, status, _diagnostics.outside_text(detail, 1000))
-        report("drop-" + reason, "bucket_logging: %s", error)
+        report("drop-" + reason, "bucket_logging: %s", error, items=count)
         self.notify(error)
 
     def notify(self, error: DeliveryError) -> None:

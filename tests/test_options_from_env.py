@@ -129,9 +129,9 @@ def test_the_argument_comes_first_then_bucket_then_reflag_then_the_default(
 
 
 def test_an_argument_is_checked_under_its_own_name() -> None:
-    with pytest.raises(ConfigurationError, match="^flush_interval must be a number"):
+    with pytest.raises(ConfigurationError, match=r"^flush_interval must be a number"):
         BulkSender(offline=True, flush_interval="soon")  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="^debug must be true or false"):
+    with pytest.raises(ConfigurationError, match=r"^debug must be true or false"):
         BulkSender(offline=True, debug="loud")  # type: ignore[arg-type]
 
 
@@ -144,7 +144,7 @@ def test_get_sender_reads_the_same_variables(monkeypatch: pytest.MonkeyPatch) ->
 def test_bulk_sender_signature_agrees_with_the_table() -> None:
     parameters = list(inspect.signature(BulkSender).parameters.values())
     assert [p.name for p in parameters] == [o.name for o in OPTIONS]
-    for parameter, option in zip(parameters, OPTIONS):
+    for parameter, option in zip(parameters, OPTIONS, strict=True):
         assert parameter.default == option.default, option.name
         assert parameter.annotation == option.type, option.name
         if option.name != "tracking_key":
