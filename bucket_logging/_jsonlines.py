@@ -199,11 +199,12 @@ class JsonLines(KeywordFrontEnd):
     are matched against the line's message and logger name.
     """
 
-    __slots__ = ()
+    __slots__ = ("track_marked",)
 
-    #: Whether a line marked ``"bucket_tracked": true`` (tracked by the application's
-    #: :class:`~bucket_logging.BucketProcessor`) is tracked again; off: it is skipped.
-    track_marked = False
+    def _configured(self) -> None:
+        #: Whether a line marked ``"bucket_tracked": true`` (tracked by the application's
+        #: :class:`~bucket_logging.BucketProcessor`) is tracked again; off: it is skipped.
+        self.track_marked = False
 
     def track(self, obj: dict[str, Any]) -> bool:
         """Track one parsed line if it asks for it; True when it did (tags or a rule).
