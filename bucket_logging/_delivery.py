@@ -311,7 +311,7 @@ class Delivery:
 
     def _summary(self, url: str | None, items: int, size: int, outcome: str) -> None:
         """One request's summary (the ``debug`` option); the host only, never the key."""
-        _diagnostics.logger.info(
+        _diagnostics.info(
             "bucket_logging: POST %s %s: %d item(s), %d bytes -> %s",
             self.host,
             "bulk" if url is None else "feedback",

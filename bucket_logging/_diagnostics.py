@@ -270,6 +270,17 @@ def report(
         pass
 
 
+def info(message: str, *args: Any) -> None:
+    """Log ``message % args`` at INFO on the ``bucket_logging`` logger, not rate-limited
+    (the start-up line, the ``debug`` summaries); keys redacted. Never raises."""
+    try:
+        if logger.isEnabledFor(logging.INFO):
+            text = escape_controls(redact(message % args if args else message))
+            logger.info("%s", _prefixed(text))
+    except Exception:  # a diagnostic must never break the caller
+        pass
+
+
 def _in_all(items: int) -> str:
     return f" about {items} item(s) in all" if items else ""
 

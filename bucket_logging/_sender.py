@@ -63,11 +63,10 @@ def _announce(config: SenderConfig) -> None:
     if state.announced:
         return
     state.announced = True
-    log = _diagnostics.logger
-    if not log.isEnabledFor(logging.INFO):
+    if not _diagnostics.logger.isEnabledFor(logging.INFO):
         return
     if config.offline:
-        log.info("bucket_logging: offline: tracking calls are validated and counted, none is sent")
+        _diagnostics.info("bucket_logging: offline: tracking calls are validated and counted, none is sent")
         return
     if state.sigterm_installed:
         sigterm = "a SIGTERM handler delivers the queue before the process ends"
@@ -81,7 +80,7 @@ def _announce(config: SenderConfig) -> None:
     host = httpx.URL(config.base_url)
     where = f"{host.scheme}://{host.host}" + (f":{host.port}" if host.port else "")
     spool = f"spool at {config.spool.directory}" if config.spool else "no spool"
-    log.info("bucket_logging: tracking to %s at %s; %s; %s", api, where, spool, sigterm)
+    _diagnostics.info("bucket_logging: tracking to %s at %s; %s; %s", api, where, spool, sigterm)
 
 
 class BulkSender:
