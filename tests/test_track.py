@@ -84,6 +84,12 @@ def test_captured_like_a_log_call(no_shared_senders: None, monkeypatch: pytest.M
     assert _plain(calls) == [{"type": "event", "event": "Signed in", "userId": 7}]
 
 
+def test_captured_with_no_key_and_no_sender_at_all(no_shared_senders: None) -> None:
+    with capture_tracking() as calls:
+        bucket_logging.track("Signed in", user_id=8)
+    assert [c["userId"] for c in calls] == [8]
+
+
 def test_no_key_is_reported_not_raised(
     no_shared_senders: None, caplog: pytest.LogCaptureFixture
 ) -> None:
