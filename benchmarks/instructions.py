@@ -126,9 +126,7 @@ def main() -> int:
         print(f"instructions per call on the calling thread ({args.calls:,} calls a count)")
         print(f"{'tree':<10} {'shape':<16} {'instructions':>13} {'x floor':>8}")
         for name, (tree, hook) in trees.items():
-            results = {
-                shape: per_call(tree, shape, args.calls, program, hook) for shape in SHAPES
-            }
+            results = {shape: per_call(tree, shape, args.calls, program, hook) for shape in SHAPES}
             for shape in SHAPES:
                 floor = results["null_" + shape.split("_", 1)[1]]
                 ratio = results[shape] / floor

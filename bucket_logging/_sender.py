@@ -66,7 +66,9 @@ def _announce(config: SenderConfig) -> None:
     if not _diagnostics.logger.isEnabledFor(logging.INFO):
         return
     if config.offline:
-        _diagnostics.info("bucket_logging: offline: tracking calls are validated and counted, none is sent")
+        _diagnostics.info(
+            "bucket_logging: offline: tracking calls are validated and counted, none is sent"
+        )
         return
     if state.sigterm_installed:
         sigterm = "a SIGTERM handler delivers the queue before the process ends"
