@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from _helpers import TRACKING_ENV, _fresh_rate_limits
 
-from bucket_logging import BulkSender, ConfigurationError, _options, get_sender
+from bucket_logging import BulkSender, ConfigurationError, _options, _process, get_sender
 from bucket_logging._options import OPTIONS
 
 __all__ = ["_fresh_rate_limits"]
@@ -136,6 +136,7 @@ def test_an_argument_is_checked_under_its_own_name() -> None:
 
 
 def test_get_sender_reads_the_same_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_process.state, "registry", {})  # (no shared sender from other tests)
     monkeypatch.setenv("BUCKET_OFFLINE", "1")
     monkeypatch.setenv("BUCKET_SHUTDOWN_TIMEOUT", "0.25")
     assert get_sender().shutdown_timeout == 0.25
