@@ -77,6 +77,11 @@ def test_shipping_the_log_of_an_app_that_tracks_sends_each_event_once(
     # marked (the default): the 20 lines were tracked already, nothing is sent again;
     # unmarked (mark_tracked=False): ship cannot tell, and tracks them a second time
     assert len(server.calls_of("event")) == (20 if mark else 40)
+    if mark:  # ship's switch: track the marked lines anyway
+        args = [sys.executable, "-m", "bucket_logging", "ship", "--track-marked", str(log)]
+        done = _run(args, server.url)
+        assert done.returncode == 0, done.stderr
+        assert len(server.calls_of("event")) == 40
 
 
 def test_the_json_lines_front_end_skips_marked_lines_unless_told_not_to() -> None:
