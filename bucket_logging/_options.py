@@ -348,8 +348,9 @@ def markdown_table() -> str:
             f"`{v}`" if i == 0 else f"(else `{v}`)"
             for i, v in enumerate(v for v in (option.env, option.reflag_env) if v)
         )
+        type_ = option.type.replace("|", "\\|")  # (a bare | would end the table's cell)
         rows.append(
-            f"| `{option.name}` | `{option.type}` | {_shown(option)} | "
+            f"| `{option.name}` | `{type_}` | {_shown(option)} | "
             f"{variables or '— (Python only)'} | {option.doc} |"
         )
     return "\n".join(rows) + "\n"
