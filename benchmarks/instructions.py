@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/instructions.py                  # this tree
     .venv/bin/python benchmarks/instructions.py --base ../old    # and another checkout
+    .venv/bin/python benchmarks/instructions.py --before-send    # and with a before_send hook
 
 Times on a shared 2-core machine move by 20 % from one round to the next; instruction
 counts do not depend on the load (callgrind counts them, it does not time them). Each
@@ -46,9 +47,12 @@ if shape.startswith("null"):
     log.addHandler(logging.NullHandler())
 else:
     from bucket_logging import BucketHandler
+    options = {}
+    if os.environ.get("BENCH_BEFORE_SEND"):  # --before-send: a hook that keeps every item
+        options["before_send"] = lambda item: item
     log.addHandler(BucketHandler(
         "bench-tracking-key", base_url="http://127.0.0.1:9", flush_interval=3600,
-        max_queue_items=10**7, max_queue_bytes=10**9))
+        max_queue_items=10**7, max_queue_bytes=10**9, **options))
 if shape.endswith("tracked"):
     for i in range(n):
         log.info("sent %s", i, extra={
@@ -62,12 +66,14 @@ os._exit(0)
 SHAPES = ("null_tracked", "bucket_tracked", "null_untagged", "bucket_untagged")
 
 
-def count(tree: Path, shape: str, calls: int, program: Path) -> int:
+def count(tree: Path, shape: str, calls: int, program: Path, hook: bool = False) -> int:
     """The calling thread's instruction count for ``calls`` calls of ``shape``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         # a fixed hash seed: dict and set layouts (so instruction paths) repeat
         env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
+        if hook:
+            env["BENCH_BEFORE_SEND"] = "1"
         subprocess.run(
             [
                 "valgrind",
@@ -91,28 +97,36 @@ def count(tree: Path, shape: str, calls: int, program: Path) -> int:
     return int(match.group(1))
 
 
-def per_call(tree: Path, shape: str, calls: int, program: Path) -> float:
-    return (count(tree, shape, 2 * calls, program) - count(tree, shape, calls, program)) / calls
+def per_call(tree: Path, shape: str, calls: int, program: Path, hook: bool = False) -> float:
+    twice = count(tree, shape, 2 * calls, program, hook)
+    return (twice - count(tree, shape, calls, program, hook)) / calls
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", type=Path, help="another checkout to compare with")
     parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument(
+        "--before-send",
+        action="store_true",
+        help="also this tree with a before_send hook that keeps every item",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
-    trees = {"this tree": ROOT}
+    trees: dict[str, tuple[Path, bool]] = {"this tree": (ROOT, False)}
     if args.base is not None:
-        trees = {"base": args.base.resolve(), **trees}
+        trees = {"base": (args.base.resolve(), False), **trees}
+    if args.before_send:
+        trees["+hook"] = (ROOT, True)
     with tempfile.TemporaryDirectory() as tmp:
         program = Path(tmp) / "calls.py"
         program.write_text(PROGRAM)
         print(f"instructions per call on the calling thread ({args.calls:,} calls a count)")
         print(f"{'tree':<10} {'shape':<16} {'instructions':>13} {'x floor':>8}")
-        for name, tree in trees.items():
-            results = {shape: per_call(tree, shape, args.calls, program) for shape in SHAPES}
+        for name, (tree, hook) in trees.items():
+            results = {shape: per_call(tree, shape, args.calls, program, hook) for shape in SHAPES}
             for shape in SHAPES:
                 floor = results["null_" + shape.split("_", 1)[1]]
                 ratio = results[shape] / floor

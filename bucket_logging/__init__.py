@@ -17,7 +17,9 @@ from ._exceptions import (
 )
 from ._frontends.handler import BucketHandler
 from ._frontends.loguru import LoguruSink
+from ._frontends.middleware import BucketASGIMiddleware, BucketDjangoMiddleware
 from ._frontends.processor import BucketProcessor
+from ._frontends.track import track
 from ._items.item import Item
 from ._sender.config import REFLAG_BASE_URL, REFLAG_EU_BASE_URL
 from ._sender.sender import BulkSender, SenderStats
@@ -29,6 +31,8 @@ from ._version import __version__ as __version__
 __all__ = [
     "REFLAG_BASE_URL",
     "REFLAG_EU_BASE_URL",
+    "BucketASGIMiddleware",
+    "BucketDjangoMiddleware",
     "BucketHandler",
     "BucketLoggingError",
     "BucketProcessor",
@@ -45,4 +49,5 @@ __all__ = [
     "flush",
     "format_call",
     "get_sender",
+    "track",
 ]

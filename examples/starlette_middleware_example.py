@@ -1,20 +1,22 @@
-"""An ASGI middleware that binds the user and company ids per request (FastAPI, Starlette).
+"""The ASGI middleware shipped with the package binds the user and company ids per request
+(FastAPI, Starlette, any ASGI app).
 
-``BucketContextMiddleware`` binds ``user_id`` and ``company_id`` with
-``structlog.contextvars.bind_contextvars`` at the start of each request and clears
-them at the end. Every record logged while the request is handled (stdlib with a
-``BucketHandler``, or structlog with a ``BucketProcessor``) then carries the ids:
-the endpoints just log ``extra={"bucket_event": ...}``. Concurrent requests do not
-see each other's ids (each runs in its own context).
+``bucket_logging.BucketASGIMiddleware`` binds ``user_id`` and ``company_id`` (with
+``structlog.contextvars.bound_contextvars``) while each request is handled and puts
+them back as they were at its end. Every record logged meanwhile (stdlib with a
+``BucketHandler``, or structlog with a ``BucketProcessor``) then carries the ids: the
+endpoints just log ``extra={"bucket_event": ...}``. Concurrent requests do not see
+each other's ids.
 
 With FastAPI or Starlette::
 
     app = FastAPI()
-    app.add_middleware(BucketContextMiddleware)  # a plain ASGI middleware class
+    app.add_middleware(BucketASGIMiddleware, user_id=..., company_id=...)
 
-Here the ids come from ``X-User-Id`` / ``X-Company-Id`` headers to keep the example
-short; in an application take them from the authenticated session or token (with
-Starlette's AuthenticationMiddleware, from ``scope["user"]``).
+By default the user id is the authenticated user's ``identity`` (Starlette's
+``AuthenticationMiddleware``, ``scope["user"]``). Here the ids come from ``X-User-Id``
+/ ``X-Company-Id`` headers to keep the example short; in an application take them
+from the authenticated session or token.
 
 To stay dependency-free, the app below is a tiny raw ASGI app, driven in-process
 with ``httpx.AsyncClient(transport=httpx.ASGITransport(app=...))``.
@@ -32,35 +34,26 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import httpx
-import structlog
 
 import bucket_logging
+from bucket_logging import BucketASGIMiddleware
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class BucketContextMiddleware:
-    """Binds ``user_id`` and ``company_id`` for the duration of each HTTP request."""
+def header(name: str) -> Callable[[Scope], str | None]:
+    """Reads one request header from the ASGI scope (None when it is missing)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def read(scope: Scope) -> str | None:
+        for key, value in scope["headers"]:
+            if key.decode("latin-1").lower() == name:
+                return str(value.decode("latin-1"))
+        return None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        structlog.contextvars.clear_contextvars()
-        ids = {"user_id": headers.get("x-user-id"), "company_id": headers.get("x-company-id")}
-        structlog.contextvars.bind_contextvars(**{k: v for k, v in ids.items() if v})
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            structlog.contextvars.clear_contextvars()
+    return read
 
 
 log = logging.getLogger("app.api")
@@ -91,7 +84,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def simulate_traffic() -> None:
     """Three concurrent requests from two users of two companies."""
-    asgi = BucketContextMiddleware(app)
+    asgi = BucketASGIMiddleware(app, user_id=header("x-user-id"), company_id=header("x-company-id"))
     transport = httpx.ASGITransport(app=asgi)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         ada = {"X-User-Id": "ada", "X-Company-Id": "acme"}

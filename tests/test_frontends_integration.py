@@ -593,6 +593,7 @@ def test_structlog_chain_renders_and_delivers(server: TrackingServer, key: str) 
             "company_id": "acme",
             "bucket_event": "Sent message",
             "bucket_attributes": {"position": "popover"},
+            "bucket_tracked": True,
         },
         {"event": "untagged", "level": "info", "user_id": 42, "company_id": "acme", "detail": 1},
         {
@@ -601,6 +602,7 @@ def test_structlog_chain_renders_and_delivers(server: TrackingServer, key: str) 
             "user_id": 42,
             "company_id": "acme",
             "bucket_user": {"name": "Ada"},
+            "bucket_tracked": True,
         },
     ]
 

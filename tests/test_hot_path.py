@@ -493,7 +493,7 @@ def test_the_fast_path_on_a_closed_bulk_sender_counts_a_dropped_event(
     with caplog.at_level(logging.WARNING, logger="bucket_logging"):
         track_event(tracker, {"user_id": 1, "bucket_event": "E"})
     assert sender.stats.dropped == {"closed": 1}
-    assert any("dropped a event item" in m for m in reports(caplog)), reports(caplog)
+    assert any("dropped an event item" in m for m in reports(caplog)), reports(caplog)
 
 
 def test_a_custom_sender_gets_a_right_sized_item() -> None:

@@ -62,9 +62,11 @@ def _alone(processor: BucketProcessor, stream: io.StringIO) -> Any:
 
 
 def test_processor_tracks_and_leaves_the_line_unchanged() -> None:
+    # (mark_tracked=False: the default adds "bucket_tracked": true, see test_no_double_tracking)
     sender = FakeSender()
     with_it, without = io.StringIO(), io.StringIO()
-    for stream, processor in ((with_it, BucketProcessor(sender=sender)), (without, None)):
+    unmarked = BucketProcessor(sender=sender, mark_tracked=False)
+    for stream, processor in ((with_it, unmarked), (without, None)):
         log = _alone(processor, stream)  # type: ignore[arg-type]
         log.info("Message sent", bucket_event="Sent message", user_id=42, channel="email")
         log.info("untagged", user_id=42)
@@ -78,7 +80,7 @@ def test_processor_returns_the_same_dict() -> None:
     event_dict = {"event": "x", "bucket_event": "E", "user_id": 1}
     copy = dict(event_dict)
     assert processor(None, "info", event_dict) is event_dict
-    assert event_dict == copy
+    assert event_dict == {**copy, "bucket_tracked": True}  # (the mark: see test_no_double_tracking)
     assert type(event_dict["event"]) is str
 
 

@@ -250,7 +250,7 @@ def test_a_sender_thread_that_cannot_start(
     first = said.index(
         "cannot start the sender thread (can't create new thread at interpreter shutdown)"
     )
-    assert "dropped a event item: the sender is closed" in said[first + 1 :]
+    assert "dropped an event item: the sender is closed" in said[first + 1 :]
 
 
 def test_flush_after_close_returns_at_once(make_sender: Make) -> None:

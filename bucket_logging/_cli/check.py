@@ -59,9 +59,9 @@ def check(
     _diagnostics.register_secret(key)
     try:
         kind = api_of(key, api)
-    except ConfigurationError as exc:
+        url = resolve_url(base_url, kind)
+    except ConfigurationError as exc:  # (a bad api or URL, also from the environment)
         return CheckResult(False, str(exc), 2)
-    url = resolve_url(base_url, kind)
     if not url.startswith(("http://", "https://")):
         return CheckResult(False, f"the URL must be http(s), got {_clean(url)}", 2)
     config = SenderConfig(tracking_key=key, base_url=url, api=kind)

@@ -226,6 +226,12 @@ def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--user-id-field", default="user_id", metavar="NAME")
     parser.add_argument("--company-id-field", default="company_id", metavar="NAME")
+    parser.add_argument(
+        "--track-marked",
+        action="store_true",
+        help='also track lines marked "bucket_tracked": true (the application\'s '
+        "BucketProcessor tracked them already: skipped by default)",
+    )
 
 
 def _front_end(args: argparse.Namespace, command: str, wrap: bool = False) -> JsonLines | None:
@@ -246,20 +252,23 @@ def _front_end(args: argparse.Namespace, command: str, wrap: bool = False) -> Js
     try:
         if wrap:  # the relay learns which items the sender refused
             sender = RelaySender(resolve_sender(None, args.key, args.url, options))
-            return JsonLines(
+            front = JsonLines(
                 rules=rules,
                 user_id_field=args.user_id_field,
                 company_id_field=args.company_id_field,
                 sender=sender,
             )
-        return JsonLines(
-            args.key,
-            base_url=args.url,
-            rules=rules,
-            user_id_field=args.user_id_field,
-            company_id_field=args.company_id_field,
-            **options,
-        )
+        else:
+            front = JsonLines(
+                args.key,
+                base_url=args.url,
+                rules=rules,
+                user_id_field=args.user_id_field,
+                company_id_field=args.company_id_field,
+                **options,
+            )
+        front.track_marked = bool(getattr(args, "track_marked", False))
+        return front
     except ConfigurationError as exc:
         print(f"bucket-logging {command}: {exc}", file=sys.stderr)
         return None

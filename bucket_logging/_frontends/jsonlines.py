@@ -21,7 +21,9 @@ tags at the top level as a structlog event dict::
   cannot be read, reported) is stamped with the time it is tracked.
 
 and hands them to the shared :class:`~bucket_logging._tracking.tracker.Tracker`, exactly
-as :class:`~bucket_logging.BucketProcessor` hands it an event dict.
+as :class:`~bucket_logging.BucketProcessor` hands it an event dict. A line marked
+``"bucket_tracked": true`` was tracked by the application's processor already: it is
+skipped (:attr:`JsonLines.track_marked` turns that off).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .._runtime import diagnostics as _diagnostics
 from .._runtime.diagnostics import internal_logger, internal_names
 from .._tracking.configured import KeywordFrontEnd
 from .._tracking.rules import Rule
+from .._tracking.tags import TRACKED_MARK
 from .._tracking.wire import watch_rejections
 
 __all__ = ["NAME_KEYS", "TEMPLATE_KEYS", "TIME_KEYS", "JsonLines", "parse_time"]
@@ -197,7 +200,12 @@ class JsonLines(KeywordFrontEnd):
     are matched against the line's message and logger name.
     """
 
-    __slots__ = ()
+    __slots__ = ("track_marked",)
+
+    def _configured(self) -> None:
+        #: Whether a line marked ``"bucket_tracked": true`` (tracked by the application's
+        #: :class:`~bucket_logging.BucketProcessor`) is tracked again; off: it is skipped.
+        self.track_marked = False
 
     def track(self, obj: dict[str, Any]) -> bool:
         """Track one parsed line if it asks for it; True when it did (tags or a rule).
@@ -208,6 +216,8 @@ class JsonLines(KeywordFrontEnd):
         try:
             if "record" in obj and "text" in obj:  # loguru's serialize=True
                 obj = _from_loguru(obj)
+            if obj.get(TRACKED_MARK) is True and not self.track_marked:
+                return False  # the application's BucketProcessor tracked it already
             template = _first_text(obj, TEMPLATE_KEYS)
             plan: object = self._first_step(obj, template)
             if plan is False:

@@ -12,8 +12,10 @@ Put the processor anywhere after ``merge_contextvars`` and before the renderer::
     )
     log.info("Message sent", bucket_event="Sent message", user_id=42)
 
-It tracks the event and returns the event dict unchanged, so the line is still
-rendered. The timestamp is the time of the call.
+It tracks the event and returns the event dict, so the line is still rendered; an
+event it tracked carries ``"bucket_tracked": true`` (``mark_tracked=False`` leaves the
+dict untouched), which tells ``bucket-logging ship`` and ``relay`` not to track that
+line again. The timestamp is the time of the call.
 
 No double shipping
 ------------------
@@ -66,7 +68,8 @@ from .._tracking.claims import claim, release_claim
 from .._tracking.claims import local as _local
 from .._tracking.configured import KeywordFrontEnd
 from .._tracking.rules import NO_RULES
-from .._tracking.tags import has_tags
+from .._tracking.senders import Sender
+from .._tracking.tags import TRACKED_MARK, has_tags
 from .handler import BucketHandler
 
 __all__ = ["BucketProcessor"]
@@ -145,6 +148,10 @@ class BucketProcessor(KeywordFrontEnd):
         company_id_field: the event-dict key (and contextvars key) holding the
             company id.
         sender: an existing sender to use instead of the shared one for the key.
+        mark_tracked: add ``"bucket_tracked": True`` to each event the processor
+            tracked (on by default), so that the rendered line says so and
+            ``bucket-logging ship`` / ``relay`` skip it instead of tracking it a
+            second time; ``False`` leaves the event dict untouched.
         **sender_options: passed on to the sender.
 
     Raises:
@@ -152,7 +159,30 @@ class BucketProcessor(KeywordFrontEnd):
             is given or set in the environment (unless ``offline=True``).
     """
 
-    __slots__ = ()
+    __slots__ = ("_mark",)
+
+    def __init__(
+        self,
+        tracking_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        rules: list[dict[str, Any]] | None = None,
+        user_id_field: str = "user_id",
+        company_id_field: str = "company_id",
+        sender: Sender | None = None,
+        mark_tracked: bool = True,
+        **sender_options: Any,
+    ) -> None:
+        self._mark = bool(mark_tracked)
+        super().__init__(
+            tracking_key,
+            base_url=base_url,
+            rules=rules,
+            user_id_field=user_id_field,
+            company_id_field=company_id_field,
+            sender=sender,
+            **sender_options,
+        )
 
     def __call__(
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
@@ -187,6 +217,11 @@ class BucketProcessor(KeywordFrontEnd):
             self._track_event(event_dict, now, name, event)
         else:
             self._track(event_dict, now, name, event, plan)
+        if self._mark:
+            try:  # noqa: SIM105 - (cheaper than contextlib.suppress)
+                event_dict[TRACKED_MARK] = True
+            except Exception:  # a read-only mapping: left as it is
+                pass
         if type(logger) in _NEVER_TO_LOGGING:  # no record can follow: nothing to claim
             if _local.claim is not None:
                 release_claim()

@@ -67,6 +67,8 @@ RATE_LIMIT_SECONDS: Final = 10.0
 #: Per topic: when a message last passed, how many were suppressed since, and that
 #: message (for the summary at exit); guarded by ``state.reports_lock``.
 _last: Final = _state.reports
+#: The items the suppressed messages of a topic were about (``report(items=...)``).
+_suppressed_items: Final = _state.suppressed_items
 #: Past this many topics, a new one shares the limit of its kind (the part before ``|``).
 _MAX_TOPICS: Final = 1024
 _VALUES: Final = re.compile(r"'[^']*'|\"[^\"]*\"|\d+")
@@ -251,11 +253,14 @@ def silence_http_client_logs() -> None:
             log.addFilter(_thread_filter)
 
 
-def report(topic: str, message: str, *args: Any, level: int = logging.WARNING) -> None:
+def report(
+    topic: str, message: str, *args: Any, level: int = logging.WARNING, items: int = 0
+) -> None:
     """Log ``message % args`` on the ``bucket_logging`` logger, rate-limited per topic.
 
     Never raises. When messages of a topic were suppressed, the next one that passes
-    says how many.
+    says how many; ``items`` is how many items the message is about (a drop), so that
+    the suppressed ones are summed up rather than read as the shown one's count.
     """
     try:
         if not logger.isEnabledFor(level):
@@ -267,18 +272,36 @@ def report(topic: str, message: str, *args: Any, level: int = logging.WARNING) -
             last, suppressed, said = _last.get(topic, (-RATE_LIMIT_SECONDS, 0, ""))
             if now - last < RATE_LIMIT_SECONDS:
                 _last[topic] = (last, suppressed + 1, said)
+                if items:
+                    _suppressed_items[topic] = _suppressed_items.get(topic, 0) + items
                 return
             _last[topic] = (now, 0, said)
+            held = _suppressed_items.pop(topic, 0)
         text = escape_controls(redact(message % args if args else message))
         with _state.reports_lock:  # the message shown, for the summary at exit
             entry = _last.get(topic)
             if entry is not None and entry[0] == now:
                 _last[topic] = (now, entry[1], text)
         if suppressed:
-            text += f" ({suppressed} similar message(s) suppressed)"
+            text += f" ({suppressed} similar message(s){_in_all(held)} suppressed)"
         logger.log(level, "%s", _prefixed(text))
     except Exception:  # a diagnostic must never break the caller
         pass
+
+
+def info(message: str, *args: Any) -> None:
+    """Log ``message % args`` at INFO on the ``bucket_logging`` logger, not rate-limited
+    (the start-up line, the ``debug`` summaries); keys redacted. Never raises."""
+    try:
+        if logger.isEnabledFor(logging.INFO):
+            text = escape_controls(redact(message % args if args else message))
+            logger.info("%s", _prefixed(text))
+    except Exception:  # a diagnostic must never break the caller
+        pass
+
+
+def _in_all(items: int) -> str:
+    return f" about {items} item(s) in all" if items else ""
 
 
 def problem_topic(kind: str, logger_name: str, template: object, problem: str) -> str:
@@ -294,11 +317,19 @@ def report_suppressed() -> None:
     line per topic, with the last message of it that was shown. Never raises."""
     try:
         with _state.reports_lock:
-            pending = [(n, said) for _, n, said in _last.values() if n]
+            pending = [
+                (n, said, _suppressed_items.pop(topic, 0))
+                for topic, (_, n, said) in _last.items()
+                if n
+            ]
             for topic, (last, _, said) in list(_last.items()):
                 _last[topic] = (last, 0, said)
-        for count, said in pending:
-            text = f"{count} more message(s) like this one suppressed: "
+        for count, said, items in pending:
+            if items:  # (the shown message's own count is not theirs)
+                text = f"{count} more message(s) about {items} item(s) in all suppressed, "
+                text += "like this one shown earlier: "
+            else:
+                text = f"{count} more message(s) like this one suppressed: "
             text += said.removeprefix(_PREFIX)[:300]
             logger.warning("%s", _prefixed(text))
     except Exception:  # a diagnostic must never break the caller

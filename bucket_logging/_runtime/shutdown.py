@@ -40,6 +40,7 @@ import threading
 import time
 from typing import Any, Final
 
+from .. import _options
 from . import diagnostics as _diagnostics
 from . import state as _process
 from .diagnostics import report
@@ -55,9 +56,6 @@ __all__ = [
 
 #: Set to ``0``, ``false``, ``off`` or ``no`` to install no SIGTERM handler.
 ENV_HANDLE_SIGTERM: Final = "BUCKET_HANDLE_SIGTERM"
-
-_FALSE: Final = frozenset({"0", "false", "off", "no"})
-
 
 #: A finalizer of ours runs before the pools' own (higher runs first).
 _FINALIZER_PRIORITY: Final = 10
@@ -103,11 +101,7 @@ def sigterm_enabled(option: object = True) -> bool:
     False when the option is false (``False``, or a string such as ``"false"``/``"0"``
     from an INI file) or when ``BUCKET_HANDLE_SIGTERM`` switches it off.
     """
-    if isinstance(option, str):
-        option = option.strip().lower() not in _FALSE
-    if not option:
-        return False
-    return os.environ.get(ENV_HANDLE_SIGTERM, "").strip().lower() not in _FALSE
+    return bool(_options.resolve("handle_sigterm", option))
 
 
 def install(*, sigterm: bool) -> None:

@@ -88,6 +88,8 @@ class State:
         #: the main thread was asked to install the SIGTERM handler (a first sender
         #: built on another thread)
         self.sigterm_requested: object = None
+        #: the first sender said where tracking goes (once per process)
+        self.announced = False
         self.in_sigterm = False
         #: said once: SIGTERM cannot end this process (PID 1); uvicorn's shutdown
         #: cannot be hooked; the SIGTERM handler cannot be installed
@@ -110,6 +112,8 @@ class State:
         #: per topic: when a message last passed, how many were suppressed since, and
         #: that message (for the summary at exit)
         self.reports: dict[str, tuple[float, int, str]] = {}
+        #: per topic: the items the suppressed messages were about (report(items=...))
+        self.suppressed_items: dict[str, int] = {}
         #: topics of the messages said once per process
         self.warned: set[str] = set()
         self.reports_lock = threading.Lock()
@@ -147,10 +151,12 @@ class State:
         """
         with self.reports_lock:
             self.reports.clear()
+            self.suppressed_items.clear()
             self.warned.clear()
         self.internal_names.clear()
         self.checked_templates.clear()
         self.claiming.clear()
+        self.announced = False
         self.rejected_calls = 0
         self.trackers_built = 0
 

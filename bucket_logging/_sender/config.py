@@ -10,20 +10,19 @@ Two APIs take the same items: Bucket's tracking API (the key in the path,
 Runtime API), ``api=`` overrides; the URLs and headers of the chosen API are
 derived here once, for the delivery layer.
 
-Each setting is resolved on its own: the argument, else the ``BUCKET_*`` variable,
-else the ``REFLAG_*`` variable, else the default (for the URL: the chosen API's host).
+Each setting is resolved on its own by :mod:`bucket_logging._options` (the one table
+of options): the argument, else the ``BUCKET_*`` variable, else the ``REFLAG_*``
+variable, else the default (for the URL: the chosen API's host).
 """
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar, overload
 
+from .. import _options
 from .._exceptions import ConfigurationError
-from .._runtime.shutdown import sigterm_enabled
 from .._version import __version__
 from .retry import RetryPolicy
 
@@ -75,51 +74,42 @@ ENV_REFLAG_OFFLINE: Final = "REFLAG_OFFLINE"
 #: The environment variable read when ``spool_dir`` is not given.
 ENV_SPOOL_DIR: Final = "BUCKET_SPOOL_DIR"
 
-#: Default ``spool_max_bytes``: 256 MiB, over a million typical items.
-DEFAULT_SPOOL_MAX_BYTES: Final = 256 * 1024 * 1024
-
-#: Default ``spool_max_age``: 7 days.
-DEFAULT_SPOOL_MAX_AGE: Final = 7 * 24 * 3600.0
+#: Default ``spool_max_bytes`` and ``spool_max_age`` (see :mod:`bucket_logging._options`).
+DEFAULT_SPOOL_MAX_BYTES: Final = _options.SPOOL_MAX_BYTES
+DEFAULT_SPOOL_MAX_AGE: Final = _options.SPOOL_MAX_AGE
 
 
 def resolve_key(tracking_key: str | None) -> str:
     """The key given, else env ``BUCKET_TRACKING_KEY``, else ``REFLAG_SECRET_KEY``, else ""."""
-    if tracking_key is not None:
-        return tracking_key
-    return os.environ.get(ENV_KEY) or os.environ.get(ENV_REFLAG_KEY) or ""
-
-
-def _truthy(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "on", "yes")
+    key: str | None = _options.resolve("tracking_key", tracking_key)
+    return key or ""
 
 
 def resolve_offline(offline: object) -> bool:
-    """``offline`` as given, or env ``BUCKET_OFFLINE`` or ``REFLAG_OFFLINE`` 1/true/on/yes."""
-    if offline:
-        return True
-    return _truthy(ENV_OFFLINE) or _truthy(ENV_REFLAG_OFFLINE)
+    """``offline`` as given, or env ``BUCKET_OFFLINE`` or ``REFLAG_OFFLINE`` (a bad value
+    of either is a ConfigurationError naming it)."""
+    return bool(_options.resolve("offline", offline))
 
 
 def api_of(key: str, api: str | None = None) -> str:
-    """The API a key talks to: ``api`` when given, else by the key's prefix.
+    """The API a key talks to: ``api`` when given (else env ``BUCKET_API``), else by the
+    key's prefix.
 
     Raises ConfigurationError for an ``api`` that is neither of the two.
     """
-    if api is None:
+    chosen: str | None = _options.resolve("api", api)
+    if chosen is None:
         return API_RUNTIME if key.startswith(_RUNTIME_PREFIXES) else API_TRACKING
-    if api not in (API_TRACKING, API_RUNTIME):
-        raise ConfigurationError(
-            f"api must be {API_TRACKING!r} or {API_RUNTIME!r}, got {api!r:.40}"
-        )
-    return api
+    return chosen
 
 
 def resolve_url(base_url: str | None, api: str = API_TRACKING) -> str:
     """The base URL given, else env ``BUCKET_TRACKING_URL``, else ``REFLAG_API_BASE_URL``,
     else the API's default host (no trailing slash)."""
-    default = REFLAG_BASE_URL if api == API_RUNTIME else DEFAULT_BASE_URL
-    url = base_url or os.environ.get(ENV_URL) or os.environ.get(ENV_REFLAG_URL) or default
-    return url.rstrip("/")
+    url: str | None = _options.resolve("base_url", base_url)
+    if url is None:
+        return REFLAG_BASE_URL if api == API_RUNTIME else DEFAULT_BASE_URL
+    return url
 
 
 @dataclass(frozen=True)
@@ -139,17 +129,23 @@ class SenderConfig:
     base_url: str
     offline: bool = False
     api: str = API_TRACKING
-    flush_interval: float = 1.0
-    max_batch_items: int = 15_000
-    max_queue_items: int = 200_000
-    max_queue_bytes: int = 64 * 1024 * 1024
-    max_concurrent_requests: int = 4
-    request_timeout: float = 10.0
+    flush_interval: float = _options.FLUSH_INTERVAL
+    max_batch_items: int = _options.MAX_BATCH_ITEMS
+    max_queue_items: int = _options.MAX_QUEUE_ITEMS
+    max_queue_bytes: int = _options.MAX_QUEUE_BYTES
+    max_concurrent_requests: int = _options.MAX_CONCURRENT_REQUESTS
+    request_timeout: float = _options.REQUEST_TIMEOUT
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    dedupe_window: float = 60.0
-    shutdown_timeout: float = 5.0
+    dedupe_window: float = _options.DEDUPE_WINDOW
+    shutdown_timeout: float = _options.SHUTDOWN_TIMEOUT
     spool: SpoolConfig | None = None
     handle_sigterm: bool = True
+    #: Log each request's summary (items, bytes, status) at INFO.
+    debug: bool = False
+    #: Sees each item (a dict) before it is queued; None: every item is queued as is.
+    before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     @property
     def runtime(self) -> bool:
@@ -196,32 +192,13 @@ class SenderConfig:
         return self.tracking_key
 
     @classmethod
-    def build(
-        cls,
-        tracking_key: str | None,
-        *,
-        base_url: str | None,
-        offline: bool,
-        api: str | None = None,
-        flush_interval: float,
-        max_batch_items: int,
-        max_queue_items: int,
-        max_queue_bytes: int,
-        max_concurrent_requests: int,
-        request_timeout: float,
-        retry_budget: float,
-        backoff_base: float,
-        backoff_max: float,
-        dedupe_window: float,
-        shutdown_timeout: float,
-        spool_dir: str | os.PathLike[str] | None,
-        spool_max_bytes: int,
-        spool_max_age: float,
-        handle_sigterm: object = True,
-    ) -> SenderConfig:
-        """Check the options (and the environment); raise ConfigurationError if wrong."""
-        key = resolve_key(tracking_key)
-        offline = resolve_offline(offline)
+    def build(cls, arguments: Mapping[str, object]) -> SenderConfig:
+        """Resolve and check every option (see :mod:`bucket_logging._options`: the
+        argument, else ``BUCKET_*``, else ``REFLAG_*``, else the default); raise
+        ConfigurationError if one is wrong."""
+        values = _options.resolve_all(arguments)
+        key: str = values["tracking_key"] or ""
+        offline: bool = values["offline"]
         if not offline and not key:
             raise ConfigurationError(
                 "no Bucket tracking key or Reflag key: pass tracking_key=... or set the "
@@ -230,85 +207,34 @@ class SenderConfig:
             )
         if not offline:
             check_key(key)
-        kind = api_of(key, api)
-        url = resolve_url(base_url, kind)
-        if not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
-        numbers = {
-            name: _number(name, value, type_)
-            for name, value, type_ in (
-                ("flush_interval", flush_interval, float),
-                ("max_batch_items", max_batch_items, int),
-                ("max_queue_items", max_queue_items, int),
-                ("max_queue_bytes", max_queue_bytes, int),
-                ("max_concurrent_requests", max_concurrent_requests, int),
-                ("request_timeout", request_timeout, float),
-                ("retry_budget", retry_budget, float),
-                ("backoff_base", backoff_base, float),
-                ("backoff_max", backoff_max, float),
-                ("dedupe_window", dedupe_window, float),
-                ("shutdown_timeout", shutdown_timeout, float),
-                ("spool_max_bytes", spool_max_bytes, int),
-                ("spool_max_age", spool_max_age, float),
-            )
-        }
-        for name in _POSITIVE:
-            if not numbers[name] > 0:
-                raise ConfigurationError(f"{name} must be positive, got {numbers[name]!r}")
-        if spool_dir is None:
-            spool_dir = os.environ.get(ENV_SPOOL_DIR) or None
-        n = numbers
+        kind = values["api"] or api_of(key)
+        url = values["base_url"] or resolve_url(None, kind)
         spool = None
-        if spool_dir and not offline:
-            spool = SpoolConfig(os.fspath(spool_dir), int(n["spool_max_bytes"]), n["spool_max_age"])
+        if values["spool_dir"] and not offline:
+            spool = SpoolConfig(
+                values["spool_dir"], values["spool_max_bytes"], values["spool_max_age"]
+            )
         return cls(
             tracking_key=key,
             base_url=url,
             offline=offline,
             api=kind,
-            flush_interval=n["flush_interval"],
-            max_batch_items=int(n["max_batch_items"]),
-            max_queue_items=int(n["max_queue_items"]),
-            max_queue_bytes=int(n["max_queue_bytes"]),
-            max_concurrent_requests=int(n["max_concurrent_requests"]),
-            request_timeout=n["request_timeout"],
-            retry=RetryPolicy(n["retry_budget"], n["backoff_base"], n["backoff_max"]),
-            dedupe_window=n["dedupe_window"],
-            shutdown_timeout=n["shutdown_timeout"],
+            flush_interval=values["flush_interval"],
+            max_batch_items=values["max_batch_items"],
+            max_queue_items=values["max_queue_items"],
+            max_queue_bytes=values["max_queue_bytes"],
+            max_concurrent_requests=values["max_concurrent_requests"],
+            request_timeout=values["request_timeout"],
+            retry=RetryPolicy(
+                values["retry_budget"], values["backoff_base"], values["backoff_max"]
+            ),
+            dedupe_window=values["dedupe_window"],
+            shutdown_timeout=values["shutdown_timeout"],
             spool=spool,
-            handle_sigterm=sigterm_enabled(handle_sigterm),
+            handle_sigterm=values["handle_sigterm"],
+            debug=values["debug"],
+            before_send=values["before_send"],
         )
-
-
-#: The options that must be above zero.
-_POSITIVE: Final = (
-    "flush_interval",
-    "max_batch_items",
-    "max_queue_items",
-    "max_queue_bytes",
-    "max_concurrent_requests",
-    "request_timeout",
-    "spool_max_bytes",
-    "spool_max_age",
-)
-
-
-def _number(name: str, value: object, kind: type[int] | type[float]) -> float:
-    """``value`` as a number: ints and floats as given, numeric strings (INI files and
-    environment variables give them) converted; anything else a ConfigurationError."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(int(value.strip())) if kind is int else float(value.strip())
-        except ValueError:
-            number = float("nan")
-    else:
-        number = float("nan")
-    if math.isnan(number) or (kind is int and not number.is_integer()):
-        expected = "a whole number" if kind is int else "a number"
-        raise ConfigurationError(f"{name} must be {expected}, got {value!r}")
-    return number
 
 
 def check_key(key: str) -> str:

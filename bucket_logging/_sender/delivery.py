@@ -187,6 +187,8 @@ class Delivery:
         self._outage_since: float | None = None
         self._failed_attempts = 0
         self._last_failure = ""
+        #: The ``debug`` option: each request's summary at INFO (items, bytes, status).
+        self.debug = False
 
     async def post(self, body: bytes, url: str | None = None) -> httpx.Response:
         """One request (to ``url``, else the bulk endpoint): the answer, unless it
@@ -253,6 +255,8 @@ class Delivery:
                     self.ledger.count_redelivered(len(batch))
                 response = await post(body, url)
             except RetryableFailure as failure:
+                if self.debug:
+                    self._summary(url, len(batch), len(body), failure.detail)
                 ambiguous = ambiguous or failure.ambiguous
                 self._failed(failure)
                 attempt += 1
@@ -280,6 +284,8 @@ class Delivery:
             if self._outage_since is not None:
                 self._recovered()
             status = response.status_code
+            if self.debug:
+                self._summary(url, len(batch), len(body), f"HTTP {status}")
             if 200 <= status < 300:
                 self.ledger.count_sent(len(batch))
                 outcome.sent += len(batch)
@@ -302,6 +308,17 @@ class Delivery:
                 detail += " (check the tracking key and base_url)"
             outcome.given_up.append(GiveUp(_entries(batch), "client_error", status, detail))
             return
+
+    def _summary(self, url: str | None, items: int, size: int, outcome: str) -> None:
+        """One request's summary (the ``debug`` option); the host only, never the key."""
+        _diagnostics.info(
+            "bucket_logging: POST %s %s: %d item(s), %d bytes -> %s",
+            self.host,
+            "bulk" if url is None else "feedback",
+            items,
+            size,
+            _diagnostics.outside_text(outcome),
+        )
 
     def _failed(self, failure: RetryableFailure) -> None:
         """A request failed: the first failure of an outage is said at once, with its cause."""

@@ -153,6 +153,7 @@ class SenderLoop:
             pace=self.pace,
             notify=self.notify,
         )
+        self.delivery.debug = config.debug
 
     def start(self) -> bool:
         """Start the thread (never waiting for it); False if it could not start."""
@@ -441,7 +442,7 @@ class SenderLoop:
         """Count and report queued items that will not be delivered (they are done)."""
         self._ledger.count_dropped(reason, count)
         error = DeliveryError(reason, count, status, _diagnostics.outside_text(detail, 1000))
-        report("drop-" + reason, "bucket_logging: %s", error)
+        report("drop-" + reason, "bucket_logging: %s", error, items=count)
         self.notify(error)
 
     def notify(self, error: DeliveryError) -> None:

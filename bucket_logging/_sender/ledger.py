@@ -42,6 +42,8 @@ DropReason = Literal[
     "spool_expired",
     "spool_error",
     "internal_error",
+    "before_send",
+    "before_send_error",
 ]
 
 #: Why items are dropped (``SenderStats.dropped`` keys); each drop is also reported on
@@ -57,6 +59,8 @@ DROP_REASONS: Final[dict[DropReason, str]] = {
     "spool_expired": "older than spool_max_age in the spool",
     "spool_error": "the spool failed and the batch could not be read back",
     "internal_error": "an unexpected error while delivering (a bug: please report it)",
+    "before_send": "the before_send hook returned None (dropped by the application)",
+    "before_send_error": "the before_send hook raised, or returned no valid item (reported)",
 }
 
 RefusalReason = Literal["orphan_tags", "missing_id", "invalid_tag", "invalid_item", "unknown_tag"]

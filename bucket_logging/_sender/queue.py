@@ -285,13 +285,16 @@ class BatchQueue:
 
     def report_drop(self, body: bytes, reason: DropReason) -> None:
         """Report (rate-limited) an entry dropped as full or closed."""
+        kind = kind_of(body)
         report(
             "drop-" + reason,
-            "bucket_logging: dropped a %s item: %s",
-            kind_of(body),
+            "bucket_logging: dropped %s %s item: %s",
+            "an" if kind == "event" else "a",  # (a user, a company, a feedback)
+            kind,
             "the queue is full (the endpoint is slow or down)"
             if reason == "queue_full"
             else "the sender is closed",
+            items=1,
         )
 
     # -- counting and taking -------------------------------------------------------------

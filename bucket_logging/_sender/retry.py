@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
+from .._options import BACKOFF_BASE, BACKOFF_MAX, RETRY_BUDGET
+
 __all__ = ["FLUSH_RETRY_DELAY", "RetryPolicy", "parse_retry_after", "retryable"]
 
 #: Statuses retried besides every 5xx.
@@ -55,9 +57,9 @@ class RetryPolicy:
         cap: the most one delay lasts (a server's ``Retry-After`` excepted).
     """
 
-    budget: float = 300.0
-    base: float = 0.5
-    cap: float = 30.0
+    budget: float = RETRY_BUDGET
+    base: float = BACKOFF_BASE
+    cap: float = BACKOFF_MAX
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         """The delay before try ``attempt + 1``; a server's ask is honoured as is."""

@@ -30,26 +30,22 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
 import httpcore  # noqa: F401 - (a fork during an import leaves a partial module)
 import httpx
+import orjson
 
+from .. import _options
 from .._exceptions import DeliveryError, RefusedCallError
-from .._items.item import Item
+from .._items.item import Item, dumps, encode, kind_of
 from .._runtime import diagnostics as _diagnostics
 from .._runtime import shutdown as _shutdown
 from .._runtime import state as _process
 from .._runtime import uvicorn_stop as _uvicorn_stop
 from .._runtime.diagnostics import report
-from .config import (
-    DEFAULT_BASE_URL,
-    DEFAULT_SPOOL_MAX_AGE,
-    DEFAULT_SPOOL_MAX_BYTES,
-    ConfigValue,
-    SenderConfig,
-)
+from .config import DEFAULT_BASE_URL, ConfigValue, SenderConfig
 from .engine import SenderLoop, tls_verify
 from .ledger import Ledger, RefusalReason, SenderStats
 from .queue import BatchQueue
@@ -59,6 +55,38 @@ __all__ = [
     "BulkSender",
     "SenderStats",
 ]
+
+#: The threads inside a ``before_send`` hook: what the hook logs is not tracked.
+_filtering: set[int] = set()
+
+
+def _announce(config: SenderConfig) -> None:
+    """Say once per process, at INFO on ``bucket_logging``, where tracking goes: the API,
+    the host, the spool, and whether a SIGTERM handler was installed (never the key)."""
+    state = _process.state
+    if state.announced:
+        return
+    state.announced = True
+    if not _diagnostics.logger.isEnabledFor(logging.INFO):
+        return
+    if config.offline:
+        _diagnostics.info(
+            "bucket_logging: offline: tracking calls are validated and counted, none is sent"
+        )
+        return
+    if state.sigterm_installed:
+        sigterm = "a SIGTERM handler delivers the queue before the process ends"
+    elif not config.handle_sigterm:
+        sigterm = "no SIGTERM handler (handle_sigterm is off)"
+    elif threading.current_thread() is not threading.main_thread():
+        sigterm = "no SIGTERM handler (the first sender was built off the main thread)"
+    else:
+        sigterm = "no SIGTERM handler (the application handles SIGTERM itself)"
+    api = "Reflag's Runtime API" if config.runtime else "Bucket's tracking API"
+    host = httpx.URL(config.base_url)
+    where = f"{host.scheme}://{host.host}" + (f":{host.port}" if host.port else "")
+    spool = f"spool at {config.spool.directory}" if config.spool else "no spool"
+    _diagnostics.info("bucket_logging: tracking to %s at %s; %s; %s", api, where, spool, sigterm)
 
 
 class BulkSender:
@@ -72,13 +100,18 @@ class BulkSender:
         sender.enqueue(Item.event("Sent message", user_id=42))
         sender.flush(timeout=5)
 
+    Every option can also be set by a ``BUCKET_*`` environment variable (see
+    :mod:`bucket_logging._options`): the argument, else the variable, else Reflag's
+    variable where there is one, else the default.
+
     Args:
         tracking_key: the app's Bucket tracking key or Reflag key (``sec_...`` or
             ``pub_...``: Reflag's Runtime API); else env ``BUCKET_TRACKING_KEY``,
             else ``REFLAG_SECRET_KEY``.
         base_url: the API's base URL; else env ``BUCKET_TRACKING_URL``, else
             ``REFLAG_API_BASE_URL``, else ``https://tracking.bucket.co`` (a Reflag
-            key: ``https://front.reflag.com``; EU: ``REFLAG_EU_BASE_URL``).
+            key: ``https://front.reflag.com``; EU: ``https://front-eu.reflag.com``,
+            the constant ``bucket_logging.REFLAG_EU_BASE_URL``).
         api: ``"tracking"`` (the key in the path) or ``"runtime"`` (Reflag's Runtime
             API, the key in a Bearer header); by default chosen by the key's prefix.
         offline: validate and count items, send nothing (no key needed); also when
@@ -101,6 +134,14 @@ class BulkSender:
         verify: TLS certificate verification (httpx's ``verify``).
         on_error: called on the sender's thread with a
             :class:`~bucket_logging.DeliveryError` whenever items are dropped.
+        before_send: called with each item (the dict that would be sent, with its
+            ``type``) before it is queued, on the thread that logged it: return the
+            dict (changed or not: it is validated again) or None to drop the item
+            (counted as ``dropped["before_send"]``). An exception in it, or a return
+            value that is not a valid item, drops the item (``before_send_error``) and
+            is reported; it never reaches the log call. What it logs is not tracked.
+        debug: log each request's summary (items, bytes, status; never the key) at
+            INFO on the ``bucket_logging`` logger.
         spool_dir: a directory for the on-disk spool (else env ``BUCKET_SPOOL_DIR``;
             off by default): batches are written there before they are sent and
             deleted once delivered, so that a crash, a deploy or an outage longer
@@ -147,46 +188,52 @@ class BulkSender:
         base_url: str | None = None,
         offline: bool = False,
         api: str | None = None,
-        flush_interval: float = 1.0,
-        max_batch_items: int = 15_000,
-        max_queue_items: int = 200_000,
-        max_queue_bytes: int = 64 * 1024 * 1024,
-        max_concurrent_requests: int = 4,
-        request_timeout: float = 10.0,
-        retry_budget: float = 300.0,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
-        dedupe_window: float = 60.0,
-        shutdown_timeout: float = 5.0,
+        flush_interval: float = _options.FLUSH_INTERVAL,
+        max_batch_items: int = _options.MAX_BATCH_ITEMS,
+        max_queue_items: int = _options.MAX_QUEUE_ITEMS,
+        max_queue_bytes: int = _options.MAX_QUEUE_BYTES,
+        max_concurrent_requests: int = _options.MAX_CONCURRENT_REQUESTS,
+        request_timeout: float = _options.REQUEST_TIMEOUT,
+        retry_budget: float = _options.RETRY_BUDGET,
+        backoff_base: float = _options.BACKOFF_BASE,
+        backoff_max: float = _options.BACKOFF_MAX,
+        dedupe_window: float = _options.DEDUPE_WINDOW,
+        shutdown_timeout: float = _options.SHUTDOWN_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
         verify: bool | str | ssl.SSLContext = True,
         on_error: Callable[[DeliveryError], object] | None = None,
+        before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        debug: bool = False,
         spool_dir: str | os.PathLike[str] | None = None,
-        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
-        spool_max_age: float = DEFAULT_SPOOL_MAX_AGE,
+        spool_max_bytes: int = _options.SPOOL_MAX_BYTES,
+        spool_max_age: float = _options.SPOOL_MAX_AGE,
         handle_sigterm: bool = True,
     ) -> None:
         #: The validated options.
         self.config: Final = SenderConfig.build(
-            tracking_key,
-            base_url=base_url,
-            offline=offline,
-            api=api,
-            flush_interval=flush_interval,
-            max_batch_items=max_batch_items,
-            max_queue_items=max_queue_items,
-            max_queue_bytes=max_queue_bytes,
-            max_concurrent_requests=max_concurrent_requests,
-            request_timeout=request_timeout,
-            retry_budget=retry_budget,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            dedupe_window=dedupe_window,
-            shutdown_timeout=shutdown_timeout,
-            spool_dir=spool_dir,
-            spool_max_bytes=spool_max_bytes,
-            spool_max_age=spool_max_age,
-            handle_sigterm=handle_sigterm,
+            {
+                "tracking_key": tracking_key,
+                "base_url": base_url,
+                "offline": offline,
+                "api": api,
+                "flush_interval": flush_interval,
+                "max_batch_items": max_batch_items,
+                "max_queue_items": max_queue_items,
+                "max_queue_bytes": max_queue_bytes,
+                "max_concurrent_requests": max_concurrent_requests,
+                "request_timeout": request_timeout,
+                "retry_budget": retry_budget,
+                "backoff_base": backoff_base,
+                "backoff_max": backoff_max,
+                "dedupe_window": dedupe_window,
+                "shutdown_timeout": shutdown_timeout,
+                "before_send": before_send,
+                "debug": debug,
+                "spool_dir": spool_dir,
+                "spool_max_bytes": spool_max_bytes,
+                "spool_max_age": spool_max_age,
+                "handle_sigterm": handle_sigterm,
+            }
         )
         _diagnostics.register_secret(self.config.tracking_key)
         if not self.config.offline and transport is None:
@@ -209,10 +256,14 @@ class BulkSender:
         )
         #: Queue one encoded bulk entry (an ``Item.body``, valid, not deduplicated);
         #: the trackers' fast path. Never blocks, never raises; False if dropped.
-        self.put_encoded: Final = self._queue.put
+        #: (With ``before_send``, the entry goes through it first.)
+        self.put_encoded: Final = (
+            self._queue.put if self.config.before_send is None else self._put_filtered
+        )
         self._reset()
         _process.watch(self)
         _shutdown.install(sigterm=self.config.handle_sigterm)
+        _announce(self.config)
         if not self.config.offline:
             self._start()
 
@@ -293,10 +344,72 @@ class BulkSender:
                 )
                 return False
         key = item.dedupe_key
+        if self.config.before_send is not None:
+            filtered = self._filter(body)
+            if filtered is None:
+                return False
+            body, key = filtered.body, filtered.dedupe_key
         queue = self._queue
         if key is not None and self.config.dedupe_window > 0 and queue.running:
             return queue.put_once(body, key)
         return queue.put_locked(body)
+
+    def _put_filtered(self, body: bytes) -> bool:
+        """:attr:`put_encoded` with ``before_send``: the entry as the hook returns it."""
+        item = self._filter(body)
+        if item is None:
+            return False
+        if item.dedupe_key is not None and self.config.dedupe_window > 0 and self._queue.running:
+            return self._queue.put_once(item.body, item.dedupe_key)
+        return self._queue.put(item.body)
+
+    def apply_before_send(self, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """``entry`` (a decoded item) as ``before_send`` returns it, or None when it is
+        dropped (by the hook, or because it raised or returned an invalid item: reported).
+
+        Without ``before_send``, ``entry`` itself. Never raises. Counts nothing (the
+        test captures use it; :meth:`enqueue` counts).
+        """
+        if self.config.before_send is None:
+            return entry
+        item = self._filter(dumps(entry), count=False)
+        return None if item is None else item.to_dict()
+
+    def _filter(self, body: bytes, *, count: bool = True) -> Item | None:
+        """The entry ``body`` through ``before_send``: the item to queue, or None (dropped:
+        by the hook, counted as ``before_send``; a hook that raised or returned something
+        that is not a valid item: reported, counted as ``before_send_error``)."""
+        hook = self.config.before_send
+        me = threading.get_ident()
+        if hook is None or me in _filtering:  # (an item logged by the hook itself: not tracked)
+            return None if hook is not None else Item(kind_of(body), body)
+        _filtering.add(me)
+        kind = kind_of(body)
+        try:
+            entry = orjson.loads(body)
+            result = hook(entry)
+            if result is None:
+                if count:
+                    self._ledger.count_dropped("before_send", 1, pending=False)
+                return None
+            if not isinstance(result, dict):
+                raise TypeError(f"before_send returned {type(result).__name__}, not a dict")
+            wire = dict(result)
+            timestamp = wire.pop("timestamp", None)
+            return encode(wire, timestamp if isinstance(timestamp, str) else None)
+        except Exception as exc:
+            if count:
+                self._ledger.count_dropped("before_send_error", 1, pending=False)
+            report(
+                "before-send",
+                "bucket_logging: before_send failed on a %s item (%s: %s); the item was dropped",
+                kind,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        finally:
+            _filtering.discard(me)
 
     def _put_slowly(self, body: bytes) -> bool:
         """A put while the queue is not running: offline, closed, or a forked child."""

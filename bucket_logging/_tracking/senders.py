@@ -24,6 +24,7 @@ from .._sender.shared import get_sender
 
 __all__ = [
     "Sender",
+    "before_send_of",
     "check_field",
     "encoded_put",
     "flush_sender",
@@ -54,6 +55,16 @@ def encoded_put(sender: Sender) -> Callable[[bytes], bool] | None:
     """
     if isinstance(sender, BulkSender) and type(sender).enqueue is BulkSender.enqueue:
         return sender.put_encoded
+    return None
+
+
+def before_send_of(
+    sender: Sender,
+) -> Callable[[dict[str, Any]], dict[str, Any] | None] | None:
+    """``sender``'s ``before_send`` as the capture blocks apply it (a decoded item in, the
+    item or None out), or None when it has none (:meth:`BulkSender.apply_before_send`)."""
+    if isinstance(sender, BulkSender) and sender.config.before_send is not None:
+        return sender.apply_before_send
     return None
 
 

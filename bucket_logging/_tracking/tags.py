@@ -24,6 +24,7 @@ __all__ = [
     "TAGGED",
     "TAGS",
     "TAG_TABLE",
+    "TRACKED_MARK",
     "TYPO_PROBE",
     "UNKNOWN",
     "beyond_event",
@@ -56,6 +57,11 @@ EVENT: Final = TAGS[0]
 CALL_TAGS: Final = frozenset(t for t, role in TAG_TABLE.items() if role == "call")
 #: The tags that need a call tag beside them.
 MODIFIER_TAGS: Final = frozenset(t for t, role in TAG_TABLE.items() if role.endswith("modifier"))
+
+#: The key a :class:`~bucket_logging.BucketProcessor` adds to an event it tracked
+#: (``mark_tracked``): ``bucket-logging ship`` and ``relay`` skip a line that carries it,
+#: so that a log the application already tracked is not tracked twice. Not a tag.
+TRACKED_MARK: Final = "bucket_tracked"
 
 #: Plan: the record carries at least one call tag.
 TAGGED: Final = "tagged"
@@ -98,7 +104,12 @@ def misspelled(fields: Mapping[str, Any], template: object) -> list[str]:
             checked_templates[template] = None
     problems = []
     for key in list(fields):
-        if type(key) is str and key.startswith("bucket_") and key not in _TAG_SET:
+        if (
+            type(key) is str
+            and key.startswith("bucket_")
+            and key not in _TAG_SET
+            and key != TRACKED_MARK
+        ):
             close = difflib.get_close_matches(key, TAGS, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}? " if close else ""
             problems.append(f"{key!r} is not a tag ({hint}it was ignored)")
@@ -125,6 +136,7 @@ RESERVED: Final = frozenset(
         "stack_info",
         "stacklevel",
         "positional_args",
+        TRACKED_MARK,
         *TAGS,
     }
 )

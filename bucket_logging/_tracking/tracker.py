@@ -41,7 +41,14 @@ from .context import CONTEXT_KEYS as _CONTEXT_KEYS
 from .context import KEY_PREFIX as _CONTEXT_PREFIX
 from .context import from_context as _from_context
 from .rules import Rule, RuleSet, compile_rules
-from .senders import Sender, check_field, encoded_put, flush_sender, refusal_counter
+from .senders import (
+    Sender,
+    before_send_of,
+    check_field,
+    encoded_put,
+    flush_sender,
+    refusal_counter,
+)
 from .tags import (
     ORPHAN,
     RESERVED,
@@ -422,6 +429,12 @@ class Tracker:
         """Queue ``item`` on the sender, or hand it to the active capture blocks."""
         if _captures:
             decoded = item.to_dict()
+            before_send = before_send_of(self._sender)
+            if before_send is not None:
+                filtered = before_send(decoded)
+                if filtered is None:
+                    return
+                decoded = filtered
             for target in tuple(_captures):
                 target.append(dict(decoded))
             return

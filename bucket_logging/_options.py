@@ -1,0 +1,356 @@
+"""Every option of a sender, in one table: name, type, default, variable, check, doc.
+
+:data:`OPTIONS` is the one place where an option's default is spelled (the
+constants below), where its ``BUCKET_*`` variable is named, and where its value is
+checked. Everything else is derived from it:
+
+* :class:`~bucket_logging.BulkSender`'s keyword defaults reference the constants
+  (``flush_interval: float = FLUSH_INTERVAL``), so the signature stays explicit and
+  typed; a test asserts that signature and table agree;
+* :func:`resolve` applies the one rule to every option: **the argument, else the
+  ``BUCKET_*`` variable, else the ``REFLAG_*`` variable, else the default**. An
+  argument left at its default counts as not given (so ``BucketHandler()`` in a
+  container reads ``BUCKET_FLUSH_INTERVAL``); a bad value of a variable is a
+  :class:`~bucket_logging.ConfigurationError` that names the variable;
+* the settings table of ``docs/configuration.md`` is :func:`markdown_table`
+  (a test keeps the page in step).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._exceptions import ConfigurationError
+
+__all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_MAX",
+    "DEDUPE_WINDOW",
+    "FLUSH_INTERVAL",
+    "MAX_BATCH_ITEMS",
+    "MAX_CONCURRENT_REQUESTS",
+    "MAX_QUEUE_BYTES",
+    "MAX_QUEUE_ITEMS",
+    "OPTIONS",
+    "REQUEST_TIMEOUT",
+    "RETRY_BUDGET",
+    "SHUTDOWN_TIMEOUT",
+    "SPOOL_MAX_AGE",
+    "SPOOL_MAX_BYTES",
+    "Option",
+    "markdown_table",
+    "resolve",
+    "resolve_all",
+]
+
+# --------------------------------------------------------------------------- defaults
+# (spelled here only: the table, BulkSender's signature, SenderConfig and RetryPolicy
+# reference these names)
+
+FLUSH_INTERVAL: Final = 1.0
+MAX_BATCH_ITEMS: Final = 15_000
+MAX_QUEUE_ITEMS: Final = 200_000
+MAX_QUEUE_BYTES: Final = 64 * 1024 * 1024
+MAX_CONCURRENT_REQUESTS: Final = 4
+REQUEST_TIMEOUT: Final = 10.0
+RETRY_BUDGET: Final = 300.0
+BACKOFF_BASE: Final = 0.5
+BACKOFF_MAX: Final = 30.0
+DEDUPE_WINDOW: Final = 60.0
+SHUTDOWN_TIMEOUT: Final = 5.0
+#: 256 MiB, over a million typical items.
+SPOOL_MAX_BYTES: Final = 256 * 1024 * 1024
+#: 7 days.
+SPOOL_MAX_AGE: Final = 7 * 24 * 3600.0
+
+_TRUE: Final = frozenset({"1", "true", "on", "yes"})
+_FALSE: Final = frozenset({"0", "false", "off", "no"})
+
+# --------------------------------------------------------------------------- checks
+# Each takes the value and where it came from (the option's name, or the variable's)
+# and returns the value to use, or raises ConfigurationError naming that source.
+
+
+def _bad(source: str, expected: str, value: object) -> ConfigurationError:
+    return ConfigurationError(f"{source} must be {expected}, got {value!r:.60}")
+
+
+def _number(value: object, source: str, kind: type[int] | type[float]) -> float:
+    """``value`` as a number: ints and floats as given, numeric strings (INI files and
+    environment variables give them) converted; anything else a ConfigurationError."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(int(value.strip())) if kind is int else float(value.strip())
+        except ValueError:
+            number = float("nan")
+    else:
+        number = float("nan")
+    if math.isnan(number) or (kind is int and not number.is_integer()):
+        raise _bad(source, "a whole number" if kind is int else "a number", value)
+    return number
+
+
+def _positive(number: float, source: str) -> float:
+    if not number > 0:
+        raise ConfigurationError(f"{source} must be positive, got {number!r}")
+    return number
+
+
+def check_float(value: object, source: str) -> float:
+    """A number (a numeric string too)."""
+    return _number(value, source, float)
+
+
+def check_positive_float(value: object, source: str) -> float:
+    """A number above zero."""
+    return _positive(_number(value, source, float), source)
+
+
+def check_positive_int(value: object, source: str) -> int:
+    """A whole number above zero."""
+    return int(_positive(_number(value, source, int), source))
+
+
+def check_bool(value: object, source: str) -> bool:
+    """``True``/``False``, or ``1``/``true``/``on``/``yes`` and ``0``/``false``/``off``/``no``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise _bad(source, "true or false (1/true/on/yes or 0/false/off/no)", value)
+
+
+def check_api(value: object, source: str) -> str | None:
+    """``"tracking"`` or ``"runtime"`` (None: chosen by the key's prefix)."""
+    if value is None:
+        return None
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text not in ("tracking", "runtime"):
+        raise _bad(source, "'tracking' or 'runtime'", value)
+    return str(text)
+
+
+def check_url(value: object, source: str) -> str | None:
+    """An ``http(s)://`` URL (None: the API's host), without its trailing slash."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise _bad(source, "an http(s) URL", value)
+    return value.rstrip("/")
+
+
+def check_key(value: object, source: str) -> str | None:
+    """A string (checked further once the sender knows it is online); never shown."""
+    if value is None or isinstance(value, str):
+        return value
+    raise ConfigurationError(f"{source} must be a string, not {type(value).__name__}")
+
+
+def check_path(value: object, source: str) -> str | None:
+    """A directory path (None or empty: off)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if isinstance(path, str):
+            return path
+    raise _bad(source, "a directory path", value)
+
+
+def check_callable(value: object, source: str) -> object:
+    """A callable, or None."""
+    if value is not None and not callable(value):
+        raise _bad(source, "a callable or None", value)
+    return value
+
+
+def check_any(value: object, source: str) -> object:
+    """Taken as given (checked where it is used)."""
+    return value
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a sender (a :class:`~bucket_logging.BulkSender` keyword).
+
+    Attributes:
+        name: the keyword.
+        type: its type, as the signature spells it.
+        default: the value when neither the argument nor a variable sets it.
+        env: its ``BUCKET_*`` variable, or None for an option only Python can give
+            (a callable, a transport).
+        reflag_env: Reflag's SDKs' variable, read after ``env``, or None.
+        check: turns a value (an argument or a variable's text) into the value used,
+            or raises :class:`~bucket_logging.ConfigurationError` naming its source.
+        doc: one line for the settings table.
+        shown_default: the default as the settings table shows it, when the value
+            alone says too little.
+    """
+
+    name: str
+    type: str
+    default: Any
+    env: str | None
+    reflag_env: str | None
+    check: Callable[[object, str], Any]
+    doc: str
+    shown_default: str | None = None
+
+
+def _o(
+    name: str,
+    type_: str,
+    default: Any,
+    check: Callable[[object, str], Any],
+    doc: str,
+    *,
+    env: str | bool | None = True,
+    reflag: str | None = None,
+    shown: str | None = None,
+) -> Option:
+    variable = f"BUCKET_{name.upper()}" if env is True else (env or None)
+    return Option(name, type_, default, variable, reflag, check, doc, shown)
+
+
+#: Every option of a sender, in the order of :class:`~bucket_logging.BulkSender`'s signature.
+OPTIONS: Final[tuple[Option, ...]] = (
+    _o("tracking_key", "str | None", None, check_key,
+       "a Reflag key (`sec_...`, `pub_...`) or a Bucket tracking key; never logged",
+       env="BUCKET_TRACKING_KEY", reflag="REFLAG_SECRET_KEY",
+       shown="none: `ConfigurationError` (unless offline)"),
+    _o("base_url", "str | None", None, check_url,
+       "the API's base URL (EU data residency: `https://front-eu.reflag.com`, "
+       "in Python `bucket_logging.REFLAG_EU_BASE_URL`)",
+       env="BUCKET_TRACKING_URL", reflag="REFLAG_API_BASE_URL",
+       shown="the API's host: `https://front.reflag.com` (runtime) or "
+       "`https://tracking.bucket.co` (tracking)"),
+    _o("offline", "bool", False, check_bool,
+       "validate and count items, send nothing (no key needed)", reflag="REFLAG_OFFLINE"),
+    _o("api", "str | None", None, check_api,
+       "`runtime` (Reflag's Runtime API, the key in a Bearer header) or `tracking` "
+       "(the key in the path)", shown="by the key: `sec_`/`pub_` → `runtime`, else `tracking`"),
+    _o("flush_interval", "float", FLUSH_INTERVAL, check_positive_float,
+       "seconds between sends of a partial batch"),
+    _o("max_batch_items", "int", MAX_BATCH_ITEMS, check_positive_int,
+       "items per request (bodies also stay ≤ 2,000,000 bytes)"),
+    _o("max_queue_items", "int", MAX_QUEUE_ITEMS, check_positive_int,
+       "items held in memory; beyond, new items are dropped and counted"),
+    _o("max_queue_bytes", "int", MAX_QUEUE_BYTES, check_positive_int,
+       "encoded bytes held in memory (same)", shown="`67108864` (64 MiB)"),
+    _o("max_concurrent_requests", "int", MAX_CONCURRENT_REQUESTS, check_positive_int,
+       "bulk requests in flight at once"),
+    _o("request_timeout", "float", REQUEST_TIMEOUT, check_positive_float,
+       "seconds for one HTTP request"),
+    _o("retry_budget", "float", RETRY_BUDGET, check_float,
+       "seconds one batch is retried before it is dropped (or left in the spool)"),
+    _o("backoff_base", "float", BACKOFF_BASE, check_float,
+       "the first retry delay in seconds (doubles each time, with jitter)"),
+    _o("backoff_max", "float", BACKOFF_MAX, check_float,
+       "the cap of one retry delay in seconds (`Retry-After` is honoured)"),
+    _o("dedupe_window", "float", DEDUPE_WINDOW, check_float,
+       "seconds within which identical user/company updates are sent once; `0` = off"),
+    _o("shutdown_timeout", "float", SHUTDOWN_TIMEOUT, check_float,
+       "seconds the exit (and `close()`) may spend delivering the queue"),
+    _o("transport", "httpx.AsyncBaseTransport | None", None, check_any,
+       "an httpx transport, e.g. `httpx.MockTransport` in tests", env=None),
+    _o("verify", "bool | str | ssl.SSLContext", True, check_any,
+       "TLS certificate verification (httpx's `verify`)", env=None),
+    _o("on_error", "Callable[[DeliveryError], object] | None", None, check_callable,
+       "called on the sender's thread with a `DeliveryError` when items are dropped",
+       env=None),
+    _o("before_send", "Callable[[dict[str, Any]], dict[str, Any] | None] | None", None,
+       check_callable,
+       "sees each item (a dict) before it is queued: return it (changed or not), or "
+       "`None` to drop it (`stats.dropped['before_send']`)", env=None),
+    _o("debug", "bool", False, check_bool,
+       "log each request's summary (items, bytes, status) at INFO on `bucket_logging`"),
+    _o("spool_dir", "str | os.PathLike[str] | None", None, check_path,
+       "a directory for the on-disk spool: items survive crashes and outages",
+       shown="off"),
+    _o("spool_max_bytes", "int", SPOOL_MAX_BYTES, check_positive_int,
+       "the spool's size limit in bytes (oldest batches dropped beyond)",
+       shown="`268435456` (256 MiB)"),
+    _o("spool_max_age", "float", SPOOL_MAX_AGE, check_positive_float,
+       "seconds a batch is kept in the spool", shown="`604800.0` (7 days)"),
+    _o("handle_sigterm", "bool", True, check_bool,
+       "deliver the queue on SIGTERM when it has its default disposition"),
+)  # fmt: skip
+
+#: The table by option name.
+BY_NAME: Final[Mapping[str, Option]] = {option.name: option for option in OPTIONS}
+
+
+def _given(option: Option, value: object) -> bool:
+    """Whether an argument sets the option: not None, and not left at its default."""
+    if value is None or (isinstance(value, str) and not value):
+        return False
+    try:
+        return bool(value != option.default) or type(value) is not type(option.default)
+    except Exception:  # an odd object's comparison: it was given
+        return True
+
+
+def resolve(name: str, value: object = None, environ: Mapping[str, str] | None = None) -> Any:
+    """One option's value by the one rule: the argument, else ``BUCKET_*``, else
+    ``REFLAG_*``, else the default; checked (a bad variable's error names it).
+
+    An empty variable counts as unset.
+    """
+    option = BY_NAME[name]
+    if _given(option, value):
+        return option.check(value, name)
+    env = os.environ if environ is None else environ
+    for variable in (option.env, option.reflag_env):
+        if variable is not None:
+            text = env.get(variable)
+            if text is not None and text.strip():
+                return option.check(text, variable)
+    return option.check(option.default, name)
+
+
+def resolve_all(arguments: Mapping[str, object]) -> dict[str, Any]:
+    """Every option's value (see :func:`resolve`); ``arguments`` by option name."""
+    unknown = set(arguments) - set(BY_NAME)
+    if unknown:
+        raise ConfigurationError(f"unknown sender option(s): {', '.join(sorted(unknown))}")
+    return {option.name: resolve(option.name, arguments.get(option.name)) for option in OPTIONS}
+
+
+def _shown(option: Option) -> str:
+    if option.shown_default is not None:
+        return option.shown_default
+    return f"`{option.default!r}`"
+
+
+def markdown_table() -> str:
+    """The settings table of ``docs/configuration.md`` (Markdown), from :data:`OPTIONS`."""
+    rows = [
+        "| option | type | default | variable | meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for option in OPTIONS:
+        variables = " ".join(
+            f"`{v}`" if i == 0 else f"(else `{v}`)"
+            for i, v in enumerate(v for v in (option.env, option.reflag_env) if v)
+        )
+        type_ = option.type.replace("|", "\\|")  # (a bare | would end the table's cell)
+        rows.append(
+            f"| `{option.name}` | `{type_}` | {_shown(option)} | "
+            f"{variables or '— (Python only)'} | {option.doc} |"
+        )
+    return "\n".join(rows) + "\n"
