@@ -126,6 +126,8 @@ class State:
         # the tracking path (see bucket_logging._tracking)
         #: the threads inside Tracker.track (the re-entry guard)
         self.busy: set[int] = set()
+        #: the threads inside a sender's before_send hook (what it logs is not tracked)
+        self.filtering: set[int] = set()
         #: not empty once a processor claimed an event (see bucket_logging._tracking.claims)
         self.claiming: set[bool] = set()
         #: the templates (log statements) whose records were checked for misspelled tags
@@ -234,6 +236,7 @@ def after_fork_in_child() -> None:
     state.reports_lock = threading.Lock()
     state.loguru_hook_lock = threading.Lock()
     state.busy.clear()  # the threads that were busy do not exist in the child
+    state.filtering.clear()
     for callback in list(state.after_fork_in_child):
         callback()
     for sender in list(state.live):

@@ -35,16 +35,16 @@ from typing import Any, Final
 import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
 import httpcore  # noqa: F401 - (a fork during an import leaves a partial module)
 import httpx
-import orjson
 
 from .. import _options
 from .._exceptions import DeliveryError, RefusedCallError
-from .._items.item import Item, dumps, encode, kind_of
+from .._items.item import Item
 from .._runtime import diagnostics as _diagnostics
 from .._runtime import shutdown as _shutdown
 from .._runtime import state as _process
 from .._runtime import uvicorn_stop as _uvicorn_stop
 from .._runtime.diagnostics import report
+from .before_send import BeforeSend, announce
 from .config import DEFAULT_BASE_URL, ConfigValue, SenderConfig
 from .engine import SenderLoop, tls_verify
 from .ledger import Ledger, RefusalReason, SenderStats
@@ -55,39 +55,6 @@ __all__ = [
     "BulkSender",
     "SenderStats",
 ]
-
-#: The threads inside a ``before_send`` hook: what the hook logs is not tracked.
-_filtering: set[int] = set()
-
-
-def _announce(config: SenderConfig) -> None:
-    """Say once per process, at INFO on ``bucket_logging``, where tracking goes: the API,
-    the host, the spool, and whether a SIGTERM handler was installed (never the key)."""
-    state = _process.state
-    if state.announced:
-        return
-    state.announced = True
-    if not _diagnostics.logger.isEnabledFor(logging.INFO):
-        return
-    if config.offline:
-        _diagnostics.info(
-            "bucket_logging: offline: tracking calls are validated and counted, none is sent"
-        )
-        return
-    if state.sigterm_installed:
-        sigterm = "a SIGTERM handler delivers the queue before the process ends"
-    elif not config.handle_sigterm:
-        sigterm = "no SIGTERM handler (handle_sigterm is off)"
-    elif threading.current_thread() is not threading.main_thread():
-        sigterm = "no SIGTERM handler (the first sender was built off the main thread)"
-    else:
-        sigterm = "no SIGTERM handler (the application handles SIGTERM itself)"
-    api = "Reflag's Runtime API" if config.runtime else "Bucket's tracking API"
-    host = httpx.URL(config.base_url)
-    where = f"{host.scheme}://{host.host}" + (f":{host.port}" if host.port else "")
-    spool = f"spool at {config.spool.directory}" if config.spool else "no spool"
-    _diagnostics.info("bucket_logging: tracking to %s at %s; %s; %s", api, where, spool, sigterm)
-
 
 class BulkSender:
     """Ships :class:`~bucket_logging.Item` objects to Bucket's bulk endpoint in the background.
@@ -108,10 +75,8 @@ class BulkSender:
         tracking_key: the app's Bucket tracking key or Reflag key (``sec_...`` or
             ``pub_...``: Reflag's Runtime API); else env ``BUCKET_TRACKING_KEY``,
             else ``REFLAG_SECRET_KEY``.
-        base_url: the API's base URL; else env ``BUCKET_TRACKING_URL``, else
-            ``REFLAG_API_BASE_URL``, else ``https://tracking.bucket.co`` (a Reflag
-            key: ``https://front.reflag.com``; EU: ``https://front-eu.reflag.com``,
-            the constant ``bucket_logging.REFLAG_EU_BASE_URL``).
+        base_url: the API's base URL; by default the API's host (EU data residency:
+            ``bucket_logging.REFLAG_EU_BASE_URL``).
         api: ``"tracking"`` (the key in the path) or ``"runtime"`` (Reflag's Runtime
             API, the key in a Bearer header); by default chosen by the key's prefix.
         offline: validate and count items, send nothing (no key needed); also when
@@ -126,43 +91,29 @@ class BulkSender:
         retry_budget: seconds a batch is retried before it is dropped.
         backoff_base: first retry delay in seconds (doubles each time, with jitter).
         backoff_max: the cap of one retry delay in seconds.
-        dedupe_window: seconds within which identical user/company updates are
-            sent once; 0 turns it off.
+        dedupe_window: seconds within which identical user/company updates are sent
+            once (0: off).
         shutdown_timeout: seconds the exit hook (and :meth:`close`) may spend
             delivering what is queued.
         transport: an httpx async transport (e.g. ``httpx.MockTransport``) for tests.
         verify: TLS certificate verification (httpx's ``verify``).
         on_error: called on the sender's thread with a
             :class:`~bucket_logging.DeliveryError` whenever items are dropped.
-        before_send: called with each item (the dict that would be sent, with its
-            ``type``) before it is queued, on the thread that logged it: return the
-            dict (changed or not: it is validated again) or None to drop the item
-            (counted as ``dropped["before_send"]``). An exception in it, or a return
-            value that is not a valid item, drops the item (``before_send_error``) and
-            is reported; it never reaches the log call. What it logs is not tracked.
+        before_send: called with each item (the dict that would be sent) before it is
+            queued: return it (changed or not) or None to drop it (counted as
+            ``before_send``); an exception in it is reported, never raised.
         debug: log each request's summary (items, bytes, status; never the key) at
             INFO on the ``bucket_logging`` logger.
-        spool_dir: a directory for the on-disk spool (else env ``BUCKET_SPOOL_DIR``;
-            off by default): batches are written there before they are sent and
-            deleted once delivered, so that a crash, a deploy or an outage longer
-            than ``retry_budget`` loses nothing; a later sender with the same
-            directory delivers them. Several processes may share one directory.
-            See :mod:`bucket_logging._sender.spooling`.
+        spool_dir: a directory for the on-disk spool (off by default): nothing is lost
+            across crashes, deploys and long outages (see the docs' "The spool").
         spool_max_bytes: the spool's size limit in bytes (256 MiB); the oldest
             batches are dropped (counted, reported) to stay under it.
         spool_max_age: seconds a batch is kept in the spool (7 days); older ones are
             dropped (counted, reported).
-        handle_sigterm: install a SIGTERM handler that delivers the queue before the
-            process ends by SIGTERM, when SIGTERM has its default disposition (see
-            :mod:`bucket_logging._runtime.shutdown`); ``False`` or env ``BUCKET_HANDLE_SIGTERM=0``
-            installs none.
+        handle_sigterm: deliver the queue on SIGTERM when it has its default
+            disposition, then end by SIGTERM (see the docs' "When the process ends").
 
-    Memory is bounded by ``max_queue_bytes`` of encoded items (plus about 40 bytes of
-    bookkeeping per item, at most ``max_queue_items`` of them), the trackers' inbox
-    (at most 4,096 entries of at most 4 KiB, not yet counted) and
-    ``max_concurrent_requests`` bodies of at most 2,000,000 bytes in flight, and the
-    dedupe window (at most 50,000 keys): about 64 MiB + 8 MB + 16 MiB + 8 MB + 9 MB
-    with the defaults.
+    Memory is bounded: about 105 MB with the defaults (the docs' "Delivery guarantees").
     """
 
     base_url = ConfigValue(lambda c: c.base_url)
@@ -211,29 +162,7 @@ class BulkSender:
     ) -> None:
         #: The validated options.
         self.config: Final = SenderConfig.build(
-            {
-                "tracking_key": tracking_key,
-                "base_url": base_url,
-                "offline": offline,
-                "api": api,
-                "flush_interval": flush_interval,
-                "max_batch_items": max_batch_items,
-                "max_queue_items": max_queue_items,
-                "max_queue_bytes": max_queue_bytes,
-                "max_concurrent_requests": max_concurrent_requests,
-                "request_timeout": request_timeout,
-                "retry_budget": retry_budget,
-                "backoff_base": backoff_base,
-                "backoff_max": backoff_max,
-                "dedupe_window": dedupe_window,
-                "shutdown_timeout": shutdown_timeout,
-                "before_send": before_send,
-                "debug": debug,
-                "spool_dir": spool_dir,
-                "spool_max_bytes": spool_max_bytes,
-                "spool_max_age": spool_max_age,
-                "handle_sigterm": handle_sigterm,
-            }
+            {name: value for name, value in locals().items() if name in _options.BY_NAME}
         )
         _diagnostics.register_secret(self.config.tracking_key)
         if not self.config.offline and transport is None:
@@ -257,13 +186,14 @@ class BulkSender:
         #: Queue one encoded bulk entry (an ``Item.body``, valid, not deduplicated);
         #: the trackers' fast path. Never blocks, never raises; False if dropped.
         #: (With ``before_send``, the entry goes through it first.)
+        self._before_send = BeforeSend(self.config.before_send, self._ledger)
         self.put_encoded: Final = (
             self._queue.put if self.config.before_send is None else self._put_filtered
         )
         self._reset()
         _process.watch(self)
         _shutdown.install(sigterm=self.config.handle_sigterm)
-        _announce(self.config)
+        announce(self.config)
         if not self.config.offline:
             self._start()
 
@@ -345,7 +275,7 @@ class BulkSender:
                 return False
         key = item.dedupe_key
         if self.config.before_send is not None:
-            filtered = self._filter(body)
+            filtered = self._before_send.filter(body)
             if filtered is None:
                 return False
             body, key = filtered.body, filtered.dedupe_key
@@ -356,7 +286,7 @@ class BulkSender:
 
     def _put_filtered(self, body: bytes) -> bool:
         """:attr:`put_encoded` with ``before_send``: the entry as the hook returns it."""
-        item = self._filter(body)
+        item = self._before_send.filter(body)
         if item is None:
             return False
         if item.dedupe_key is not None and self.config.dedupe_window > 0 and self._queue.running:
@@ -370,46 +300,7 @@ class BulkSender:
         Without ``before_send``, ``entry`` itself. Never raises. Counts nothing (the
         test captures use it; :meth:`enqueue` counts).
         """
-        if self.config.before_send is None:
-            return entry
-        item = self._filter(dumps(entry), count=False)
-        return None if item is None else item.to_dict()
-
-    def _filter(self, body: bytes, *, count: bool = True) -> Item | None:
-        """The entry ``body`` through ``before_send``: the item to queue, or None (dropped:
-        by the hook, counted as ``before_send``; a hook that raised or returned something
-        that is not a valid item: reported, counted as ``before_send_error``)."""
-        hook = self.config.before_send
-        me = threading.get_ident()
-        if hook is None or me in _filtering:  # (an item logged by the hook itself: not tracked)
-            return None if hook is not None else Item(kind_of(body), body)
-        _filtering.add(me)
-        kind = kind_of(body)
-        try:
-            entry = orjson.loads(body)
-            result = hook(entry)
-            if result is None:
-                if count:
-                    self._ledger.count_dropped("before_send", 1, pending=False)
-                return None
-            if not isinstance(result, dict):
-                raise TypeError(f"before_send returned {type(result).__name__}, not a dict")
-            wire = dict(result)
-            timestamp = wire.pop("timestamp", None)
-            return encode(wire, timestamp if isinstance(timestamp, str) else None)
-        except Exception as exc:
-            if count:
-                self._ledger.count_dropped("before_send_error", 1, pending=False)
-            report(
-                "before-send",
-                "bucket_logging: before_send failed on a %s item (%s: %s); the item was dropped",
-                kind,
-                type(exc).__name__,
-                exc,
-            )
-            return None
-        finally:
-            _filtering.discard(me)
+        return self._before_send.apply(entry)
 
     def _put_slowly(self, body: bytes) -> bool:
         """A put while the queue is not running: offline, closed, or a forked child."""

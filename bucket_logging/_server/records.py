@@ -9,9 +9,11 @@ not import :mod:`http.server`.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import urllib.parse
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from .._items.item import KINDS
 
@@ -21,6 +23,7 @@ __all__ = [
     "METHODS",
     "SUCCESS_BODY",
     "Drop",
+    "Faults",
     "Reject",
     "RequestRecord",
     "route",
@@ -110,6 +113,51 @@ class Reject(Exception):
 
 class Drop(Exception):
     """Internal: close the connection without answering."""
+
+
+class Faults:
+    """The fault switches of a :class:`~bucket_logging.TrackingServer` (see its
+    ``fail_next``, ``throttle_next``, ``reset_next``, ``delay``, ``reject_items``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.fail: tuple[int, int] = (0, 500)
+        self.throttle: tuple[int, float] = (0, 1.0)
+        self.reset = 0
+        self.delay = 0.0
+        self.reject: Callable[[dict[str, Any]], bool] | None = None
+
+    def set(self, **switches: Any) -> None:
+        """Set the named switches at once."""
+        with self._lock:
+            for name, value in switches.items():
+                setattr(self, name, value)
+
+    def before_answer(self, stopping: threading.Event) -> None:
+        """Apply the delay (cut short by ``stopping``), then at most one counted fault:
+        raise :class:`Drop` (a reset) or :class:`Reject` (a failure, a throttle)."""
+        with self._lock:
+            delay = self.delay
+        if (delay > 0 and stopping.wait(delay)) or stopping.is_set():
+            raise Drop
+        with self._lock:
+            if self.reset > 0:
+                self.reset -= 1
+                raise Drop
+            n, status = self.fail
+            if n > 0:
+                self.fail = (n - 1, status)
+                raise Reject(status, "INTERNAL_ERROR", "failure injected by the test server")
+            n, retry_after = self.throttle
+            if n > 0:
+                self.throttle = (n - 1, retry_after)
+                value = f"{retry_after:.3f}".rstrip("0").rstrip(".") or "0"
+                raise Reject(
+                    429,
+                    "TOO_MANY_REQUESTS",
+                    "throttling injected by the test server",
+                    headers={"Retry-After": value},
+                )
 
 
 def route(path: str) -> tuple[str | None, str | None]:

@@ -33,7 +33,7 @@ from .._items.item import validate_wire
 from .._runtime import diagnostics as _diagnostics
 from .._runtime import shutdown as _shutdown
 from .._runtime.diagnostics import report
-from .records import Drop, Reject, RequestRecord, validation_failed
+from .records import Faults, Reject, RequestRecord, validation_failed
 
 if TYPE_CHECKING:
     from .http import HTTPServer
@@ -89,12 +89,7 @@ class TrackingServer:
         self._requests: list[RequestRecord] = []
         self._received = 0
         self._epoch = os.urandom(6).hex()  # a new one on each clear(), for the page
-        # fault switches, guarded by _lock
-        self._fail: tuple[int, int] = (0, 500)
-        self._throttle: tuple[int, float] = (0, 1.0)
-        self._reset = 0
-        self._delay = 0.0
-        self._reject: Callable[[dict[str, Any]], bool] | None = None
+        self._faults = Faults()
         # life cycle
         self._life = threading.Lock()
         self._httpd: HTTPServer | None = None
@@ -315,8 +310,7 @@ class TrackingServer:
 
     def fail_next(self, n: int, status: int = 500) -> None:
         """Answer the next ``n`` requests with ``status`` (500 by default), recording nothing."""
-        with self._lock:
-            self._fail = (n, status)
+        self._faults.set(fail=(n, status))
 
     def throttle_next(self, n: int, retry_after: float = 1) -> None:
         """Answer the next ``n`` requests with 429 and ``Retry-After: retry_after``.
@@ -324,22 +318,19 @@ class TrackingServer:
         Whole seconds are sent as an integer (``Retry-After: 2``); fractions as a
         decimal (``Retry-After: 0.2``), for fast tests.
         """
-        with self._lock:
-            self._throttle = (n, float(retry_after))
+        self._faults.set(throttle=(n, float(retry_after)))
 
     def reset_next(self, n: int) -> None:
         """Reset the connection of the next ``n`` requests without answering (after the body
         is read), so that the client sees a connection reset."""
-        with self._lock:
-            self._reset = n
+        self._faults.set(reset=n)
 
     def delay(self, seconds: float) -> None:
         """Wait ``seconds`` before answering every request; ``delay(0)`` restores.
 
         :meth:`stop` interrupts the wait; the request is then dropped unanswered.
         """
-        with self._lock:
-            self._delay = max(0.0, float(seconds))
+        self._faults.set(delay=max(0.0, float(seconds)))
 
     def reject_items(self, predicate: Callable[[dict[str, Any]], bool] | None) -> None:
         """Fail requests holding an entry for which ``predicate(entry)`` is true.
@@ -348,17 +339,11 @@ class TrackingServer:
         (``items[3]: rejected by the server``) and nothing of it is recorded; even
         entries the client considers valid. ``reject_items(None)`` turns it off.
         """
-        with self._lock:
-            self._reject = predicate
+        self._faults.set(reject=predicate)
 
     def reset_faults(self) -> None:
         """Turn every fault switch off."""
-        with self._lock:
-            self._fail = (0, 500)
-            self._throttle = (0, 1.0)
-            self._reset = 0
-            self._delay = 0.0
-            self._reject = None
+        self._faults.set(fail=(0, 500), throttle=(0, 1.0), reset=0, delay=0.0, reject=None)
 
     # -- called by the handler ------------------------------------------------------
 
@@ -369,30 +354,7 @@ class TrackingServer:
 
     def _before_answer(self, stopping: threading.Event) -> None:
         """Apply the delay and the counted faults to one request."""
-        with self._lock:
-            delay = self._delay
-        if delay > 0 and stopping.wait(delay):
-            raise Drop
-        if stopping.is_set():
-            raise Drop
-        with self._lock:
-            if self._reset > 0:
-                self._reset -= 1
-                raise Drop
-            n, status = self._fail
-            if n > 0:
-                self._fail = (n - 1, status)
-                raise Reject(status, "INTERNAL_ERROR", "failure injected by the test server")
-            n, retry_after = self._throttle
-            if n > 0:
-                self._throttle = (n - 1, retry_after)
-                value = f"{retry_after:.3f}".rstrip("0").rstrip(".") or "0"
-                raise Reject(
-                    429,
-                    "TOO_MANY_REQUESTS",
-                    "throttling injected by the test server",
-                    headers={"Retry-After": value},
-                )
+        self._faults.before_answer(stopping)
 
     def _check_key(self, key: str, api: str) -> None:
         if api == "runtime":  # Reflag's Runtime API: 403 for a missing or wrong key
@@ -418,8 +380,7 @@ class TrackingServer:
         except orjson.JSONDecodeError as exc:
             raise validation_failed([f"the body is not valid JSON: {exc}"]) from None
         errors: list[str] = []
-        with self._lock:
-            reject = self._reject
+        reject = self._faults.reject
         if kind == "bulk":
             if not isinstance(data, list):
                 raise validation_failed(
