@@ -1,4 +1,8 @@
-"""Shared helpers for the tracking-engine tests (items, sender, server, processes)."""
+"""Helpers shared by the tests of every directory: ports, a scriptable endpoint, fakes.
+
+Importable as ``support`` from any test file (``pythonpath = ["tests"]`` in
+pyproject.toml). The fixtures built on these helpers are in ``tests/conftest.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,15 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 
-from bucket_logging import BulkSender, Item, _diagnostics
+from bucket_logging import Item
 from bucket_logging._ledger import Ledger
 from bucket_logging._queue import BatchQueue
 
@@ -39,6 +42,12 @@ def closed_port() -> int:
     atexit.register(sock.close)
     port: int = sock.getsockname()[1]
     return port
+
+
+def closed_port_url() -> str:
+    """A URL of 127.0.0.1 where nothing listens (:func:`closed_port`): every request is
+    refused, as in an outage."""
+    return f"http://127.0.0.1:{closed_port()}"
 
 
 def _ephemeral_low() -> int:
@@ -147,24 +156,6 @@ def error_body(code: str, message: str, *details: str) -> dict[str, Any]:
     return {"success": False, "error": error}
 
 
-@pytest.fixture
-def make_sender() -> Iterator[Callable[..., BulkSender]]:
-    """Build senders (the test key, quick back-off) and close them all afterwards."""
-    made: list[BulkSender] = []
-
-    def make(**options: Any) -> BulkSender:
-        options.setdefault("tracking_key", KEY)
-        for name, value in FAST.items():
-            options.setdefault(name, value)
-        sender = BulkSender(**options)
-        made.append(sender)
-        return sender
-
-    yield make
-    for sender in made:
-        sender.close(timeout=1.0)
-
-
 #: The variables that choose a sender's key, API, URL and offline mode.
 TRACKING_ENV = (
     "BUCKET_TRACKING_KEY",
@@ -174,21 +165,6 @@ TRACKING_ENV = (
     "REFLAG_API_BASE_URL",
     "REFLAG_OFFLINE",
 )
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """None of :data:`TRACKING_ENV` is set."""
-    for name in TRACKING_ENV:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits() -> Iterator[None]:
-    """Each test sees every diagnostic (the limits are per process)."""
-    _diagnostics.reset_rate_limits()
-    yield
-    _diagnostics.reset_rate_limits()
 
 
 class FakeSender:

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from _helpers import clean_env, closed_port
 
 from bucket_logging import TrackingServer
 from bucket_logging.__main__ import main
@@ -16,8 +15,6 @@ from bucket_logging._check import check
 
 TKEY = "trCheckSecretKey-5e6f7a8b"
 RKEY = "sec_CheckSecretKey-1c2d3e4f"
-
-__all__ = ["clean_env"]
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -28,10 +25,6 @@ def url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield f"http://{request.param}:{srv.port}"
         # nothing was created: an empty bulk body holds no item
         assert srv.calls == []
-
-
-def closed_port_url() -> str:
-    return f"http://127.0.0.1:{closed_port()}"
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -59,8 +52,8 @@ def test_a_wrong_key(capsys: pytest.CaptureFixture[str], url: str, key: str) -> 
 
 
 @pytest.mark.parametrize("key", [TKEY, RKEY])
-def test_a_closed_port(capsys: pytest.CaptureFixture[str], key: str) -> None:
-    status, line = run(capsys, "--key", key, "--url", closed_port_url(), "--timeout", "5")
+def test_a_closed_port(capsys: pytest.CaptureFixture[str], key: str, refused_url: str) -> None:
+    status, line = run(capsys, "--key", key, "--url", refused_url, "--timeout", "5")
     assert status == 1
     assert "cannot reach" in line and "ConnectError" in line
 

@@ -1,6 +1,6 @@
 """The shipper's files in process: positions, rotation, truncation, resuming from a state.
 
-(``tests/test_ship.py`` runs the same as users do, in a subprocess; these run the
+(``tests/cli/test_ship.py`` runs the same as users do, in a subprocess; these run the
 classes directly, with a sender that keeps its items.)
 """
 
@@ -13,13 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _helpers import FakeSender, _fresh_rate_limits
+from support import FakeSender
 
 from bucket_logging._jsonlines import JsonLines
 from bucket_logging._logfiles import LogFile, StateFile, find_rotated, resume
 from bucket_logging._ship import Shipper
-
-__all__ = ["_fresh_rate_limits"]
 
 TIMEOUT = 20.0
 

@@ -29,13 +29,11 @@ from typing import Any
 
 import httpx
 import pytest
-from _helpers import _fresh_rate_limits, closed_port
+from support import closed_port
 
 from bucket_logging import TrackingServer
 from bucket_logging._bodies import Refused, gunzip, parse_body
 from bucket_logging._relay import is_loopback
-
-__all__ = ["_fresh_rate_limits"]
 
 KEY = "trRELAYkey-8e2b4d6f1a3c5079"
 TOKEN = "relay-token-5b9d2e7c41f0a6"

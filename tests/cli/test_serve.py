@@ -3,7 +3,7 @@
 ``main(["serve", ...])`` serves on the calling thread until SIGTERM or Ctrl-C, as
 in a terminal: the tests run it on the main thread with ``sys.stdout`` and
 ``sys.stderr`` replaced by line collectors, drive it with an HTTP client from a
-helper thread, and stop it with a signal. (tests/test_server.py runs the same
+helper thread, and stop it with a signal. (tests/server/test_server.py runs the same
 command in a subprocess.)
 """
 

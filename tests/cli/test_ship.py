@@ -13,25 +13,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import _fresh_rate_limits
 
 from bucket_logging import TrackingServer
 
-__all__ = ["_fresh_rate_limits"]
-
 KEY = "trSHIPkey-4c1d9e0b7a2f3658"
 TIMEOUT = 30.0
-
-
-@pytest.fixture
-def server() -> Iterator[TrackingServer]:
-    with TrackingServer() as srv:
-        yield srv
 
 
 def env(url: str, **extra: str) -> dict[str, str]:
@@ -285,7 +276,7 @@ def test_progress_line_on_a_terminal_for_large_files(
 ) -> None:
     import io
 
-    from _helpers import FakeSender
+    from support import FakeSender
 
     from bucket_logging import _logfiles, _ship
     from bucket_logging._jsonlines import JsonLines

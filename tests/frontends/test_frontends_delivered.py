@@ -34,11 +34,9 @@ from typing import Any
 
 import pytest
 import structlog
-from _helpers import _fresh_rate_limits, free_port
+from support import free_port
 
 from bucket_logging import BucketHandler, BucketProcessor, TrackingServer, _process
-
-__all__ = ["_fresh_rate_limits"]
 
 #: Seconds any wait may take: generous, the machine is small and shared.
 TIMEOUT = 20.0

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-from _helpers import FakeSender
+from support import FakeSender
 
 from bucket_logging import ConfigurationError, Item, _diagnostics
 from bucket_logging._handler import BucketHandler
@@ -26,16 +26,6 @@ def _strip(call: dict[str, Any]) -> dict[str, Any]:
     call = dict(call)
     call.pop("timestamp", None)
     return call
-
-
-@pytest.fixture(autouse=True)
-def _fresh_state() -> Iterator[None]:
-    _diagnostics.reset_rate_limits()
-    structlog.contextvars.clear_contextvars()
-    yield
-    structlog.contextvars.clear_contextvars()
-    structlog.reset_defaults()
-    _diagnostics.reset_rate_limits()
 
 
 @pytest.fixture

@@ -6,11 +6,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from _helpers import FakeSender, _fresh_rate_limits
+from support import FakeSender
 
 from bucket_logging._jsonlines import JsonLines, parse_time
-
-__all__ = ["_fresh_rate_limits"]
 
 T = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc).timestamp()
 

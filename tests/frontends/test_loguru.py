@@ -14,20 +14,11 @@ from typing import Any
 
 import pytest
 import structlog
-from _helpers import _fresh_rate_limits
 from loguru import logger
 
 from bucket_logging import LoguruSink, TrackingServer, _process
 
-__all__ = ["_fresh_rate_limits"]
-
 TIMEOUT = 20.0
-
-
-@pytest.fixture
-def server() -> Iterator[TrackingServer]:
-    with TrackingServer() as srv:
-        yield srv
 
 
 @pytest.fixture

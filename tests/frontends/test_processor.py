@@ -12,22 +12,12 @@ from typing import Any
 
 import pytest
 import structlog
-from _helpers import FakeSender
+from support import FakeSender
 
 from bucket_logging import ConfigurationError, _diagnostics
 from bucket_logging._handler import BucketHandler
 from bucket_logging._items import format_timestamp
 from bucket_logging._processor import BucketProcessor
-
-
-@pytest.fixture(autouse=True)
-def _fresh_state() -> Iterator[None]:
-    _diagnostics.reset_rate_limits()
-    structlog.contextvars.clear_contextvars()
-    yield
-    structlog.contextvars.clear_contextvars()
-    structlog.reset_defaults()
-    _diagnostics.reset_rate_limits()
 
 
 @pytest.fixture

@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import structlog
-from _helpers import FakeSender
+from support import FakeSender
 
 from bucket_logging import InvalidItemError, Item, _encoding
 from bucket_logging._encoding import dumps
@@ -39,13 +38,6 @@ def bomb(
     for _ in range(levels):
         value = fan(value)
     return value
-
-
-@pytest.fixture(autouse=True)
-def _no_bound_ids() -> Iterator[None]:
-    structlog.contextvars.clear_contextvars()
-    yield
-    structlog.contextvars.clear_contextvars()
 
 
 class Bounded:

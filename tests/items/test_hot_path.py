@@ -18,7 +18,7 @@ import threading
 import tracemalloc
 import types
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -26,9 +26,9 @@ import httpx
 import orjson
 import pytest
 import structlog
-from _helpers import Endpoint, FakeSender, _fresh_rate_limits, make_queue, make_sender
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import Endpoint, FakeSender, make_queue
 
 from bucket_logging import BucketHandler, BulkSender, InvalidItemError, Item, _items, _tracker
 from bucket_logging._items import (
@@ -41,8 +41,6 @@ from bucket_logging._items import (
 from bucket_logging._queue import Batch
 from bucket_logging._spool_rows import split_payload as _split
 from bucket_logging._tracker import Tracker
-
-__all__ = ["_fresh_rate_limits", "make_sender"]
 
 Make = Callable[..., BulkSender]
 
@@ -63,14 +61,6 @@ class SubStr(str):
 
 class SubInt(int):
     """An int subclass: valid, but not for the fast path."""
-
-
-@pytest.fixture(autouse=True)
-def _no_bound_ids() -> Iterator[None]:
-    """No user or company id bound in structlog's contextvars by another test."""
-    structlog.contextvars.clear_contextvars()
-    yield
-    structlog.contextvars.clear_contextvars()
 
 
 def reports(caplog: pytest.LogCaptureFixture) -> list[str]:

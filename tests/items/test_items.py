@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from _helpers import KEY, Endpoint, _fresh_rate_limits, make_sender
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import KEY, Endpoint
 
 from bucket_logging import InvalidItemError, Item
 from bucket_logging._items import (
@@ -25,8 +25,6 @@ from bucket_logging._items import (
     format_timestamp,
     validate_wire,
 )
-
-__all__ = ["_fresh_rate_limits", "make_sender"]
 
 TS = "2021-01-01T13:37:00.000Z"
 

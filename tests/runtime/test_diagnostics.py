@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _helpers import FAST, KEY, _fresh_rate_limits, closed_port  # noqa: F401
+from support import FAST, KEY, closed_port
 
 from bucket_logging import BulkSender, Item, TrackingServer, _diagnostics
 

@@ -21,12 +21,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _helpers import KEY, _fresh_rate_limits
+from support import KEY
 
 from bucket_logging import BulkSender, DeliveryError, Item, TrackingServer, _shutdown
 from bucket_logging._loop import ResolvingLoop
-
-__all__ = ["_fresh_rate_limits"]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from _helpers import make_queue
+from support import make_queue
 
 from bucket_logging import Item, _queue
 

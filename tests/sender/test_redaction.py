@@ -16,11 +16,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from _helpers import KEY, Endpoint, _fresh_rate_limits, make_sender
+from support import KEY, Endpoint
 
 from bucket_logging import BulkSender, DeliveryError, InvalidItemError, Item, _diagnostics
-
-__all__ = ["_fresh_rate_limits", "make_sender"]
 
 MakeSender = Callable[..., BulkSender]
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from _helpers import FAST, KEY, Endpoint, _fresh_rate_limits, clean_env, make_sender
+from support import FAST, KEY, Endpoint
 
 import bucket_logging
 from bucket_logging import (
@@ -29,8 +29,6 @@ from bucket_logging import (
 )
 from bucket_logging._config import DEFAULT_BASE_URL
 from bucket_logging._spool_rows import destination
-
-__all__ = ["_fresh_rate_limits", "clean_env", "make_sender"]
 
 Make = Callable[..., BulkSender]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _helpers import KEY, Endpoint, _fresh_rate_limits, error_body, make_sender
+from support import KEY, Endpoint, error_body
 
 import bucket_logging
 from bucket_logging import (
@@ -26,8 +26,6 @@ from bucket_logging import (
     get_sender,
 )
 from bucket_logging._items import MAX_BODY_BYTES
-
-__all__ = ["_fresh_rate_limits", "make_sender"]
 
 Make = Callable[..., BulkSender]
 

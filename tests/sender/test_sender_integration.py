@@ -10,13 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from _helpers import KEY, _fresh_rate_limits, free_port, make_sender
+from support import KEY, free_port
 
 from bucket_logging import BulkSender, DeliveryError, Item
 from bucket_logging._items import MAX_BODY_BYTES
 from bucket_logging._server import RequestRecord, TrackingServer
-
-__all__ = ["_fresh_rate_limits", "make_sender"]
 
 Make = Callable[..., BulkSender]
 

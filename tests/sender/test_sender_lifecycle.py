@@ -13,11 +13,9 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from _helpers import KEY, Endpoint, _fresh_rate_limits, make_sender
+from support import KEY, Endpoint
 
 from bucket_logging import BulkSender, Item
-
-__all__ = ["_fresh_rate_limits", "make_sender"]
 
 
 class _Collect(logging.Handler):

@@ -11,11 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _helpers import KEY, _fresh_rate_limits, free_port
+from support import KEY, free_port
 
 from bucket_logging._server import TrackingServer
-
-__all__ = ["_fresh_rate_limits"]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 

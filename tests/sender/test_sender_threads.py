@@ -17,21 +17,19 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from _helpers import KEY, Endpoint, _fresh_rate_limits, make_sender
+from support import KEY, Endpoint
 
 import bucket_logging
 from bucket_logging import BulkSender, DeliveryError, Item, _diagnostics, _process, _sender
 from bucket_logging._engine import tls_verify
 from bucket_logging._retry import parse_retry_after
 from bucket_logging._server import TrackingServer
-
-__all__ = ["_fresh_rate_limits", "make_sender"]
 
 Make = Callable[..., BulkSender]
 
@@ -378,12 +376,6 @@ def test_an_ssl_context_is_used_as_given() -> None:
 
 
 # --------------------------------------------------------------------------- fork
-
-
-@pytest.fixture
-def server() -> Iterator[TrackingServer]:
-    with TrackingServer() as srv:
-        yield srv
 
 
 def pretend_fork(monkeypatch: pytest.MonkeyPatch, *senders: BulkSender) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from _helpers import free_port
+from support import free_port
 
 from bucket_logging import _server
 from bucket_logging.__main__ import format_call, format_rejection, main
@@ -35,12 +35,6 @@ VALID: dict[str, dict[str, Any]] = {
     },
     "feedback": {"featureId": "f1", "userId": 42, "score": 4, "comment": "nice"},
 }
-
-
-@pytest.fixture
-def server() -> Iterator[TrackingServer]:
-    with TrackingServer() as srv:
-        yield srv
 
 
 @pytest.fixture

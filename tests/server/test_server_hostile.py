@@ -5,7 +5,7 @@ closes the one that has waited longest for its request instead of growing a thre
 each, and the server keeps serving. What a client sent is escaped before it reaches
 the terminal: field names of a refused request, text of an accepted call, in the
 readable lines and in ``--json``. (A chunked body is answered 411 unread: see
-``test_server_edges.py``.)
+``test_server_malformed_http.py``.)
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from _helpers import _fresh_rate_limits  # noqa: F401  (autouse fixture)
 
 from bucket_logging import _server_http
 from bucket_logging.__main__ import _Printer, format_call, format_rejection
@@ -27,12 +25,6 @@ from bucket_logging._server import RequestRecord, TrackingServer
 
 KEY = "trHostileKey-1a2b3c4d5e6f"
 HALF_OPEN = b"POST /" + KEY.encode() + b"/bulk HTTP/1.1\r\nHost: x\r\nContent-Le"
-
-
-@pytest.fixture
-def server() -> Iterator[TrackingServer]:
-    with TrackingServer() as srv:
-        yield srv
 
 
 def half_open(srv: TrackingServer, n: int) -> list[socket.socket]:

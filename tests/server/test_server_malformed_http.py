@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from _helpers import _fresh_rate_limits  # noqa: F401  (autouse fixture)
 
 from bucket_logging._items import MAX_BODY_BYTES, validate_wire
 from bucket_logging._server import RequestRecord, TrackingServer
@@ -26,12 +25,6 @@ from bucket_logging._server import RequestRecord, TrackingServer
 KEY = "trEdgeSecretKey-9f8e7d6c"
 USER = orjson.dumps({"userId": 1})
 BULK = orjson.dumps([{"type": "user", "userId": 1}])
-
-
-@pytest.fixture
-def server() -> Iterator[TrackingServer]:
-    with TrackingServer() as srv:
-        yield srv
 
 
 @pytest.fixture

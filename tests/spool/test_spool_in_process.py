@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from _helpers import KEY, _fresh_rate_limits  # noqa: F401  (autouse fixture)
+from support import KEY
 
 from bucket_logging import BulkSender, DeliveryError, Item, _process, _spool, _spool_worker
 from bucket_logging._spool_rows import destination

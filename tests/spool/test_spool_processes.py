@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import KEY, _fresh_rate_limits, closed_port, free_port  # noqa: F401
+from support import KEY, closed_port_url, free_port
 
 from bucket_logging import BulkSender, DeliveryError, Item
 from bucket_logging._config import ENV_SPOOL_DIR
@@ -69,11 +69,6 @@ marks["exit"] = time.monotonic()
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def closed_port_url() -> str:
-    """A URL where nothing listens: every request is refused."""
-    return f"http://127.0.0.1:{closed_port()}"
 
 
 def ids(n: int, prefix: str = "") -> set[str]:
@@ -161,12 +156,6 @@ def script(tmp_path: Path) -> Path:
 @pytest.fixture
 def spool(tmp_path: Path) -> Path:
     return tmp_path / "spool"
-
-
-@pytest.fixture
-def server() -> Iterator[TrackingServer]:
-    with TrackingServer() as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from _helpers import KEY, Endpoint, _fresh_rate_limits
+from support import KEY, Endpoint
 
 from bucket_logging import BulkSender, Item
 from bucket_logging._spool_rows import destination
 from bucket_logging._spool_store import SPOOL_FILE, SpoolStore
-
-__all__ = ["_fresh_rate_limits"]
 
 
 @pytest.fixture

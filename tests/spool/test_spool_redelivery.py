@@ -8,11 +8,9 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from _helpers import KEY, _fresh_rate_limits
+from support import KEY
 
 from bucket_logging import BulkSender, Item, SenderStats, TrackingServer
-
-__all__ = ["_fresh_rate_limits"]
 
 
 def steady(sender: BulkSender, rate: float, seconds: float) -> int:

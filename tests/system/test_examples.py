@@ -26,7 +26,7 @@ import pytest
 
 from bucket_logging import TrackingServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 #: A distinctive key: it must never show up in any output.

@@ -6,22 +6,14 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 import bucket_logging
-from bucket_logging import BucketHandler, BulkSender, ConfigurationError, _capture, _diagnostics
+from bucket_logging import BucketHandler, BulkSender, ConfigurationError, _capture
 from bucket_logging.testing import capture_tracking
 
 pytest_plugins = ["pytester"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits() -> Iterator[None]:
-    _diagnostics.reset_rate_limits()
-    yield
-    _diagnostics.reset_rate_limits()
 
 
 def test_bucket_tracking_fixture_captures_with_no_key_and_no_network(

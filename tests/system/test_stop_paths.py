@@ -1,6 +1,6 @@
 """Nothing lost when a process ends the way real processes end (issue 10).
 
-Each test runs a real program from ``tests/stop_apps/`` in its own process, configured
+Each test runs a real program from ``tests/system/stop_apps/`` in its own process, configured
 by environment (``BUCKET_TRACKING_KEY``, ``BUCKET_TRACKING_URL`` naming the host as
 ``localhost`` or ``127.0.0.1``) and pointed at a :class:`TrackingServer` in this process;
 then ends it the way deployments do (a return, SIGTERM as sent by docker, Kubernetes or
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _helpers import KEY, free_port
+from support import KEY, free_port
 
 from bucket_logging import TrackingServer
 

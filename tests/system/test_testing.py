@@ -9,19 +9,17 @@ from typing import Any
 
 import pytest
 import structlog
-from _helpers import FakeSender
+from support import FakeSender
 
-from bucket_logging import _capture, _diagnostics
+from bucket_logging import _capture
 from bucket_logging._handler import BucketHandler
 from bucket_logging._processor import BucketProcessor
 from bucket_logging.testing import capture_tracking
 
 
 @pytest.fixture(autouse=True)
-def _fresh_state() -> Iterator[None]:
-    _diagnostics.reset_rate_limits()
+def _no_capture_left() -> Iterator[None]:
     yield
-    _diagnostics.reset_rate_limits()
     assert _capture.active == []
 
 

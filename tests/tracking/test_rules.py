@@ -7,18 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _helpers import FakeSender
+from support import FakeSender
 
-from bucket_logging import ConfigurationError, _diagnostics
+from bucket_logging import ConfigurationError
 from bucket_logging._handler import BucketHandler
 from bucket_logging._rules import MAX_CACHE, Rule, RuleSet, compile_rules
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits() -> Iterator[None]:
-    _diagnostics.reset_rate_limits()
-    yield
-    _diagnostics.reset_rate_limits()
 
 
 @pytest.fixture

@@ -5,25 +5,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import structlog
-from _helpers import FakeSender
+from support import FakeSender
 
-from bucket_logging import ConfigurationError, Item, _diagnostics
+from bucket_logging import ConfigurationError, Item
 from bucket_logging._items import format_timestamp
 from bucket_logging._tracker import ORPHAN, TAGGED, Tracker, resolve_sender
-
-
-@pytest.fixture(autouse=True)
-def _fresh_state() -> Iterator[None]:
-    _diagnostics.reset_rate_limits()
-    structlog.contextvars.clear_contextvars()
-    yield
-    structlog.contextvars.clear_contextvars()
-    _diagnostics.reset_rate_limits()
 
 
 @pytest.fixture
