@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import structlog
-from support import FAST, KEY, TRACKING_ENV, FakeSender, closed_port_url, free_port
+from support import FAST, KEY, TRACKING_ENV, FakeSender, Lines, closed_port_url, free_port
 
 from bucket_logging import BulkSender, TrackingServer, _diagnostics
 
@@ -98,3 +98,14 @@ def port() -> int:
 def fake_sender() -> FakeSender:
     """A sender that keeps the items it is given and sends nothing."""
     return FakeSender()
+
+
+@pytest.fixture
+def lines() -> Iterator[list[str]]:
+    """Every line the ``bucket_logging`` logger emits during the test, ``name: message``."""
+    handler = Lines()
+    _diagnostics.logger.addHandler(handler)
+    try:
+        yield handler.lines
+    finally:
+        _diagnostics.logger.removeHandler(handler)

@@ -7,6 +7,7 @@ pyproject.toml). The fixtures built on these helpers are in ``tests/conftest.py`
 from __future__ import annotations
 
 import atexit
+import logging
 import random
 import socket
 import threading
@@ -165,6 +166,18 @@ TRACKING_ENV = (
     "REFLAG_API_BASE_URL",
     "REFLAG_OFFLINE",
 )
+
+
+class Lines(logging.Handler):
+    """Every line the ``bucket_logging`` logger emits, formatted ``name: message``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
 
 
 class FakeSender:

@@ -19,10 +19,11 @@ RKEY = "sec_CheckSecretKey-1c2d3e4f"
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 
-@pytest.fixture(params=["127.0.0.1", "localhost"])
-def url(request: pytest.FixtureRequest) -> Iterator[str]:
+@pytest.fixture
+def url(host: str) -> Iterator[str]:
+    """The server's URL by each host name in turn (conftest's ``host``)."""
     with TrackingServer(tracking_keys={TKEY, RKEY}) as srv:
-        yield f"http://{request.param}:{srv.port}"
+        yield f"http://{host}:{srv.port}"
         # nothing was created: an empty bulk body holds no item
         assert srv.calls == []
 

@@ -2,8 +2,7 @@
 
 ``event_body`` (the fast encoder) and ``Tracker.track_event`` (which queues its bytes,
 or hands everything else to the general path), ``kind_of``, the timestamp cache of
-``format_timestamp``, the sender's queue of sealed batches, dedupe at enqueue time and
-the spool's ``split_payload``.
+``format_timestamp``, the sender's queue of sealed batches and the spool's ``split_payload``.
 """
 
 from __future__ import annotations
@@ -757,50 +756,6 @@ def test_batches_are_sealed_by_bytes(
     assert [len(seen.body) for seen in endpoint.requests] == bodies
     assert endpoint.delivered == [item.to_dict() for item in items]
     assert sender.stats.sent == len(items)
-
-
-# --------------------------------------------------------------------------- dedupe
-
-
-def test_an_identical_user_update_is_deduplicated_at_enqueue(make_sender: Make) -> None:
-    """The same user update twice: queued once, the second counted as deduplicated."""
-    endpoint = Endpoint()
-    sender = make_sender(transport=endpoint.transport(), flush_interval=60)
-    first = Item.user("u1", {"plan": "pro"}, timestamp=NOW)
-    again = Item.user("u1", {"plan": "pro"}, timestamp=NOW + 1)
-    other = Item.user("u1", {"plan": "free"}, timestamp=NOW + 2)
-    assert first.dedupe_key == again.dedupe_key != other.dedupe_key
-    assert sender.enqueue(first)
-    assert sender.enqueue(again)
-    assert sender.enqueue(other)
-    stats = sender.stats
-    assert stats.queued == 2 and stats.deduplicated == 1  # skipped at enqueue time
-    assert sender.flush(10)
-    assert sender.stats.deduplicated == 1
-    assert endpoint.delivered == [first.to_dict(), other.to_dict()]
-
-
-def test_a_dropped_update_is_not_remembered_by_the_dedupe(
-    make_sender: Make, caplog: pytest.LogCaptureFixture
-) -> None:
-    """An update dropped for a full queue is sent when it comes again, not skipped."""
-    endpoint = Endpoint()
-    sender = make_sender(transport=endpoint.transport(), max_queue_items=1, flush_interval=60)
-    event = Item.event("e", 1)
-    update = Item.user("u1", {"plan": "pro"}, timestamp=NOW)
-    assert sender.enqueue(event)
-    with caplog.at_level(logging.WARNING, logger="bucket_logging"):
-        assert sender.enqueue(update) is False  # the queue is full
-    assert any("dropped a user item" in m for m in reports(caplog)), reports(caplog)
-    assert sender.flush(10)
-    assert endpoint.delivered == [event.to_dict()]
-    again = Item.user("u1", {"plan": "pro"}, timestamp=NOW + 1)
-    assert sender.enqueue(again)
-    assert sender.flush(10)
-    assert endpoint.delivered == [event.to_dict(), again.to_dict()]
-    stats = sender.stats
-    assert stats.deduplicated == 0
-    assert stats.dropped == {"queue_full": 1}
 
 
 # --------------------------------------------------------------------------- spool

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -13,31 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import FAST, KEY, closed_port
+from support import FAST, KEY, Lines, closed_port
 
 from bucket_logging import BulkSender, Item, TrackingServer, _diagnostics
-
-
-class Lines(logging.Handler):
-    """Every line the ``bucket_logging`` logger emits, formatted ``name: message``."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
-@pytest.fixture
-def lines() -> Iterator[list[str]]:
-    handler = Lines()
-    _diagnostics.logger.addHandler(handler)
-    try:
-        yield handler.lines
-    finally:
-        _diagnostics.logger.removeHandler(handler)
 
 
 def _event(name: str = "Signed in", user: str = "u1") -> Item:
@@ -71,71 +48,6 @@ def test_without_any_handler_the_last_resort_line_says_whose_it_is(
     monkeypatch.setattr(_diagnostics.logger, "handlers", [])
     _diagnostics.report("t", "bucket_logging: something %s", "odd")
     assert capsys.readouterr().err == "bucket_logging: something odd\n"
-
-
-# -- item 4: configuration that explains itself ----------------------------------------
-
-
-def test_dictconfig_error_says_the_real_cause(monkeypatch: pytest.MonkeyPatch) -> None:
-    import logging.config
-
-    monkeypatch.delenv("BUCKET_TRACKING_KEY", raising=False)
-    monkeypatch.delenv("BUCKET_OFFLINE", raising=False)
-    config: dict[str, Any] = {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "handlers": {"bucket": {"class": "bucket_logging.BucketHandler"}},
-    }
-    with pytest.raises(ValueError) as raised:
-        logging.config.dictConfig(config)
-    message = str(raised.value)
-    assert message.startswith("Unable to configure handler 'bucket': ConfigurationError: ")
-    assert "no Bucket tracking key" in message
-
-
-@pytest.mark.parametrize(
-    ("option", "value", "expected"),
-    [
-        ("flush_interval", "2", 2.0),
-        ("max_batch_items", " 100 ", 100),
-        ("shutdown_timeout", "0.5", 0.5),
-    ],
-)
-def test_numeric_strings_are_accepted(option: str, value: str, expected: float) -> None:
-    sender = BulkSender(KEY, offline=True, **{option: value})
-    try:
-        assert getattr(sender.config, option) == expected
-    finally:
-        sender.close(1)
-
-
-@pytest.mark.parametrize(
-    ("option", "value", "says"),
-    [
-        ("flush_interval", "soon", "flush_interval must be a number, got 'soon'"),
-        ("max_batch_items", "1.5", "max_batch_items must be a whole number, got '1.5'"),
-        ("request_timeout", [1], "request_timeout must be a number, got [1]"),
-    ],
-)
-def test_a_wrong_numeric_option_is_named(option: str, value: object, says: str) -> None:
-    from bucket_logging import ConfigurationError
-
-    with pytest.raises(ConfigurationError, match=re.escape(says)):
-        BulkSender(KEY, offline=True, **{option: value})
-
-
-@pytest.mark.parametrize("key", [KEY + "\n", " " + KEY, KEY[:10] + " " + KEY[10:]])
-def test_a_key_with_whitespace_is_refused_at_construction(
-    key: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from bucket_logging import BucketHandler, ConfigurationError
-
-    with pytest.raises(ConfigurationError, match="tracking key has") as raised:
-        BulkSender(key)
-    assert KEY not in str(raised.value)
-    monkeypatch.setenv("BUCKET_TRACKING_KEY", key)
-    with pytest.raises(ConfigurationError, match="BUCKET_TRACKING_KEY"):
-        BucketHandler()
 
 
 # -- item 1: an unreachable endpoint is said within seconds -------------------------------
@@ -172,7 +84,6 @@ def waiting() -> Iterator[Waiting]:
         _diagnostics.logger.removeHandler(handler)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_an_unreachable_endpoint_is_said_within_seconds(waiting: Waiting, host: str) -> None:
     port = closed_port()
     started = time.monotonic()
@@ -308,121 +219,3 @@ def test_what_was_suppressed_is_said_at_exit(tmp_path: Any) -> None:
     assert len(summary) == 1, err
     assert summary[0].startswith("bucket_logging: 4 more message(s) like this one suppressed: ")
     assert "needs a user id" in summary[0]
-
-
-# -- item 9: the local server ------------------------------------------------------------
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-def test_get_calls_answers_what_the_server_accepted(host: str) -> None:
-    import httpx
-
-    with TrackingServer(host="127.0.0.1") as srv:
-        base = srv.url.replace("127.0.0.1", host)
-        sender = BulkSender(KEY, base_url=base, **FAST)
-        try:
-            sender.enqueue(_event())
-            sender.enqueue(Item.user("u1", attributes={"plan": "pro"}))
-            assert sender.flush(5)
-        finally:
-            sender.close(1)
-        answer = httpx.get(f"{base}/_calls", timeout=5)
-        assert answer.status_code == 200
-        assert answer.headers["content-type"].startswith("application/json")
-        calls = answer.json()
-        assert [c["type"] for c in calls] == ["event", "user"]
-        assert calls == srv.calls
-        assert all(r.http_method == "POST" for r in srv.requests)  # the GET is not an API request
-
-
-def test_a_stopped_server_says_what_it_accepted(lines: list[str]) -> None:
-    _diagnostics.logger.setLevel(logging.INFO)
-    try:
-        srv = TrackingServer().start()
-        sender = BulkSender(KEY, base_url=srv.url, **FAST)
-        try:
-            sender.enqueue(_event())
-            sender.enqueue(_event(user="u2"))
-            sender.enqueue(Item.user("u1"))
-            assert sender.flush(5)
-        finally:
-            sender.close(1)
-        srv.stop()
-    finally:
-        _diagnostics.logger.setLevel(logging.NOTSET)
-    stopped = [line for line in lines if "stopped:" in line]
-    assert len(stopped) == 1, lines
-    assert stopped[0].startswith(
-        f"bucket_logging: tracking server 127.0.0.1:{srv.port} stopped: 3 call(s) accepted "
-        "(2 event, 1 user) in "
-    )
-    assert stopped[0].endswith(" request(s), 0 request(s) refused")
-
-
-# -- item 3: common mistakes are said --------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("extra", "typo", "meant"),
-    [
-        ({"bucket_events": "Signed in", "user_id": "u1"}, "bucket_events", "bucket_event"),
-        (
-            {"bucket_event": "Signed in", "bucket_attribute": {"a": 1}, "user_id": "u1"},
-            "bucket_attribute",
-            "bucket_attributes",
-        ),
-        (
-            {"bucket_user": True, "bucket_companys": True, "user_id": "u1"},
-            "bucket_companys",
-            "bucket_company",
-        ),
-    ],
-)
-def test_a_misspelled_tag_names_the_closest_one(
-    lines: list[str], extra: dict[str, Any], typo: str, meant: str
-) -> None:
-    from bucket_logging import BucketHandler
-
-    sender = BulkSender(KEY, offline=True)
-    handler = BucketHandler(sender=sender)
-    log = logging.getLogger("app.day2.typo")
-    log.setLevel(logging.INFO)
-    log.addHandler(handler)
-    try:
-        log.info(f"typo {typo}", extra=extra)
-    finally:
-        log.removeHandler(handler)
-        sender.close(1)
-    said = [line for line in lines if "is not a tag" in line]
-    assert len(said) == 1, lines
-    assert repr(typo) in said[0]
-    assert f"did you mean {meant!r}?" in said[0]
-    assert sender.stats.refused == {"unknown_tag": 1}
-
-
-def test_a_structlog_typo_is_said_too(lines: list[str]) -> None:
-    import structlog
-
-    from bucket_logging import BucketProcessor
-
-    processor = BucketProcessor(KEY, offline=True)
-    processor(structlog.get_logger("x"), "info", {"event": "e", "bucket_events": "Signed in"})
-    assert any("did you mean 'bucket_event'?" in line for line in lines), lines
-
-
-def test_a_processor_after_the_renderer_says_so_once(
-    lines: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import structlog
-
-    from bucket_logging import BucketProcessor, _processor
-
-    monkeypatch.setattr(_processor, "_warned_rendered", False)
-    processor = BucketProcessor(KEY, offline=True)
-    logger = structlog.get_logger("x")
-    rendered = '{"event": "e", "bucket_event": "Signed in", "user_id": "u1"}'
-    assert processor(logger, "info", rendered) is rendered  # type: ignore[arg-type]
-    assert processor(logger, "info", rendered) is rendered  # type: ignore[arg-type]
-    said = [line for line in lines if "already-rendered" in line]
-    assert len(said) == 1, lines
-    assert "place it before the renderer" in said[0]

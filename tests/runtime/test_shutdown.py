@@ -218,7 +218,6 @@ def worker(options: str = "{}") -> str:
     return WORKER.replace("**OPTIONS", f"**{options}", 1)
 
 
-@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
 def test_sigterm_delivers_then_ends_the_process_by_sigterm(
     tmp_path: Path, server: TrackingServer, host: str
 ) -> None:

@@ -1,4 +1,6 @@
-"""The batch queue (bucket_logging._queue) on its own: inbox, batches, bounds, dedupe.
+"""The batch queue (bucket_logging._queue) on its own: inbox, batches, bounds, its lock.
+
+Its dedupe window is tested in test_dedupe.py.
 
 Each test builds a :class:`BatchQueue` with its own :class:`Ledger` and no sender:
 what it proves is what the queue hands out and what the ledger counts.
@@ -13,107 +15,6 @@ import pytest
 from support import make_queue
 
 from bucket_logging import Item, _queue
-
-
-def test_the_dedupe_window_expires(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr(_queue, "_monotonic", lambda: clock[0])
-    queue, _ = make_queue(dedupe_window=60)
-    update = Item.user(1, {"a": 1})
-    assert update.dedupe_key is not None
-    assert queue.put_once(update.body, update.dedupe_key)
-    clock[0] += 59
-    assert queue.put_once(update.body, update.dedupe_key)  # within the window: skipped
-    clock[0] += 2
-    assert queue.put_once(update.body, update.dedupe_key)  # 61 s after the first: sent
-    stats = queue.ledger.stats()
-    assert (stats.queued, stats.deduplicated) == (2, 1)
-
-
-def test_stale_dedupe_keys_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr(_queue, "_monotonic", lambda: clock[0])
-    queue, _ = make_queue(max_queue_items=10**6, max_queue_bytes=10**9)
-    body = Item.event("e", 1).body
-    for i in range(_queue.DEDUPE_MAX_KEYS + 1):
-        assert queue.put_once(body, b"stale-%d" % i)
-    clock[0] += 3600
-    update = Item.user("u1", {"plan": "pro"})
-    assert update.dedupe_key is not None
-    assert queue.put_once(update.body, update.dedupe_key)
-    assert queue.dedupe_keys() == [update.dedupe_key]  # the stale entries are forgotten
-    assert queue.put_once(update.body, update.dedupe_key)
-    assert queue.ledger.stats().deduplicated == 1  # the fresh one still counts
-
-
-def test_user_updates_past_50000_live_keys_do_not_rebuild_the_dedupe_window() -> None:
-    """Past 50,000 live keys, each update rebuilt the whole window under the queue lock
-    (3.8 ms per user update instead of about 1 µs)."""
-    queue, _ = make_queue(max_queue_items=10**6, max_queue_bytes=10**9)
-    body = Item.event("e", 1).body
-    for i in range(50_000):
-        assert queue.put_once(body, b"user-%d" % i)
-    assert len(queue.dedupe_keys()) == 50_000  # all live: nothing to expire
-    began = time.perf_counter()
-    for i in range(50_000, 51_000):
-        assert queue.put_once(body, b"user-%d" % i)
-    assert time.perf_counter() - began < 1.0  # a rebuild each: about 4 s
-
-
-def test_the_dedupe_window_is_capped_oldest_out_first() -> None:
-    """Live keys past the cap: the oldest leave, so the window's memory is bounded (it
-    grew by about 180 bytes per distinct user or company for as long as the window)."""
-    queue, _ = make_queue(max_queue_items=10**6, max_queue_bytes=10**9)
-    body = Item.event("e", 1).body
-    cap = _queue.DEDUPE_MAX_KEYS
-    for i in range(cap + 10):
-        assert queue.put_once(body, b"user-%d" % i)
-    keys = queue.dedupe_keys()
-    assert len(keys) == cap
-    assert keys[0] == b"user-10" and keys[-1] == b"user-%d" % (cap + 9)
-    assert queue.put_once(body, b"user-0")  # forgotten: queued again, not skipped
-    assert queue.ledger.stats().deduplicated == 0
-
-
-def test_expired_dedupe_keys_leave_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_queue, "DEDUPE_MAX_KEYS", 3)
-    clock = [1000.0]
-    monkeypatch.setattr(_queue, "_monotonic", lambda: clock[0])
-    queue, _ = make_queue(dedupe_window=60)
-    old = [Item.user(f"old-{i}") for i in range(3)]
-    new = [Item.user(f"new-{i}") for i in range(2)]
-
-    def put(item: Item) -> None:
-        assert item.dedupe_key is not None
-        assert queue.put_once(item.body, item.dedupe_key)
-
-    for item in old:
-        put(item)
-    clock[0] += 30
-    put(old[0])  # still within the window: skipped, its time unchanged
-    assert queue.ledger.stats().deduplicated == 1
-    clock[0] += 31  # 61 s after the first three: all expired
-    put(new[0])  # over the cap: the expired keys leave
-    assert queue.dedupe_keys() == [new[0].dedupe_key]
-    clock[0] += 30
-    put(new[1])
-    put(old[1])  # expired and gone: sent again
-    put(old[2])  # past the cap, nothing expired: the oldest live key leaves
-    assert queue.dedupe_keys() == [k.dedupe_key for k in (new[1], old[1], old[2])]
-    clock[0] += 31
-    put(new[0])  # forgotten by the cap: sent again
-    assert queue.dedupe_keys() == [k.dedupe_key for k in (old[1], old[2], new[0])]
-    assert queue.ledger.stats().deduplicated == 1
-
-
-def test_a_dropped_update_leaves_no_dedupe_key() -> None:
-    queue, _ = make_queue(max_queue_items=1)
-    assert queue.put_locked(Item.event("e", 1).body)
-    update = Item.user("u1", {"plan": "pro"})
-    assert update.dedupe_key is not None
-    assert queue.put_once(update.body, update.dedupe_key) is False  # full
-    assert queue.dedupe_keys() == []
-    assert queue.ledger.stats().dropped == {"queue_full": 1}
 
 
 def test_a_contended_queue_lock_is_awaited_with_the_gil_released(

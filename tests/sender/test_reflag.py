@@ -38,10 +38,11 @@ RKEY = "sec_REFLAGsecret-9d8c7b6a5f4e"
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 
-@pytest.fixture(params=["127.0.0.1", "localhost"])
-def server(request: pytest.FixtureRequest) -> Iterator[TrackingServer]:
+@pytest.fixture
+def server(host: str) -> Iterator[TrackingServer]:
+    """The server by each host name in turn (conftest's ``host``)."""
     with TrackingServer(tracking_keys={KEY, RKEY}) as srv:
-        srv.host_name = request.param  # type: ignore[attr-defined]
+        srv.host_name = host  # type: ignore[attr-defined]
         yield srv
 
 

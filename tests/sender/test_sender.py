@@ -22,7 +22,6 @@ from bucket_logging import (
     DeliveryError,
     Item,
     SenderStats,
-    _queue,
     get_sender,
 )
 from bucket_logging._items import MAX_BODY_BYTES
@@ -354,68 +353,6 @@ def test_other_client_errors_drop_the_batch(make_sender: Make, code: int) -> Non
     assert len(endpoint.requests) == 1
     assert sender.stats.dropped == {"client_error": 30}
     assert [(e.reason, e.count, e.status) for e in errors.errors] == [("client_error", 30, code)]
-
-
-# --------------------------------------------------------------------------- dedupe
-
-
-def test_identical_user_and_company_updates_are_sent_once(make_sender: Make) -> None:
-    endpoint = Endpoint()
-    sender = make_sender(transport=endpoint.transport(), flush_interval=60)
-    enqueue_all(
-        sender,
-        [
-            Item.user(1, {"name": "Ada"}, timestamp="2021-01-01T00:00:00Z"),
-            Item.user(1, {"name": "Ada"}, timestamp="2021-01-01T00:00:01Z"),
-            Item.company("acme", {"plan": "pro"}, user_id=1),
-            Item.company("acme", {"plan": "pro"}, user_id=1),
-            Item.user(1, {"name": "Ada Lovelace"}),  # different attributes
-            Item.user(2, {"name": "Ada"}),  # a different user
-            Item.company("acme", {"plan": "pro"}, user_id=2),  # a different association
-            Item.event("e", 1, {"i": 0}),
-            Item.event("e", 1, {"i": 0}),  # events are never deduplicated
-        ],
-    )
-    assert sender.flush(10)
-    kinds = [item["type"] for item in endpoint.delivered]
-    assert kinds.count("user") == 3
-    assert kinds.count("company") == 2
-    assert kinds.count("event") == 2
-    assert sender.stats.deduplicated == 2
-    assert sender.stats.pending == 0
-    # later, in another batch, still within the window
-    enqueue_all(sender, [Item.user(1, {"name": "Ada"}), Item.user(3, {"name": "Ada"})])
-    assert sender.flush(10)
-    assert sender.stats.deduplicated == 3
-    assert [item["userId"] for item in endpoint.delivered if item["type"] == "user"][-1] == 3
-
-
-def test_dedupe_window_zero_turns_it_off(make_sender: Make) -> None:
-    endpoint = Endpoint()
-    sender = make_sender(transport=endpoint.transport(), flush_interval=60, dedupe_window=0)
-    enqueue_all(sender, [Item.user(1, {"a": 1}) for _ in range(3)])
-    assert sender.flush(10)
-    enqueue_all(sender, [Item.company(1, {"a": 1}) for _ in range(2)])
-    assert sender.flush(10)
-    assert len(endpoint.delivered) == 5
-    assert sender.stats.deduplicated == 0
-
-
-def test_dedupe_window_expires(make_sender: Make, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr(_queue, "_monotonic", lambda: clock[0])
-    endpoint = Endpoint()
-    sender = make_sender(transport=endpoint.transport(), flush_interval=60, dedupe_window=60)
-    assert sender.enqueue(Item.user(1, {"a": 1}))
-    assert sender.flush(10)
-    assert sender.enqueue(Item.user(1, {"a": 1}))
-    assert sender.flush(10)
-    assert len(endpoint.delivered) == 1
-    clock[0] += 61  # past the window (instead of waiting 60 s)
-    assert sender.enqueue(Item.user(1, {"a": 1}))
-    assert sender.flush(10)
-    assert len(endpoint.delivered) == 2
-    assert sender.stats.deduplicated == 1
 
 
 # --------------------------------------------------------------------------- the queue

@@ -1,7 +1,8 @@
-"""Regression tests for sender bugs found in review (each failed before its fix).
+"""A sender's life: a flush answered when it stops, items after close, a forked child's
+first calls, what a subclass or a bad item does to enqueue, its own logs hidden.
 
-Those of the batch queue alone (the dedupe window, the queue lock, a drain or a put
-re-entered by a signal handler) are in test_queue.py.
+The batch queue's own (the queue lock, a drain or a put re-entered by a signal
+handler) are in test_queue.py.
 """
 
 from __future__ import annotations
@@ -149,20 +150,3 @@ def test_an_item_whose_body_is_not_bytes_is_dropped_not_raised(
     assert sender.enqueue(Item("event", bytearray(Item.event("e", 1).body)))  # type: ignore[arg-type]
     assert sender.flush(10)
     assert sender.stats.sent == 1
-
-
-def test_a_wake_for_a_full_batch_does_not_send_the_batch_being_filled(
-    make_sender: Callable[..., BulkSender],
-) -> None:
-    """Woken for a full batch, the sender also sent the one being filled: a burst went
-    out as full bodies with small ones in between (seen as a 50 kB body among 2 MB ones)."""
-    endpoint = Endpoint()
-    sender = make_sender(transport=endpoint.transport(), flush_interval=60, max_batch_items=3)
-    items = [Item.event("e", i) for i in range(4)]
-    for item in items:
-        assert sender.enqueue(item)
-    assert endpoint.wait_delivered(3)
-    assert not endpoint.wait_requests(2, timeout=0.3)  # the fourth waits for a flush
-    assert sender.stats.queued == 4
-    assert sender.flush(10)
-    assert [len(r.items) for r in endpoint.requests] == [3, 1]

@@ -1,8 +1,8 @@
-"""Edge cases of the bulk sender (bucket_logging._sender).
+"""The sender's thread: what runs on it, its start, several senders, a fork.
 
-Retry-After parsing, a sender thread that cannot start, callbacks that raise or
-close the sender from its own thread, flushes and the exit hook across several
-senders, and what a forked child does with a sender (the fork hooks are called
+Callbacks that raise or close the sender from its own thread, a sender thread that
+cannot start, flushes and the exit hook across several senders, and what a forked
+child does with a sender (the fork hooks are called
 directly on senders of this test, whose threads were stopped first, as a child
 has no threads).
 """
@@ -10,8 +10,6 @@ has no threads).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import email.utils
 import logging
 import ssl
 import threading
@@ -21,14 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from support import KEY, Endpoint
 
 import bucket_logging
 from bucket_logging import BulkSender, DeliveryError, Item, _diagnostics, _process, _sender
 from bucket_logging._engine import tls_verify
-from bucket_logging._retry import parse_retry_after
 from bucket_logging._server import TrackingServer
 
 Make = Callable[..., BulkSender]
@@ -41,11 +37,6 @@ def events(n: int, start: int = 0) -> list[Item]:
 def enqueue_all(sender: BulkSender, items: list[Item]) -> None:
     results = [sender.enqueue(item) for item in items]  # every one, even after a False
     assert all(results)
-
-
-def http_date(seconds_from_now: float) -> str:
-    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds_from_now)
-    return email.utils.format_datetime(when, usegmt=True)
 
 
 def hanging() -> tuple[httpx.MockTransport, threading.Event]:
@@ -78,70 +69,6 @@ def only(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         monkeypatch.setattr(_process.state, "live", weakref.WeakSet(senders))
 
     return set_live
-
-
-# --------------------------------------------------------------------------- Retry-After
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, None),
-        ("", None),
-        ("2.5", 2.5),
-        ("-3", 0.0),
-        ("soon", None),
-        ("Mon, 99 Foo 2024 99:99:99 GMT", None),
-        (http_date(-3600), 0.0),  # a date in the past: at once
-    ],
-)
-def test_retry_after_values(value: str | None, expected: float | None) -> None:
-    assert parse_retry_after(value) == expected
-
-
-def test_retry_after_as_a_future_http_date() -> None:
-    delay = parse_retry_after(http_date(120))
-    assert delay is not None
-    assert 118 <= delay <= 121  # whole seconds in the date
-
-
-def test_a_retry_after_date_in_the_past_retries_at_once(make_sender: Make) -> None:
-    endpoint = Endpoint(
-        lambda r, n: (
-            httpx.Response(503, headers={"Retry-After": http_date(-60)}) if n == 0 else None
-        )
-    )
-    # the back-off would be 30 s: only the Retry-After (0) explains a quick retry
-    sender = make_sender(
-        transport=endpoint.transport(), flush_interval=0.01, backoff_base=30, backoff_max=30
-    )
-    enqueue_all(sender, events(1))
-    assert endpoint.wait_delivered(1, timeout=10)  # no flush: nothing hurries the back-off
-    assert sender.stats.retried == 1
-
-
-def test_a_garbage_retry_after_falls_back_to_the_backoff(make_sender: Make) -> None:
-    endpoint = Endpoint(
-        lambda r, n: httpx.Response(429, headers={"Retry-After": "later"}) if n < 2 else None
-    )
-    sender = make_sender(transport=endpoint.transport(), flush_interval=0.01)
-    enqueue_all(sender, events(3))
-    assert sender.flush(10)
-    assert (sender.stats.sent, sender.stats.retried) == (3, 2)
-
-
-@pytest.mark.parametrize("code", [301, 302, 304])
-def test_a_redirect_is_a_client_error(make_sender: Make, code: int) -> None:
-    errors: list[DeliveryError] = []
-    endpoint = Endpoint(
-        lambda r, n: httpx.Response(code, headers={"Location": "https://elsewhere.example/"})
-    )
-    sender = make_sender(transport=endpoint.transport(), on_error=errors.append, flush_interval=60)
-    enqueue_all(sender, events(2))
-    assert sender.flush(10)
-    assert len(endpoint.requests) == 1  # neither followed nor retried
-    assert sender.stats.dropped == {"client_error": 2}
-    assert [(e.reason, e.count, e.status) for e in errors] == [("client_error", 2, code)]
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -263,45 +190,6 @@ def test_flush_after_close_returns_at_once(make_sender: Make) -> None:
     assert time.monotonic() - began < 10
 
 
-def test_dedupe_memory_is_pruned(make_sender: Make) -> None:
-    endpoint = Endpoint()
-    sender = make_sender(transport=endpoint.transport(), flush_interval=60)
-    enqueue_all(sender, [Item.user("u1", {"plan": "pro"})])
-    assert sender.flush(10)
-    assert sender.enqueue(Item.user("u1", {"plan": "pro"}))
-    assert sender.flush(10)
-    assert sender.stats.deduplicated == 1  # the fresh one still counts
-    assert len(endpoint.delivered) == 1
-
-
-# --------------------------------------------------------------------------- offline
-
-
-def test_offline_without_debug_logging_logs_nothing(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.delenv("BUCKET_TRACKING_KEY", raising=False)
-    caplog.set_level(logging.INFO, logger="bucket_logging")
-    sender = BulkSender(offline=True)
-    assert all(sender.enqueue(item) for item in events(3))
-    assert sender.stats.offline == 3
-    assert messages(caplog) == []
-    sender.close()
-
-
-def test_offline_debug_output_shows_each_item(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.delenv("BUCKET_TRACKING_KEY", raising=False)
-    caplog.set_level(logging.DEBUG, logger="bucket_logging")
-    sender = BulkSender(offline=True)
-    assert sender.enqueue(Item.event("Sent message", "u1", {"caf\u00e9": 1}))
-    [line] = messages(caplog)
-    assert line.startswith('offline: {"type":"event","event":"Sent message","userId":"u1",')
-    assert orjson.loads(line.removeprefix("offline: "))["attributes"] == {"caf\u00e9": 1}
-    sender.close()
-
-
 # --------------------------------------------------------------------------- several senders
 
 
@@ -362,17 +250,6 @@ def test_the_exit_hook_without_senders(only: Any, logged: pytest.LogCaptureFixtu
     assert time.monotonic() - began < 1.0
     assert messages(logged) == []
     assert len(_process.state.live) == 0
-
-
-# --------------------------------------------------------------------------- TLS
-
-
-def test_an_ssl_context_is_used_as_given() -> None:
-    context = ssl.create_default_context()
-    assert tls_verify(context, None) is context
-    assert tls_verify(False, None) is False
-    made = tls_verify(True, None)
-    assert isinstance(made, ssl.SSLContext) and made is not context
 
 
 # --------------------------------------------------------------------------- fork
