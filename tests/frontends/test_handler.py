@@ -174,7 +174,8 @@ def test_logging_shutdown_flushes(restore_logging: None) -> None:
     sender = FakeSender()
     handler = BucketHandler(sender=sender)
     logging.shutdown([lambda: handler])  # what atexit does with logging._handlerList
-    assert sender.flushes  # flush() and close() both flushed
+    # flush() and close() both flushed, each bounded by the default (no shutdown_timeout)
+    assert sender.flushes == [5.0, 5.0]
 
 
 def test_flush_errors_are_reported(restore_logging: None, caplog: pytest.LogCaptureFixture) -> None:

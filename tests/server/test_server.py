@@ -103,6 +103,8 @@ def test_bulk_accepts_every_kind_in_order(server: TrackingServer, client: httpx.
     assert server.calls_of("feedback") == [entries[3]]
     assert server.requests[-1].items == 4
     assert post(client, server, "bulk", []).status_code == 200
+    assert server.calls == entries  # an empty bulk adds nothing
+    assert server.requests[-1].items == 0
 
 
 def test_bulk_of_encoded_items(server: TrackingServer, client: httpx.Client) -> None:
@@ -264,8 +266,10 @@ def test_other_http_methods(server: TrackingServer, client: httpx.Client) -> Non
     assert r.status_code == 405
     assert r.headers["allow"] == "POST"
     assert client.get(f"{server.url}/favicon.ico").status_code == 404
-    # query strings and a trailing slash are tolerated
+    # query strings and a trailing slash are tolerated: the call is taken
     assert client.post(f"{server.url}/{KEY}/user/?x=1", json={"userId": 1}).status_code == 200
+    assert server.calls == [{"type": "user", "userId": 1}]
+    assert server.requests[-1].kind == "user"
 
 
 # --------------------------------------------------------------------------- fault switches
@@ -293,6 +297,8 @@ def test_throttle_next(
     assert r.status_code == 429
     assert r.headers["retry-after"] == header
     assert post(client, server, "user", {"userId": 1}).status_code == 200
+    assert [rec.status for rec in server.requests] == [429, 200]
+    assert server.calls == [{"type": "user", "userId": 1}]  # the throttled one was not taken
 
 
 def test_reset_next(server: TrackingServer, client: httpx.Client) -> None:
@@ -312,7 +318,8 @@ def test_delay_makes_the_client_time_out(server: TrackingServer) -> None:
         c.post(f"{server.url}/{KEY}/user", json={"userId": 1})
     server.delay(0)
     with httpx.Client(timeout=5) as c:
-        assert c.post(f"{server.url}/{KEY}/user", json={"userId": 1}).status_code == 200
+        assert c.post(f"{server.url}/{KEY}/user", json={"userId": 2}).status_code == 200
+    assert {"type": "user", "userId": 2} in server.calls  # taken at once again
 
 
 def test_stop_interrupts_a_delay() -> None:

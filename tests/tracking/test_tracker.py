@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -426,10 +426,35 @@ def test_resolve_sender_gets_the_shared_sender() -> None:
 
 
 def test_untagged_wants_is_cheap(tracker: Tracker) -> None:
-    """A loose guard against accidental slow paths (the benchmark measures properly)."""
-    fields = logging.LogRecord("app", 20, "f.py", 1, "m", (), None).__dict__
-    wants = tracker.wants
-    start = time.perf_counter()
-    for _ in range(10_000):
-        wants(fields, "app", "m")
-    assert time.perf_counter() - start < 0.5
+    """An untagged record costs a few key probes: wants() never reads a value, walks
+    the fields or renders the message (the benchmark measures the time itself)."""
+
+    class Probed(Mapping[str, Any]):
+        def __init__(self, data: dict[str, Any]) -> None:
+            self.data = data
+            self.probes: list[object] = []
+
+        def __contains__(self, key: object) -> bool:
+            self.probes.append(key)
+            return key in self.data
+
+        def __getitem__(self, key: str) -> Any:
+            raise AssertionError(f"read the value of {key!r}")
+
+        def __iter__(self) -> Iterator[str]:
+            raise AssertionError("walked the fields")
+
+        def __len__(self) -> int:
+            raise AssertionError("counted the fields")
+
+    class Template:
+        def __str__(self) -> str:
+            raise AssertionError("rendered the message")
+
+        __repr__ = __str__
+
+    fields = Probed(logging.LogRecord("app", 20, "f.py", 1, "m", (), None).__dict__)
+    assert tracker.wants(fields, "app", Template()) is None
+    # the four call tags, the two modifiers and the typo probe: one hash lookup each
+    assert 0 < len(fields.probes) <= 7, fields.probes
+    assert len(set(fields.probes)) == len(fields.probes), fields.probes
