@@ -8,11 +8,12 @@ Plain helpers (ports, :class:`~support.Endpoint`, :class:`~support.FakeSender`..
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
-from support import FAST, KEY, TRACKING_ENV, FakeSender, Lines, closed_port_url, free_port
+from support import FAST, KEY, TRACKING_ENV, FakeSender, Lines, Scripts, closed_port_url, free_port
 
 from bucket_logging import BulkSender, TrackingServer, _diagnostics
 
@@ -109,3 +110,14 @@ def lines() -> Iterator[list[str]]:
         yield handler.lines
     finally:
         _diagnostics.logger.removeHandler(handler)
+
+
+@pytest.fixture
+def scripts(tmp_path: Path) -> Iterator[Scripts]:
+    """Run Python programs in their own process (see :class:`support.Scripts`); any
+    still running at the end of the test is killed."""
+    made = Scripts(tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()

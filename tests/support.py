@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import random
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +23,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from bucket_logging import Item
 from bucket_logging._ledger import Ledger
@@ -230,3 +235,72 @@ def make_queue(**options: Any) -> tuple[BatchQueue, list[int]]:
     )
     queue.running = True
     return queue, wakes
+
+
+def app_env(**extra: str) -> dict[str, str]:
+    """The environment of a program a test runs, as a user's shell would give it.
+
+    This process's environment without any ``BUCKET_*`` or ``REFLAG_*`` variable (the
+    program gets only those of ``extra``), output unbuffered, loopback never through a
+    proxy.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "REFLAG_"))}
+    env.update(PYTHONUNBUFFERED="1", NO_PROXY="127.0.0.1,localhost")
+    env.update(extra)
+    return env
+
+
+class Scripts:
+    """Python programs written to a test's directory and run in their own interpreter.
+
+    :meth:`run` waits for the program's exit (a test fails, not hangs, past
+    ``timeout``); :meth:`start` returns it running. :meth:`close` (the ``scripts``
+    fixture calls it) kills whatever is still running.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.started: list[subprocess.Popen[str]] = []
+
+    def write(self, source: str, name: str = "script.py") -> Path:
+        path = self.directory / name
+        path.write_text(textwrap.dedent(source))
+        return path
+
+    def run(
+        self, source: str, *, env: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        script = self.write(source)
+        try:
+            return subprocess.run(
+                [sys.executable, str(script)],
+                env=app_env(**(env or {})),
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"the script did not exit within {timeout} s: {exc.stderr!r}")
+
+    def start(self, source: str, *, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        script = self.write(source)
+        proc = subprocess.Popen(
+            [sys.executable, str(script)],
+            env=app_env(**(env or {})),
+            cwd=self.directory,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.started.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=10)

@@ -1,4 +1,5 @@
-"""Regression tests for front-end bugs found in review (each failed before its fix)."""
+"""The front ends are never re-entered: a bridged event leaves no claim behind, a signal
+handler or a custom sender that logs while an item is queued neither hangs nor recurses."""
 
 from __future__ import annotations
 

@@ -20,9 +20,6 @@ import io
 import json
 import logging
 import logging.config
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -34,15 +31,12 @@ from typing import Any
 
 import pytest
 import structlog
-from support import free_port
+from support import Scripts, free_port
 
 from bucket_logging import BucketHandler, BucketProcessor, TrackingServer, _process
 
 #: Seconds any wait may take: generous, the machine is small and shared.
 TIMEOUT = 20.0
-
-#: Seconds a subprocess may take to run and exit.
-PROCESS_TIMEOUT = 60.0
 
 WRAP = structlog.stdlib.ProcessorFormatter.wrap_for_formatter
 KWARGS = structlog.stdlib.render_to_log_kwargs
@@ -899,29 +893,6 @@ def test_logging_shutdown_is_bounded_when_the_endpoint_hangs(
 # --------------------------------------------------------------------------- 8, 9. processes
 
 
-def _run_script(
-    tmp_path: Path, server: TrackingServer, key: str, source: str
-) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(source))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BUCKET_")}
-    env["BUCKET_TRACKING_URL"] = server.url
-    env["BUCKET_TRACKING_KEY"] = key
-    env["PYTHONUNBUFFERED"] = "1"
-    try:
-        return subprocess.run(
-            [sys.executable, str(script)],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=PROCESS_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"the script did not exit within {PROCESS_TIMEOUT} s: {exc.stderr!r}")
-
-
 ROOT_DEBUG_SCRIPT = """\
     import logging
 
@@ -948,9 +919,9 @@ ROOT_DEBUG_SCRIPT = """\
 
 
 def test_root_debug_with_httpx_ships_only_the_app_and_exits(
-    server: TrackingServer, key: str, tmp_path: Path
+    server: TrackingServer, key: str, scripts: Scripts
 ) -> None:
-    proc = _run_script(tmp_path, server, key, ROOT_DEBUG_SCRIPT.format(url=server.url))
+    proc = scripts.run(ROOT_DEBUG_SCRIPT.format(url=server.url), env=app_of(server, key))
     assert proc.returncode == 0, proc.stderr
     assert "status 404" in proc.stdout
     assert canon(server.calls) == canon(
@@ -968,6 +939,11 @@ def test_root_debug_with_httpx_ships_only_the_app_and_exits(
     assert "POST" not in proc.stderr and "/bulk" not in proc.stderr
     assert "WARNING:bucket_logging" not in proc.stderr
     assert key not in proc.stdout and key not in proc.stderr
+
+
+def app_of(server: TrackingServer, key: str) -> dict[str, str]:
+    """The variables that point a script's library at ``server`` with ``key``."""
+    return {"BUCKET_TRACKING_URL": server.url, "BUCKET_TRACKING_KEY": key}
 
 
 LOGGING_SHUTDOWN_SCRIPT = """\
@@ -990,9 +966,9 @@ LOGGING_SHUTDOWN_SCRIPT = """\
 
 
 def test_logging_shutdown_delivers_what_was_queued(
-    server: TrackingServer, key: str, tmp_path: Path
+    server: TrackingServer, key: str, scripts: Scripts
 ) -> None:
-    proc = _run_script(tmp_path, server, key, LOGGING_SHUTDOWN_SCRIPT.format())
+    proc = scripts.run(LOGGING_SHUTDOWN_SCRIPT.format(), env=app_of(server, key))
     assert proc.returncode == 0, proc.stderr
     assert "shut down" in proc.stdout
     assert canon(server.calls) == canon(

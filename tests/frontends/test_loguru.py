@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -15,6 +11,7 @@ from typing import Any
 import pytest
 import structlog
 from loguru import logger
+from support import Scripts
 
 from bucket_logging import LoguruSink, TrackingServer, _process
 
@@ -178,34 +175,24 @@ def test_repr_and_public_export() -> None:
     assert "LoguruSink" in bucket_logging.__all__
 
 
-def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def test_importing_the_package_does_not_import_loguru() -> None:
-    done = _run(
+def test_importing_the_package_does_not_import_loguru(scripts: Scripts) -> None:
+    done = scripts.run(
         """
         import sys, bucket_logging
         assert "loguru" not in sys.modules
         print(bucket_logging.LoguruSink.__name__)
-        """,
-        {},
+        """
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "LoguruSink"
 
 
 @pytest.mark.parametrize("enqueue", [False, True])
-def test_delivers_at_exit_without_flush(server: TrackingServer, enqueue: bool, host: str) -> None:
+def test_delivers_at_exit_without_flush(
+    server: TrackingServer, server_url: str, scripts: Scripts, enqueue: bool
+) -> None:
     # localhost: the sender's first request happens at exit, and still resolves the name
-    done = _run(
+    done = scripts.run(
         f"""
         import time
         from loguru import logger
@@ -221,10 +208,7 @@ def test_delivers_at_exit_without_flush(server: TrackingServer, enqueue: bool, h
         for i in range(200):
             logger.info("sent", bucket_event="Sent message", user_id=i)
         """,
-        {
-            "BUCKET_TRACKING_KEY": "trExitKey0123456789",
-            "BUCKET_TRACKING_URL": f"http://{host}:{server.port}",
-        },
+        env={"BUCKET_TRACKING_KEY": "trExitKey0123456789", "BUCKET_TRACKING_URL": server_url},
     )
     assert done.returncode == 0, done.stderr
     assert server.wait_for(200, TIMEOUT)

@@ -1,4 +1,6 @@
-"""Issue 12 (day two): the library tells its users what is going on."""
+"""The library tells its users what is going on: its lines name it, an unreachable
+endpoint and an outage are said within seconds, different problems are each reported,
+what was suppressed is said at exit."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ def _event(name: str = "Signed in", user: str = "u1") -> Item:
     return Item.event(name, user_id=user)
 
 
-# -- item 5: small things ---------------------------------------------------------------
+# -- whose lines they are -----------------------------------------------------------------
 
 
 def test_a_delivery_message_names_the_library_once(lines: list[str]) -> None:
@@ -50,7 +52,7 @@ def test_without_any_handler_the_last_resort_line_says_whose_it_is(
     assert capsys.readouterr().err == "bucket_logging: something odd\n"
 
 
-# -- item 1: an unreachable endpoint is said within seconds -------------------------------
+# -- an unreachable endpoint is said within seconds ---------------------------------------
 
 
 class Waiting(Lines):
@@ -134,7 +136,7 @@ def test_the_shutdown_loss_says_the_outage_behind_it(waiting: Waiting) -> None:
     assert "ConnectError" in line
 
 
-# -- item 2: reports no longer hide each other ---------------------------------------------
+# -- reports do not hide each other ----------------------------------------------------------
 
 
 def test_different_problems_in_a_row_are_each_reported(lines: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""Malformed spool rows (issue 15, item 2): each failed before its fix.
+"""Malformed spool rows are quarantined and reported; delivery goes on.
 
 A row another version, a disk fault or a hand edit left malformed must not kill
 the sender's thread: the row is quarantined and reported, delivery goes on, and a
