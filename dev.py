@@ -2,7 +2,7 @@
 """Developer entry point: needs only Python 3.10+ and sets itself up.
 
     python3 dev.py demo     # the library end to end against the local tracking server
-    python3 dev.py test     # lint, type-check and the whole test suite with branch coverage
+    python3 dev.py test     # lint, type-check, the layering contracts and the whole suite
     python3 dev.py bench    # the benchmarks (``bench --smoke`` for a quick run)
 
 Each command creates ``.venv/`` beside this file on first use and installs the
@@ -57,6 +57,7 @@ def cmd_test(args: list[str]) -> int:
     steps: list[tuple[str, list[str | os.PathLike[str]]]] = [
         ("ruff", [PY, "-m", "ruff", "check", "."]),
         ("mypy", [PY, "-m", "mypy"]),
+        ("lint-imports", [BIN / "lint-imports", "--no-cache"]),
         (
             "pytest",
             [PY, "-m", "pytest", "--cov", "--cov-branch", "--cov-report=term", *args],

@@ -1,8 +1,8 @@
 """The front ends under test, found wherever they are exported from.
 
 ``BucketHandler`` and ``BucketProcessor`` are re-exported by ``bucket_logging`` once
-they are done; until then they live in ``bucket_logging._handler`` and
-``bucket_logging._processor``. Either may be None when it does not exist yet: the
+they are done; until then they live in ``bucket_logging._frontends.handler`` and
+``bucket_logging._frontends.processor``. Either may be None when it does not exist yet: the
 benchmark then reports its rows as unavailable instead of failing.
 """
 
@@ -27,8 +27,8 @@ def _find(public: str, module: str) -> Any:
         return None
 
 
-BucketHandler: Any = _find("BucketHandler", "bucket_logging._handler")
-BucketProcessor: Any = _find("BucketProcessor", "bucket_logging._processor")
+BucketHandler: Any = _find("BucketHandler", "bucket_logging._frontends.handler")
+BucketProcessor: Any = _find("BucketProcessor", "bucket_logging._frontends.processor")
 
 
 def sender_of(frontend: Any, tracking_key: str, base_url: str) -> BulkSender:

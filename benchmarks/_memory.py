@@ -2,7 +2,7 @@
 
     python benchmarks/_memory.py ITEMS
 
-Points a :class:`~bucket_logging._handler.BucketHandler` (default options, so the
+Points a :class:`~bucket_logging._frontends.handler.BucketHandler` (default options, so the
 documented bound applies) at a local port nothing listens on, logs ITEMS tracked
 calls, and prints one JSON line: the growth of the peak RSS over the RSS after a
 warm-up, what the sender holds, and what it dropped.

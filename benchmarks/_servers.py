@@ -2,7 +2,7 @@
 
 The child serves two endpoints:
 
-* ``tracking``: a :class:`bucket_logging._server.TrackingServer` (Bucket's API; it
+* ``tracking``: a :class:`bucket_logging._server.server.TrackingServer` (Bucket's API; it
   validates every item with the client's own rules and records it);
 * ``sink``: a minimal HTTP/1.1 keep-alive server for the peers (posthog posts to
   ``/batch/``, segment to ``/v1/batch``): it answers 200 to anything and counts the
@@ -113,7 +113,7 @@ class CountingSink:
 
 
 def _child_main() -> None:
-    from bucket_logging._server import TrackingServer
+    from bucket_logging._server.server import TrackingServer
 
     tracking = TrackingServer().start()
     sink = CountingSink().start()

@@ -72,7 +72,7 @@ def main(smoke: bool = False) -> int:
     import _frontends
     import orjson
 
-    from bucket_logging._items import event_body, format_timestamp
+    from bucket_logging._items.item import event_body, format_timestamp
 
     if _frontends.BucketHandler is None:
         print("BucketHandler is not available: nothing to profile")

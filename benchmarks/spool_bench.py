@@ -5,7 +5,7 @@
 For each round, a fresh :class:`~bucket_logging.BulkSender` without a spool and one
 with ``spool_dir=`` (a fresh directory) each take a burst of ``--items`` typical
 items (~200 bytes, encoded beforehand) and deliver them to a local
-:class:`~bucket_logging._server.TrackingServer`. Measured:
+:class:`~bucket_logging._server.server.TrackingServer`. Measured:
 
 * the cost on the calling thread: the burst's ``enqueue`` loop, per call;
 * the throughput: items divided by the time from the first ``enqueue`` until
@@ -42,7 +42,7 @@ KEY = "spool-bench-key"
 
 def serve() -> None:
     """The child: a TrackingServer driven over stdin (``wait N``, ``clear``, ``stop``)."""
-    from bucket_logging._server import TrackingServer
+    from bucket_logging._server.server import TrackingServer
 
     with TrackingServer() as srv:
         print(srv.url, flush=True)

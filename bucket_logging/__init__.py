@@ -8,7 +8,6 @@ bulk endpoint.
 
 from __future__ import annotations
 
-from ._config import REFLAG_BASE_URL, REFLAG_EU_BASE_URL
 from ._exceptions import (
     BucketLoggingError,
     ConfigurationError,
@@ -16,14 +15,15 @@ from ._exceptions import (
     InvalidItemError,
     RefusedCallError,
 )
-from ._format import format_call
-from ._handler import BucketHandler
-from ._items import Item
-from ._loguru import LoguruSink
-from ._processor import BucketProcessor
-from ._sender import BulkSender, SenderStats
-from ._server import TrackingServer
-from ._shared import aflush, flush, get_sender
+from ._frontends.handler import BucketHandler
+from ._frontends.loguru import LoguruSink
+from ._frontends.processor import BucketProcessor
+from ._items.item import Item
+from ._sender.config import REFLAG_BASE_URL, REFLAG_EU_BASE_URL
+from ._sender.sender import BulkSender, SenderStats
+from ._sender.shared import aflush, flush, get_sender
+from ._server.format import format_call
+from ._server.server import TrackingServer
 from ._version import __version__ as __version__
 
 __all__ = [

@@ -32,7 +32,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import _capture, _diagnostics
+from ._runtime import diagnostics as _diagnostics
+from ._tracking import capture as _capture
 
 __all__ = ["capture_tracking"]
 

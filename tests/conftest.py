@@ -15,7 +15,8 @@ import pytest
 import structlog
 from support import FAST, KEY, TRACKING_ENV, FakeSender, Lines, Scripts, closed_port_url, free_port
 
-from bucket_logging import BulkSender, TrackingServer, _diagnostics
+from bucket_logging import BulkSender, TrackingServer
+from bucket_logging._runtime import diagnostics as _diagnostics
 
 #: The two names of the loopback interface a user's URL may hold.
 HOSTS = ("127.0.0.1", "localhost")

@@ -26,8 +26,8 @@ import orjson
 import pytest
 
 from bucket_logging import Item
-from bucket_logging._ledger import Ledger
-from bucket_logging._queue import BatchQueue
+from bucket_logging._sender.ledger import Ledger
+from bucket_logging._sender.queue import BatchQueue
 
 #: A distinctive tracking key: tests assert it never shows up in any output.
 KEY = "trSECRETkey-5f3a9c1e7b2d4068"

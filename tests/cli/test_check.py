@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from bucket_logging import TrackingServer
-from bucket_logging.__main__ import main
-from bucket_logging._check import check
+from bucket_logging._cli.check import check
+from bucket_logging._cli.main import main
 
 TKEY = "trCheckSecretKey-5e6f7a8b"
 RKEY = "sec_CheckSecretKey-1c2d3e4f"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from support import FakeSender
 
-from bucket_logging._jsonlines import JsonLines
-from bucket_logging._logfiles import LogFile, StateFile, find_rotated, resume
-from bucket_logging._ship import Shipper
+from bucket_logging._cli.logfiles import LogFile, StateFile, find_rotated, resume
+from bucket_logging._cli.ship import Shipper
+from bucket_logging._frontends.jsonlines import JsonLines
 
 TIMEOUT = 20.0
 
@@ -131,7 +131,7 @@ def test_a_broken_state_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_long_lines_are_read_whole_and_giant_ones_in_pieces(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bucket_logging import _logfiles
+    from bucket_logging._cli import logfiles as _logfiles
 
     monkeypatch.setattr(_logfiles, "CHUNK_BYTES", 64)
     monkeypatch.setattr(_logfiles, "MAX_LINE_BYTES", 1000)

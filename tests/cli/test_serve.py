@@ -25,8 +25,8 @@ import httpx
 import orjson
 import pytest
 
-from bucket_logging.__main__ import format_call, format_rejection, main
-from bucket_logging._server import RequestRecord, TrackingServer
+from bucket_logging._cli.main import format_call, format_rejection, main
+from bucket_logging._server.server import RequestRecord, TrackingServer
 
 KEY = "trCliSecretKey-0a1b2c3d"
 

@@ -278,8 +278,9 @@ def test_progress_line_on_a_terminal_for_large_files(
 
     from support import FakeSender
 
-    from bucket_logging import _logfiles, _ship
-    from bucket_logging._jsonlines import JsonLines
+    from bucket_logging._cli import logfiles as _logfiles
+    from bucket_logging._cli import ship as _ship
+    from bucket_logging._frontends.jsonlines import JsonLines
 
     monkeypatch.setattr(_ship, "PROGRESS_FROM_BYTES", 1000)
     monkeypatch.setattr(_ship, "CHECKPOINT_LINES", 10)

@@ -33,7 +33,8 @@ import pytest
 import structlog
 from support import Scripts, free_port
 
-from bucket_logging import BucketHandler, BucketProcessor, TrackingServer, _process
+from bucket_logging import BucketHandler, BucketProcessor, TrackingServer
+from bucket_logging._runtime import state as _process
 
 #: Seconds any wait may take: generous, the machine is small and shared.
 TIMEOUT = 20.0

@@ -16,9 +16,10 @@ import pytest
 import structlog
 from support import FakeSender
 
-from bucket_logging import ConfigurationError, Item, _diagnostics
-from bucket_logging._handler import BucketHandler
-from bucket_logging._items import format_timestamp
+from bucket_logging import ConfigurationError, Item
+from bucket_logging._frontends.handler import BucketHandler
+from bucket_logging._items.item import format_timestamp
+from bucket_logging._runtime import diagnostics as _diagnostics
 from bucket_logging.testing import capture_tracking
 
 
@@ -209,7 +210,7 @@ def test_dict_config(restore_logging: None, caplog: pytest.LogCaptureFixture) ->
             "disable_existing_loggers": False,
             "handlers": {
                 "bucket": {
-                    "class": "bucket_logging._handler.BucketHandler",
+                    "class": "bucket_logging._frontends.handler.BucketHandler",
                     "level": "INFO",
                     "offline": True,
                     "user_id_field": "uid",
@@ -248,7 +249,7 @@ def test_dict_config_bad_rule_names_the_rule(restore_logging: None) -> None:
                 "disable_existing_loggers": False,
                 "handlers": {
                     "bucket": {
-                        "class": "bucket_logging._handler.BucketHandler",
+                        "class": "bucket_logging._frontends.handler.BucketHandler",
                         "offline": True,
                         "rules": [{"match": "x", "event": "E", "attributes": "oops"}],
                     }
@@ -284,7 +285,7 @@ def test_file_config(restore_logging: None, tmp_path: Path) -> None:
             qualname=app.ini
 
             [handler_bucket]
-            class=bucket_logging._handler.BucketHandler
+            class=bucket_logging._frontends.handler.BucketHandler
             level=INFO
             args=()
             kwargs={"offline": True, "company_id_field": "org",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from support import FakeSender
 
-from bucket_logging._jsonlines import JsonLines, parse_time
+from bucket_logging._frontends.jsonlines import JsonLines, parse_time
 
 T = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc).timestamp()
 
@@ -44,7 +44,7 @@ def test_parse_time_refuses_what_is_not_a_time(value: object) -> None:
 
 
 def test_slow_path_reads_what_old_pythons_cannot() -> None:
-    from bucket_logging import _jsonlines
+    from bucket_logging._frontends import jsonlines as _jsonlines
 
     parsed = _jsonlines._parse_iso_slowly("2026-01-02T05:04:05,678123456+02:00")
     assert parsed is not None

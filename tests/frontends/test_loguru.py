@@ -13,7 +13,8 @@ import structlog
 from loguru import logger
 from support import Scripts
 
-from bucket_logging import LoguruSink, TrackingServer, _process
+from bucket_logging import LoguruSink, TrackingServer
+from bucket_logging._runtime import state as _process
 
 TIMEOUT = 20.0
 
@@ -160,7 +161,7 @@ def test_records_of_the_library_and_its_http_client_are_not_tracked(
     logger.patch(lambda r: r.update(name="httpx._client")).info(
         "request", bucket_event="Sent message", user_id=1
     )
-    logger.patch(lambda r: r.update(name="bucket_logging._sender")).info(
+    logger.patch(lambda r: r.update(name="bucket_logging._sender.sender")).info(
         "x", bucket_user=True, user_id=1
     )
     logger.info("mine", bucket_event="Mine", user_id=1)

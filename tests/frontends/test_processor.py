@@ -14,10 +14,11 @@ import pytest
 import structlog
 from support import FakeSender
 
-from bucket_logging import ConfigurationError, _diagnostics
-from bucket_logging._handler import BucketHandler
-from bucket_logging._items import format_timestamp
-from bucket_logging._processor import BucketProcessor
+from bucket_logging import ConfigurationError
+from bucket_logging._frontends.handler import BucketHandler
+from bucket_logging._frontends.processor import BucketProcessor
+from bucket_logging._items.item import format_timestamp
+from bucket_logging._runtime import diagnostics as _diagnostics
 
 
 @pytest.fixture
@@ -416,7 +417,7 @@ def test_structlog_own_loggers_leave_no_claim(
     root: logging.Logger, make_logger: Callable[[], Any]
 ) -> None:
     """Their events never become records: a stdlib record on the same thread is tracked."""
-    from bucket_logging import _tracker
+    from bucket_logging._tracking import claims as _claims
 
     sender = FakeSender()
     root.addHandler(BucketHandler(sender=sender))
@@ -430,7 +431,7 @@ def test_structlog_own_loggers_leave_no_claim(
     log = structlog.wrap_logger(logger, processors=chain)
     attrs = {"m": "sso"}
     log.info("Signed in", user_id=1, bucket_event="Signed in", bucket_attributes=attrs)
-    assert _tracker._local.claim is None
+    assert _claims.local.claim is None
     logging.getLogger("app.std").info(
         "Signed in", extra={"user_id": 1, "bucket_event": "Signed in", "bucket_attributes": attrs}
     )
@@ -439,7 +440,7 @@ def test_structlog_own_loggers_leave_no_claim(
 
 def test_a_custom_logger_is_claimed(root: logging.Logger) -> None:
     """A logger of unknown kind may hand the event to logging: the event is claimed."""
-    from bucket_logging import _tracker
+    from bucket_logging._tracking import claims as _claims
 
     class Custom:
         def info(self, *args: Any, **kwargs: Any) -> None:
@@ -448,6 +449,6 @@ def test_a_custom_logger_is_claimed(root: logging.Logger) -> None:
     sender = FakeSender()
     log = structlog.wrap_logger(Custom(), processors=[BucketProcessor(sender=sender)])
     log.info("Signed in", user_id=1, bucket_event="Signed in")
-    claim = _tracker._local.claim
+    claim = _claims.local.claim
     assert claim is not None and claim[1] == "Signed in"
-    _tracker.release_claim()
+    _claims.release_claim()

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from support import FakeSender
 
-from bucket_logging import InvalidItemError, Item, _encoding
-from bucket_logging._encoding import dumps
-from bucket_logging._items import MAX_ITEM_BYTES, event_body
-from bucket_logging._tracker import Tracker
+from bucket_logging import InvalidItemError, Item
+from bucket_logging._items import encoding as _encoding
+from bucket_logging._items.encoding import dumps
+from bucket_logging._items.item import MAX_ITEM_BYTES, event_body
+from bucket_logging._tracking.tracker import Tracker
 
 NOW = 1_700_000_000.25
 LEVELS = 27

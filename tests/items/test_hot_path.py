@@ -29,17 +29,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import Endpoint, FakeSender, make_queue
 
-from bucket_logging import BucketHandler, BulkSender, InvalidItemError, Item, _items, _tracker
-from bucket_logging._items import (
+from bucket_logging import BucketHandler, BulkSender, InvalidItemError, Item
+from bucket_logging._items import item as _items
+from bucket_logging._items.item import (
     MAX_BODY_BYTES,
     MAX_ITEM_BYTES,
     event_body,
     format_timestamp,
     kind_of,
 )
-from bucket_logging._queue import Batch
-from bucket_logging._spool_rows import split_payload as _split
-from bucket_logging._tracker import Tracker
+from bucket_logging._sender.queue import Batch
+from bucket_logging._spool.rows import split_payload as _split
+from bucket_logging._tracking import tracker as _tracker
+from bucket_logging._tracking.tracker import Tracker
 
 Make = Callable[..., BulkSender]
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from support import KEY, Endpoint
 
 from bucket_logging import InvalidItemError, Item
-from bucket_logging._items import (
+from bucket_logging._items.item import (
     MAX_BODY_BYTES,
     MAX_ITEM_BYTES,
     bulk_body,

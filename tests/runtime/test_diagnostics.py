@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from support import FAST, KEY, Lines, closed_port
 
-from bucket_logging import BulkSender, Item, TrackingServer, _diagnostics
+from bucket_logging import BulkSender, Item, TrackingServer
+from bucket_logging._runtime import diagnostics as _diagnostics
 
 
 def _event(name: str = "Signed in", user: str = "u1") -> Item:

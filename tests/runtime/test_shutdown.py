@@ -23,8 +23,9 @@ import httpx
 import pytest
 from support import KEY
 
-from bucket_logging import BulkSender, DeliveryError, Item, TrackingServer, _shutdown
-from bucket_logging._loop import ResolvingLoop
+from bucket_logging import BulkSender, DeliveryError, Item, TrackingServer
+from bucket_logging._runtime import shutdown as _shutdown
+from bucket_logging._sender.loop import ResolvingLoop
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -226,7 +227,7 @@ def test_sigterm_delivers_then_ends_the_process_by_sigterm(
         worker(),
         env={"BUCKET_TRACKING_KEY": KEY, "BUCKET_TRACKING_URL": f"http://{host}:{server.port}"},
     )
-    wait_line(proc, "bucket_logging._shutdown")
+    wait_line(proc, "bucket_logging._runtime.shutdown")
     wait_line(proc, "ready")
     proc.send_signal(signal.SIGTERM)
     # (shutdown_timeout 10: a deadline that a slow machine cannot reach by accident;
@@ -245,7 +246,7 @@ def test_a_second_sigterm_ends_the_delivery_at_once(tmp_path: Path, server: Trac
         worker("{'shutdown_timeout': 20}"),
         env={"BUCKET_TRACKING_KEY": KEY, "BUCKET_TRACKING_URL": localhost_url(server)},
     )
-    wait_line(proc, "bucket_logging._shutdown")
+    wait_line(proc, "bucket_logging._runtime.shutdown")
     wait_line(proc, "ready")
     proc.send_signal(signal.SIGTERM)
     assert server.wait_for_received(1, 10)  # the delivery has begun

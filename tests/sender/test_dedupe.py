@@ -13,7 +13,8 @@ from collections.abc import Callable
 import pytest
 from support import Endpoint, make_queue
 
-from bucket_logging import BulkSender, Item, _queue
+from bucket_logging import BulkSender, Item
+from bucket_logging._sender import queue as _queue
 
 Make = Callable[..., BulkSender]
 

@@ -1,4 +1,4 @@
-"""The batch queue (bucket_logging._queue) on its own: inbox, batches, bounds, its lock.
+"""The batch queue (bucket_logging._sender.queue) on its own: inbox, batches, bounds, its lock.
 
 Its dedupe window is tested in test_dedupe.py.
 
@@ -14,7 +14,8 @@ import time
 import pytest
 from support import make_queue
 
-from bucket_logging import Item, _queue
+from bucket_logging import Item
+from bucket_logging._sender import queue as _queue
 
 
 def test_a_contended_queue_lock_is_awaited_with_the_gil_released(

@@ -15,7 +15,8 @@ import httpx
 import pytest
 from support import KEY, Endpoint
 
-from bucket_logging import BulkSender, DeliveryError, Item, _diagnostics
+from bucket_logging import BulkSender, DeliveryError, Item
+from bucket_logging._runtime import diagnostics as _diagnostics
 
 MakeSender = Callable[..., BulkSender]
 

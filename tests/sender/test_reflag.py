@@ -27,8 +27,8 @@ from bucket_logging import (
     TrackingServer,
     get_sender,
 )
-from bucket_logging._config import DEFAULT_BASE_URL
-from bucket_logging._spool_rows import destination
+from bucket_logging._sender.config import DEFAULT_BASE_URL
+from bucket_logging._spool.rows import destination
 
 Make = Callable[..., BulkSender]
 

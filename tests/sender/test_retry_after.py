@@ -13,7 +13,7 @@ import pytest
 from support import Endpoint
 
 from bucket_logging import BulkSender, DeliveryError, Item
-from bucket_logging._retry import parse_retry_after
+from bucket_logging._sender.retry import parse_retry_after
 
 Make = Callable[..., BulkSender]
 

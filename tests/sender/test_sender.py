@@ -24,7 +24,7 @@ from bucket_logging import (
     SenderStats,
     get_sender,
 )
-from bucket_logging._items import MAX_BODY_BYTES
+from bucket_logging._items.item import MAX_BODY_BYTES
 
 Make = Callable[..., BulkSender]
 
@@ -801,7 +801,7 @@ def test_repr_hides_the_key(make_sender: Make) -> None:
 
 
 def test_a_closed_senders_thread_id_is_forgotten(make_sender: Make) -> None:
-    from bucket_logging import _diagnostics
+    from bucket_logging._runtime import diagnostics as _diagnostics
 
     sender = make_sender(transport=Endpoint().transport())
     assert sender.enqueue(events(1)[0])

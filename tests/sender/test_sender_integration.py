@@ -13,8 +13,8 @@ import pytest
 from support import KEY, free_port
 
 from bucket_logging import BulkSender, DeliveryError, Item
-from bucket_logging._items import MAX_BODY_BYTES
-from bucket_logging._server import RequestRecord, TrackingServer
+from bucket_logging._items.item import MAX_BODY_BYTES
+from bucket_logging._server.server import RequestRecord, TrackingServer
 
 Make = Callable[..., BulkSender]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from support import KEY, free_port
 
-from bucket_logging._server import TrackingServer
+from bucket_logging._server.server import TrackingServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 

@@ -23,9 +23,13 @@ import pytest
 from support import KEY, Endpoint
 
 import bucket_logging
-from bucket_logging import BulkSender, DeliveryError, Item, _diagnostics, _process, _sender
-from bucket_logging._engine import tls_verify
-from bucket_logging._server import TrackingServer
+from bucket_logging import BulkSender, DeliveryError, Item
+from bucket_logging._runtime import diagnostics as _diagnostics
+from bucket_logging._runtime import shutdown as _shutdown
+from bucket_logging._runtime import state as _process
+from bucket_logging._sender import sender as _sender
+from bucket_logging._sender.engine import tls_verify
+from bucket_logging._server.server import TrackingServer
 
 Make = Callable[..., BulkSender]
 
@@ -233,7 +237,7 @@ def test_the_exit_hook_closes_every_open_sender(
     enqueue_all(fine, events(5))
     enqueue_all(stuck, events(2))
     assert started.wait(10)
-    _process.shutdown_all()
+    _shutdown.shutdown_all()
     assert len(endpoint.delivered) == 5  # delivered at exit
     assert stuck.stats.dropped == {"shutdown": 2}  # given up on at its own deadline
     for sender in (fine, stuck):
@@ -246,7 +250,7 @@ def test_the_exit_hook_closes_every_open_sender(
 def test_the_exit_hook_without_senders(only: Any, logged: pytest.LogCaptureFixture) -> None:
     only()
     began = time.monotonic()
-    _process.shutdown_all()  # nothing to do: nothing raised, said or waited for
+    _shutdown.shutdown_all()  # nothing to do: nothing raised, said or waited for
     assert time.monotonic() - began < 1.0
     assert messages(logged) == []
     assert len(_process.state.live) == 0
@@ -263,7 +267,6 @@ def pretend_fork(monkeypatch: pytest.MonkeyPatch, *senders: BulkSender) -> None:
     child = _process.State()  # the process state as the child inherits it, these senders
     child.live.update(senders)
     monkeypatch.setattr(_process, "state", child)
-    monkeypatch.setattr(_diagnostics, "_lock", _diagnostics._lock)  # restored after
     lock = child.registry_lock
     _process.after_fork_in_child()
     assert child.registry_lock is not lock  # a lock held at the fork is not inherited

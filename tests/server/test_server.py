@@ -1,4 +1,4 @@
-"""Tests of the local tracking server (bucket_logging._server) and its command line."""
+"""Tests of the local tracking server (bucket_logging._server.server) and its command line."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import orjson
 import pytest
 from support import free_port
 
-from bucket_logging import _server
-from bucket_logging.__main__ import format_call, format_rejection, main
-from bucket_logging._items import MAX_BODY_BYTES, Item, bulk_body
-from bucket_logging._server import RequestRecord, TrackingServer
+from bucket_logging._cli.main import format_call, format_rejection, main
+from bucket_logging._items.item import MAX_BODY_BYTES, Item, bulk_body
+from bucket_logging._server import server as _server
+from bucket_logging._server.server import RequestRecord, TrackingServer
 
 KEY = "trSecretKey123"
 JSON = {"Content-Type": "application/json"}

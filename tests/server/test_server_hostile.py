@@ -19,9 +19,9 @@ import httpx
 import orjson
 import pytest
 
-from bucket_logging import _server_http
-from bucket_logging.__main__ import _Printer, format_call, format_rejection
-from bucket_logging._server import RequestRecord, TrackingServer
+from bucket_logging._cli.main import _Printer, format_call, format_rejection
+from bucket_logging._server import http as _server_http
+from bucket_logging._server.server import RequestRecord, TrackingServer
 
 KEY = "trHostileKey-1a2b3c4d5e6f"
 HALF_OPEN = b"POST /" + KEY.encode() + b"/bulk HTTP/1.1\r\nHost: x\r\nContent-Le"

@@ -1,4 +1,4 @@
-"""Edge cases of the local tracking server (bucket_logging._server).
+"""Edge cases of the local tracking server (bucket_logging._server.server).
 
 Malformed and unusual HTTP is spoken over raw sockets; the server's own failure
 paths (accept errors, a handler that raises, a stop from a callback) are provoked
@@ -19,8 +19,8 @@ import httpx
 import orjson
 import pytest
 
-from bucket_logging._items import MAX_BODY_BYTES, validate_wire
-from bucket_logging._server import RequestRecord, TrackingServer
+from bucket_logging._items.item import MAX_BODY_BYTES, validate_wire
+from bucket_logging._server.server import RequestRecord, TrackingServer
 
 KEY = "trEdgeSecretKey-9f8e7d6c"
 USER = orjson.dumps({"userId": 1})
@@ -359,7 +359,7 @@ def test_a_handler_that_raises_closes_its_connection(
             raise exc
         return real(*args)
 
-    monkeypatch.setattr("bucket_logging._server.validate_wire", flaky)
+    monkeypatch.setattr("bucket_logging._server.server.validate_wire", flaky)
     with httpx.Client(timeout=10) as c:
         with pytest.raises(httpx.TransportError):
             c.post(f"{server.url}/{KEY}/user", json={"userId": 1})

@@ -6,7 +6,8 @@ import logging
 
 from support import FAST, KEY
 
-from bucket_logging import BulkSender, Item, TrackingServer, _diagnostics
+from bucket_logging import BulkSender, Item, TrackingServer
+from bucket_logging._runtime import diagnostics as _diagnostics
 
 
 def _event(name: str = "Signed in", user: str = "u1") -> Item:

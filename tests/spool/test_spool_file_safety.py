@@ -15,8 +15,8 @@ import pytest
 from support import KEY, Endpoint
 
 from bucket_logging import BulkSender, Item
-from bucket_logging._spool_rows import destination
-from bucket_logging._spool_store import SPOOL_FILE, SpoolStore
+from bucket_logging._spool.rows import destination
+from bucket_logging._spool.store import SPOOL_FILE, SpoolStore
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_a_spool_operation_that_runs_too_long_is_interrupted(
 ) -> None:
     """Every SQLite call is bounded: past CALL_SECONDS inside SQLite it is interrupted,
     the spool is given up (reported) and the sender carries on in memory."""
-    from bucket_logging import _spool_store
+    from bucket_logging._spool import store as _spool_store
 
     monkeypatch.setattr(_spool_store, "CALL_SECONDS", -1.0)  # every operation overdue
     monkeypatch.setattr(_spool_store, "_PROGRESS_STEPS", 1)

@@ -1,4 +1,4 @@
-"""The on-disk spool (bucket_logging._spool) in this process.
+"""The on-disk spool (bucket_logging._sender.spooling) in this process.
 
 The first half drives :class:`SpoolStore` (the SQLite side) directly: ownership,
 leases and dead owners, the size and age limits, failures in the middle of a
@@ -31,10 +31,13 @@ import orjson
 import pytest
 from support import KEY
 
-from bucket_logging import BulkSender, DeliveryError, Item, _process, _spool, _spool_worker
-from bucket_logging._spool_rows import destination
-from bucket_logging._spool_store import SPOOL_FILE, SpoolStore
-from bucket_logging._spool_upkeep import pid_alive
+from bucket_logging import BulkSender, DeliveryError, Item
+from bucket_logging._runtime import state as _process
+from bucket_logging._runtime import worker as _spool_worker
+from bucket_logging._sender import spooling as _spool
+from bucket_logging._spool.rows import destination
+from bucket_logging._spool.store import SPOOL_FILE, SpoolStore
+from bucket_logging._spool.upkeep import pid_alive
 
 DEST = destination(KEY)
 BIG = 256 * 1024 * 1024

@@ -25,9 +25,9 @@ import pytest
 from support import KEY, closed_port_url, free_port
 
 from bucket_logging import BulkSender, DeliveryError, Item
-from bucket_logging._config import ENV_SPOOL_DIR
-from bucket_logging._server import TrackingServer
-from bucket_logging._spool_store import SPOOL_FILE, SpoolStore
+from bucket_logging._sender.config import ENV_SPOOL_DIR
+from bucket_logging._server.server import TrackingServer
+from bucket_logging._spool.store import SPOOL_FILE, SpoolStore
 
 #: Quick retries, so that an endpoint coming back is noticed at once.
 QUICK: dict[str, Any] = {"backoff_base": 0.05, "backoff_max": 0.2}

@@ -18,8 +18,8 @@ import pytest
 from support import KEY, Endpoint
 
 from bucket_logging import BulkSender, Item
-from bucket_logging._spool_rows import destination
-from bucket_logging._spool_store import SPOOL_FILE, SpoolStore
+from bucket_logging._spool.rows import destination
+from bucket_logging._spool.store import SPOOL_FILE, SpoolStore
 
 
 @pytest.fixture

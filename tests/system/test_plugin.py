@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import bucket_logging
-from bucket_logging import BucketHandler, BulkSender, ConfigurationError, _capture
+from bucket_logging import BucketHandler, BulkSender, ConfigurationError
 from bucket_logging.testing import capture_tracking
 
 pytest_plugins = ["pytester"]
@@ -73,7 +73,9 @@ def test_bucket_offline_off_still_needs_a_key(monkeypatch: pytest.MonkeyPatch, v
 def test_an_empty_capture_without_any_front_end_explains_itself(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_capture, "_built", [0])  # as in a process that built none
+    from bucket_logging._runtime.state import state
+
+    monkeypatch.setattr(state, "trackers_built", 0)  # as in a process that built none
     with caplog.at_level(logging.WARNING, logger="bucket_logging"), capture_tracking() as calls:
         logging.getLogger("app").info("x", extra={"bucket_event": "E", "user_id": 1})
     assert calls == []

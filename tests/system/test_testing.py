@@ -11,9 +11,9 @@ import pytest
 import structlog
 from support import FakeSender
 
-from bucket_logging import _capture
-from bucket_logging._handler import BucketHandler
-from bucket_logging._processor import BucketProcessor
+from bucket_logging._frontends.handler import BucketHandler
+from bucket_logging._frontends.processor import BucketProcessor
+from bucket_logging._tracking import capture as _capture
 from bucket_logging.testing import capture_tracking
 
 

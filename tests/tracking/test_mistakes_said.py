@@ -66,9 +66,10 @@ def test_a_processor_after_the_renderer_says_so_once(
 ) -> None:
     import structlog
 
-    from bucket_logging import BucketProcessor, _processor
+    from bucket_logging import BucketProcessor
+    from bucket_logging._runtime.state import state
 
-    monkeypatch.setattr(_processor, "_warned_rendered", False)
+    state.reset()  # the warning is said once per process
     processor = BucketProcessor(KEY, offline=True)
     logger = structlog.get_logger("x")
     rendered = '{"event": "e", "bucket_event": "Signed in", "user_id": "u1"}'

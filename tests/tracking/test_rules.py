@@ -10,8 +10,8 @@ import pytest
 from support import FakeSender
 
 from bucket_logging import ConfigurationError
-from bucket_logging._handler import BucketHandler
-from bucket_logging._rules import MAX_CACHE, Rule, RuleSet, compile_rules
+from bucket_logging._frontends.handler import BucketHandler
+from bucket_logging._tracking.rules import MAX_CACHE, Rule, RuleSet, compile_rules
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ import structlog
 from support import FakeSender
 
 from bucket_logging import ConfigurationError, Item
-from bucket_logging._items import format_timestamp
-from bucket_logging._tracker import ORPHAN, TAGGED, Tracker, resolve_sender
+from bucket_logging._items.item import format_timestamp
+from bucket_logging._tracking.senders import resolve_sender
+from bucket_logging._tracking.tracker import ORPHAN, TAGGED, Tracker
 
 
 @pytest.fixture

@@ -1,0 +1,394 @@
+"""The sender's engine: one daemon thread running an asyncio loop that sends batches.
+
+A :class:`SenderLoop` belongs to one :class:`~bucket_logging.BulkSender` in one
+process (a forked child builds a new one). Its loop wakes when the batch queue
+seals a full batch, when a request slot frees up, on the flush interval, and when
+a flush or the close asks; it takes batches off the queue and delivers each with
+:class:`~bucket_logging._sender.delivery.Delivery`, at most ``max_concurrent_requests`` at
+once, through the spool when there is one (the spool sees it as its
+:class:`~bucket_logging._sender.spooling.SpoolHost`). Flushes wait here for a ledger
+:class:`~bucket_logging._sender.ledger.Mark`.
+
+Data flow: the queue's sealed batches → :meth:`SenderLoop.pump` → (spool: stored
+first) → :meth:`SenderLoop.deliver` → HTTP → the outcome counted in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ssl
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+
+import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
+import httpcore  # noqa: F401 - (a fork during an import leaves a partial module)
+import httpx
+
+from .._exceptions import DeliveryError
+from .._runtime import diagnostics as _diagnostics
+from .._runtime import shutdown as _shutdown
+from .._runtime.diagnostics import report
+from .._version import __version__
+from .config import SenderConfig
+from .delivery import Delivery, Outcome, Pace, Post
+from .ledger import DropReason, Ledger, Mark, Ticket
+from .loop import ResolvingLoop
+from .queue import Batch, BatchQueue
+from .spooling import Spool
+
+__all__ = ["SenderLoop", "new_event_loop", "tls_verify"]
+
+_USER_AGENT: Final = f"bucket-logging/{__version__}"
+
+
+def tls_verify(
+    verify: bool | str | ssl.SSLContext, transport: httpx.AsyncBaseTransport | None
+) -> ssl.SSLContext | bool | str:
+    """What the HTTP client gets as ``verify``: a TLS context made now, once per sender.
+
+    A forked child's engine reuses it (making one loads the CA bundle). With a custom
+    transport or ``verify=False`` it is ``verify`` as given.
+    """
+    if transport is not None or verify is False or isinstance(verify, ssl.SSLContext):
+        return verify
+    create = getattr(httpx, "create_ssl_context", None)
+    if not callable(create):  # pragma: no cover - httpx before 0.28
+        return verify
+    context: ssl.SSLContext = create(verify=verify)
+    return context
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The sender thread's event loop (the one place a sender's loop is made).
+
+    It resolves host names on a thread started with it (see :mod:`bucket_logging._sender.loop`):
+    asyncio's default executor refuses work once the interpreter shuts down. Raises
+    :class:`RuntimeError` where no thread can be started.
+    """
+    return ResolvingLoop()
+
+
+class SenderLoop:
+    """The thread, loop, HTTP client and spool of one sender in one process.
+
+    Args:
+        config: the sender's options.
+        ledger: where everything is counted.
+        queue: the batches to send.
+        verify: TLS verification for the client (a context made once per sender).
+        transport: an httpx transport (tests), or None.
+        on_error: returns the sender's ``on_error`` (an attribute the application may
+            set at any time), or None.
+    """
+
+    def __init__(
+        self,
+        config: SenderConfig,
+        ledger: Ledger,
+        queue: BatchQueue,
+        *,
+        verify: ssl.SSLContext | bool | str,
+        transport: httpx.AsyncBaseTransport | None,
+        on_error: Callable[[], Callable[[DeliveryError], object] | None],
+    ) -> None:
+        self.config = config
+        self._ledger = ledger
+        self._queue = queue
+        self.on_error = on_error
+        self.thread: threading.Thread | None = None
+        #: The thread's id once it runs (flush() on it must not wait for itself).
+        self.thread_id: int | None = None
+        self._stopping = False
+        self._waiters: list[tuple[Mark, concurrent.futures.Future[bool]]] = []
+        self.spool: Spool | None = Spool(config, self) if config.spool is not None else None
+        # Everything the loop's callbacks touch is made here, on the caller's thread:
+        # the caller never waits for the new thread (dictConfig holds logging's lock
+        # while it builds handlers), and a fork during a half-done import on the
+        # sender's thread would leave the child a partial module.
+        _diagnostics.silence_http_client_logs()
+        # The loop's constructor logs "Using selector" on asyncio's logger: for that
+        # moment this thread counts as the sender's, so the record is filtered out.
+        me = threading.get_ident()
+        mine = me not in _diagnostics.internal_threads
+        _diagnostics.internal_threads.add(me)
+        self._cannot_start: RuntimeError | None = None
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = new_event_loop()
+        except RuntimeError as exc:  # "can't create new thread at interpreter shutdown"
+            self.loop = None
+            self._cannot_start = exc
+        finally:
+            if mine:
+                _diagnostics.internal_threads.discard(me)
+        self._wake = asyncio.Event()
+        self.pace = Pace(self._flush_waiting)
+        self.slots = asyncio.Semaphore(config.max_concurrent_requests)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            verify=verify,
+            timeout=config.request_timeout,
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": _USER_AGENT,
+                **config.headers,  # the Runtime API's key: never logged
+            },
+            limits=httpx.Limits(max_connections=config.max_concurrent_requests + 1),
+        )
+        self.delivery = Delivery(
+            self._client,
+            config.endpoint,
+            ledger,
+            feedback_endpoint=config.feedback_endpoint,
+            policy=config.retry,
+            pace=self.pace,
+            notify=self.notify,
+        )
+
+    def start(self) -> bool:
+        """Start the thread (never waiting for it); False if it could not start."""
+        loop = self.loop
+        if loop is None:
+            report(
+                "start", "bucket_logging: cannot start the sender thread (%s)", self._cannot_start
+            )
+            return False
+        thread = threading.Thread(
+            target=self._thread_main, args=(loop,), name="bucket_logging-sender", daemon=True
+        )
+        try:
+            _shutdown.start_thread(thread)
+        except RuntimeError as exc:  # e.g. "can't create new thread at interpreter shutdown"
+            self.loop = None
+            loop.close()
+            report("start", "bucket_logging: cannot start the sender thread (%s)", exc)
+            return False
+        self.thread = thread
+        if self.spool is not None:
+            self.call_soon(self._wake.set)  # open the spool and replay its backlog now
+        return True
+
+    # -- from any thread -----------------------------------------------------------------
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> bool:
+        """Run ``callback(*args)`` on the loop; False when the loop is gone."""
+        loop = self.loop
+        if loop is None:
+            return False
+        try:
+            loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop is closed
+            return False
+        return True
+
+    def wake_soon(self) -> None:
+        """A batch was sealed: pump soon."""
+        self.call_soon(self._wake.set)
+
+    def request_flush(self, mark: Mark) -> concurrent.futures.Future[bool] | None:
+        """A future answered once ``mark`` is reached (None if the loop is gone)."""
+        future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        if not self.call_soon(self._add_waiter, mark, future):
+            return None
+        return future
+
+    def start_closing(self, deadline: float) -> None:
+        """Cut back-offs short; what is not delivered by ``deadline`` is given up."""
+        self.call_soon(self._set_closing, deadline)
+
+    def stop(self) -> None:
+        """End the loop soon (after the close's flush): deliveries are cancelled."""
+        self.call_soon(self._stop)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _thread_main(self, loop: asyncio.AbstractEventLoop) -> None:
+        ident = self.thread_id = threading.get_ident()
+        _diagnostics.internal_threads.add(ident)
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as exc:  # pragma: no cover - last resort
+            report("thread", "bucket_logging: the sender stopped unexpectedly: %r", exc)
+        finally:
+            with contextlib.suppress(Exception):
+                loop.close()
+            # thread ids are reused: a later application thread must not pass for ours
+            _diagnostics.internal_threads.discard(ident)
+
+    async def _main(self) -> None:
+        interval = self.config.flush_interval
+        tick = time.monotonic() + interval  # when the batch being filled goes out
+        try:
+            while not self._stopping:
+                now = time.monotonic()
+                if not self._wake.is_set() and now < tick:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), tick - now)
+                self._wake.clear()
+                self._queue.woken()
+                # Woken for a full batch (or a free request slot), send the full ones;
+                # the batch being filled goes on the timer, for a flush, or at the close.
+                now = time.monotonic()
+                partial = (
+                    now >= tick or bool(self._waiters) or self.pace.closing_deadline is not None
+                )
+                if now >= tick:
+                    tick = now + interval
+                try:
+                    await self.pump(partial)
+                except Exception as exc:  # never let the thread die: report, go on
+                    report("pump", "bucket_logging: sending failed, retrying: %r", exc)
+                    await asyncio.sleep(min(1.0, interval))
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.spool is not None:
+                await self.spool.close()
+            await self._client.aclose()
+            self.check_waiters()
+            for _, future in self._waiters:  # never left waiting on a stopped sender
+                if not future.done():
+                    future.set_result(False)
+            self._waiters = []
+
+    def _set_closing(self, deadline: float) -> None:
+        self.pace.closing_deadline = deadline
+        self._hurry()
+
+    def _stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _hurry(self) -> None:
+        """Wake every retry back-off now (a flush or shutdown is waiting)."""
+        self.pace.hurry()
+        self._wake.set()
+
+    def _flush_waiting(self) -> bool:
+        return any(not f.done() for _, f in self._waiters)
+
+    def _add_waiter(self, mark: Mark, future: concurrent.futures.Future[bool]) -> None:
+        self._waiters.append((mark, future))
+        self._hurry()
+        self.check_waiters()
+
+    def check_waiters(self) -> None:
+        """Answer the flushes whose items are all finished."""
+        if not self._waiters:
+            return
+        keep = []
+        for mark, future in self._waiters:
+            if self._ledger.reached(mark):
+                if not future.done():
+                    with contextlib.suppress(concurrent.futures.InvalidStateError):
+                        future.set_result(True)  # unless cancelled meanwhile
+            elif not future.done():
+                keep.append((mark, future))
+        self._waiters = keep
+
+    async def pump(self, partial: bool) -> None:
+        """Take sealed batches off the queue while a request slot is free, and send them.
+
+        With ``partial`` the batch being filled is sealed first (once: what arrives
+        while this pump awaits waits for a full batch or the next tick).
+        """
+        if partial:
+            self._queue.seal()
+        if self.spool is not None and await self.spool.pump():
+            return  # the spool persisted the queue and started what slots allow
+        while not self._stopping:
+            if not self._queue.has_full_batch():
+                break
+            await self.slots.acquire()
+            taken = self._queue.take(partial=False)
+            if taken is None:  # nothing (full) queued after all
+                self.slots.release()
+                self.check_waiters()
+                break
+            self.spawn(self.deliver(*taken))
+
+    # -- the spool's host ------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the loop is stopping (no new delivery starts)."""
+        return self._stopping
+
+    @property
+    def ledger(self) -> Ledger:
+        """The sender's counts."""
+        return self._ledger
+
+    @property
+    def queue(self) -> BatchQueue:
+        """The sender's batch queue."""
+        return self._queue
+
+    def wake(self) -> None:
+        """Pump again soon (on the loop: a request slot is free)."""
+        self._wake.set()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a delivery task on the loop (cancelled at the stop)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def deliver(
+        self,
+        batch: Batch | list[bytes],
+        ticket: Ticket,
+        post: Post | None = None,
+        settle: Callable[[Outcome], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        """Deliver a batch holding a request slot; then free the slot and the ticket.
+
+        ``settle`` decides what becomes of the items given up (the spool keeps them);
+        without it they are dropped.
+        """
+        try:
+            outcome = await self.delivery.deliver(batch, post)
+            if settle is not None:
+                await settle(outcome)
+            else:
+                for gave_up in outcome.given_up:
+                    self.drop(gave_up.reason, len(gave_up.entries), gave_up.status, gave_up.detail)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # pragma: no cover - defensive: never kill the loop
+            self.drop("internal_error", len(batch), None, f"unexpected error: {exc!r}")
+        finally:
+            self.finished(ticket)
+            self.slots.release()
+
+    def finished(self, ticket: Ticket) -> None:
+        """A batch is no longer in flight: answer the flushes that waited for it."""
+        self._ledger.release(ticket)
+        self.check_waiters()
+
+    def drop(self, reason: DropReason, count: int, status: int | None, detail: str) -> None:
+        """Count and report queued items that will not be delivered (they are done)."""
+        self._ledger.count_dropped(reason, count)
+        error = DeliveryError(reason, count, status, _diagnostics.outside_text(detail, 1000))
+        report("drop-" + reason, "bucket_logging: %s", error)
+        self.notify(error)
+
+    def notify(self, error: DeliveryError) -> None:
+        """Pass ``error`` to ``on_error`` (its exceptions are reported, not raised)."""
+        on_error = self.on_error()
+        if on_error is None:
+            return
+        try:
+            on_error(error)
+        except Exception as exc:
+            report("on_error", "bucket_logging: on_error callback raised %r", exc)

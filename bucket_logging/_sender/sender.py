@@ -1,0 +1,452 @@
+"""The bulk sender: the facade over the parts that ship items to Bucket.
+
+A :class:`BulkSender` is a thin facade. Its options become one immutable
+:class:`~bucket_logging._sender.config.SenderConfig`; the parts each live in a module of
+their own and talk through small public interfaces:
+
+* :mod:`~bucket_logging._sender.queue` -- the batch queue: inbox, batches, bounds, dedupe;
+* :mod:`~bucket_logging._sender.ledger` -- the one place that counts and tells a flush
+  what is pending;
+* :mod:`~bucket_logging._sender.delivery` and :mod:`~bucket_logging._sender.retry` -- one batch
+  to the endpoint (retries, bisection) and the retry policy;
+* :mod:`~bucket_logging._sender.spooling` -- the optional on-disk spool;
+* :mod:`~bucket_logging._runtime.state` -- the shared senders, the exit and fork hooks.
+
+* :mod:`~bucket_logging._sender.engine` -- the sender's thread and asyncio loop.
+
+The sender knows nothing about logging; its diagnostics go to the
+``bucket_logging`` logger, its HTTP client's records are silenced on its thread,
+and the tracking key appears in no message or ``repr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
+import httpcore  # noqa: F401 - (a fork during an import leaves a partial module)
+import httpx
+
+from .._exceptions import DeliveryError, RefusedCallError
+from .._items.item import Item
+from .._runtime import diagnostics as _diagnostics
+from .._runtime import shutdown as _shutdown
+from .._runtime import state as _process
+from .._runtime.diagnostics import report
+from .config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_SPOOL_MAX_AGE,
+    DEFAULT_SPOOL_MAX_BYTES,
+    ConfigValue,
+    SenderConfig,
+)
+from .engine import SenderLoop, tls_verify
+from .ledger import Ledger, RefusalReason, SenderStats
+from .queue import BatchQueue
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "BulkSender",
+    "SenderStats",
+]
+
+
+class BulkSender:
+    """Ships :class:`~bucket_logging.Item` objects to Bucket's bulk endpoint in the background.
+
+    Most applications never build one: :class:`~bucket_logging.BucketHandler` and
+    :class:`~bucket_logging.BucketProcessor` get the shared sender for their key
+    through :func:`get_sender`. Build one directly to send items yourself::
+
+        sender = BulkSender("my-tracking-key")
+        sender.enqueue(Item.event("Sent message", user_id=42))
+        sender.flush(timeout=5)
+
+    Args:
+        tracking_key: the app's Bucket tracking key or Reflag key (``sec_...`` or
+            ``pub_...``: Reflag's Runtime API); else env ``BUCKET_TRACKING_KEY``,
+            else ``REFLAG_SECRET_KEY``.
+        base_url: the API's base URL; else env ``BUCKET_TRACKING_URL``, else
+            ``REFLAG_API_BASE_URL``, else ``https://tracking.bucket.co`` (a Reflag
+            key: ``https://front.reflag.com``; EU: ``REFLAG_EU_BASE_URL``).
+        api: ``"tracking"`` (the key in the path) or ``"runtime"`` (Reflag's Runtime
+            API, the key in a Bearer header); by default chosen by the key's prefix.
+        offline: validate and count items, send nothing (no key needed); also when
+            env ``BUCKET_OFFLINE`` (or ``REFLAG_OFFLINE``) is ``1``/``true``/``on``/``yes``.
+        flush_interval: seconds between sends of a partial batch.
+        max_batch_items: items per request at most (bodies also stay at or under
+            2,000,000 bytes, which bounds a batch of typical events first).
+        max_queue_items: items held in memory at most; more are dropped and counted.
+        max_queue_bytes: encoded bytes held in memory at most (same).
+        max_concurrent_requests: bulk requests in flight at once.
+        request_timeout: seconds for one HTTP request.
+        retry_budget: seconds a batch is retried before it is dropped.
+        backoff_base: first retry delay in seconds (doubles each time, with jitter).
+        backoff_max: the cap of one retry delay in seconds.
+        dedupe_window: seconds within which identical user/company updates are
+            sent once; 0 turns it off.
+        shutdown_timeout: seconds the exit hook (and :meth:`close`) may spend
+            delivering what is queued.
+        transport: an httpx async transport (e.g. ``httpx.MockTransport``) for tests.
+        verify: TLS certificate verification (httpx's ``verify``).
+        on_error: called on the sender's thread with a
+            :class:`~bucket_logging.DeliveryError` whenever items are dropped.
+        spool_dir: a directory for the on-disk spool (else env ``BUCKET_SPOOL_DIR``;
+            off by default): batches are written there before they are sent and
+            deleted once delivered, so that a crash, a deploy or an outage longer
+            than ``retry_budget`` loses nothing; a later sender with the same
+            directory delivers them. Several processes may share one directory.
+            See :mod:`bucket_logging._sender.spooling`.
+        spool_max_bytes: the spool's size limit in bytes (256 MiB); the oldest
+            batches are dropped (counted, reported) to stay under it.
+        spool_max_age: seconds a batch is kept in the spool (7 days); older ones are
+            dropped (counted, reported).
+        handle_sigterm: install a SIGTERM handler that delivers the queue before the
+            process ends by SIGTERM, when SIGTERM has its default disposition (see
+            :mod:`bucket_logging._runtime.shutdown`); ``False`` or env ``BUCKET_HANDLE_SIGTERM=0``
+            installs none.
+
+    Memory is bounded by ``max_queue_bytes`` of encoded items (plus about 40 bytes of
+    bookkeeping per item, at most ``max_queue_items`` of them), the trackers' inbox
+    (at most 4,096 entries of at most 4 KiB, not yet counted) and
+    ``max_concurrent_requests`` bodies of at most 2,000,000 bytes in flight, and the
+    dedupe window (at most 50,000 keys): about 64 MiB + 8 MB + 16 MiB + 8 MB + 9 MB
+    with the defaults.
+    """
+
+    base_url = ConfigValue(lambda c: c.base_url)
+    api = ConfigValue(lambda c: c.api)
+    offline = ConfigValue(lambda c: c.offline)
+    flush_interval = ConfigValue(lambda c: c.flush_interval)
+    max_batch_items = ConfigValue(lambda c: c.max_batch_items)
+    max_queue_items = ConfigValue(lambda c: c.max_queue_items)
+    max_queue_bytes = ConfigValue(lambda c: c.max_queue_bytes)
+    max_concurrent_requests = ConfigValue(lambda c: c.max_concurrent_requests)
+    request_timeout = ConfigValue(lambda c: c.request_timeout)
+    retry_budget = ConfigValue(lambda c: c.retry.budget)
+    backoff_base = ConfigValue(lambda c: c.retry.base)
+    backoff_max = ConfigValue(lambda c: c.retry.cap)
+    dedupe_window = ConfigValue(lambda c: c.dedupe_window)
+    shutdown_timeout = ConfigValue(lambda c: c.shutdown_timeout)
+    spool_dir = ConfigValue(lambda c: c.spool.directory if c.spool else None)
+
+    def __init__(
+        self,
+        tracking_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        offline: bool = False,
+        api: str | None = None,
+        flush_interval: float = 1.0,
+        max_batch_items: int = 15_000,
+        max_queue_items: int = 200_000,
+        max_queue_bytes: int = 64 * 1024 * 1024,
+        max_concurrent_requests: int = 4,
+        request_timeout: float = 10.0,
+        retry_budget: float = 300.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        dedupe_window: float = 60.0,
+        shutdown_timeout: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: bool | str | ssl.SSLContext = True,
+        on_error: Callable[[DeliveryError], object] | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        spool_max_age: float = DEFAULT_SPOOL_MAX_AGE,
+        handle_sigterm: bool = True,
+    ) -> None:
+        #: The validated options.
+        self.config: Final = SenderConfig.build(
+            tracking_key,
+            base_url=base_url,
+            offline=offline,
+            api=api,
+            flush_interval=flush_interval,
+            max_batch_items=max_batch_items,
+            max_queue_items=max_queue_items,
+            max_queue_bytes=max_queue_bytes,
+            max_concurrent_requests=max_concurrent_requests,
+            request_timeout=request_timeout,
+            retry_budget=retry_budget,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            dedupe_window=dedupe_window,
+            shutdown_timeout=shutdown_timeout,
+            spool_dir=spool_dir,
+            spool_max_bytes=spool_max_bytes,
+            spool_max_age=spool_max_age,
+            handle_sigterm=handle_sigterm,
+        )
+        _diagnostics.register_secret(self.config.tracking_key)
+        if not self.config.offline and transport is None:
+            _diagnostics.warn_if_insecure(self.config.base_url, verify)
+        self.on_error = on_error
+        self._transport = transport
+        # (a TLS context made once: a forked child's engine reuses it)
+        self._verify = verify if self.config.offline else tls_verify(verify, transport)
+        self._start_lock = threading.Lock()
+        self._ledger = Ledger()
+        self._queue = BatchQueue(
+            self._ledger,
+            max_batch_items=self.config.max_batch_items,
+            max_queue_items=self.config.max_queue_items,
+            max_queue_bytes=self.config.max_queue_bytes,
+            dedupe_window=self.config.dedupe_window,
+            wake=self._wake_soon,
+            defer=self._put_later,
+            not_running=self._put_slowly,
+        )
+        #: Queue one encoded bulk entry (an ``Item.body``, valid, not deduplicated);
+        #: the trackers' fast path. Never blocks, never raises; False if dropped.
+        self.put_encoded: Final = self._queue.put
+        self._reset()
+        _process.watch(self)
+        _shutdown.install(sigterm=self.config.handle_sigterm)
+        if not self.config.offline:
+            self._start()
+
+    # ------------------------------------------------------------------ state
+
+    def _reset(self) -> None:
+        """Forget what belongs to one process: the engine (thread, loop, spool)."""
+        self._closed = False
+        self._engine: SenderLoop | None = None
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: an empty queue and a new thread on first use.
+
+        The parent's queued items stay the parent's (it sends them).
+        """
+        self._start_lock = threading.Lock()
+        engine = self._engine
+        if engine is not None and engine.thread_id is not None:
+            _diagnostics.internal_threads.discard(engine.thread_id)
+        self._queue.reset()
+        self._ledger.reset()
+        self._reset()
+
+    def _start(self) -> None:
+        """Start the sender's engine and thread without waiting for the thread."""
+        engine = SenderLoop(
+            self.config,
+            self._ledger,
+            self._queue,
+            verify=self._verify,
+            transport=self._transport,
+            on_error=lambda: self.on_error,
+        )
+        self._engine = engine
+        if not engine.start():
+            self._closed = True
+            return
+        self._queue.running = not self._closed
+        _shutdown.watch_pool_exit()  # a forked pool child leaves with os._exit
+
+    @property
+    def engine(self) -> SenderLoop | None:
+        """The thread, loop and spool of this process (None before the first start)."""
+        return self._engine
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The sender's background thread, once started."""
+        engine = self._engine
+        return None if engine is None else engine.thread
+
+    def __repr__(self) -> str:
+        return (
+            f"<BulkSender {self.config.api} {self.config.base_url} key=<redacted>"
+            f"{' offline' if self.config.offline else ''} pending={self.pending}>"
+        )
+
+    # ------------------------------------------------------------------ caller side
+
+    def enqueue(self, item: Item) -> bool:
+        """Queue ``item`` for delivery; never blocks, never raises.
+
+        Returns False when the item was dropped (queue full, sender closed), which is
+        counted in :attr:`stats`. A user or company update identical to one queued
+        within ``dedupe_window`` seconds is skipped (counted as ``deduplicated``).
+        """
+        body = item.body
+        if type(body) is not bytes:  # an Item built by hand
+            try:
+                body = bytes(body)
+            except Exception:  # e.g. a str: never raise from a log call
+                self._ledger.count_dropped("invalid", 1, pending=False)
+                report(
+                    "drop-invalid",
+                    "bucket_logging: dropped an item whose body is %s, not bytes",
+                    type(body).__name__,
+                )
+                return False
+        key = item.dedupe_key
+        queue = self._queue
+        if key is not None and self.config.dedupe_window > 0 and queue.running:
+            return queue.put_once(body, key)
+        return queue.put_locked(body)
+
+    def _put_slowly(self, body: bytes) -> bool:
+        """A put while the queue is not running: offline, closed, or a forked child."""
+        if self.config.offline:
+            self._ledger.count_offline()
+            if _diagnostics.logger.isEnabledFor(logging.DEBUG):
+                _diagnostics.logger.debug("offline: %s", body.decode("utf-8", "replace"))
+            return True
+        if not self._queue.running and not self._closed:
+            # First use in a forked child: concurrent first calls wait for one start.
+            with self._start_lock:
+                if not self._queue.running and not self._closed:
+                    try:
+                        self._start()
+                    except Exception as exc:  # e.g. no file descriptor left
+                        self._closed = True
+                        report("start", "bucket_logging: cannot start the sender (%r)", exc)
+        if self._queue.running:
+            return self._queue.put_locked(body)
+        self._ledger.count_dropped("closed", 1, pending=False)
+        self._queue.report_drop(body, "closed")
+        return False
+
+    def _put_later(self, body: bytes) -> bool:
+        """Queue ``body`` from the sender's thread (a put re-entered by a signal handler)."""
+        engine = self._engine
+        return engine is not None and engine.call_soon(self.put_encoded, body)
+
+    def _wake_soon(self) -> None:
+        engine = self._engine
+        if engine is not None:
+            engine.wake_soon()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran (or the sender thread could not start)."""
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        """Items queued or in flight, not yet delivered or dropped."""
+        self._queue.drain()
+        return self._ledger.pending
+
+    @property
+    def stats(self) -> SenderStats:
+        """A snapshot of the counters; cheap, readable at any time from any thread."""
+        self._queue.drain()
+        return self._ledger.stats()
+
+    def refused(self, reason: RefusalReason, kind: str, detail: str) -> None:
+        """Count a record's refused call; pass a :class:`RefusedCallError` to ``on_error``."""
+        self._ledger.count_refused(reason)
+        error = RefusedCallError(reason, kind, detail)
+        engine = self._engine
+        if self.on_error and (engine is None or not engine.call_soon(engine.notify, error)):
+            with contextlib.suppress(Exception):
+                self.on_error(error)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver everything queued so far; wait at most ``timeout`` seconds.
+
+        Returns True when every item queued before the call was delivered or dropped
+        (and counted), False on time-out. Retry back-offs are cut short: a flush does
+        not sit out a long delay. Safe to call from any thread; from the sender's own
+        thread it returns False at once instead of deadlocking.
+        """
+        future = self._request_flush()
+        if future is None:
+            return True
+        engine = self._engine
+        if engine is not None and threading.get_ident() == engine.thread_id:
+            future.cancel()
+            return False
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # a flush that gave up no longer cuts the back-offs short
+            return False
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """:meth:`flush` for asyncio applications: awaits without blocking their loop."""
+        future = self._request_flush()
+        if future is None:
+            return True
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except asyncio.TimeoutError:
+            return False
+
+    def _request_flush(self) -> concurrent.futures.Future[bool] | None:
+        engine = self._engine
+        if engine is None or engine.thread is None or self._closed:
+            return None  # (a closed sender has counted what it could not deliver)
+        self._queue.drain()  # what was logged before this call is counted in
+        mark = self._ledger.mark()
+        if self._ledger.reached(mark):
+            return None
+        future = engine.request_flush(mark)
+        if future is None:  # the thread is gone: what it held is not delivered
+            future = concurrent.futures.Future()
+            future.set_result(False)
+        return future
+
+    def start_closing(self, deadline: float) -> None:
+        """Hurry: the close deadline is ``deadline`` (``time.monotonic()``); back-offs
+        are cut short and what cannot be delivered by then is given up (or spooled)."""
+        if self._engine is not None:
+            self._engine.start_closing(deadline)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver what is queued (within ``timeout``, default ``shutdown_timeout``), then stop.
+
+        Items still undelivered then are counted as dropped (``shutdown``) and
+        reported. Later :meth:`enqueue` calls drop their items (``closed``).
+        Idempotent.
+        """
+        if self._closed or self.config.offline:
+            self._closed = True
+            self._queue.running = False
+            return
+        timeout = self.config.shutdown_timeout if timeout is None else max(0.0, timeout)
+        deadline = time.monotonic() + timeout
+        self.start_closing(deadline)
+        self.flush(timeout)
+        with self._queue.lock:
+            self._queue.drain()  # logged during the flush: counted below as not delivered
+            self._closed = True
+            self._queue.running = False
+        engine = self._engine
+        if engine is None:  # pragma: no cover - a running sender has one
+            return
+        engine.stop()
+        thread = engine.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.1, min(1.0, deadline - time.monotonic())))
+            spool = engine.spool
+            if thread.is_alive() and spool is not None and not spool.failed:
+                # The thread is still writing what is left to the spool (e.g. waiting
+                # for another process's write lock): that wrap-up counts it as spooled.
+                report(
+                    "spool-close",
+                    "bucket_logging: the sender is still writing %d item(s) to the spool "
+                    "at %s as close() returns; the next sender with this spool_dir delivers "
+                    "them",
+                    self._ledger.pending,
+                    spool.path,
+                )
+                _process.state.forget(self)
+                return
+        self._queue.drain()  # (an entry logged while closing: counted as closed)
+        lost = self._ledger.pending
+        if lost:
+            engine.drop("shutdown", lost, None, engine.delivery.shutdown_loss())
+        _process.state.forget(self)

@@ -1,0 +1,151 @@
+"""The tracking server's records and outcomes, without any HTTP machinery.
+
+:class:`RequestRecord` is what :class:`~bucket_logging.TrackingServer` keeps of each
+request; :class:`Reject` and :class:`Drop` are the outcomes its checks raise. Kept
+apart from :mod:`bucket_logging._server.http` so that ``import bucket_logging`` does
+not import :mod:`http.server`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from typing import Final
+
+from .._items.item import KINDS
+
+__all__ = [
+    "CHUNK",
+    "DRAIN_LIMIT",
+    "METHODS",
+    "SUCCESS_BODY",
+    "Drop",
+    "Reject",
+    "RequestRecord",
+    "route",
+    "runtime_key",
+    "validation_failed",
+]
+
+#: The methods of the API: the four kinds and ``bulk``.
+METHODS: Final = frozenset((*KINDS, "bulk"))
+
+#: Bodies up to this size are read (and discarded) before answering 413, so that the
+#: connection stays usable; larger ones are answered at once and the connection closed.
+DRAIN_LIMIT: Final = 64 * 1024 * 1024
+
+#: At most this many validation errors are listed in a 400 response.
+MAX_VALIDATION_ERRORS: Final = 100
+
+CHUNK: Final = 256 * 1024
+
+SUCCESS_BODY: Final = b'{"success":true}'
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestRecord:
+    """One request the server answered (or dropped), as :attr:`TrackingServer.requests`.
+
+    Attributes:
+        http_method: ``"POST"``, ``"GET"``, ...
+        kind: the API method of the path (``"bulk"``, ``"event"``, ...), or None when
+            the path is not one of the API's.
+        status: the HTTP status answered; ``0`` when the connection was reset or
+            dropped without a response.
+        items: how many items the body held (0 when it could not be parsed).
+        body_bytes: the size of the body.
+        code: the error code of a failed request (``"BODY_VALIDATION_FAILED"``, ...).
+        message: the error message of a failed request.
+        errors: the validation error messages of a 400 response.
+        api: ``"tracking"`` (the key in the path) or ``"runtime"`` (Reflag's Runtime
+            API: ``/{method}``, the key in a Bearer header or ``?publishableKey=``).
+        path: the request's path without its query, the key of a tracking-API path
+            replaced by ``<key>`` (a key is never recorded).
+        auth: where the key came from: ``"path"``, ``"bearer"``, ``"query"``, or ``""``.
+    """
+
+    http_method: str
+    kind: str | None
+    status: int
+    items: int = 0
+    body_bytes: int = 0
+    code: str | None = None
+    message: str = ""
+    errors: tuple[str, ...] = ()
+    # where the request went and how it was authorized: not part of its outcome
+    api: str = dataclasses.field(default="tracking", compare=False)
+    path: str = dataclasses.field(default="", compare=False)
+    auth: str = dataclasses.field(default="", compare=False)
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the request was answered with 200 and its items recorded."""
+        return self.status == 200
+
+
+class Reject(Exception):
+    """Internal: answer the request with an error response."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        errors: list[str] | None = None,
+        items: int = 0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = errors or []
+        self.items = items
+        self.headers = headers or {}
+
+
+class Drop(Exception):
+    """Internal: close the connection without answering."""
+
+
+def route(path: str) -> tuple[str | None, str | None]:
+    """Split ``/{key}/{method}`` into (method, key), ``/{method}`` (Reflag's Runtime
+    API) into (method, None); method None when not an API path."""
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    parts = path.split("/")
+    if len(parts) in (3, 4) and parts[-1] == "":
+        parts.pop()  # a trailing slash
+    if len(parts) == 2 and parts[0] == "" and parts[1] in METHODS:
+        return parts[1], None
+    if len(parts) != 3 or parts[0] != "" or not parts[1] or parts[2] not in METHODS:
+        return None, ""
+    return parts[2], parts[1]
+
+
+def runtime_key(authorization: str | None, query: str) -> tuple[str, str]:
+    """The key of a Runtime API request and where it came from: the ``Authorization:
+    Bearer`` header, else a ``publishableKey`` query parameter; ("", "") when none."""
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip(), "bearer"
+    for name, value in urllib.parse.parse_qsl(query):
+        if name == "publishableKey" and value.startswith("pub_"):
+            return value, "query"
+    return "", ""
+
+
+def validation_failed(errors: list[str], items: int = 0) -> Reject:
+    shown = errors[:MAX_VALIDATION_ERRORS]
+    if len(errors) > len(shown):
+        shown.append(f"... and {len(errors) - len(shown)} more problem(s)")
+    first = errors[0] if errors else "invalid body"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return Reject(
+        400,
+        "BODY_VALIDATION_FAILED",
+        f"Invalid request body: {first}{more}",
+        errors=shown,
+        items=items,
+    )
