@@ -4,6 +4,7 @@
     python3 dev.py demo     # the library end to end against the local tracking server
     python3 dev.py test     # lint, type-check, the layering contracts and the whole suite
     python3 dev.py bench    # the benchmarks (``bench --smoke`` for a quick run)
+    python3 dev.py docs     # build the docs site strictly into site/ (``docs --serve``: serve it)
 
 Each command creates ``.venv/`` beside this file on first use and installs the
 package with its development extras into it; later runs reuse it and reinstall
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
+STRUCTURE = ROOT.parent / "shared" / "tools" / "structure.py"
 
 
 def _run(*args: str | os.PathLike[str]) -> int:
@@ -58,6 +60,11 @@ def cmd_test(args: list[str]) -> int:
         ("ruff", [PY, "-m", "ruff", "check", "."]),
         ("mypy", [PY, "-m", "mypy"]),
         ("lint-imports", [BIN / "lint-imports", "--no-cache"]),
+        *(
+            [("structure", [PY, STRUCTURE, "bucket_logging"])]
+            if STRUCTURE.exists()  # the steering repository's measure, where it sits beside
+            else []
+        ),
         (
             "pytest",
             [PY, "-m", "pytest", "--cov", "--cov-branch", "--cov-report=term", *args],
@@ -72,12 +79,26 @@ def cmd_test(args: list[str]) -> int:
     return 0
 
 
+def docs_command(args: list[str]) -> list[str | os.PathLike[str]]:
+    """``mkdocs build --strict`` (or ``mkdocs serve --strict`` with ``--serve``)."""
+    serve = "--serve" in args
+    rest = [a for a in args if a != "--serve"]
+    return [PY, "-m", "mkdocs", "serve" if serve else "build", "--strict", *rest]
+
+
+def cmd_docs(args: list[str]) -> int:
+    ensure_venv()
+    # mkdocs-material prints a notice about MkDocs 2 on every run unless told not to.
+    os.environ["NO_MKDOCS_2_WARNING"] = "1"
+    return _run(*docs_command(args))
+
+
 def cmd_bench(args: list[str]) -> int:
     ensure_venv("dev,bench")
     return _run(PY, "benchmarks/run.py", *args)
 
 
-COMMANDS = {"demo": cmd_demo, "test": cmd_test, "bench": cmd_bench}
+COMMANDS = {"demo": cmd_demo, "test": cmd_test, "bench": cmd_bench, "docs": cmd_docs}
 
 
 def main() -> int:

@@ -1,12 +1,15 @@
 """The bucket_logging demo: an app's log statements become Bucket tracking calls.
 
-Run it with ``python3 dev.py demo`` (or ``python examples/demo.py`` in the venv).
+Run it with ``python3 dev.py demo`` (or ``python examples/demo.py`` in the venv);
+``--keep`` keeps the local tracking server up afterwards (until Ctrl-C), to look at
+its page in a browser.
 
 Without ``BUCKET_TRACKING_KEY`` or ``REFLAG_SECRET_KEY`` in the environment, the
 demo starts a local tracking server inside this process (nothing to sign up for),
 runs the app twice, first with a Reflag secret key (``sec_...``: Reflag's Runtime
 API, the key in a Bearer header), then with a Bucket tracking key (the key in the
-path), and prints every tracking call that arrived there. With a key set, the calls
+path), prints every tracking call that arrived there and says where the server's page
+shows them. With a key set, the calls
 go to Reflag or Bucket, or to ``BUCKET_TRACKING_URL`` / ``REFLAG_API_BASE_URL`` when
 that is set too (e.g. ``python -m bucket_logging serve``).
 
@@ -19,10 +22,12 @@ The app logs through both front ends, configured the way an application would:
 
 from __future__ import annotations
 
+import argparse
 import logging
 import logging.config
 import os
 import sys
+import threading
 from typing import Any
 
 import structlog
@@ -162,7 +167,14 @@ DEMO_KEYS = (
 )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The bucket_logging demo.")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the local tracking server (and its page) up until Ctrl-C",
+    )
+    args = parser.parse_args(argv)
     if os.environ.get("BUCKET_TRACKING_KEY") or os.environ.get("REFLAG_SECRET_KEY"):
         return run(None, None, None, "", True)  # the key and URL from the environment
     server = bucket_logging.TrackingServer("127.0.0.1", 0).start()
@@ -170,7 +182,15 @@ def main() -> int:
         status = 0
         for i, (key, api) in enumerate(DEMO_KEYS):
             status = run(key, server.url, server, api, i == 0) or status
-            server.clear()
+        print(f"\nThe tracking server's page shows every call of both runs: {server.url}/")
+        if args.keep:
+            print("Keeping the server up for a look (Ctrl-C stops it).", flush=True)
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                print()
+        else:
+            print("(python3 dev.py demo --keep keeps it up for a look)")
         return status
     finally:
         server.stop()
@@ -186,6 +206,8 @@ def run(
     """Configure logging for one key, act the app out, and show what arrived."""
     configure(tracking_key, base_url)
     sender = bucket_logging.get_sender(tracking_key, base_url=base_url)
+    # where this run's records begin (the server keeps those of the runs before it)
+    first_call, first_request = (server.call_count, len(server.requests)) if server else (0, 0)
     where = (
         f"a local tracking server in this process, {sender.base_url}\n"
         f"  through {api}\n"
@@ -203,14 +225,16 @@ def run(
     stats = sender.stats
     print()
     if server is not None:
-        calls = server.calls
+        calls = server.calls[first_call:]
+        requests = server.requests[first_request:]
         print(f"2. The tracking calls that arrived at the server ({len(calls)}):\n")
         for call in calls:
             print("  " + format_call(call))
-        paths = ", ".join(sorted({f"POST {r.path}" for r in server.requests}))
-        print(f"\n{len(calls)} calls arrived in {len(server.requests)} request(s): {paths}.")
+        paths = ", ".join(sorted({f"POST {r.path}" for r in requests}))
+        print(f"\n{len(calls)} calls arrived in {len(requests)} request(s): {paths}.")
     else:
         print(f"2. {stats.sent} tracking calls were delivered to {sender.base_url}.")
+        print(f"   (when that is a `bucket-logging serve`, its page is {sender.base_url}/)")
     dropped = ", ".join(f"{k}={v}" for k, v in stats.dropped.items()) or "none"
     print(
         f"Sender: queued={stats.queued} sent={stats.sent} requests={stats.requests} "

@@ -15,8 +15,8 @@ bucket_logging:
   flushes explicitly as well, which also covers sync workers that leave through
   ``os._exit``. gunicorn does not call ``worker_exit`` for ``UvicornWorker``; those
   workers deliver on their own, except with ``--preload``, where the app's lifespan
-  shutdown must call ``await bucket_logging.aflush(5)`` (see README, "When the process
-  ends").
+  shutdown must call ``await bucket_logging.aflush(5)`` (see docs/delivery.md,
+  "When the process ends").
 
 ``python examples/gunicorn_conf_example.py`` (no gunicorn needed) simulates the
 pre-fork model with ``os.fork()``: the master logs before the fork, the worker after

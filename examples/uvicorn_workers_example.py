@@ -1,23 +1,25 @@
-"""An ASGI app under ``uvicorn --workers N``: the one line that delivers at the stop.
+"""An ASGI app under ``uvicorn --workers N``, with the lifespan line that delivers at the stop.
 
     BUCKET_TRACKING_KEY=... uvicorn uvicorn_workers_example:app --workers 2
 
 Under ``uvicorn --workers`` (also ``--reload``, or gunicorn ``--preload`` with
 ``UvicornWorker``) uvicorn imports the app inside its own signal handling; after its
 graceful shutdown a worker puts back the default SIGTERM disposition and raises SIGTERM
-again, which ends it before any exit hook runs. So the app delivers in its lifespan
-shutdown, which runs after the last request. With FastAPI or Starlette::
+again, which ends it before any exit hook runs. The library hooks the uvicorn server's
+shutdown to deliver there, so an app needs nothing; where it cannot (it warns, naming
+this fix), the app delivers in its lifespan shutdown, which runs after the last request
+(harmless everywhere else). With FastAPI or Starlette::
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
-        await bucket_logging.aflush(5)   # the one line
+        await bucket_logging.aflush(5)   # the lifespan line
 
     app = FastAPI(lifespan=lifespan)
 
 The app below is the same in raw ASGI, to stay dependency-free. (uvicorn in one
-process, gunicorn's workers and hypercorn need nothing: see README, "When the process
-ends".)
+process, gunicorn's workers and hypercorn need nothing: see docs/delivery.md, "When the
+process ends".)
 
 Run it: ``python examples/uvicorn_workers_example.py`` plays what uvicorn does (the
 lifespan startup, two requests, the lifespan shutdown) in-process; without

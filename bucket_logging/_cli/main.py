@@ -5,11 +5,15 @@
     $ python -m bucket_logging serve --port 8787
     Bucket tracking server on http://127.0.0.1:8787 (any tracking key accepted)
       export BUCKET_TRACKING_URL=http://127.0.0.1:8787 BUCKET_TRACKING_KEY=dev-local-key
+      ...
+      Watch the calls live at http://127.0.0.1:8787/ ; Ctrl-C to stop
     event     user=42 company=acme  "Sent message"  position=popover version=3
     400 BODY_VALIDATION_FAILED items[3]: score must be a number from 1 to 5, got 9
 
 Each accepted call is printed as one line (see :func:`format_call`), or as one JSON
-line with ``--json``; rejected requests as one line with their status and errors.
+line with ``--json``; rejected requests as one line with their status and errors. The
+server's page, ``http://127.0.0.1:8787/`` in a browser, shows them live (see
+:mod:`bucket_logging._server.page`).
 
 ``bucket-logging check`` asks the API whether it accepts the key, creating no data
 (see :mod:`bucket_logging._cli.check`). ``bucket-logging ship [FILE ...]`` sends the
@@ -98,7 +102,8 @@ def _build_parser() -> argparse.ArgumentParser:
             "(POST /{tracking_key}/{user|company|event|feedback|bulk}) and Reflag's "
             "Runtime API (POST /{user|company|event|feedback|bulk} with Authorization: "
             "Bearer sec_...), validating every call like Bucket does and printing each "
-            "accepted call as one line."
+            "accepted call as one line. Its page (GET / in a browser) shows the calls "
+            "live, with the refused requests and their reasons."
         ),
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
@@ -394,7 +399,7 @@ def _serve(args: argparse.Namespace) -> int:
             ]
         for line in exports:
             print(line, file=banner)
-        print("  Ctrl-C to stop", file=banner, flush=True)
+        print(f"  Watch the calls live at {srv.url}/ ; Ctrl-C to stop", file=banner, flush=True)
 
     try:
         # Serve on the main thread, where Ctrl-C (or SIGTERM) interrupts it.

@@ -68,7 +68,8 @@ class BucketHandler(FrontEnd, logging.Handler):
             tracking key; defaults to env ``BUCKET_TRACKING_KEY``, else ``REFLAG_SECRET_KEY``.
         base_url: the API's base URL (the sender's default when None).
         level: the handler's level.
-        rules: zero-code rules (a list of dicts, see :mod:`bucket_logging._tracking.rules`).
+        rules: zero-code rules: a list of dicts with ``match``, ``event`` and optionally
+            ``logger``, ``attributes``, ``active`` (the docs: "Tags and rules").
         user_id_field: the record field (and contextvars key) holding the user id.
         company_id_field: the record field (and contextvars key) holding the company id.
         sender: an existing sender to use instead of the shared one for the key

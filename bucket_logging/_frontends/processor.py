@@ -137,7 +137,8 @@ class BucketProcessor(KeywordFrontEnd):
         tracking_key: a Reflag key (``sec_...``: Reflag's Runtime API) or a Bucket
             tracking key; defaults to env ``BUCKET_TRACKING_KEY``, else ``REFLAG_SECRET_KEY``.
         base_url: the API's base URL (the sender's default when None).
-        rules: zero-code rules (a list of dicts, see :mod:`bucket_logging._tracking.rules`);
+        rules: zero-code rules: a list of dicts with ``match``, ``event`` and optionally
+            ``logger``, ``attributes``, ``active`` (the docs: "Tags and rules");
             ``match`` is matched against the event text, ``logger`` against the
             wrapped logger's ``name`` (or the ``logger`` key of the event dict).
         user_id_field: the event-dict key (and contextvars key) holding the user id.

@@ -166,11 +166,12 @@ def is_loopback(host: str) -> bool:
     /etc/hosts aliases), 127.0.0.0/8, ``::1`` (bracketed or not).
 
     The one loopback check: it decides whether the relay may run without a token and
-    whether a plain ``http://`` URL is worth a warning. Any other name is taken as
-    reaching the network (``*.localhost`` too: /etc/hosts may map it anywhere).
+    whether a plain ``http://`` URL is worth a warning. Names under ``.localhost`` are
+    loopback names too (RFC 6761: resolvers answer them with the loopback address);
+    any other name is taken as reaching the network.
     """
-    host = host.strip("[]").lower()
-    if host in _LOOPBACK_NAMES:
+    host = host.strip("[]").lower().rstrip(".")
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

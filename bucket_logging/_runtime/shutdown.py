@@ -14,6 +14,13 @@ The senders deliver their queues when the process ends, whichever way it ends:
   re-raise SIGTERM after their graceful shutdown (uvicorn, gunicorn's ``UvicornWorker``)
   hand the signal on to this one. A second SIGTERM during the delivery ends the process
   at once. Switch it off with ``handle_sigterm=False`` or ``BUCKET_HANDLE_SIGTERM=0``.
+  A first sender built on another thread asks the main thread to install it (a pending
+  call). As PID 1, where the kernel ignores SIGTERM's default action, the handler
+  delivers without closing the senders, stays in place and says once why.
+* **uvicorn servers that imported the app inside their signal capture** (``--workers``,
+  ``--reload``, gunicorn ``--preload`` with ``UvicornWorker``): they put back and re-raise
+  the default SIGTERM, so a sender that starts there hooks the server's shutdown
+  instead (see :mod:`bucket_logging._runtime.uvicorn_stop`).
 * **Forked pool children** (``multiprocessing`` with fork or forkserver, Celery's prefork
   pool through billiard) leave with ``os._exit``, skipping ``atexit``, after running
   their pool's finalizers: a sender that starts in such a child registers one there.
@@ -107,25 +114,75 @@ def install(*, sigterm: bool) -> None:
     """Deliver at interpreter exit, and on SIGTERM where ``sigterm`` allows.
 
     Called whenever a sender is built; does its work once per process. The SIGTERM
-    handler is installed only from the main thread (where Python allows it) and only
-    while SIGTERM has its default disposition.
+    handler is installed only while SIGTERM has its default disposition, by the main
+    thread (where Python allows it): from another thread, the main thread is asked to.
     """
     state = _process.state
     if not state.exit_hook_installed:
         state.exit_hook_installed = True
         atexit.register(_at_exit)
         _watch_celery()
-    if (
-        sigterm
-        and not state.sigterm_installed
-        and threading.current_thread() is threading.main_thread()
-    ):
-        try:
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, _on_sigterm)
-                state.sigterm_installed = True
-        except (ValueError, OSError, AttributeError):  # not the main interpreter, no SIGTERM
-            pass
+    if not sigterm or state.sigterm_installed:
+        return
+    if threading.current_thread() is threading.main_thread():
+        _install_sigterm_handler()
+    elif state.sigterm_requested is None:
+        _ask_the_main_thread()
+
+
+def _install_sigterm_handler() -> None:
+    """On the main thread: install the handler if SIGTERM's disposition is the default."""
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            _process.state.sigterm_installed = True
+    except (ValueError, OSError, AttributeError):  # not the main interpreter, no SIGTERM
+        pass
+
+
+def _ask_the_main_thread() -> None:
+    """A first sender built on another thread: Python lets only the main thread install
+    a signal handler, so the main thread is asked to, with ``Py_AddPendingCall`` (CPython's
+    public C API for exactly this: the call runs on the main thread between two bytecodes,
+    where Python runs signal handlers). It runs as soon as the main thread runs Python
+    code; one that only waits in C (a ``join()`` without end) runs it when it wakes."""
+    state = _process.state
+    try:
+        import ctypes  # noqa: PLC0415 - rarely needed (and absent from some builds)
+
+        api = ctypes.pythonapi
+        if sys.implementation.name != "cpython" or (
+            ctypes.PYFUNCTYPE(ctypes.c_void_p)(("PyInterpreterState_Get", api))()
+            != ctypes.PYFUNCTYPE(ctypes.c_void_p)(("PyInterpreterState_Main", api))()
+        ):
+            raise RuntimeError("not CPython's main interpreter")
+        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+        add_pending_call = ctypes.PYFUNCTYPE(ctypes.c_int, callback_type, ctypes.c_void_p)(
+            ("Py_AddPendingCall", api)
+        )
+        callback = callback_type(_install_on_the_main_thread)
+        state.sigterm_requested = callback  # kept for good: ctypes calls it later
+        if add_pending_call(callback, None) != 0:
+            raise RuntimeError("the interpreter's pending calls are full")
+    except Exception as exc:
+        _tell_once(
+            "sigterm-thread",
+            "bucket_logging: no SIGTERM handler: the first sender was built on thread %r, "
+            "and the main thread cannot be asked to install one (%s); a SIGTERM ends the "
+            "process with what is queued. Build the first handler at import time, or call "
+            "bucket_logging.flush() from your own SIGTERM handling",
+            threading.current_thread().name,
+            exc,
+        )
+
+
+def _install_on_the_main_thread(_: object) -> int:
+    try:
+        if threading.current_thread() is threading.main_thread():
+            _install_sigterm_handler()
+    except BaseException:  # pragma: no cover - a pending call must not raise
+        pass
+    return 0
 
 
 def watch_pool_exit() -> None:
@@ -176,20 +233,26 @@ def _on_celery_process_shutdown(**_: Any) -> None:
     _at_exit()
 
 
-def shutdown_all() -> None:
+def shutdown_all(limit: float | None = None) -> None:
     """Deliver what every live sender holds, within each one's deadline, and close it.
 
-    The exit hook. Every sender hurries at once, then each is closed in turn.
+    The exit hook. Every sender hurries at once, then each is closed in turn. ``limit``
+    shortens every sender's ``shutdown_timeout`` (``0``: close at once, counting and
+    reporting what is still queued).
     """
     senders = [s for s in list(_process.state.live) if not s.closed]
     if not senders:
         _diagnostics.report_suppressed()
         return
-    deadline = time.monotonic() + max(s.shutdown_timeout for s in senders)
+
+    def budget(sender: _process.LiveSender) -> float:
+        return sender.shutdown_timeout if limit is None else min(limit, sender.shutdown_timeout)
+
+    deadline = time.monotonic() + max(budget(s) for s in senders)
     for sender in senders:
-        sender.start_closing(time.monotonic() + sender.shutdown_timeout)
+        sender.start_closing(time.monotonic() + budget(sender))
     for sender in senders:
-        remaining = max(0.0, min(sender.shutdown_timeout, deadline - time.monotonic()))
+        remaining = max(0.0, min(budget(sender), deadline - time.monotonic()))
         try:
             sender.close(remaining)
         except Exception as exc:  # pragma: no cover - exit must go on
@@ -204,6 +267,9 @@ def _at_exit() -> None:
 def _on_sigterm(signum: int, frame: object) -> None:
     """Deliver what is queued, then let SIGTERM end the process as it would have."""
     state = _process.state
+    if os.getpid() == 1:  # SIGTERM's default action cannot end PID 1
+        _deliver_as_init()
+        return
     if not state.in_sigterm:  # a second SIGTERM during the delivery ends it at once
         state.in_sigterm = True
         try:
@@ -212,6 +278,44 @@ def _on_sigterm(signum: int, frame: object) -> None:
             report("exit", "bucket_logging: error while delivering on SIGTERM: %r", exc)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.raise_signal(signal.SIGTERM)
+    # Still here: the default action did not end the process (SIGTERM blocked in this
+    # thread, or a PID 1 that getpid() does not show). What is logged now is dropped.
+    _tell_once(
+        "alive",
+        "bucket_logging: SIGTERM did not end this process after the delivery; the senders "
+        "are closed, what is logged from now on is dropped",
+    )
+
+
+#: Why a SIGTERM did not end PID 1, and the fix (said once).
+PID1_MESSAGE: Final = (
+    "bucket_logging: SIGTERM does not end this process: it runs as PID 1 (a container "
+    "started without an init), and the kernel ignores a signal's default action for PID 1. "
+    "What was logged is delivered and the senders stay open for what the process logs "
+    "next. To stop on SIGTERM, start the container with an init (`docker run --init`, "
+    "Compose `init: true`, or tini as its entrypoint), or handle SIGTERM in the app"
+)
+
+
+def _deliver_as_init() -> None:
+    """PID 1: deliver what is queued (back-offs cut short) without closing the senders,
+    and say once why the process goes on. The handler stays in place: each later
+    SIGTERM delivers again, and the process ends its own way (its exit delivers the rest).
+    """
+    _tell_once("pid1", PID1_MESSAGE)
+    try:
+        live = [s for s in list(_process.state.live) if not s.closed]
+        if live:
+            _process.flush_all(max(s.shutdown_timeout for s in live))
+    except BaseException as exc:  # pragma: no cover - the application goes on
+        report("exit", "bucket_logging: error while delivering on SIGTERM: %r", exc)
+
+
+def _tell_once(topic: str, message: str, *args: object) -> None:
+    told = _process.state.told
+    if topic not in told:
+        told.add(topic)
+        report(topic, message, *args)
 
 
 def _after_fork_in_child() -> None:

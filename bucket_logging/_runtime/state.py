@@ -85,7 +85,13 @@ class State:
         # the exit paths (see bucket_logging._runtime.shutdown)
         self.exit_hook_installed = False
         self.sigterm_installed = False
+        #: the main thread was asked to install the SIGTERM handler (a first sender
+        #: built on another thread)
+        self.sigterm_requested: object = None
         self.in_sigterm = False
+        #: said once: SIGTERM cannot end this process (PID 1); uvicorn's shutdown
+        #: cannot be hooked; the SIGTERM handler cannot be installed
+        self.told: set[str] = set()
         self.pool_pid = 0  # the process whose pool finalizers hold ours
         # the spool (see bucket_logging._spool.store and _spool):
         #: tokens of this process's spool owners (an owner id with our pid and another

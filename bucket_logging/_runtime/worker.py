@@ -1,7 +1,8 @@
-"""The spool's worker thread, and what a fork() must know about it.
+"""The library's worker thread, and what a fork() must know about it.
 
-Every SQLite call of a spool runs on its :class:`SpoolExecutor`, one daemon thread
-per sender, awaited by the sender's event loop. A ``fork()`` waits (at most
+A :class:`Worker` is one daemon thread running blocking calls in order: a sender's
+name look-ups, a spool's SQLite calls (one each per sender), awaited by the sender's
+event loop. For a spool's worker, a ``fork()`` waits (at most
 :data:`FORK_WAIT_SECONDS`) until no worker is inside SQLite: SQLite's own mutexes
 would stay locked in the child otherwise; if one stays busy, the child's senders
 do without a spool. The callbacks are registered with the process's one fork
@@ -23,7 +24,7 @@ from . import state as _process
 
 __all__ = [
     "FORK_WAIT_SECONDS",
-    "SpoolExecutor",
+    "Worker",
     "after_fork_in_child",
     "after_fork_in_parent",
     "before_fork",
@@ -35,22 +36,31 @@ _T = TypeVar("_T")
 FORK_WAIT_SECONDS: Final = 2.0
 
 
-class SpoolExecutor:
-    """One daemon thread running spool operations in order, awaited from a loop.
+class Worker:
+    """The library's one kind of worker: a daemon thread running blocking calls in order.
 
-    Not a :class:`concurrent.futures.ThreadPoolExecutor`: its threads are joined and
-    refuse new work before ``atexit`` hooks run, and the exit hook still writes what
-    is left to the spool. A job runs even if the task awaiting it is cancelled: a
-    delete or release that was asked for always happens, in order.
+    The sender's loop resolves host names on one (:mod:`bucket_logging._sender.loop`),
+    a spool runs its SQLite calls on another. Not a
+    :class:`concurrent.futures.ThreadPoolExecutor`: its threads are joined and refuse
+    new work before ``atexit`` hooks run, and the exit hook still resolves names and
+    writes what is left to the spool. A job runs even if the task awaiting it is
+    cancelled: a delete or release that was asked for always happens, in order.
+
+    Args:
+        name: the thread's name.
+        wait_at_fork: a ``fork()`` waits (at most :data:`FORK_WAIT_SECONDS`) until this
+            worker is between two jobs (the spool's: SQLite's mutexes must not be held
+            in the child). Raises :class:`RuntimeError` where no thread can be started.
     """
 
-    def __init__(self) -> None:
-        self.busy = threading.Lock()  # held while an operation runs (see _before_fork)
+    def __init__(self, name: str, *, wait_at_fork: bool = False) -> None:
+        self.busy = threading.Lock()  # held while a job runs (see before_fork)
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        thread = threading.Thread(target=self._run, name="bucket_logging-spool", daemon=True)
+        thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread: Final = thread
-        _shutdown.start_thread(thread)
-        _process.state.spool_executors.add(self)
+        _shutdown.start_thread(thread)  # may raise RuntimeError at interpreter shutdown
+        if wait_at_fork:
+            _process.state.spool_executors.add(self)
 
     def _run(self) -> None:
         ident = threading.get_ident()
@@ -69,9 +79,10 @@ class SpoolExecutor:
         """Run ``job`` on the thread (fire and forget)."""
         self._jobs.put(job)  # type: ignore[arg-type]
 
-    async def call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run ``fn(*args)`` on the thread and await its result."""
-        loop = asyncio.get_running_loop()
+    def future(
+        self, loop: asyncio.AbstractEventLoop, fn: Callable[..., _T], *args: Any
+    ) -> asyncio.Future[_T]:
+        """Run ``fn(*args)`` on the thread; its result as a future of ``loop``."""
         future: asyncio.Future[_T] = loop.create_future()
 
         def resolve(ok: bool, value: Any) -> None:
@@ -91,7 +102,11 @@ class SpoolExecutor:
                 loop.call_soon_threadsafe(resolve, ok, result)
 
         self._jobs.put(job)
-        return await future
+        return future
+
+    async def call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(*args)`` on the thread and await its result."""
+        return await self.future(asyncio.get_running_loop(), fn, *args)
 
     def stop(self) -> None:
         """End the thread after the jobs already submitted."""

@@ -52,9 +52,11 @@ __all__ = [
 #: Where items go unless ``base_url`` or ``BUCKET_TRACKING_URL`` says otherwise.
 DEFAULT_BASE_URL: Final = "https://tracking.bucket.co"
 
-#: Reflag's Runtime API (keys ``sec_...`` and ``pub_...``), and its EU host.
 REFLAG_BASE_URL: Final = "https://front.reflag.com"
+"""Reflag's Runtime API (keys ``sec_...`` and ``pub_...``): the default ``base_url`` for them."""
+
 REFLAG_EU_BASE_URL: Final = "https://front-eu.reflag.com"
+"""Reflag's Runtime API in the EU (data residency): pass it as ``base_url``."""
 
 #: The two APIs (``api=``): the key in the path, or in a Bearer header.
 API_TRACKING: Final = "tracking"

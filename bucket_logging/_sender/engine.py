@@ -5,8 +5,9 @@ process (a forked child builds a new one). Its loop wakes when the batch queue
 seals a full batch, when a request slot frees up, on the flush interval, and when
 a flush or the close asks; it takes batches off the queue and delivers each with
 :class:`~bucket_logging._sender.delivery.Delivery`, at most ``max_concurrent_requests`` at
-once, through the spool when there is one (the spool sees it as its
-:class:`~bucket_logging._sender.spooling.SpoolHost`). Flushes wait here for a ledger
+once, through the spool when there is one: the engine hands the spool its batches and
+asks it what to send next (:class:`~bucket_logging._sender.spooling.Spool`: the spool
+never starts a delivery itself). Flushes wait here for a ledger
 :class:`~bucket_logging._sender.ledger.Mark`.
 
 Data flow: the queue's sealed batches → :meth:`SenderLoop.pump` → (spool: stored
@@ -21,7 +22,7 @@ import contextlib
 import ssl
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Final
 
 import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
@@ -32,12 +33,14 @@ from .._exceptions import DeliveryError
 from .._runtime import diagnostics as _diagnostics
 from .._runtime import shutdown as _shutdown
 from .._runtime.diagnostics import report
+from .._spool.store import SPOOL_ERRORS
 from .._version import __version__
 from .config import SenderConfig
 from .delivery import Delivery, Outcome, Pace, Post
 from .ledger import DropReason, Ledger, Mark, Ticket
 from .loop import ResolvingLoop
 from .queue import Batch, BatchQueue
+from .settle import Chunk, Settlement
 from .spooling import Spool
 
 __all__ = ["SenderLoop", "new_event_loop", "tls_verify"]
@@ -104,7 +107,9 @@ class SenderLoop:
         self.thread_id: int | None = None
         self._stopping = False
         self._waiters: list[tuple[Mark, concurrent.futures.Future[bool]]] = []
-        self.spool: Spool | None = Spool(config, self) if config.spool is not None else None
+        self.spool: Spool | None = (
+            Spool(config, ledger, self.drop, self.notify) if config.spool is not None else None
+        )
         # Everything the loop's callbacks touch is made here, on the caller's thread:
         # the caller never waits for the new thread (dictConfig holds logging's lock
         # while it builds handlers), and a fork during a half-done import on the
@@ -250,7 +255,7 @@ class SenderLoop:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             if self.spool is not None:
-                await self.spool.close()
+                await self.spool.close(self._all_queued())
             await self._client.aclose()
             self.check_waiters()
             for _, future in self._waiters:  # never left waiting on a stopped sender
@@ -303,7 +308,7 @@ class SenderLoop:
         """
         if partial:
             self._queue.seal()
-        if self.spool is not None and await self.spool.pump():
+        if self.spool is not None and await self._pump_spooled(self.spool):
             return  # the spool persisted the queue and started what slots allow
         while not self._stopping:
             if not self._queue.has_full_batch():
@@ -316,26 +321,77 @@ class SenderLoop:
                 break
             self.spawn(self.deliver(*taken))
 
-    # -- the spool's host ------------------------------------------------------------------
+    # -- the spooled path ------------------------------------------------------------------
 
-    @property
-    def stopping(self) -> bool:
-        """Whether the loop is stopping (no new delivery starts)."""
-        return self._stopping
+    async def _pump_spooled(self, spool: Spool) -> bool:
+        """Persist the queue's sealed batches, send what the free request slots can take
+        (the spool says which); False when the spool is unusable: memory takes over."""
+        try:
+            while not self._stopping and await spool.ready():
+                await self._start_spooled(spool)
+                taken = self._queue.take(partial=False)
+                if taken is None:
+                    break
+                await spool.persist(
+                    taken[0].entries(), taken[1], send_soon=not self.slots.locked()
+                )
+        except SPOOL_ERRORS as exc:
+            spool.fail(exc)
+        self.check_waiters()
+        if spool.failed:  # here, or in a delivery task meanwhile
+            for chunk in spool.hand_over():
+                self.spawn(self._deliver_handed_over(spool, chunk))
+            return False
+        return True
 
-    @property
-    def ledger(self) -> Ledger:
-        """The sender's counts."""
-        return self._ledger
+    async def _start_spooled(self, spool: Spool) -> None:
+        """Start deliveries of the spool's batches while a request slot is free."""
+        pace = self.pace
+        while not self._stopping and not self.slots.locked() and not spool.failed:
+            closing = pace.closing_deadline
+            if closing is not None and time.monotonic() >= closing:
+                await spool.leave_waiting()
+                return
+            chunk = await spool.next_batch(
+                flush_waiting=pace.flush_waiting(), closing=closing is not None
+            )
+            if chunk is None:
+                return
+            items, chunk.items = chunk.items or [], None
+            spool.sending(chunk)
+            await self.slots.acquire()
+            task = self.spawn(self._deliver_spooled(spool, chunk, items))
+            task.add_done_callback(lambda _: self._wake.set())  # a slot is free: pump
 
-    @property
-    def queue(self) -> BatchQueue:
-        """The sender's batch queue."""
-        return self._queue
+    async def _deliver_spooled(self, spool: Spool, chunk: Chunk, items: list[bytes]) -> None:
+        cancelled = False
+        try:
+            if chunk.row is None or spool.failed:
+                await self.deliver(items, chunk.ticket)
+            else:
+                settlement = Settlement(spool, chunk, self.delivery.post)
+                await self.deliver(items, chunk.ticket, settlement.post, settlement.settle)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            spool.sent(chunk, cancelled=cancelled)
 
-    def wake(self) -> None:
-        """Pump again soon (on the loop: a request slot is free)."""
-        self._wake.set()
+    async def _deliver_handed_over(self, spool: Spool, chunk: Chunk) -> None:
+        """Deliver a batch that waited in a failed spool from memory."""
+        await self.slots.acquire()
+        items = await spool.read_back(chunk)
+        if items is None:
+            self.slots.release()
+            self.drop("spool_error", chunk.count, None, "the spool could not be read back")
+            self.finished(chunk.ticket)
+            return
+        await self.deliver(items, chunk.ticket)
+
+    def _all_queued(self) -> Iterator[tuple[list[bytes], Ticket]]:
+        """What the queue still holds, batch by batch (the close stores it)."""
+        while (taken := self._queue.take()) is not None:
+            yield taken[0].entries(), taken[1]
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a delivery task on the loop (cancelled at the stop)."""

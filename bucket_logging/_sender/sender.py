@@ -41,6 +41,7 @@ from .._items.item import Item
 from .._runtime import diagnostics as _diagnostics
 from .._runtime import shutdown as _shutdown
 from .._runtime import state as _process
+from .._runtime import uvicorn_stop as _uvicorn_stop
 from .._runtime.diagnostics import report
 from .config import (
     DEFAULT_BASE_URL,
@@ -251,6 +252,7 @@ class BulkSender:
             return
         self._queue.running = not self._closed
         _shutdown.watch_pool_exit()  # a forked pool child leaves with os._exit
+        _uvicorn_stop.watch()  # a uvicorn server holding SIGTERM: deliver at its shutdown
 
     @property
     def engine(self) -> SenderLoop | None:

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from .._sender.ledger import Ticket
 from .._spool.store import SPOOL_ERRORS
+from .ledger import Ticket
 
 if TYPE_CHECKING:
-    from .._sender.delivery import Outcome
+    from .delivery import Outcome, Post
     from .spooling import Spool
 
-__all__ = ["Chunk", "Settlement", "deliver_from_memory"]
+__all__ = ["Chunk", "Settlement"]
 
 
 class Chunk:
@@ -53,11 +53,12 @@ class Chunk:
 
 
 class Settlement:
-    """The spool's side of one delivery of ``chunk``."""
+    """The spool's side of one delivery of ``chunk``: ``post`` (delivery's) wrapped."""
 
-    def __init__(self, spool: Spool, chunk: Chunk) -> None:
+    def __init__(self, spool: Spool, chunk: Chunk, post: Post) -> None:
         self.spool = spool
         self.chunk = chunk
+        self._post = post
 
     async def post(self, body: bytes, url: str | None = None) -> httpx.Response:
         """The request for a spooled batch, tracking whether it may have reached the server.
@@ -67,7 +68,7 @@ class Settlement:
         answer) it says 0 again. A replay of a row that says 1 is counted as a
         possible duplicate (``redelivered``).
         """
-        post = self.spool.host.delivery.post
+        post = self._post
         if self.chunk.row is None or self.spool.failed:
             return await post(body, url)
         if not self.chunk.marked and await self._mark(True):
@@ -103,10 +104,10 @@ class Settlement:
 
     async def settle(self, outcome: Outcome) -> None:
         """After a delivery: keep what was given up in the spool, delete or release the row."""
-        host = self.spool.host
         for gave_up in outcome.given_up:
             if self.spool.failed:
-                host.drop(gave_up.reason, len(gave_up.entries), gave_up.status, gave_up.detail)
+                count = len(gave_up.entries)
+                self.spool.drop(gave_up.reason, count, gave_up.status, gave_up.detail)
                 continue
             self.chunk.kept.extend(gave_up.entries)
             self.spool.keep(gave_up.entries, gave_up.reason, gave_up.status, gave_up.detail)
@@ -122,22 +123,3 @@ class Settlement:
                 )
         except SPOOL_ERRORS as exc:
             self.spool.fail(exc)
-
-
-async def deliver_from_memory(spool: Spool, chunk: Chunk) -> None:
-    """Deliver a batch that waited in a failed spool from memory (read back once if
-    need be; dropped as ``spool_error`` if it cannot be)."""
-    host = spool.host
-    await host.slots.acquire()
-    items = chunk.items
-    if items is None and chunk.row is not None:
-        try:
-            items = await spool.call(spool.store.read, chunk.row)
-        except SPOOL_ERRORS:
-            items = None
-    if items is None:
-        host.slots.release()
-        host.drop("spool_error", chunk.count, None, "the spool could not be read back")
-        host.finished(chunk.ticket)
-        return
-    await host.deliver(items, chunk.ticket)

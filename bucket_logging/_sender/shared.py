@@ -49,8 +49,16 @@ def get_sender(
         return sender
 
 
-#: Flush every sender of the process (see :func:`bucket_logging._runtime.state.flush_all`).
 flush: Final = _process.flush_all
+"""``flush(timeout=None) -> bool``: flush every sender of the process.
 
-#: :func:`flush` for asyncio applications (see :func:`bucket_logging._runtime.state.aflush_all`).
+For scripts and serverless handlers (and a process that ends with ``os._exit``):
+waits at most ``timeout`` seconds in all, and returns True when everything queued was
+delivered (or dropped and counted).
+"""
+
 aflush: Final = _process.aflush_all
+"""``await aflush(timeout=None) -> bool``: :func:`flush` for asyncio applications.
+
+Awaits without blocking the event loop, e.g. in an ASGI app's lifespan shutdown.
+"""

@@ -2,25 +2,28 @@
 
 With ``spool_dir=`` (or env ``BUCKET_SPOOL_DIR``) a :class:`~bucket_logging.BulkSender`
 writes every batch it takes off its in-memory queue to a SQLite database in that
-directory before the batch's first request (:mod:`bucket_logging._spool.store`
-says how and why), and deletes it once the server accepted it (2xx) or finally
-rejected it (a 400 for a single item). A batch the sender gives up on (retries
-exhausted, the shutdown deadline, another 4xx) is released in the spool instead
-of being dropped; the next sender that opens the spool (a restarted process,
-another worker, or this one after a pause) delivers it, oldest first.
+directory before the batch's first request (:mod:`bucket_logging._spool` says how
+and why), and deletes it once the server accepted it (2xx) or finally rejected it.
+A batch the sender gives up on (retries exhausted, the shutdown deadline, another
+4xx) is released in the spool instead of being dropped; the next sender that opens
+the spool (a restarted process, another worker, or this one after a pause) delivers
+it, oldest first.
 
 Threads and memory. The caller's thread is untouched: it still only appends to
 the in-memory queue. Every spool operation runs on one worker thread per sender
-(:class:`~bucket_logging._runtime.worker.SpoolExecutor`), awaited by the sender's
+(:class:`~bucket_logging._runtime.worker.Worker`), awaited by the sender's
 loop, which keeps serving requests while SQLite waits on the disk or a lock.
 Batches waiting for a request slot keep their items in memory up to a quarter of
 ``max_queue_bytes`` (so that a burst is sent without reading it back); beyond that
 they are read back from the file when their turn comes. Fork: see
 :mod:`bucket_logging._runtime.worker`.
 
-The spool talks to its sender through :class:`SpoolHost` (queue, ledger, request
-slots, delivery); each delivery's outcome is settled by a
-:class:`~bucket_logging._sender.settle.Settlement`.
+One way: the engine (:class:`~bucket_logging._sender.engine.SenderLoop`) drives,
+the spool answers. The engine hands it the batches it takes off the queue
+(:meth:`Spool.persist`), asks it which batch to send next (:meth:`Spool.next_batch`)
+and settles each delivery through a
+:class:`~bucket_logging._sender.settle.Settlement`; the spool never starts a
+delivery. It counts in the sender's ledger and reports drops through ``drop``.
 
 Failures. A spool that cannot be opened or used (garbage in the file, a read-only
 or missing directory, a full disk, a lock held past the busy timeout) is reported
@@ -31,103 +34,70 @@ what it still holds. A single malformed row is quarantined instead (see
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TypeVar
 
 from .._exceptions import DeliveryError
 from .._runtime import diagnostics as _diagnostics
 from .._runtime import state as _process
 from .._runtime.diagnostics import report
-from .._runtime.worker import SpoolExecutor
-from .._sender.config import SenderConfig
-from .._sender.ledger import DropReason, Ledger, Ticket
+from .._runtime.worker import Worker
 from .._spool.rows import destination
 from .._spool.store import MAINTENANCE_SECONDS, SPOOL_ERRORS, Evicted, SpoolStore
-from .settle import Chunk, Settlement, deliver_from_memory
+from .config import SenderConfig
+from .ledger import DropReason, Ledger, Ticket
+from .settle import Chunk
 
-if TYPE_CHECKING:
-    from .._sender.delivery import Delivery, Outcome, Pace, Post
-    from .._sender.queue import Batch, BatchQueue
-
-__all__ = ["Spool", "SpoolHost"]
+__all__ = ["Drop", "Spool"]
 
 _T = TypeVar("_T")
 
 
-class SpoolHost(Protocol):
-    """What the spool uses of its sender (:class:`~bucket_logging.BulkSender`)."""
-
-    @property
-    def ledger(self) -> Ledger:
-        """Where items are counted."""
-
-    @property
-    def queue(self) -> BatchQueue:
-        """The batches to persist."""
-
-    @property
-    def stopping(self) -> bool:
-        """Whether the sender is stopping."""
-
-    slots: asyncio.Semaphore
-    pace: Pace
-    delivery: Delivery
-
-    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run a task on the sender's loop."""
-
-    async def deliver(
-        self,
-        batch: Batch | list[bytes],
-        ticket: Ticket,
-        post: Post | None = None,
-        settle: Callable[[Outcome], Coroutine[Any, Any, None]] | None = None,
-    ) -> None:
-        """Deliver a batch holding a slot; free the slot and the ticket after."""
-
-    def finished(self, ticket: Ticket) -> None:
-        """A batch is no longer in flight."""
-
-    def drop(self, reason: DropReason, count: int, status: int | None, detail: str) -> None:
-        """Count and report items dropped."""
-
-    def notify(self, error: DeliveryError) -> None:
-        """Pass an error to ``on_error``."""
-
-    def wake(self) -> None:
-        """Pump again."""
-
-    def check_waiters(self) -> None:
-        """Answer the flushes that are done."""
+#: How the spool reports items it gives up on (the engine's ``drop``: counted as
+#: dropped, reported, passed to ``on_error``).
+Drop = Callable[[DropReason, int, "int | None", str], None]
 
 
 class Spool:
     """A sender's spool: persists its batches, delivers them and the backlog.
 
-    Lives on the sender's event loop; :meth:`pump` and :meth:`close` are the
-    sender's hooks. Built by :class:`~bucket_logging.BulkSender` when ``spool_dir``
-    is set.
+    Lives on the sender's event loop, called by its engine only. Built when
+    ``spool_dir`` is set.
+
+    Args:
+        config: the sender's configuration.
+        ledger: the sender's ledger (spooled, replayed, evicted items are counted there).
+        drop: reports items given up on (see :data:`Drop`).
+        notify: passes an error to the sender's ``on_error``.
     """
 
-    def __init__(self, config: SenderConfig, host: SpoolHost) -> None:
+    def __init__(
+        self,
+        config: SenderConfig,
+        ledger: Ledger,
+        drop: Drop,
+        notify: Callable[[DeliveryError], None],
+    ) -> None:
         spool = config.spool
         if spool is None:
             raise ValueError("the sender has no spool_dir")
-        self.host: Final = host
+        self._ledger = ledger
+        #: reports items given up on (also the settlements' when the spool failed)
+        self.drop: Final = drop
+        self._notify = notify
         self._config = config
         self.store: Final = SpoolStore(
             spool.directory, destination(config.destination), spool.max_bytes, spool.max_age
         )
         self.path = self.store.path
-        self._executor: SpoolExecutor | None = None
+        self._executor: Worker | None = None
         self._opened = False
         self.failed = False
         self._waiting: deque[Chunk] = deque()
-        self._retained = 0  # bytes of waiting batches held in memory (see _persist)
+        self._retained = 0  # bytes of waiting batches held in memory (see persist)
         self._sending: dict[int, Chunk] = {}  # row -> batch being delivered
         self._cancelled: list[Chunk] = []  # deliveries cut short by the stop
         self._next_maintenance = 0.0
@@ -140,7 +110,7 @@ class Spool:
         return f"<Spool {self.path} {state} waiting={len(self._waiting)}>"
 
     @property
-    def executor(self) -> SpoolExecutor | None:
+    def executor(self) -> Worker | None:
         """The worker thread, once the spool was opened."""
         return self._executor
 
@@ -180,56 +150,49 @@ class Spool:
                 store.mark_all_attempted()
 
             self._executor.submit(mark_all)
-        self._hand_over()
 
-    def _hand_over(self) -> None:
-        """Deliver the waiting batches without the spool (after a failure)."""
+    def hand_over(self) -> list[Chunk]:
+        """After a failure: the waiting batches, for the engine to deliver from memory
+        (with :meth:`read_back` for those whose items are only in the file)."""
         waiting = list(self._waiting)
         self._waiting.clear()
         self._retained = 0
-        for chunk in waiting:
-            self.host.spawn(deliver_from_memory(self, chunk))
+        return waiting
+
+    async def read_back(self, chunk: Chunk) -> list[bytes] | None:
+        """The items of a batch handed over, read back once if need be; None if they
+        cannot be (the caller drops them as ``spool_error``)."""
+        if chunk.items is not None or chunk.row is None:
+            return chunk.items
+        try:
+            return await self.call(self.store.read, chunk.row)
+        except SPOOL_ERRORS:
+            return None
 
     # -- hooks -----------------------------------------------------------------------
 
-    async def pump(self) -> bool:
-        """Persist the queue's sealed batches and send what a free request slot can take.
-
-        Only sealed batches leave the queue, as without a spool (the sender seals the
-        one being filled on its timer, for a flush or the close). Returns False when
-        the spool is unusable: the sender's memory-only path takes over.
-        """
+    async def ready(self) -> bool:
+        """Open the spool on first use, and maintain it when that is due; False when it
+        cannot be used (the engine's memory-only path takes over)."""
         if self.failed:
             return False
-        host = self.host
         try:
             if not self._opened and not await self._open():
                 return False
             if time.monotonic() >= self._next_maintenance:
                 await self._maintain()
-            while not host.stopping and not self.failed:
-                await self._dispatch()
-                taken = host.queue.take(partial=False)
-                if taken is None:
-                    host.check_waiters()
-                    break
-                await self._persist(taken[0].entries(), taken[1])
         except SPOOL_ERRORS as exc:
             self.fail(exc)
-        if self.failed:  # here, or in a delivery task meanwhile
-            self._hand_over()
-            return False
-        return True
+        return not self.failed
 
-    async def close(self) -> None:
-        """At the sender's stop: persist what is still queued, release what it owns."""
-        host = self.host
-        ledger = host.ledger
+    async def close(self, queued: Iterable[tuple[list[bytes], Ticket]]) -> None:
+        """At the sender's stop: persist what is still ``queued``, release what it owns."""
+        ledger = self._ledger
         try:
             if not self._opened or self.failed:
                 return
-            while (taken := host.queue.take()) is not None:
-                await self._persist(taken[0].entries(), taken[1], send=False)
+            for batch, ticket in queued:
+                await self.persist(batch, ticket, send_soon=False)
             cut = [(c.row, c.ambiguous or c.posting) for c in self._cancelled if c.row]
             memory_only = sum(c.count for c in self._cancelled if c.row is None)
             self._cancelled.clear()
@@ -278,7 +241,7 @@ class Spool:
                     "parent; SQLite cannot be used safely here"
                 )
             if self._executor is None:
-                self._executor = SpoolExecutor()
+                self._executor = Worker("bucket_logging-spool", wait_at_fork=True)
             batches, items, expired, full = await self.call(self.store.open)
         except SPOOL_ERRORS as exc:
             self.fail(exc)
@@ -306,13 +269,14 @@ class Spool:
         self._evicted(full, "spool_full")
         self._backlog_maybe = True
 
-    async def _persist(self, batch: list[bytes], ticket: Ticket, send: bool = True) -> None:
-        """Write one batch taken off the queue; keep its items if it is sent next."""
-        host = self.host
+    async def persist(self, batch: list[bytes], ticket: Ticket, *, send_soon: bool) -> None:
+        """Write one batch taken off the queue; keep its items if it is sent next.
+
+        ``send_soon``: a request slot is free now (False at the close: only stored).
+        """
+        send = send_soon
         size = sum(map(len, batch))
-        sent_next = (
-            send and not self._waiting and not host.slots.locked() and not self._backlog_maybe
-        )
+        sent_next = send and not self._waiting and not self._backlog_maybe
         # Waiting batches keep their items in memory up to a quarter of the queue's
         # bytes, so that a burst is sent without reading it back.
         retain_limit = self._config.max_queue_bytes // 4
@@ -335,8 +299,8 @@ class Spool:
             # batch is sent from memory, as without a spool, within a small bound.
             memory = sum(1 for c in self._waiting if c.row is None)
             if memory >= self._config.max_concurrent_requests:
-                host.drop("spool_full", len(batch), None, "the spool is full")
-                host.finished(ticket)
+                self.drop("spool_full", len(batch), None, "the spool is full")
+                self._ledger.release(ticket)
                 return
             retain = True
         chunk.row = row
@@ -352,65 +316,49 @@ class Spool:
             if chunk.items is not None:
                 self._retained -= chunk.size
 
-    async def _dispatch(self) -> None:
-        """Start deliveries while a request slot is free: the backlog, oldest first,
-        then this sender's own batches (those first while a flush or exit waits)."""
-        host = self.host
-        while not host.stopping and not host.slots.locked() and not self.failed:
-            closing = host.pace.closing_deadline
-            if closing is not None and time.monotonic() >= closing:
-                await self._leave_waiting()
-                return
-            claimed = await self._claim()
+    async def next_batch(self, *, flush_waiting: bool, closing: bool) -> Chunk | None:
+        """The batch to send next, its items loaded: the backlog, oldest first, then
+        this sender's own batches (those first while a flush or the exit waits); None
+        when there is none. The engine delivers it with a request slot held, and calls
+        :meth:`sending` then :meth:`sent`."""
+        while not self.failed:
+            claimed = None if flush_waiting or closing else await self._claim()
             if claimed is not None:
-                chunk = claimed
-            elif self._waiting:
-                chunk = self._waiting.popleft()
-                self._unretain((chunk,))
-                if chunk.items is None and chunk.row is not None:
-                    try:
-                        items = await self.call(self.store.load, chunk.row)
-                    except BaseException:
-                        self._waiting.appendleft(chunk)
-                        raise
-                    if items is None:
-                        self._taken_over(chunk)
-                        continue
-                    chunk.items = items
-                    chunk.marked = True
-            else:
-                return
-            items = chunk.items or []
-            chunk.items = None
-            if chunk.row is not None:
-                self._sending[chunk.row] = chunk
-            await host.slots.acquire()
-            task = host.spawn(self._run(chunk, items))
-            task.add_done_callback(self._delivered)
+                return claimed
+            if not self._waiting:
+                return None
+            chunk = self._waiting.popleft()
+            self._unretain((chunk,))
+            if chunk.items is None and chunk.row is not None:
+                try:
+                    items = await self.call(self.store.load, chunk.row)
+                except BaseException:
+                    self._waiting.appendleft(chunk)
+                    raise
+                if items is None:
+                    self._taken_over(chunk)
+                    continue
+                chunk.items = items
+                chunk.marked = True
+            return chunk
+        return None
 
-    async def _run(self, chunk: Chunk, items: list[bytes]) -> None:
-        host = self.host
-        try:
-            if chunk.row is None or self.failed:
-                await host.deliver(items, chunk.ticket)
-            else:
-                settlement = Settlement(self, chunk)
-                await host.deliver(items, chunk.ticket, settlement.post, settlement.settle)
-        except asyncio.CancelledError:
+    def sending(self, chunk: Chunk) -> None:
+        """``chunk``'s delivery starts (its row is not the store's to evict meanwhile)."""
+        if chunk.row is not None:
+            self._sending[chunk.row] = chunk
+
+    def sent(self, chunk: Chunk, *, cancelled: bool) -> None:
+        """``chunk``'s delivery ended (``cancelled``: cut short by the stop)."""
+        if cancelled:
             self._cancelled.append(chunk)
-            raise
-        finally:
-            if chunk.row is not None:
-                self._sending.pop(chunk.row, None)
-
-    def _delivered(self, task: asyncio.Task[None]) -> None:
-        self.host.wake()  # a slot is free: pump again
+        if chunk.row is not None:
+            self._sending.pop(chunk.row, None)
 
     def keep(self, batch: list[bytes], reason: DropReason, status: int | None, why: str) -> None:
         """Items given up on stay in the spool: counted as spooled, reported."""
-        host = self.host
         count = len(batch)
-        host.ledger.count_spooled(count)
+        self._ledger.count_spooled(count)
         config = self._config
         self._backlog_after = time.monotonic() + max(config.retry.cap, config.flush_interval)
         self._backlog_maybe = True
@@ -430,14 +378,8 @@ class Spool:
         )
 
     async def _claim(self) -> Chunk | None:
-        """Take the oldest free batch of the backlog, unless a flush or exit is waiting."""
-        host = self.host
-        if (
-            not self._backlog_maybe
-            or host.pace.flush_waiting()
-            or host.pace.closing_deadline is not None
-            or time.monotonic() < self._backlog_after
-        ):
+        """Take the oldest free batch of the backlog (none while it is known empty)."""
+        if not self._backlog_maybe or time.monotonic() < self._backlog_after:
             return None
         claimed = await self.call(self.store.claim)
         if claimed is None:
@@ -445,15 +387,14 @@ class Spool:
             return None
         row, items, attempted = claimed
         # pending until it is finished; a flush that starts meanwhile waits for it
-        ticket = host.ledger.replay(len(items), redelivered=attempted)
+        ticket = self._ledger.replay(len(items), redelivered=attempted)
         chunk = Chunk(ticket, len(items), row)
         chunk.marked = True  # the claim set attempted = 1
         chunk.items = items
         return chunk
 
-    async def _leave_waiting(self) -> None:
+    async def leave_waiting(self) -> None:
         """The shutdown deadline passed: leave every waiting batch in the spool."""
-        host = self.host
         waiting = list(self._waiting)
         self._waiting.clear()
         self._retained = 0
@@ -462,31 +403,29 @@ class Spool:
             await self.call(self.store.release_rows, rows)
         left = sum(c.count for c in waiting if c.row is not None)
         lost = sum(c.count for c in waiting if c.row is None)
-        host.ledger.count_spooled(left)
+        self._ledger.count_spooled(left)
         self._left_at_exit += left
         if lost:
-            host.drop("shutdown", lost, None, "not delivered before the shutdown deadline")
+            self.drop("shutdown", lost, None, "not delivered before the shutdown deadline")
         for chunk in waiting:
-            host.ledger.release(chunk.ticket)
-        host.check_waiters()
+            self._ledger.release(chunk.ticket)
 
     def _taken_over(self, chunk: Chunk) -> None:
         """Our batch is gone (another sender took it over after our lease expired)."""
-        self.host.ledger.count_spooled(chunk.count)
-        self.host.finished(chunk.ticket)
+        self._ledger.count_spooled(chunk.count)
+        self._ledger.release(chunk.ticket)
 
     def _evicted(self, evicted: list[Evicted], reason: DropReason) -> None:
         """Count (and report) batches deleted for the size or age limit."""
         if not evicted:
             return
-        host = self.host
         total = sum(count for _, _, count in evicted)
         mine = {row for row, own, _ in evicted if own}
         dropped_own = [c for c in self._waiting if c.row in mine]
         if dropped_own:
             self._waiting = deque(c for c in self._waiting if c.row not in mine)
             self._unretain(dropped_own)
-        host.ledger.count_evicted(reason, total, sum(c.count for c in dropped_own))
+        self._ledger.count_evicted(reason, total, sum(c.count for c in dropped_own))
         why = (
             "older than spool_max_age"
             if reason == "spool_expired"
@@ -494,8 +433,6 @@ class Spool:
         )
         error = DeliveryError(reason, total, None, f"{why} (oldest first)")
         report("drop-" + reason, "bucket_logging: %s", error)
-        host.notify(error)
+        self._notify(error)
         for chunk in dropped_own:
-            host.ledger.release(chunk.ticket)
-        if dropped_own:
-            host.check_waiters()
+            self._ledger.release(chunk.ticket)

@@ -29,6 +29,7 @@ import orjson
 
 from .._items.item import MAX_BODY_BYTES
 from .._runtime.diagnostics import report
+from .page import answer as page_answer
 from .records import (
     CHUNK,
     DRAIN_LIMIT,
@@ -58,6 +59,12 @@ class Hooks:
     record: Callable[[RequestRecord, list[dict[str, Any]] | None], None]
     #: The accepted calls, for ``GET /_calls``.
     calls: Callable[[], list[dict[str, Any]]]
+    #: Forget every record, for ``DELETE /_calls``.
+    clear: Callable[[], None]
+    #: The records after the page's last look (see :mod:`bucket_logging._server.page`).
+    records_since: Callable[
+        [str, int, int, int], tuple[str, int, list[RequestRecord], list[dict[str, Any]]]
+    ]
 
 
 #: The answer to a connection over :attr:`HTTPServer.max_connections` when none can make room.
@@ -269,7 +276,7 @@ class Handler(BaseHTTPRequestHandler):
         self._serve("POST")
 
     def do_GET(self) -> None:
-        """The API has no GET: 404 or 405."""
+        """The page and ``GET /_calls``; the API has no GET: 404 or 405."""
         self._serve("GET")
 
     def do_PUT(self) -> None:
@@ -281,7 +288,7 @@ class Handler(BaseHTTPRequestHandler):
         self._serve("PATCH")
 
     def do_DELETE(self) -> None:
-        """The API has no DELETE: 404 or 405."""
+        """``DELETE /_calls`` forgets every record; the API has no DELETE: 404 or 405."""
         self._serve("DELETE")
 
     # -- the work -------------------------------------------------------------------
@@ -291,6 +298,14 @@ class Handler(BaseHTTPRequestHandler):
         owner = srv.owner
         if http_method == "GET" and self.path.split("?", 1)[0] == CALLS_PATH:
             self._respond(200, orjson.dumps(owner.calls()))  # not an API request
+            return
+        page = page_answer(http_method, self.path, self.headers.get("Host"), srv.server_name, owner)
+        if page is not None:  # the page, its data, DELETE /_calls: not API requests
+            if self.headers.get("Content-Length", "0").strip() != "0" or self.headers.get(
+                "Transfer-Encoding"
+            ):
+                self.close_connection = True  # a body we do not read: no next request
+            self._respond(page.status, page.body, page.headers, page.content_type)
             return
         # the target as sent: http.server turns a leading "//" into "/" in self.path,
         # and "//event" (an empty key) is no Runtime API path
@@ -414,11 +429,17 @@ class Handler(BaseHTTPRequestHandler):
                 raise Drop
             length -= len(chunk)
 
-    def _respond(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def _respond(
+        self,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         """The status line, headers and body, framed by the standard library and sent
         in one write (``wfile`` is buffered: see :attr:`wbufsize`)."""
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)

@@ -9,6 +9,7 @@ not import :mod:`http.server`.
 from __future__ import annotations
 
 import dataclasses
+import time
 import urllib.parse
 from typing import Final
 
@@ -62,6 +63,7 @@ class RequestRecord:
         path: the request's path without its query, the key of a tracking-API path
             replaced by ``<key>`` (a key is never recorded).
         auth: where the key came from: ``"path"``, ``"bearer"``, ``"query"``, or ``""``.
+        at: when the request was answered (``time.time()``), as the server's page shows it.
     """
 
     http_method: str
@@ -76,6 +78,7 @@ class RequestRecord:
     api: str = dataclasses.field(default="tracking", compare=False)
     path: str = dataclasses.field(default="", compare=False)
     auth: str = dataclasses.field(default="", compare=False)
+    at: float = dataclasses.field(default_factory=time.time, compare=False)
 
     @property
     def accepted(self) -> bool:

@@ -20,6 +20,7 @@ The tracking key is never printed or recorded.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable, Collection
@@ -87,6 +88,7 @@ class TrackingServer:
         self._calls: list[dict[str, Any]] = []
         self._requests: list[RequestRecord] = []
         self._received = 0
+        self._epoch = os.urandom(6).hex()  # a new one on each clear(), for the page
         # fault switches, guarded by _lock
         self._fail: tuple[int, int] = (0, 500)
         self._throttle: tuple[int, float] = (0, 1.0)
@@ -113,6 +115,8 @@ class TrackingServer:
                 self._accept,
                 self._record,
                 lambda: self.calls,
+                self.clear,
+                self._records_since,
             )
             httpd = HTTPServer(hooks, (self._host, self._port))
             self._port = int(httpd.server_address[1])
@@ -291,6 +295,21 @@ class TrackingServer:
             self._calls.clear()
             self._requests.clear()
             self._received = 0
+            self._epoch = os.urandom(6).hex()
+
+    def _records_since(
+        self, epoch: str, requests: int, calls: int, limit: int
+    ) -> tuple[str, int, list[RequestRecord], list[dict[str, Any]]]:
+        """For the page: the epoch (new on each :meth:`clear`), how many requests there
+        are, and the (at most ``limit``) requests after the first ``requests`` with
+        their calls, those after the first ``calls``; from the start when ``epoch``
+        is not the current one."""
+        with self._lock:
+            if epoch != self._epoch:
+                requests = calls = 0
+            records = self._requests[requests : requests + limit]
+            count = sum(r.items for r in records if r.accepted)
+            return self._epoch, len(self._requests), records, self._calls[calls : calls + count]
 
     # -- fault switches -------------------------------------------------------------
 

@@ -3,19 +3,33 @@
 A front end takes ``sender=`` (anything with ``enqueue(item)`` and
 ``flush(timeout)``: :class:`Sender`) or the tracking key and sender options, and
 :func:`resolve_sender` gives it the shared :class:`~bucket_logging.BulkSender`.
+
+The tracking layer's one port onto the sender layer: only this module knows the
+concrete :class:`~bucket_logging.BulkSender`, and what more it offers than
+:class:`Sender` (the everyday event's encoded bytes straight onto its queue:
+:func:`encoded_put`; refusals counted in its stats: :func:`refusal_counter`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
 from .._exceptions import ConfigurationError
 from .._items.item import Item
 from .._runtime import diagnostics as _diagnostics
+from .._sender.ledger import RefusalReason
+from .._sender.sender import BulkSender
 from .._sender.shared import get_sender
 
-__all__ = ["Sender", "check_field", "flush_sender", "resolve_sender"]
+__all__ = [
+    "Sender",
+    "check_field",
+    "encoded_put",
+    "flush_sender",
+    "refusal_counter",
+    "resolve_sender",
+]
 
 #: How long a front end's ``flush()`` waits by default when its sender has no
 #: ``shutdown_timeout`` (a custom sender).
@@ -30,6 +44,23 @@ class Sender(Protocol):
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued was delivered; True when it was."""
+
+
+def encoded_put(sender: Sender) -> Callable[[bytes], bool] | None:
+    """What puts an event's encoded bytes straight onto ``sender``'s queue, or None.
+
+    None for any sender but a :class:`~bucket_logging.BulkSender` whose ``enqueue`` is
+    its own (a subclass that overrides ``enqueue`` sees every item as an Item).
+    """
+    if isinstance(sender, BulkSender) and type(sender).enqueue is BulkSender.enqueue:
+        return sender.put_encoded
+    return None
+
+
+def refusal_counter(sender: Sender) -> Callable[[RefusalReason, str, str], None] | None:
+    """What counts a record's refused call in ``sender``'s stats, or None for a sender
+    that keeps no stats (:meth:`BulkSender.refused`)."""
+    return sender.refused if isinstance(sender, BulkSender) else None
 
 
 def resolve_sender(

@@ -34,7 +34,6 @@ from .._runtime import state as _process
 from .._runtime.diagnostics import internal_names as _internal_names
 from .._runtime.diagnostics import internal_threads as _internal_threads
 from .._sender.ledger import RefusalReason
-from .._sender.sender import BulkSender
 from .capture import active as _captures
 from .capture import tracker_built
 from .claims import claiming, is_claimed, local
@@ -42,7 +41,7 @@ from .context import CONTEXT_KEYS as _CONTEXT_KEYS
 from .context import KEY_PREFIX as _CONTEXT_PREFIX
 from .context import from_context as _from_context
 from .rules import Rule, RuleSet, compile_rules
-from .senders import Sender, check_field, flush_sender
+from .senders import Sender, check_field, encoded_put, flush_sender, refusal_counter
 from .tags import (
     ORPHAN,
     RESERVED,
@@ -65,6 +64,7 @@ from .wire import (
     reject,
     report_unknown_tags,
     short,
+    watched_failure,
     wire_of,
 )
 
@@ -96,6 +96,7 @@ class Tracker:
     __slots__ = (
         "_company_field",
         "_company_key",
+        "_count_refused",
         "_put",
         "_reserved",
         "_rules",
@@ -113,13 +114,9 @@ class Tracker:
         company_id_field: str = "company_id",
     ) -> None:
         self._sender = sender
-        # the everyday event's encoded bytes go straight onto a BulkSender's queue (not
-        # when a subclass overrides enqueue: it sees every item)
-        self._put = (
-            sender.put_encoded
-            if isinstance(sender, BulkSender) and type(sender).enqueue is BulkSender.enqueue
-            else self._enqueue_body
-        )
+        # the everyday event's encoded bytes go straight onto a BulkSender's queue
+        self._put = encoded_put(sender) or self._enqueue_body
+        self._count_refused = refusal_counter(sender)
         self._user_field = check_field("user_id_field", user_id_field)
         self._company_field = check_field("company_id_field", company_id_field)
         self._user_key = _CONTEXT_PREFIX + user_id_field
@@ -302,6 +299,7 @@ class Tracker:
                 type(exc).__name__,
                 exc,
             )
+            watched_failure(f"tracking failed ({type(exc).__name__})")
         finally:
             _busy.discard(me)
 
@@ -407,19 +405,18 @@ class Tracker:
 
         See :func:`~bucket_logging._tracking.tags.misspelled`.
         """
-        sender = self._sender
+        count = self._count_refused
         for problem in report_unknown_tags(misspelled(fields, template), logger_name, template):
-            if isinstance(sender, BulkSender):
-                sender.refused("unknown_tag", "tags", problem)
+            if count is not None:
+                count("unknown_tag", "tags", problem)
 
     def _reject(
         self, reason: RefusalReason, kind: str, logger_name: str, template: object, problem: str
     ) -> None:
         """Report a call that is not sent, and count it (here and on a BulkSender)."""
         reject(kind, logger_name, template, problem)
-        sender = self._sender
-        if isinstance(sender, BulkSender):
-            sender.refused(reason, kind, problem)
+        if self._count_refused is not None:
+            self._count_refused(reason, kind, problem)
 
     def _deliver(self, item: Item) -> None:
         """Queue ``item`` on the sender, or hand it to the active capture blocks."""

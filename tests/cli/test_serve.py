@@ -189,7 +189,7 @@ def test_serve_prints_calls_and_rejections_then_a_summary_on_sigterm(
         f"  export BUCKET_TRACKING_URL={run.url} BUCKET_TRACKING_KEY=dev-local-key",
         f"  or: export REFLAG_API_BASE_URL={run.url} REFLAG_SECRET_KEY=sec_dev_local"
         "  (Reflag's Runtime API)",
-        "  Ctrl-C to stop",
+        f"  Watch the calls live at {run.url}/ ; Ctrl-C to stop",
     ]
     assert calls == [
         'event     user=42 company=acme  "Sent message"',

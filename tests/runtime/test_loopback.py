@@ -23,7 +23,10 @@ HOSTS = [
     ("0.0.0.0", False),
     ("::", False),
     ("10.0.0.1", False),
-    ("app.localhost", False),
+    ("app.localhost", True),
+    ("localhost.", True),
+    ("localhost.example.com", False),
+    ("notlocalhost", False),
     ("example.com", False),
     ("", False),
 ]

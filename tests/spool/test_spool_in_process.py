@@ -474,7 +474,7 @@ def fork_state(monkeypatch: pytest.MonkeyPatch) -> _process.State:
     return state
 
 
-def run_on(worker: _spool_worker.SpoolExecutor, fn: Callable[[], Any]) -> Any:
+def run_on(worker: _spool_worker.Worker, fn: Callable[[], Any]) -> Any:
     done = threading.Event()
     out: list[Any] = []
 
@@ -488,7 +488,7 @@ def run_on(worker: _spool_worker.SpoolExecutor, fn: Callable[[], Any]) -> Any:
 
 
 def test_fork_while_idle_parent_side(fork_state: _process.State, spool: Path) -> None:
-    worker = _spool_worker.SpoolExecutor()
+    worker = _spool_worker.Worker("bucket_logging-spool", wait_at_fork=True)
     store = SpoolStore(str(spool), DEST, BIG, WEEK)
     try:
         run_on(worker, store.open)
@@ -504,7 +504,7 @@ def test_fork_while_idle_parent_side(fork_state: _process.State, spool: Path) ->
 
 
 def test_fork_while_idle_child_side(fork_state: _process.State, spool: Path) -> None:
-    worker = _spool_worker.SpoolExecutor()
+    worker = _spool_worker.Worker("bucket_logging-spool", wait_at_fork=True)
     store = SpoolStore(str(spool), DEST, BIG, WEEK)
     run_on(worker, store.open)
     run_on(worker, lambda: put(store, items(2)))
@@ -545,7 +545,7 @@ def test_fork_while_busy_leaves_the_child_without_a_spool(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(_spool_worker, "FORK_WAIT_SECONDS", 0.05)
-    worker = _spool_worker.SpoolExecutor()
+    worker = _spool_worker.Worker("bucket_logging-spool", wait_at_fork=True)
     started, release = threading.Event(), threading.Event()
 
     def long_operation() -> None:  # e.g. a write waiting for another process's lock

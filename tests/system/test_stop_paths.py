@@ -374,12 +374,6 @@ def test_the_librarys_threads_leave_sigterm_to_the_main_thread(run: Run) -> None
     assert all(line.endswith("blocks SIGTERM: True") for line in lines), child.describe()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a SIGTERM handler can only be installed from the main thread; when the first "
-    "sender is built on another thread none is installed, and SIGTERM kills the process "
-    "with the queue (README: 'installed when the first sender is built on the main thread')",
-)
 def test_sigterm_delivers_when_the_tracking_was_configured_in_another_thread(
     run: Run, server: TrackingServer
 ) -> None:
@@ -467,24 +461,17 @@ def hypercorn(port: int) -> list[str]:
     return ["-m", "hypercorn", "--bind", f"localhost:{port}", "asgi_app:app"]
 
 
-#: The one line the README asks of an app under ``uvicorn --workers``: its lifespan
-#: shutdown awaits ``bucket_logging.aflush(5)``.
+#: The line README once asked of an app under ``uvicorn --workers`` (not needed any
+#: more, and harmless): its lifespan shutdown awaits ``bucket_logging.aflush(5)``.
 LIFESPAN_FLUSH = {"STOP_APP_LIFESPAN_FLUSH": "1"}
-
-NEEDS_THE_LINE = pytest.mark.xfail(
-    strict=True,
-    reason="documented (README 'When the process ends'): uvicorn builds the app inside its "
-    "own signal handling here, its worker ends by re-raising SIGTERM with the default "
-    "disposition; the app needs the lifespan aflush() line (the +lifespan-aflush case)",
-)
 
 #: (the server's arguments for a port, extra environment of the app)
 APP_SERVERS = [
     pytest.param(uvicorn(), {}, id="uvicorn"),
-    pytest.param(uvicorn("--workers", "2"), {}, id="uvicorn --workers 2", marks=NEEDS_THE_LINE),
+    pytest.param(uvicorn("--workers", "2"), {}, id="uvicorn --workers 2"),
     pytest.param(uvicorn("--workers", "2"), LIFESPAN_FLUSH,
                  id="uvicorn --workers 2+lifespan-aflush"),
-    pytest.param(uvicorn("--reload"), {}, id="uvicorn --reload", marks=NEEDS_THE_LINE),
+    pytest.param(uvicorn("--reload"), {}, id="uvicorn --reload"),
     pytest.param(uvicorn("--reload"), LIFESPAN_FLUSH, id="uvicorn --reload+lifespan-aflush"),
     pytest.param(
         uvicorn("--workers", "2", "--log-config", "log_config.json"),
@@ -494,7 +481,7 @@ APP_SERVERS = [
     pytest.param(gunicorn("uvicorn.workers.UvicornWorker", "-w", "1"), {},
                  id="gunicorn UvicornWorker"),
     pytest.param(gunicorn("uvicorn.workers.UvicornWorker", "-w", "1", "--preload"), {},
-                 id="gunicorn --preload UvicornWorker", marks=NEEDS_THE_LINE),
+                 id="gunicorn --preload UvicornWorker"),
     pytest.param(gunicorn("uvicorn.workers.UvicornWorker", "-w", "1", "--preload"),
                  LIFESPAN_FLUSH, id="gunicorn --preload UvicornWorker+lifespan-aflush"),
     pytest.param(gunicorn("sync", "-w", "2"), {}, id="gunicorn sync"),
@@ -536,6 +523,7 @@ def test_an_app_server_stopped_by_sigterm_delivers_every_request_event(
 
 SYSTEMD_STOPPED = [
     pytest.param(uvicorn(), {}, id="uvicorn"),
+    pytest.param(uvicorn("--workers", "2"), {}, id="uvicorn --workers 2"),
     pytest.param(uvicorn("--workers", "2"), LIFESPAN_FLUSH,
                  id="uvicorn --workers 2+lifespan-aflush"),
     pytest.param(gunicorn("uvicorn.workers.UvicornWorker", "-w", "2"), {},

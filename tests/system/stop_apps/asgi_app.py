@@ -3,8 +3,8 @@ the readiness probe.
 
 Logging is configured at import, as most apps do, unless ``STOP_APP_LOG_CONFIG=server``
 (the server configures it: ``uvicorn --log-config log_config.json``). With
-``STOP_APP_LIFESPAN_FLUSH=1`` the lifespan shutdown delivers what is queued: the one
-line the README asks of apps under ``uvicorn --workers``.
+``STOP_APP_LIFESPAN_FLUSH=1`` the lifespan shutdown delivers what is queued: the line
+README once asked of apps under ``uvicorn --workers`` (not needed, and harmless).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             message = await receive()
             kind = message["type"].rsplit(".", 1)[-1]
             if kind == "shutdown" and LIFESPAN_FLUSH:
-                await bucket_logging.aflush(5)  # the one line
+                await bucket_logging.aflush(5)  # the (harmless) lifespan line
             await send({"type": f"lifespan.{kind}.complete"})
             if kind == "shutdown":
                 return
