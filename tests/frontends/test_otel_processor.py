@@ -13,14 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _helpers import FakeSender, _fresh_rate_limits
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from support import FakeSender
 
 from bucket_logging import TrackingServer
 from bucket_logging._runtime import state as _process
 from bucket_logging.otel import BucketLogRecordProcessor
-
-__all__ = ["_fresh_rate_limits"]
 
 TIMEOUT = 20.0
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 import pytest
-from _helpers import FakeSender, _fresh_rate_limits
 from google.protobuf.json_format import MessageToDict
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -24,6 +23,7 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 )
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from support import FakeSender
 
 from bucket_logging._frontends.jsonlines import JsonLines
 from bucket_logging._frontends.otlp import (
@@ -35,8 +35,6 @@ from bucket_logging._frontends.otlp import (
     rpc_status,
     track_records,
 )
-
-__all__ = ["_fresh_rate_limits"]
 
 PB = "application/x-protobuf"
 JSON = "application/json"

@@ -17,13 +17,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _helpers import KEY, _fresh_rate_limits
+from support import KEY
 
 from bucket_logging import BulkSender, Item, TrackingServer
 from bucket_logging._runtime import state as _process
 from bucket_logging._runtime import uvicorn_stop as _uvicorn_stop
-
-__all__ = ["_fresh_rate_limits"]
 
 uvicorn_server = pytest.importorskip("uvicorn.server")
 uvicorn_config = pytest.importorskip("uvicorn.config")

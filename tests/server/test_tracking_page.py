@@ -26,7 +26,7 @@ from bucket_logging import TrackingServer
 from bucket_logging._server import page as _server_page
 from bucket_logging._server.page import _named_locally
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "trPAGEkey-3b1d"
 
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import httpx
 import pytest
-from _helpers import FAST, KEY, _fresh_rate_limits  # noqa: F401
+from support import FAST, KEY
 
 from bucket_logging import BucketHandler, BulkSender, TrackingServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "images" / "tracking-page.png"
 
 #: The flags the brief of the page names: without the background-networking ones,

@@ -33,7 +33,7 @@ import pytest
 
 from bucket_logging import TrackingServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 
 #: A distinctive key: it must never show up in any output.

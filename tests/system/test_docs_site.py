@@ -19,7 +19,7 @@ import pytest
 import bucket_logging
 import bucket_logging.testing
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
 #: The pages the site is organised in (others may be added; these stay).

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import test_stop_paths as stop
-from _helpers import KEY
+from support import KEY
 from test_stop_paths import _sigint_as_under_a_terminal, server
 
 from bucket_logging import BulkSender, Item, TrackingServer

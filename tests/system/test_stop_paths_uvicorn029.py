@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import test_stop_paths as stop
-from _helpers import free_port
+from support import free_port
 from test_stop_paths import _sigint_as_under_a_terminal, run, server
 
 from bucket_logging import TrackingServer
@@ -29,7 +29,7 @@ __all__ = ["_sigint_as_under_a_terminal", "run", "server"]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and processes")
 
 VERSION = "0.29.0"
-TARGET = Path(__file__).resolve().parent.parent / ".venv-uvicorn029"
+TARGET = Path(__file__).resolve().parents[2] / ".venv-uvicorn029"
 
 
 def _installed_version() -> str:
