@@ -321,6 +321,11 @@ class SenderLoop:
                 break
             self.spawn(self.deliver(*taken))
 
+    @property
+    def queue(self) -> BatchQueue:
+        """The sender's batch queue (read by the benchmarks' memory measure)."""
+        return self._queue
+
     # -- the spooled path ------------------------------------------------------------------
 
     async def _pump_spooled(self, spool: Spool) -> bool:
