@@ -17,6 +17,7 @@ from support import FAST, KEY, TRACKING_ENV, FakeSender, Lines, Scripts, closed_
 
 from bucket_logging import BulkSender, TrackingServer
 from bucket_logging._runtime import diagnostics as _diagnostics
+from bucket_logging._runtime.state import state
 
 #: The two names of the loopback interface a user's URL may hold.
 HOSTS = ("127.0.0.1", "localhost")
@@ -26,15 +27,16 @@ HOSTS = ("127.0.0.1", "localhost")
 def _fresh_state() -> Iterator[None]:
     """Each test starts from the library's process state as a new process has it.
 
-    Every diagnostic is said again (the rate limits are per process), no id is bound
+    The process state's one reset (every diagnostic is said again: the rate limits
+    and the things said once are per process; so is the start-up line), no id is bound
     in structlog's contextvars, and structlog's configuration is its default.
     """
-    _diagnostics.reset_rate_limits()
+    state.reset()
     structlog.contextvars.clear_contextvars()
     yield
     structlog.contextvars.clear_contextvars()
     structlog.reset_defaults()
-    _diagnostics.reset_rate_limits()
+    state.reset()
 
 
 @pytest.fixture

@@ -349,11 +349,3 @@ def _prefixed(text: str) -> str:
     if text.startswith(_PREFIX):
         text = text[len(_PREFIX) :]
     return text if logger.hasHandlers() else _PREFIX + text
-
-
-def reset_rate_limits() -> None:
-    """Forget the rate-limit state and the warnings given once (for tests).
-
-    The same as :meth:`bucket_logging._runtime.state.State.reset`, which the tests use.
-    """
-    _state.reset()

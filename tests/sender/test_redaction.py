@@ -17,6 +17,7 @@ from support import KEY, Endpoint
 
 from bucket_logging import BulkSender, DeliveryError, Item
 from bucket_logging._runtime import diagnostics as _diagnostics
+from bucket_logging._runtime.state import state
 
 MakeSender = Callable[..., BulkSender]
 
@@ -63,7 +64,7 @@ def test_a_percent_encoded_key_is_redacted_too(
         assert "<tracking-key>" in errors[0].detail
         assert form not in errors[0].detail
         assert form not in caplog.text
-        _diagnostics.reset_rate_limits()
+        state.reset()
 
 
 def test_control_characters_from_the_server_are_escaped(

@@ -13,13 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _helpers import _fresh_rate_limits
 
 from bucket_logging import TrackingServer
 from bucket_logging._frontends.jsonlines import JsonLines
 from bucket_logging.testing import capture_tracking
-
-__all__ = ["_fresh_rate_limits"]
 
 KEY = "trTWICEkey-8d2e4f6a0b1c3957"
 

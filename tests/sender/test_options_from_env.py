@@ -10,15 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
-from _helpers import TRACKING_ENV, _fresh_rate_limits
+from support import TRACKING_ENV
 
 from bucket_logging import BulkSender, ConfigurationError, _options, get_sender
 from bucket_logging._options import OPTIONS
 from bucket_logging._runtime import state as _process
 
-__all__ = ["_fresh_rate_limits"]
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: A valid value of each variable that differs from the default, and what the sender
 #: then reads back (attribute, value).

@@ -10,14 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _helpers import _fresh_rate_limits, make_sender
 
 from bucket_logging import BulkSender, Item, TrackingServer
 from bucket_logging._runtime import diagnostics as _diagnostics
 
-__all__ = ["_fresh_rate_limits", "make_sender"]
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

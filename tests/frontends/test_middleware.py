@@ -16,7 +16,6 @@ import pytest
 import starlette.authentication as starlette_auth
 import starlette.middleware.authentication as starlette_middleware
 import structlog
-from _helpers import _fresh_rate_limits, make_sender
 
 from bucket_logging import (
     BucketASGIMiddleware,
@@ -26,9 +25,6 @@ from bucket_logging import (
     BulkSender,
     TrackingServer,
 )
-
-__all__ = ["_fresh_rate_limits", "make_sender"]
-
 
 Make = Callable[..., BulkSender]
 

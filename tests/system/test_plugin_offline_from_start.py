@@ -6,7 +6,7 @@ or a conftest with no tracking key; ``@pytest.mark.bucket_online`` asks for real
 from __future__ import annotations
 
 import pytest
-from _helpers import TRACKING_ENV
+from support import TRACKING_ENV
 
 pytest_plugins = ["pytester"]
 

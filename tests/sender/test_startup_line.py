@@ -12,12 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _helpers import KEY, _fresh_rate_limits, make_sender
+from support import KEY
 
 from bucket_logging import TrackingServer
 from bucket_logging._runtime import state as _process
-
-__all__ = ["_fresh_rate_limits", "make_sender"]
 
 
 @pytest.fixture

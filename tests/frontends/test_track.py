@@ -8,14 +8,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
-from _helpers import KEY, TRACKING_ENV, _fresh_rate_limits, make_sender
+from support import KEY, TRACKING_ENV
 
 import bucket_logging
 from bucket_logging import BucketHandler, BulkSender, TrackingServer
 from bucket_logging._runtime import state as _process
 from bucket_logging.testing import capture_tracking
-
-__all__ = ["_fresh_rate_limits", "make_sender"]
 
 Make = Callable[..., BulkSender]
 

@@ -9,13 +9,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from _helpers import _fresh_rate_limits, make_sender
 
 import bucket_logging
 from bucket_logging import BucketHandler, BucketProcessor, BulkSender, Item, TrackingServer
 from bucket_logging.testing import capture_tracking
-
-__all__ = ["_fresh_rate_limits", "make_sender"]
 
 Make = Callable[..., BulkSender]
 

@@ -7,11 +7,9 @@ import logging
 from collections.abc import Callable, Iterator
 
 import pytest
-from _helpers import KEY, _fresh_rate_limits, make_sender
+from support import KEY
 
 from bucket_logging import BulkSender, Item, TrackingServer
-
-__all__ = ["_fresh_rate_limits", "make_sender"]
 
 Make = Callable[..., BulkSender]
 
