@@ -1,0 +1,530 @@
+"""The relay's ASGI app and its bounds on uvicorn (the ``relay`` extra).
+
+:class:`RelayApp` is an ASGI application: ``POST /`` (any path but ``/v1/logs``)
+takes a batch of JSON log events (a JSON array, NDJSON or one object), ``POST
+/v1/logs`` an OTLP/HTTP logs export (protobuf or JSON), either optionally gzip;
+``GET /health`` answers load balancers. :func:`protocol_class` is uvicorn's h11
+protocol with the relay's connection bounds, and :func:`uvicorn_server` puts the
+two together.
+
+Bounds, in the order a request meets them:
+
+* **connections**: at most ``max_connections`` open; more are answered 503 with
+  ``Retry-After`` and closed at once (before anything of theirs is read);
+* **headers**: h11 refuses (400) a request head over 16 KiB (``h11_max_incomplete_
+  event_size``) and a malformed or conflicting ``Content-Length``
+  (``3_2``, ``+32``, two different values); only one read of the socket beyond that
+  is ever buffered;
+* **deadline**: every connection must deliver its request (head and body) within
+  ``request_timeout`` seconds of its start or of its previous answer, or it is
+  closed (slow and stalled clients, idle keep-alive connections); the time spent
+  tracking a complete body is not counted;
+* **token**: checked in constant time before the body is read, and before ``100
+  Continue`` is sent (uvicorn sends it on the app's first read of the body);
+* **concurrency**: at most ``max_concurrent`` requests read and tracked at once;
+  more get 503 with ``Retry-After``;
+* **bytes**: a ``Content-Length`` over ``max_body`` is answered 413 (a chunked body
+  as soon as it passes it); gzip is decompressed a bounded step at a time up to
+  ``max_decoded`` bytes (a gzip bomb costs at most that), in at most
+  :data:`~bucket_logging._bodies.MAX_GZIP_MEMBERS` members walked by offset;
+* **objects**: before a body is parsed, the JSON values (objects, arrays, strings,
+  numbers, keys) it can hold are counted at memory speed
+  (:func:`~bucket_logging._bodies.value_bound`); all requests in progress together
+  hold at most ``max_objects`` of them: a body that can never fit gets 413, one that
+  does not fit now 503 with ``Retry-After``;
+* **queue**: a batch with more items than ``max_pending`` can never be queued (413);
+  one that does not fit beside what the sender holds gets 503 with ``Retry-After``.
+
+Memory is thus bounded by about ``max_concurrent * (2 * max_body + 3 * max_decoded)
++ max_objects * 100 B`` (see docs/pipelines.md for the figures measured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import signal
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, TextIO
+
+import orjson
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ._bodies import Refused, gunzip, parse_body, value_bound
+from ._diagnostics import register_secret
+from ._jsonlines import JsonLines
+from ._relay import Limits, RelaySender
+from ._wire import rejected_calls
+
+__all__ = ["RelayApp", "RelayServer", "listen", "protocol_class", "uvicorn_server"]
+
+#: The OTLP/HTTP logs path.
+OTLP_PATH: Final = "/v1/logs"
+
+#: A body over the limit but within this many times it is read and discarded before
+#: the 413 (a client still sending would otherwise see a reset, not the answer).
+_DRAIN_FACTOR: Final = 4
+
+#: The head a request may have (h11's ``max_incomplete_event_size``).
+MAX_HEAD: Final = 16 * 1024
+
+_PHRASES: Final = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    429: "Too Many Requests",
+    503: "Service Unavailable",
+}
+
+#: google.rpc.Code for an HTTP status (OTLP answers errors with a google.rpc.Status).
+_RPC_CODES: Final = {400: 3, 401: 16, 405: 12, 411: 3, 413: 3, 415: 3, 429: 8, 503: 14}
+
+#: Tracking is counted per record (rejected calls before and after): one batch at a time.
+_TRACKING: Final = threading.Lock()
+
+
+def _plain(status: int, message: str, headers: dict[str, str]) -> bytes:
+    """A whole HTTP/1.1 answer that closes the connection (before h11 is involved)."""
+    body = orjson.dumps({"success": False, "message": message})
+    lines = [f"HTTP/1.1 {status} {_PHRASES.get(status, '')}", "Content-Type: application/json"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines += [f"Content-Length: {len(body)}", "Connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class _Gone(Exception):
+    """The client went away (or was cut off by its deadline) while sending its body."""
+
+
+class RelayApp:
+    """The relay as an ASGI application (see the module documentation).
+
+    Args:
+        front: the front end every event or record is tracked through (its sender a
+            :class:`~bucket_logging._relay.RelaySender`).
+        sender: that RelaySender.
+        token: the shared secret of ``Authorization: Bearer``; None for none.
+        limits: the bounds.
+        log: where refusals are written (never a token or key).
+    """
+
+    def __init__(
+        self,
+        front: JsonLines,
+        sender: RelaySender,
+        *,
+        token: str | None = None,
+        limits: Limits | None = None,
+        log: TextIO | None = None,
+    ) -> None:
+        self.front = front
+        self.sender = sender
+        self.limits = limits or Limits()
+        self._token = token.encode() if token else None
+        if token:
+            register_secret(token)
+        self._log = log
+        self._lock = threading.Lock()
+        self.counts: Counter[int] = Counter()
+        self.retry_headers = {"Retry-After": str(self.limits.retry_after)}
+        self._in_progress = 0
+        self._objects = 0  # JSON values the requests in progress may hold
+        self._pool = ThreadPoolExecutor(
+            max(1, self.limits.max_concurrent), thread_name_prefix="bucket-logging relay"
+        )
+        #: Whether the server is stopping (set by its runner): /health says so.
+        self.stopping: Callable[[], bool] = lambda: False
+
+    # -- reporting -------------------------------------------------------------------
+
+    def say(self, line: str) -> None:
+        """Write one line to the log stream."""
+        if self._log is None:
+            return
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            self._log.write(line + "\n")
+            self._log.flush()
+
+    def count(self, status: int) -> None:
+        """Count an answer."""
+        with self._lock:
+            self.counts[status] += 1
+
+    def close(self) -> None:
+        """Let the tracking threads finish."""
+        self._pool.shutdown(wait=True)
+
+    # -- ASGI ------------------------------------------------------------------------
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Serve one request (the lifespan protocol is acknowledged, nothing more)."""
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = message["type"].rsplit(".", 1)[-1]
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        if scope["type"] != "http":
+            return
+        otlp = scope["path"] == OTLP_PATH
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers[name] = value if name not in headers else headers[name] + b"," + value
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        try:
+            status, answer_headers, body = await self._serve(scope, receive, headers, otlp)
+        except Refused as refused:
+            status, answer_headers = refused.status, refused.headers
+            body = self._error_body(otlp, content_type, status, refused.message)
+            self.say(f"relay: {status} {refused.message}")
+        except _Gone:
+            return
+        self.count(status)
+        if not answer_headers.get("Content-Type"):
+            answer_headers = {**answer_headers, "Content-Type": _answer_type(otlp, content_type)}
+        raw = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer_headers.items()
+        ]
+        if status != 200 or self.stopping():
+            raw.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    def _error_body(self, otlp: bool, content_type: str, status: int, message: str) -> bytes:
+        if not otlp:
+            return orjson.dumps({"success": False, "message": message})
+        from ._otlp import rpc_status  # noqa: PLC0415 - the otlp part of the extra
+
+        return rpc_status(_otlp_type(content_type), _RPC_CODES.get(status, 2), message)
+
+    async def _serve(
+        self, scope: Any, receive: Any, headers: dict[bytes, bytes], otlp: bool
+    ) -> tuple[int, dict[str, str], bytes]:
+        method = scope["method"]
+        if method in ("GET", "HEAD"):
+            if scope["path"] == "/health":
+                if self.stopping():
+                    raise Refused(503, "stopping", self.retry_headers)
+                return 200, {}, orjson.dumps({"success": True, "message": "ok"})
+            raise Refused(405, "only POST", {"Allow": "POST"})
+        if method != "POST":
+            raise Refused(405, "only POST", {"Allow": "POST"})
+        self._check_token(headers.get(b"authorization"))  # before 100 Continue
+        if self.stopping():
+            raise Refused(503, "the relay is stopping", self.retry_headers)
+        with self._lock:
+            slot = self._in_progress < self.limits.max_concurrent
+            if slot:
+                self._in_progress += 1
+        if not slot:
+            raise Refused(503, "too many requests at once", self.retry_headers)
+        try:
+            body = await self._read_body(receive, headers)
+            encoding = headers.get(b"content-encoding", b"").decode("latin-1")
+            content_type = headers.get(b"content-type", b"").decode("latin-1")
+            loop = asyncio.get_running_loop()
+            if otlp:
+                return await loop.run_in_executor(
+                    self._pool, self.take_otlp, body, encoding, content_type
+                )
+            status, message = await loop.run_in_executor(self._pool, self.take, body, encoding)
+            return status, {}, orjson.dumps({"success": True, "message": message})
+        finally:
+            with self._lock:
+                self._in_progress -= 1
+
+    def _check_token(self, header: bytes | None) -> None:
+        """Raise 401 unless ``header`` is ``Bearer <token>`` (compared in constant time)."""
+        if self._token is None:
+            return
+        scheme, _, credentials = (header or b"").partition(b" ")
+        if not (
+            scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self._token)
+        ):
+            raise Refused(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+
+    async def _read_body(self, receive: Any, headers: dict[bytes, bytes]) -> bytes:
+        limit = self.limits.max_body
+        raw_length = headers.get(b"content-length")
+        chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        if raw_length is None and not chunked:
+            raise Refused(411, "send a Content-Length or a chunked body")
+        if raw_length is not None and chunked:  # which one a proxy in front reads is unknown
+            raise Refused(400, "a Content-Length and a chunked body at once")
+        if raw_length is not None and int(raw_length) > limit:  # h11 checked its digits
+            if int(raw_length) <= _DRAIN_FACTOR * limit:
+                await self._discard(receive, _DRAIN_FACTOR * limit)
+            raise Refused(413, f"the body is over {limit:,} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _Gone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._discard(receive, _DRAIN_FACTOR * limit - size)
+                raise Refused(413, f"the body is over {limit:,} bytes")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _discard(self, receive: Any, budget: int) -> None:
+        """Read and forget up to ``budget`` more bytes of the body (so that the client
+        reads the answer rather than a reset); the connection's deadline still applies."""
+        while budget > 0:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            budget -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+    # -- tracking (on a worker thread) -----------------------------------------------
+
+    def _decode(self, body: bytes, encoding: str) -> bytes:
+        encoding = encoding.strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            return gunzip(body, self.limits.max_decoded)
+        if encoding not in ("", "identity"):
+            raise Refused(415, "only gzip (or no) Content-Encoding is taken")
+        if len(body) > self.limits.max_decoded:
+            raise Refused(413, f"the body is over {self.limits.max_decoded:,} bytes")
+        return body
+
+    @contextlib.contextmanager
+    def _holding(self, objects: int) -> Any:
+        """Reserve ``objects`` JSON values of the relay's ``max_objects``."""
+        limit = self.limits.max_objects
+        if objects > limit:
+            raise Refused(
+                413,
+                f"the body may hold {objects:,} JSON values, more than --max-objects "
+                f"({limit:,}): send smaller batches",
+            )
+        with self._lock:
+            room = self._objects + objects <= limit
+            if room:
+                self._objects += objects
+        if not room:
+            raise Refused(503, "too many JSON values in progress", self.retry_headers)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._objects -= objects
+
+    def _check_room(self, items: int) -> None:
+        limits = self.limits
+        if items > limits.max_pending:
+            raise Refused(
+                413,
+                f"the batch has {items:,} events, more than --max-pending "
+                f"({limits.max_pending:,}) can ever hold: send smaller batches",
+            )
+        if self.sender.pending() + items > limits.max_pending:
+            raise Refused(503, "the sender's queue is full", self.retry_headers)
+
+    def take(self, body: bytes, encoding: str) -> tuple[int, str]:
+        """Track one batch of JSON events; (status, message)."""
+        text = self._decode(body, encoding)
+        del body
+        with self._holding(value_bound(text)):
+            objects, bad = parse_body(text)
+            del text
+            self._check_room(len(objects))
+            track = self.front.track
+            with _TRACKING:
+                self.sender.take_refused()
+                tracked = sum(1 for obj in objects if track(obj))
+                refused = self.sender.take_refused()
+        if refused:
+            raise Refused(
+                503, f"the sender refused {refused} item(s): queue full", self.retry_headers
+            )
+        return 200, f"{len(objects)} event(s), {tracked} tracked, {bad} not objects"
+
+    def take_otlp(
+        self, body: bytes, encoding: str, content_type: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Track one OTLP/HTTP logs export; (status, headers, ExportLogsServiceResponse)."""
+        from ._otlp import (  # noqa: PLC0415 - the otlp part of the extra
+            OtlpDecodeError,
+            decode_export_logs,
+            export_logs_response,
+        )
+
+        kind = _otlp_type(content_type)
+        if not kind:
+            raise Refused(415, "OTLP/HTTP takes application/x-protobuf or application/json")
+        data = self._decode(body, encoding)
+        del body
+        # a protobuf body holds at most one record per two bytes: bounded by its size
+        bound = value_bound(data) if kind == "application/json" else len(data) // 2 + 1
+        with self._holding(bound):
+            try:
+                records = decode_export_logs(data, kind, max_records=self.limits.max_pending)
+            except OtlpDecodeError as exc:
+                raise Refused(400, f"the body is not an OTLP logs export ({exc})") from None
+            except ValueError as exc:  # more records than --max-pending can ever hold
+                raise Refused(413, str(exc)) from None
+            del data
+            self._check_room(len(records))
+            track = self.front.track
+            rejected = 0
+            with _TRACKING:
+                self.sender.take_refused()
+                for fields in records:
+                    before = rejected_calls()
+                    track(fields)
+                    if rejected_calls() != before:
+                        rejected += 1
+                refused = self.sender.take_refused()
+        if refused:
+            raise Refused(
+                503, f"the sender refused {refused} item(s): queue full", self.retry_headers
+            )
+        message = (
+            f"{rejected} log record(s) had invalid bucket_* tags or ids: see the relay's log"
+            if rejected
+            else ""
+        )
+        answer = export_logs_response(kind, rejected=rejected, error_message=message)
+        return 200, {"Content-Type": kind}, answer
+
+
+def _otlp_type(content_type: str) -> str:
+    """``application/x-protobuf``, ``application/json``, or "" for anything else."""
+    base = content_type.split(";", 1)[0].strip().lower()
+    if base in ("application/x-protobuf", "application/protobuf"):
+        return "application/x-protobuf"
+    if base == "application/json":
+        return "application/json"
+    return ""
+
+
+def _answer_type(otlp: bool, content_type: str) -> str:
+    if otlp:
+        return _otlp_type(content_type) or "application/json"
+    return "application/json"
+
+
+def protocol_class(app: RelayApp) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with the relay's connection cap and request deadline."""
+    limits = app.limits
+    refusal = _plain(503, "too many connections", app.retry_headers)
+
+    class RelayProtocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+        _refused = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if len(self.server_state.connections) >= limits.max_connections:
+                self._refused = True
+                app.count(503)
+                assert isinstance(transport, asyncio.Transport)
+                transport.write(refusal)
+                transport.close()
+                return
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._refused:
+                return
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if not self._refused:
+                super().data_received(data)
+
+        def _arm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = self.loop.call_later(limits.request_timeout, self._expire)
+
+        def _expire(self) -> None:
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete and not cycle.more_body:
+                return  # the body is in: tracking and answering are not cut off
+            self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def send_400_response(self, msg: str) -> None:
+            app.count(400)
+            app.say("relay: 400 invalid HTTP request (head, Content-Length or framing)")
+            super().send_400_response(msg)
+
+    return RelayProtocol
+
+
+class RelayServer(uvicorn.Server):
+    """uvicorn's server; SIGTERM and SIGINT drain it and are not raised again after,
+    so that the relay delivers what it holds and exits with its own status."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        """Drain on SIGTERM/SIGINT while serving (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv6 when the host has a colon)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_server(app: RelayApp) -> RelayServer:
+    """The uvicorn server of ``app``, with the relay's bounds."""
+    limits = app.limits
+    config = uvicorn.Config(
+        app,
+        http=protocol_class(app),
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        h11_max_incomplete_event_size=MAX_HEAD,
+        timeout_keep_alive=max(1, int(limits.request_timeout)),
+        timeout_graceful_shutdown=None,
+    )
+    server = RelayServer(config)
+    app.stopping = lambda: server.should_exit
+    return server
