@@ -13,7 +13,14 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["MAX_GZIP_MEMBERS", "Refused", "gunzip", "parse_body", "value_bound"]
+__all__ = [
+    "MAX_GZIP_MEMBERS",
+    "Refused",
+    "gunzip",
+    "parse_body",
+    "too_many_values",
+    "value_bound",
+]
 
 
 class Refused(Exception):
@@ -34,37 +41,79 @@ MAX_GZIP_MEMBERS: Final = 64
 _GZIP_STEP: Final = 64 * 1024
 
 
-def gunzip(body: bytes, limit: int, max_members: int = MAX_GZIP_MEMBERS) -> bytes:
+def gunzip(
+    body: bytes, limit: int, max_members: int = MAX_GZIP_MEMBERS, max_values: int | None = None
+) -> bytes:
     """Decompress gzip ``body`` (members back to back) to at most ``limit`` bytes.
 
     The body is walked by offset, a bounded step at a time, so that many tiny members
-    cost linear time; more than ``max_members`` members are refused (400).
+    cost linear time; more than ``max_members`` members are refused (400). With
+    ``max_values``, the JSON values the text may hold (:func:`value_bound`) are
+    counted as it is decompressed, and a text that can hold more is refused (413)
+    as soon as it passes the limit.
     """
+    values = 1
     view = memoryview(body)
     out = bytearray()
     offset = 0
     members = 0
+
+    def inflate(stream: Any, data: bytes | memoryview) -> bytes:
+        nonlocal values
+        try:
+            chunk: bytes = stream.decompress(data, min(limit - len(out) + 1, _GZIP_STEP))
+        except zlib.error as exc:
+            raise Refused(400, f"the body is not valid gzip ({exc})") from None
+        out.extend(chunk)
+        if len(out) > limit:
+            raise Refused(413, f"the body is over {limit:,} bytes once decompressed")
+        if max_values is not None:
+            values += _structure(chunk)
+            if values > max_values:
+                raise too_many_values(max_values)
+        return chunk
+
     while offset < len(body):
         members += 1
         if members > max_members:
             raise Refused(400, f"the gzip body has more than {max_members} members")
         stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        while True:
+        while not stream.eof:
             step = view[offset : offset + _GZIP_STEP]
-            if not step:
-                raise Refused(400, "the gzip body is truncated")
-            try:
-                chunk = stream.decompress(step, limit - len(out) + 1)
-            except zlib.error as exc:
-                raise Refused(400, f"the body is not valid gzip ({exc})") from None
-            out += chunk
-            if len(out) > limit or stream.unconsumed_tail:
-                raise Refused(413, f"the body is over {limit:,} bytes once decompressed")
-            if stream.eof:
-                offset += len(step) - len(stream.unused_data)
+            if not step:  # the input is all in: what zlib still holds, then the end
+                while not stream.eof and inflate(stream, b""):
+                    pass
+                if not stream.eof:
+                    raise Refused(400, "the gzip body is truncated")
                 break
             offset += len(step)
+            data: bytes | memoryview = step
+            while data:  # at most _GZIP_STEP of output at a time: a bomb stops early
+                inflate(stream, data)
+                if stream.eof:
+                    offset -= len(stream.unused_data)
+                    break
+                data = stream.unconsumed_tail
     return bytes(out)
+
+
+def too_many_values(limit: int) -> Refused:
+    """The 413 of a body that may hold more JSON values than ``limit``."""
+    return Refused(
+        413,
+        f"the body may hold more than {limit:,} JSON values (--max-objects): "
+        "send smaller batches",
+    )
+
+
+def _structure(text: bytes) -> int:
+    return (
+        text.count(b",")
+        + text.count(b":")
+        + text.count(b"{")
+        + text.count(b"[")
+        + text.count(b"\n")
+    )
 
 
 def value_bound(text: bytes) -> int:
@@ -75,14 +124,7 @@ def value_bound(text: bytes) -> int:
     containers + lines (strings holding such characters only raise the count). Counted
     at memory speed, before anything is built.
     """
-    return (
-        text.count(b",")
-        + text.count(b":")
-        + text.count(b"{")
-        + text.count(b"[")
-        + text.count(b"\n")
-        + 1
-    )
+    return _structure(text) + 1
 
 
 def parse_body(body: bytes) -> tuple[list[dict[str, Any]], int]:

@@ -56,7 +56,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ._bodies import Refused, gunzip, parse_body, value_bound
+from ._bodies import Refused, gunzip, parse_body, too_many_values, value_bound
 from ._diagnostics import register_secret
 from ._jsonlines import JsonLines
 from ._relay import Limits, RelaySender
@@ -295,10 +295,11 @@ class RelayApp:
 
     # -- tracking (on a worker thread) -----------------------------------------------
 
-    def _decode(self, body: bytes, encoding: str) -> bytes:
+    def _decode(self, body: bytes, encoding: str, json: bool = True) -> bytes:
         encoding = encoding.strip().lower()
         if encoding in ("gzip", "x-gzip"):
-            return gunzip(body, self.limits.max_decoded)
+            values = self.limits.max_objects if json else None
+            return gunzip(body, self.limits.max_decoded, max_values=values)
         if encoding not in ("", "identity"):
             raise Refused(415, "only gzip (or no) Content-Encoding is taken")
         if len(body) > self.limits.max_decoded:
@@ -310,11 +311,7 @@ class RelayApp:
         """Reserve ``objects`` JSON values of the relay's ``max_objects``."""
         limit = self.limits.max_objects
         if objects > limit:
-            raise Refused(
-                413,
-                f"the body may hold {objects:,} JSON values, more than --max-objects "
-                f"({limit:,}): send smaller batches",
-            )
+            raise too_many_values(limit)
         with self._lock:
             room = self._objects + objects <= limit
             if room:
@@ -370,7 +367,7 @@ class RelayApp:
         kind = _otlp_type(content_type)
         if not kind:
             raise Refused(415, "OTLP/HTTP takes application/x-protobuf or application/json")
-        data = self._decode(body, encoding)
+        data = self._decode(body, encoding, kind == "application/json")
         del body
         # a protobuf body holds at most one record per two bytes: bounded by its size
         bound = value_bound(data) if kind == "application/json" else len(data) // 2 + 1
