@@ -37,6 +37,7 @@ from . import _diagnostics
 from ._configured import KeywordFrontEnd
 from ._diagnostics import internal_logger, internal_names
 from ._rules import Rule
+from ._wire import watch_rejections
 
 __all__ = ["NAME_KEYS", "TEMPLATE_KEYS", "TIME_KEYS", "JsonLines", "parse_time"]
 
@@ -231,3 +232,19 @@ class JsonLines(KeywordFrontEnd):
         else:
             self._track(obj, created, name, template, plan)
         return True
+
+    def track_checked(self, obj: dict[str, Any]) -> tuple[bool, str | None]:
+        """:meth:`track`, also telling whether a call the line asked for was refused.
+
+        Returns ``(tracked, problem)``: ``problem`` is the first of the line's calls
+        that was not sent (an invalid tag or value, a missing id, an item too large;
+        also reported on the ``bucket_logging`` logger), None when none was. The OTLP
+        relay counts such records as rejected while the valid ones are delivered.
+        """
+        problems: list[str] = []
+        watch_rejections(problems)
+        try:
+            tracked = self.track(obj)
+        finally:
+            watch_rejections(None)
+        return tracked, problems[0] if problems else None

@@ -62,6 +62,7 @@ from ._wire import (
     reject,
     report_unknown_tags,
     short,
+    watched_failure,
     wire_of,
 )
 
@@ -346,6 +347,7 @@ class Tracker:
                 type(exc).__name__,
                 exc,
             )
+            watched_failure(f"tracking failed ({type(exc).__name__})")
         finally:
             _busy.discard(me)
 

@@ -7,6 +7,7 @@ message (a string) that the tracker reports.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -25,6 +26,8 @@ __all__ = [
     "rejected_calls",
     "rule_attributes",
     "short",
+    "watch_rejections",
+    "watched_failure",
     "wire_of",
 ]
 
@@ -239,10 +242,33 @@ def rejected_calls() -> int:
     return _rejected_calls
 
 
+#: Per thread: the list :func:`watch_rejections` handed out, while a caller watches.
+_watching = threading.local()
+
+
+def watch_rejections(problems: list[str] | None) -> None:
+    """Collect into ``problems`` what :func:`reject` refuses on this thread (None: stop).
+
+    How a front end learns whether one record's calls were all sent (the OTLP relay
+    reports a request's rejected records); costs nothing while nobody watches.
+    """
+    _watching.problems = problems
+
+
+def watched_failure(problem: str) -> None:
+    """Note ``problem`` (a record whose tracking failed) for :func:`watch_rejections`."""
+    watched: list[str] | None = getattr(_watching, "problems", None)
+    if watched is not None:
+        watched.append(problem)
+
+
 def reject(kind: str, logger_name: str, template: object, problem: str) -> None:
     """Report a call that is not sent (rate-limited per distinct problem), and count it."""
     global _rejected_calls
     _rejected_calls += 1
+    watched: list[str] | None = getattr(_watching, "problems", None)
+    if watched is not None:
+        watched.append(f"{kind if kind != 'tags' else 'tracking'} call: {problem}")
     report(
         problem_topic("invalid-" + kind, logger_name, template, problem),
         "Not sending the %s call of a record from logger %r with message %s: %s",
