@@ -56,11 +56,11 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from . import _otlp
 from ._bodies import Refused, gunzip, parse_body, too_many_values, value_bound
 from ._diagnostics import register_secret
 from ._jsonlines import JsonLines
 from ._relay import Limits, RelaySender
-from ._wire import rejected_calls
 
 __all__ = ["RelayApp", "RelayServer", "listen", "protocol_class", "uvicorn_server"]
 
@@ -89,7 +89,7 @@ _PHRASES: Final = {
 #: google.rpc.Code for an HTTP status (OTLP answers errors with a google.rpc.Status).
 _RPC_CODES: Final = {400: 3, 401: 16, 405: 12, 411: 3, 413: 3, 415: 3, 429: 8, 503: 14}
 
-#: Tracking is counted per record (rejected calls before and after): one batch at a time.
+#: One batch is tracked at a time (the sender's refusals are counted per batch).
 _TRACKING: Final = threading.Lock()
 
 
@@ -204,9 +204,7 @@ class RelayApp:
     def _error_body(self, otlp: bool, content_type: str, status: int, message: str) -> bytes:
         if not otlp:
             return orjson.dumps({"success": False, "message": message})
-        from ._otlp import rpc_status  # noqa: PLC0415 - the otlp part of the extra
-
-        return rpc_status(_otlp_type(content_type), _RPC_CODES.get(status, 2), message)
+        return _otlp.rpc_status(_otlp_type(content_type), _RPC_CODES.get(status, 2), message)
 
     async def _serve(
         self, scope: Any, receive: Any, headers: dict[bytes, bytes], otlp: bool
@@ -357,49 +355,42 @@ class RelayApp:
     def take_otlp(
         self, body: bytes, encoding: str, content_type: str
     ) -> tuple[int, dict[str, str], bytes]:
-        """Track one OTLP/HTTP logs export; (status, headers, ExportLogsServiceResponse)."""
-        from ._otlp import (  # noqa: PLC0415 - the otlp part of the extra
-            OtlpDecodeError,
-            decode_export_logs,
-            export_logs_response,
-        )
+        """Track one OTLP/HTTP logs export; (status, headers, ExportLogsServiceResponse).
 
+        Records whose tags are invalid are reported as a partial success while the
+        valid records of the same request are delivered.
+        """
         kind = _otlp_type(content_type)
         if not kind:
             raise Refused(415, "OTLP/HTTP takes application/x-protobuf or application/json")
         data = self._decode(body, encoding, kind == "application/json")
         del body
-        # a protobuf body holds at most one record per two bytes: bounded by its size
+        # protobuf: a record or value takes at least two bytes, so the body's size
+        # bounds them (the decoder counts them again as it goes)
         bound = value_bound(data) if kind == "application/json" else len(data) // 2 + 1
-        with self._holding(bound):
+        with self._holding(min(bound, self.limits.max_objects)):
             try:
-                records = decode_export_logs(data, kind, max_records=self.limits.max_pending)
-            except OtlpDecodeError as exc:
+                records = _otlp.decode_export_logs(
+                    data,
+                    kind,
+                    max_records=self.limits.max_pending,
+                    max_values=self.limits.max_objects,
+                )
+            except _otlp.OtlpTooLarge as exc:
+                raise Refused(413, f"{exc}: send smaller batches") from None
+            except _otlp.OtlpDecodeError as exc:
                 raise Refused(400, f"the body is not an OTLP logs export ({exc})") from None
-            except ValueError as exc:  # more records than --max-pending can ever hold
-                raise Refused(413, str(exc)) from None
             del data
             self._check_room(len(records))
-            track = self.front.track
-            rejected = 0
             with _TRACKING:
                 self.sender.take_refused()
-                for fields in records:
-                    before = rejected_calls()
-                    track(fields)
-                    if rejected_calls() != before:
-                        rejected += 1
+                _, rejected, message = _otlp.track_records(self.front, records)
                 refused = self.sender.take_refused()
         if refused:
             raise Refused(
                 503, f"the sender refused {refused} item(s): queue full", self.retry_headers
             )
-        message = (
-            f"{rejected} log record(s) had invalid bucket_* tags or ids: see the relay's log"
-            if rejected
-            else ""
-        )
-        answer = export_logs_response(kind, rejected=rejected, error_message=message)
+        answer = _otlp.export_logs_response(kind, rejected=rejected, error_message=message)
         return 200, {"Content-Type": kind}, answer
 
 
