@@ -12,7 +12,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_relay_benchmark_smoke_run_has_every_path() -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "relay_bench.py"), "--lines", "2000", "--rounds", "1", "--batch", "500"],
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "relay_bench.py"),
+            "--lines",
+            "2000",
+            "--rounds",
+            "1",
+            "--batch",
+            "500",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
