@@ -261,7 +261,8 @@ class RelayApp:
         if raw_length is not None and chunked:  # which one a proxy in front reads is unknown
             raise Refused(400, "a Content-Length and a chunked body at once")
         if raw_length is not None and int(raw_length) > limit:  # h11 checked its digits
-            if int(raw_length) <= _DRAIN_FACTOR * limit:
+            waiting = headers.get(b"expect", b"").lower() == b"100-continue"
+            if not waiting and int(raw_length) <= _DRAIN_FACTOR * limit:
                 await self._discard(receive, _DRAIN_FACTOR * limit)
             raise Refused(413, f"the body is over {limit:,} bytes")
         chunks: list[bytes] = []

@@ -403,3 +403,16 @@ def test_two_workers_share_the_port_and_a_spool_and_drain_on_sigterm(
     assert status == 0, err
     assert err.count("0 item(s) lost") == 2, err
     assert sorted(c["userId"] for c in server.calls) == list(range(200))  # each once
+
+
+def test_a_body_too_large_for_100_continue_is_refused_unsent(
+    server: TrackingServer, relays: list[Running]
+) -> None:
+    relay = start(relays, server, "--max-body", "1000")
+    head = (
+        "POST / HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 2000\r\nExpect: 100-continue\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    )
+    answer = raw_exchange(relay.port, head.encode())
+    assert answer.startswith(b"HTTP/1.1 413"), answer  # at once: the body is never asked for
+    assert relay.stop()[0] == 0
