@@ -416,3 +416,21 @@ def test_a_body_too_large_for_100_continue_is_refused_unsent(
     answer = raw_exchange(relay.port, head.encode())
     assert answer.startswith(b"HTTP/1.1 413"), answer  # at once: the body is never asked for
     assert relay.stop()[0] == 0
+
+
+def test_a_stalled_chunked_body_is_cut_off_at_the_deadline(
+    server: TrackingServer, relays: list[Running]
+) -> None:
+    relay = start(relays, server, "--request-timeout", "1", "--max-concurrent", "1")
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=TIMEOUT) as stalled:
+        stalled.sendall(
+            b"POST / HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
+            + b'6\r\n[{"a":\r\n'  # then nothing more
+        )
+        assert stalled.recv(1024) == b""  # cut off, its slot given back ...
+        assert 0.5 < time.monotonic() - started < 15  # ... after about a second
+    assert post(relay.url, json.dumps([event(5)]).encode()).status_code == 200
+    assert server.wait_for(1, TIMEOUT)
+    assert relay.stop()[0] == 0
