@@ -28,17 +28,27 @@ Severity, trace and span ids, flags and ``eventName`` are not read. Id field nam
 are the front end's (``user_id_field="user.id"`` for OpenTelemetry's semantic
 conventions).
 
-Decoding is bounded: a body of ``n`` bytes is read into at most ``max_records``
-records and :data:`MAX_VALUES` nested values (attributes, array and map entries,
-counted before any object is built), nested at most :data:`MAX_DEPTH` deep; a
-body over a bound raises :class:`OtlpTooLarge` (the relay answers 413), any other
+Decoding is bounded: a body is read into at most ``max_records`` records and
+``max_values`` (:data:`MAX_VALUES`) values, nested at most :data:`MAX_DEPTH` deep;
+a body over a bound raises :class:`OtlpTooLarge` (the relay answers 413), any other
 body that is not an ``ExportLogsServiceRequest`` raises :class:`OtlpDecodeError`
-(400) with a short reason, never a traceback.
+(400) with a short reason, never a traceback. Parsed objects cost far more memory
+than their bytes, so they are counted before they are built:
 
-Protobuf bodies are parsed by ``opentelemetry-proto``'s generated classes (the
-``relay`` extra); JSON bodies by orjson, following the OTLP/JSON rules: field names
-in lowerCamelCase, 64-bit integers as strings or numbers, trace and span ids in
-hex, unknown fields ignored.
+* JSON: every ``{`` and ``[`` of the body counts as a value (a byte count, before
+  orjson parses it);
+* protobuf: the request, ``ResourceLogs`` and ``ScopeLogs`` levels are walked on the
+  wire (resources are skipped unread) and each ``LogRecord`` is parsed on its own by
+  ``opentelemetry-proto``'s generated class (the ``relay`` extra), so parsed
+  messages live for one record at a time; a record that could hold more values than
+  the budget left is walked on the wire first. Attributes, map entries and array
+  elements count as values. Every walk reads a bounded number of fields (time: a
+  flood of tiny unknown fields is refused too).
+
+JSON bodies follow the OTLP/JSON rules: field names in lowerCamelCase, 64-bit
+integers as strings or numbers, trace and span ids in hex, unknown fields ignored.
+They are parsed by orjson: on a 22 MB body of 10,000 records it took 0.35 s where
+protobuf's ``json_format.Parse`` took 2.1 s (which also wants base64 ids, not hex).
 """
 
 from __future__ import annotations
@@ -534,17 +544,14 @@ class _Steps:
 
 
 # The message fields of the OTLP logs schema, by message: field number -> message.
-_SCHEMA: Final[dict[str, dict[int, str]]] = {
-    "ResourceLogs": {1: "Resource", 2: "ScopeLogs"},
-    "Resource": {1: "KeyValue", 3: "EntityRef"},
-    "EntityRef": {},
-    "ScopeLogs": {1: "InstrumentationScope", 2: "LogRecord"},
-    "InstrumentationScope": {3: "KeyValue"},
-    "LogRecord": {5: "AnyValue", 6: "KeyValue"},
-    "KeyValue": {2: "AnyValue"},
-    "AnyValue": {5: "ArrayValue", 6: "KeyValueList"},
-    "ArrayValue": {1: "AnyValue"},
-    "KeyValueList": {1: "KeyValue"},
+_SCHEMA: Final[dict[str, dict[int, tuple[str, int]]]] = {
+    # message: {field number: (message, 1 when it counts as a value as the parse counts
+    # them: an attribute or map entry, an array element)}
+    "LogRecord": {5: ("AnyValue", 0), 6: ("KeyValue", 1)},
+    "KeyValue": {2: ("AnyValue", 0)},
+    "AnyValue": {5: ("ArrayValue", 0), 6: ("KeyValueList", 0)},
+    "ArrayValue": {1: ("AnyValue", 1)},
+    "KeyValueList": {1: ("KeyValue", 1)},
 }
 # How many fields (of any kind) the walk reads per value of the budget.
 _FIELDS_PER_VALUE: Final = 8
@@ -554,20 +561,19 @@ _MAX_MESSAGE_DEPTH: Final = 3 + 2 * MAX_DEPTH + 2
 
 
 def _count_messages(body: bytes, budget: _Budget, message: str) -> None:
-    """Walk the wire format of ``body`` (a ``message``) and take every message inside
-    from the budget (the values, and the records).
+    """Walk the wire format of ``body`` (a ``message``) and check that the values inside
+    (as the parse will count them) are within the budget, before anything is parsed.
 
     Raises :class:`OtlpTooLarge` past the budget (or past ``_FIELDS_PER_VALUE`` times
     as many fields: time), :class:`OtlpDecodeError` for wire data that is not a
     protobuf message. Costs no memory beyond a stack of ``_MAX_MESSAGE_DEPTH`` entries.
     """
     data = body
-    stack: list[tuple[int, dict[int, str]]] = []
+    stack: list[tuple[int, dict[int, tuple[str, int]]]] = []
     schema = _SCHEMA
     fields = schema[message]
     pos, end = 0, len(data)
     values = budget.values
-    records = budget.records
     fields_left = _FIELDS_PER_VALUE * values  # time: unknown scalar fields cost no memory
     try:
         while True:
@@ -575,8 +581,7 @@ def _count_messages(body: bytes, budget: _Budget, message: str) -> None:
                 if pos > end:
                     raise OtlpDecodeError("a protobuf field runs past its message")
                 if not stack:
-                    budget.values, budget.records = values, records
-                    return
+                    return  # within the budget (the parse takes the values from it)
                 end, fields = stack.pop()
             tag = data[pos]  # a tag and a length are nearly always one byte: inline
             pos += 1
@@ -593,18 +598,14 @@ def _count_messages(body: bytes, budget: _Budget, message: str) -> None:
                     length, pos = _varint(data, pos - 1)
                 child = fields.get(tag >> 3)
                 if child is not None:
-                    values -= 1
+                    values -= child[1]
                     if values < 0:
                         raise OtlpTooLarge(_TOO_MANY_VALUES)
-                    if child == "LogRecord":
-                        records -= 1
-                        if records < 0:
-                            raise OtlpTooLarge(_TOO_MANY_RECORDS)
                     if len(stack) >= _MAX_MESSAGE_DEPTH:
                         raise OtlpDecodeError(f"values nest deeper than {MAX_DEPTH} levels")
                     stack.append((end, fields))
                     end = pos + length
-                    fields = schema[child]
+                    fields = schema[child[0]]
                     continue
                 pos += length
             elif wire == 0:
@@ -722,6 +723,11 @@ def plain_value(value: Any, depth: int) -> Any:
         return value
     if depth >= MAX_DEPTH:
         return None
+    if type(value) is dict:
+        return {
+            k if type(k) is str else str(k): v if type(v) in _SCALARS else plain_value(v, depth + 1)
+            for k, v in value.items()
+        }
     if isinstance(value, Mapping):
         return {str(k): plain_value(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (bytes, bytearray)):

@@ -124,7 +124,7 @@ class BucketLogRecordProcessor(LogRecordProcessor):
             body = record.body
             self._track(
                 record_fields(
-                    plain_attributes(attributes),
+                    plain_attributes(keys),
                     body if body is None or type(body) is str else plain_value(body, 0),
                     scope.name if scope is not None else "",
                     record.timestamp or record.observed_timestamp or 0,

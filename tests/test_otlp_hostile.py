@@ -13,7 +13,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from bucket_logging import _otlp
@@ -331,3 +331,68 @@ def test_a_typical_batch_is_decoded_quickly() -> None:
     start = time.process_time()
     assert len(decode(body)) == 512
     assert time.process_time() - start < 1.0
+
+
+def test_a_big_valid_record_is_counted_then_read() -> None:
+    """A record that could hold more values than the budget is walked first, and read
+    when it holds fewer."""
+    attributes = [KeyValue(key=f"a{i}", value=AnyValue(string_value="x" * 20)) for i in range(1000)]
+    body = wrap(
+        LogRecord(attributes=attributes, body=AnyValue(string_value="big")).SerializeToString()
+    )
+    assert len(body) // 2 > 1500  # over the budget's bound: the walk runs
+    (fields,) = decode_export_logs(body, PB, max_records=1, max_values=1500)
+    assert len(fields) == 1001
+    assert fields["a999"] == "x" * 20
+    with pytest.raises(OtlpTooLarge):
+        decode_export_logs(body, PB, max_records=1, max_values=999)
+
+
+def test_the_record_walk_reads_every_wire_type_and_refuses_what_is_broken() -> None:
+    """With a budget this small every record is walked on the wire before it is parsed."""
+    record = LogRecord(
+        time_unix_nano=2**62,  # fixed64
+        severity_number=9,  # varint
+        flags=1,  # fixed32
+        observed_time_unix_nano=5,
+        body=AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=-1)])),
+        attributes=[KeyValue(key="k" * 200, value=AnyValue(string_value="v"))],  # 2-byte lengths
+    ).SerializeToString() + field(99, b"x")  # a 2-byte tag
+    (fields,) = decode_export_logs(wrap(record), PB, max_records=1, max_values=2)
+    assert fields["event"] == "[-1]"
+    broken = [
+        record[:-1],  # truncated
+        record + b"\x0b",  # a group
+        field(5, field(5, b"\x0a\x05ab")),  # a value longer than its array
+    ]
+    for body in broken:
+        with pytest.raises(OtlpDecodeError):
+            decode_export_logs(wrap(body), PB, max_records=1, max_values=2)
+    flood = b"\x38\x01" * 100  # 100 dropped_attributes_count varints: 100 fields, no value
+    with pytest.raises(OtlpTooLarge, match="fields"):
+        decode_export_logs(wrap(flood), PB, max_records=1, max_values=2)
+    outer = field(1, field(2, b"\x18\x01" * 100))  # unknown varints in a ScopeLogs
+    with pytest.raises(OtlpTooLarge, match="fields"):
+        decode_export_logs(outer, PB, max_records=1, max_values=2)
+
+
+def test_json_scalar_values() -> None:
+    attributes = [
+        {"key": "t", "value": {"boolValue": True}},
+        {"key": "b", "value": {"bytesValue": "AQ=="}},
+        {"key": "s", "value": {"stringValue": None}},
+        {"key": "d", "value": {"doubleValue": "-1.5e3"}},
+        {"key": "n", "value": {"doubleValue": "NaN"}},
+        {"key": "i", "value": {"doubleValue": 2}},
+    ]
+    body = orjson.dumps(
+        {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"attributes": attributes}]}]}]}
+    )
+    (fields,) = decode(body, JSON)
+    assert fields["t"] is True
+    assert fields["b"] == "AQ=="
+    assert fields["s"] == ""
+    assert fields["d"] == -1500.0
+    assert fields["n"] != fields["n"]  # NaN
+    assert fields["i"] == 2.0
+    assert type(fields["i"]) is float

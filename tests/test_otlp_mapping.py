@@ -383,3 +383,14 @@ def test_rules_match_the_body_and_the_scope_name() -> None:
         # "*": the record's own attributes, without the structural keys
         {"type": "event", "event": "Viewed report", "userId": 3, "attributes": {"report": "sales"}},
     ]
+
+
+def test_protobuf_without_opentelemetry_proto_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opentelemetry.proto.logs.v1.logs_pb2", None)
+    with pytest.raises(OtlpUnsupportedType, match=r"bucket-logging\[relay\]"):
+        decode(request(record("x")))
+    assert decode(json_request({"body": {"stringValue": "x"}}), JSON)  # JSON needs nothing
