@@ -196,6 +196,7 @@ class RelayApp:
         raw = [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer_headers.items()
         ]
+        raw.append((b"content-length", str(len(body)).encode()))
         if status != 200 or self.stopping():
             raw.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": raw})

@@ -434,3 +434,15 @@ def test_a_stalled_chunked_body_is_cut_off_at_the_deadline(
     assert post(relay.url, json.dumps([event(5)]).encode()).status_code == 200
     assert server.wait_for(1, TIMEOUT)
     assert relay.stop()[0] == 0
+
+
+def test_answers_carry_a_content_length(server: TrackingServer, relays: list[Running]) -> None:
+    relay = start(relays, server)
+    for answer in (
+        post(relay.url, json.dumps([event(1)]).encode()),
+        post(relay.url, b"not json"),
+        httpx.get(relay.url + "health", timeout=TIMEOUT),
+    ):
+        assert answer.headers["content-length"] == str(len(answer.content))
+        assert "transfer-encoding" not in answer.headers
+    assert relay.stop()[0] == 0
