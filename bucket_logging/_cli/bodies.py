@@ -9,11 +9,18 @@ gzip bomb costs at most that much memory); :func:`parse_body` finds the objects.
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-__all__ = ["Refused", "gunzip", "parse_body"]
+__all__ = [
+    "MAX_GZIP_MEMBERS",
+    "Refused",
+    "gunzip",
+    "parse_body",
+    "too_many_values",
+    "value_bound",
+]
 
 
 class Refused(Exception):
@@ -26,25 +33,98 @@ class Refused(Exception):
         self.headers = headers or {}
 
 
-def gunzip(body: bytes, limit: int) -> bytes:
-    """Decompress gzip ``body`` (members back to back) to at most ``limit`` bytes."""
-    out: list[bytes] = []
-    size = 0
-    data = body
-    while data:
-        stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+#: Gzip members a body may hold (real clients send one; each costs a decompressor).
+MAX_GZIP_MEMBERS: Final = 64
+
+#: How much compressed input is handed to the decompressor at a time: what is left
+#: over after a member (``unused_data``) is at most this, never the rest of the body.
+_GZIP_STEP: Final = 64 * 1024
+
+
+def gunzip(
+    body: bytes, limit: int, max_members: int = MAX_GZIP_MEMBERS, max_values: int | None = None
+) -> bytes:
+    """Decompress gzip ``body`` (members back to back) to at most ``limit`` bytes.
+
+    The body is walked by offset, a bounded step at a time, so that many tiny members
+    cost linear time; more than ``max_members`` members are refused (400). With
+    ``max_values``, the JSON values the text may hold (:func:`value_bound`) are
+    counted as it is decompressed, and a text that can hold more is refused (413)
+    as soon as it passes the limit.
+    """
+    values = 1
+    view = memoryview(body)
+    out = bytearray()
+    offset = 0
+    members = 0
+
+    def inflate(stream: Any, data: bytes | memoryview) -> bytes:
+        nonlocal values
         try:
-            chunk = stream.decompress(data, limit - size + 1)
+            chunk: bytes = stream.decompress(data, min(limit - len(out) + 1, _GZIP_STEP))
         except zlib.error as exc:
             raise Refused(400, f"the body is not valid gzip ({exc})") from None
-        size += len(chunk)
-        if size > limit or stream.unconsumed_tail:
+        out.extend(chunk)
+        if len(out) > limit:
             raise Refused(413, f"the body is over {limit:,} bytes once decompressed")
-        out.append(chunk)
-        if not stream.eof:
-            raise Refused(400, "the gzip body is truncated")
-        data = stream.unused_data
-    return b"".join(out)
+        if max_values is not None:
+            values += _structure(chunk)
+            if values > max_values:
+                raise too_many_values(max_values)
+        return chunk
+
+    while offset < len(body):
+        members += 1
+        if members > max_members:
+            raise Refused(400, f"the gzip body has more than {max_members} members")
+        stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        while not stream.eof:
+            step = view[offset : offset + _GZIP_STEP]
+            if not step:  # the input is all in: what zlib still holds, then the end
+                while not stream.eof and inflate(stream, b""):
+                    pass
+                if not stream.eof:
+                    raise Refused(400, "the gzip body is truncated")
+                break
+            offset += len(step)
+            data: bytes | memoryview = step
+            while data:  # at most _GZIP_STEP of output at a time: a bomb stops early
+                inflate(stream, data)
+                if stream.eof:
+                    offset -= len(stream.unused_data)
+                    break
+                data = stream.unconsumed_tail
+    return bytes(out)
+
+
+def too_many_values(limit: int) -> Refused:
+    """The 413 of a body that may hold more JSON values than ``limit``."""
+    return Refused(
+        413,
+        f"the body may hold more than {limit:,} JSON values (--max-objects): "
+        "send smaller batches",
+    )
+
+
+def _structure(text: bytes) -> int:
+    return (
+        text.count(b",")
+        + text.count(b":")
+        + text.count(b"{")
+        + text.count(b"[")
+        + text.count(b"\n")
+    )
+
+
+def value_bound(text: bytes) -> int:
+    """At most how many Python objects parsing the JSON (or NDJSON) ``text`` builds.
+
+    Every value but the first of a container follows a comma, every key a colon, and
+    every document starts a line: values and keys are at most commas + colons +
+    containers + lines (strings holding such characters only raise the count). Counted
+    at memory speed, before anything is built.
+    """
+    return _structure(text) + 1
 
 
 def parse_body(body: bytes) -> tuple[list[dict[str, Any]], int]:

@@ -31,21 +31,20 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 import orjson
 
 from .._exceptions import ConfigurationError
 from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import escape_controls
-from .._sender.sender import BulkSender
 from .._server.format import format_call, format_rejection
 from .._server.server import RequestRecord, TrackingServer
 from .._tracking.senders import resolve_sender
 from .._version import __version__
 from .check import check
 from .logfiles import StateFile
-from .relay import Limits, Relay, RelaySender, is_loopback
+from .relay import Limits, RelaySender
 from .ship import Shipper
 
 __all__ = ["format_call", "format_rejection", "main"]
@@ -183,7 +182,8 @@ def _build_parser() -> argparse.ArgumentParser:
             "Accept POSTed batches of JSON log events (a JSON array, newline-delimited "
             "JSON or one object, optionally gzip) and send the tagged ones. Answers 200 "
             "once the sender accepted the batch, 503 with Retry-After when its queue is "
-            "full. The token defaults to env BUCKET_RELAY_TOKEN."
+            "full. POST /v1/logs takes OTLP/HTTP logs (protobuf or JSON). Needs the "
+            "relay extra (uvicorn). The token defaults to env BUCKET_RELAY_TOKEN."
         ),
     )
     relay.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
@@ -198,6 +198,8 @@ def _build_parser() -> argparse.ArgumentParser:
         ("max-concurrent", limits.max_concurrent, "requests served at once"),
         ("max-connections", limits.max_connections, "open connections"),
         ("max-pending", limits.max_pending, "items the sender may hold before 503"),
+        ("max-objects", limits.max_objects, "JSON values the requests in progress may hold"),
+        ("workers", 1, "processes serving the port, each with its own sender"),
     ):
         relay.add_argument(f"--{name}", type=int, default=default, metavar="N", help=what)
     relay.add_argument(
@@ -301,62 +303,9 @@ def _ship(args: argparse.Namespace) -> int:
 
 
 def _relay(args: argparse.Namespace) -> int:
-    stderr = sys.stderr
-    token = args.token or os.environ.get("BUCKET_RELAY_TOKEN") or None
-    if not is_loopback(args.host) and token is None:
-        print(
-            f"WARNING: bucket-logging relay listens on {args.host} WITHOUT a token: anyone "
-            "who can reach this port can send tracking calls in your app's name. Set "
-            "--token (or BUCKET_RELAY_TOKEN) and send it as 'Authorization: Bearer ...'.",
-            file=stderr,
-            flush=True,
-        )
-    front = _front_end(args, "relay", wrap=True)
-    if front is None:
-        return 2
-    sender = cast(RelaySender, front.sender)
-    limits = Limits(
-        max_body=args.max_body,
-        max_decoded=args.max_decoded,
-        max_concurrent=args.max_concurrent,
-        max_connections=args.max_connections,
-        max_pending=args.max_pending,
-        request_timeout=args.request_timeout,
-    )
-    try:
-        relay = Relay(
-            front, sender, host=args.host, port=args.port, token=token, limits=limits, log=stderr
-        )
-    except OSError as exc:
-        print(f"bucket-logging relay: cannot listen on {args.host}:{args.port}: {exc}", file=stderr)
-        return 1
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-        signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
-    real = sender.real
-    dropped0 = real.stats.dropped_total if isinstance(real, BulkSender) else 0
-    relay.start()
-    host, port = relay.address
-    where = f"[{host}]" if ":" in host else host
-    print(
-        f"bucket-logging relay on http://{where}:{port} "
-        f"({'bearer token required' if token else 'no token'}); SIGTERM drains",
-        file=stderr,
-        flush=True,
-    )
-    while not stop.wait(1.0):
-        pass
-    relay.say("relay: stopping (draining)")
-    relay.stop(0.0)  # the close below delivers within the sender's deadline, or spools
-    if isinstance(real, BulkSender):
-        real.close()
-        dropped = real.stats.dropped_total - dropped0
-    else:
-        dropped = 0
-    answered = ", ".join(f"{n} x {status}" for status, n in sorted(relay.counts.items()))
-    print(f"relay stopped: {answered or 'no requests'}; {dropped} item(s) lost", file=stderr)
-    return 1 if dropped else 0
+    from .relay_cli import run  # noqa: PLC0415 - uvicorn only for the relay
+
+    return run(args, _front_end)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

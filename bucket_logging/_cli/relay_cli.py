@@ -1,0 +1,191 @@
+"""``bucket-logging relay``: the command, on uvicorn, with ``--workers N``.
+
+One process: the relay's app (:mod:`bucket_logging._cli.relay_app`) served by uvicorn on
+the main thread; SIGTERM or SIGINT drains it, then the sender delivers what it holds
+(or leaves it in the spool) and the relay prints its summary, with exit status 1 if
+items it had answered 200 were lost.
+
+``--workers N``: the parent binds the port and forks N workers before any thread
+exists; each worker serves the shared socket with its own front end and sender (a
+shared ``--spool-dir`` is safe: its batches are claimed per process). SIGTERM or
+SIGINT to the parent is passed on to every worker; the parent exits once they all
+did, with status 1 if any worker lost items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any, cast
+
+from .._frontends.jsonlines import JsonLines
+from .._runtime.diagnostics import is_loopback
+from .._sender.sender import BulkSender
+from .relay import Limits, RelaySender
+
+__all__ = ["run"]
+
+#: A worker told to stop before its server started (it then starts, and stops at once).
+_stop_early = False
+
+FrontEndFactory = Callable[[argparse.Namespace, str, bool], "JsonLines | None"]
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(
+        max_body=args.max_body,
+        max_decoded=args.max_decoded,
+        max_concurrent=args.max_concurrent,
+        max_connections=args.max_connections,
+        max_pending=args.max_pending,
+        max_objects=args.max_objects,
+        request_timeout=args.request_timeout,
+    )
+
+
+def run(args: argparse.Namespace, front_end: FrontEndFactory) -> int:
+    """Run the relay the options describe; the exit status."""
+    stderr = sys.stderr
+    try:
+        from . import relay_server as _relay_server  # noqa: PLC0415 - the relay extra
+    except ImportError as exc:
+        print(
+            f"bucket-logging relay needs the relay extra ({exc.name} is missing): "
+            "pip install 'bucket-logging[relay]'",
+            file=stderr,
+        )
+        return 2
+    token = args.token or os.environ.get("BUCKET_RELAY_TOKEN") or None
+    if not is_loopback(args.host) and token is None:
+        print(
+            f"WARNING: bucket-logging relay listens on {args.host} WITHOUT a token: anyone "
+            "who can reach this port can send tracking calls in your app's name. Set "
+            "--token (or BUCKET_RELAY_TOKEN) and send it as 'Authorization: Bearer ...'.",
+            file=stderr,
+            flush=True,
+        )
+    workers = max(1, int(getattr(args, "workers", 1) or 1))
+    try:
+        sock = _relay_server.listen(args.host, args.port)
+    except OSError as exc:
+        print(f"bucket-logging relay: cannot listen on {args.host}:{args.port}: {exc}", file=stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    where = f"[{host}]" if ":" in host else host
+    banner = (
+        f"bucket-logging relay on http://{where}:{port} "
+        f"({'bearer token required' if token else 'no token'}"
+        f"{f', {workers} workers' if workers > 1 else ''}); SIGTERM drains"
+    )
+    if workers == 1:
+        return _serve(args, front_end, sock, token=token, banner=banner, name="")
+    return _supervise(args, front_end, sock, token=token, banner=banner, workers=workers)
+
+
+def _serve(
+    args: argparse.Namespace,
+    front_end: FrontEndFactory,
+    sock: socket.socket,
+    *,
+    token: str | None,
+    banner: str | None,
+    name: str,
+) -> int:
+    """Serve ``sock`` in this process until SIGTERM/SIGINT; the exit status."""
+    from .relay_app import RelayApp  # noqa: PLC0415 - the relay extra
+    from .relay_server import uvicorn_server  # noqa: PLC0415
+
+    stderr = sys.stderr
+    front = front_end(args, "relay", True)
+    if front is None:
+        sock.close()
+        return 2
+    sender = cast(RelaySender, front.sender)
+    app = RelayApp(front, sender, token=token, limits=_limits(args), log=stderr)
+    server = uvicorn_server(app)
+    real = sender.real
+    dropped0 = real.stats.dropped_total if isinstance(real, BulkSender) else 0
+    if banner is not None:
+        print(banner, file=stderr, flush=True)
+    server.should_exit = _stop_early
+    server.run([sock])
+    app.say(f"relay{name}: stopping (draining)")
+    app.close()
+    front.flush(0.0)
+    if isinstance(real, BulkSender):
+        real.close()  # delivers within the sender's deadline, or spools
+        dropped = real.stats.dropped_total - dropped0
+    else:
+        dropped = 0
+    answered = ", ".join(f"{n} x {status}" for status, n in sorted(app.counts.items()))
+    print(f"relay{name} stopped: {answered or 'no requests'}; {dropped} item(s) lost", file=stderr)
+    return 1 if dropped else 0
+
+
+def _stop_before_serving(signum: int, frame: Any) -> None:
+    global _stop_early
+    _stop_early = True
+
+
+def _supervise(
+    args: argparse.Namespace,
+    front_end: FrontEndFactory,
+    sock: socket.socket,
+    *,
+    token: str | None,
+    banner: str,
+    workers: int,
+) -> int:
+    """Fork ``workers`` processes serving ``sock``; pass SIGTERM/SIGINT on; their status."""
+    children: list[int] = []
+    stopping = False
+
+    def forward(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    sys.stderr.flush()
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: its own front end and sender, threads started here
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes Ctrl-C on
+            signal.signal(signal.SIGTERM, _stop_before_serving)
+            status = 1
+            try:
+                status = _serve(
+                    args, front_end, sock, token=token, banner=None, name=f" worker {index + 1}"
+                )
+            finally:
+                sys.stderr.flush()
+                os._exit(status)
+        children.append(pid)
+    sock.close()
+    print(banner, file=sys.stderr, flush=True)
+    status = 0
+    waiting = set(children)
+    while waiting:
+        try:
+            pid, code = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        except InterruptedError:  # pragma: no cover - PEP 475 retries
+            continue
+        if pid in waiting:
+            waiting.discard(pid)
+            exit_code = os.waitstatus_to_exitcode(code)
+            if exit_code != 0:
+                status = 1
+            if not stopping:  # a worker ended on its own: stop the others too
+                forward(signal.SIGTERM, None)
+    print(f"relay stopped: {workers} workers, exit status {status}", file=sys.stderr, flush=True)
+    return status
