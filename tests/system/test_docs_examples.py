@@ -59,7 +59,7 @@ class _Reports(logging.Handler):
 logging.getLogger("bucket_logging").addHandler(_Reports(logging.WARNING))
 """
 
-NOT_PYTHON = {"sh", "bash", "text", "ini", "toml", "yaml", "json", "ruby", "console"}
+NOT_PYTHON = {"sh", "bash", "text", "ini", "toml", "yaml", "json", "ruby", "console", "js"}
 
 
 @dataclass(frozen=True)
