@@ -29,6 +29,7 @@ import httpx
 import orjson
 
 from . import _diagnostics
+from ._answers import post_bounded
 from ._diagnostics import report
 from ._exceptions import DeliveryError
 from ._items import bulk_body, kind_of
@@ -160,6 +161,8 @@ class Delivery:
         policy: the retry policy.
         pace: the sender's flush and close state.
         notify: passes a :class:`~bucket_logging.DeliveryError` to ``on_error``.
+        request_timeout: seconds for one request, its answer's body included (of which
+            at most 64 KiB is read: see :mod:`bucket_logging._answers`).
     """
 
     def __init__(
@@ -172,8 +175,11 @@ class Delivery:
         pace: Pace,
         notify: Callable[[DeliveryError], None],
         feedback_endpoint: str | None = None,
+        request_timeout: float = 10.0,
     ) -> None:
         self.client = client
+        #: One request's deadline, its answer included (a dripped body is cut).
+        self.request_timeout = request_timeout
         self.endpoint = endpoint
         self.feedback_endpoint = feedback_endpoint
         self.ledger = ledger
@@ -193,7 +199,9 @@ class Delivery:
         failed in a retryable way (raised)."""
         self.ledger.count_request()
         try:
-            response = await self.client.post(url or self.endpoint, content=body)
+            response = await post_bounded(
+                self.client, url or self.endpoint, body, timeout=self.request_timeout
+            )
         except httpx.TransportError as exc:
             failure = RetryableFailure(f"{type(exc).__name__}: {exc}")
             failure.ambiguous = not isinstance(exc, _NOT_SENT)

@@ -146,6 +146,7 @@ class SenderLoop:
             policy=config.retry,
             pace=self.pace,
             notify=self.notify,
+            request_timeout=config.request_timeout,
         )
 
     def start(self) -> bool:

@@ -7,6 +7,7 @@ Against a real local HTTP server answering 429/503 with hostile ``Retry-After`` 
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -102,7 +103,7 @@ def test_mock_transport_nan_retry_after_is_not_a_hammer() -> None:
         sender.enqueue(Item.event("e", 1))
         wait_until(lambda: sender.stats.dropped_total == 1)
         assert 2 <= len(seen) <= 10, len(seen)
-        gaps = [b - a for a, b in zip(seen, seen[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(seen)]
         assert min(gaps) >= 0.04  # at least half the first back-off (jitter)
     finally:
         sender.close(0)
