@@ -17,7 +17,15 @@ import httpx
 
 from . import _diagnostics
 from ._answers import post_bounded
-from ._config import ENV_KEY, ENV_REFLAG_KEY, SenderConfig, api_of, resolve_key, resolve_url
+from ._config import (
+    ENV_KEY,
+    ENV_REFLAG_KEY,
+    SenderConfig,
+    api_of,
+    check_key,
+    resolve_key,
+    resolve_url,
+)
 from ._delivery import error_message
 from ._exceptions import ConfigurationError
 from ._version import __version__
@@ -60,6 +68,7 @@ def check(
         )
     _diagnostics.register_secret(key)
     try:
+        check_key(key)  # (the senders' own check: the same keys refused, the same words)
         kind = api_of(key, api)
     except ConfigurationError as exc:
         return CheckResult(False, str(exc), 2)
@@ -77,7 +86,7 @@ def check(
     _diagnostics.silence_http_client_logs()
     try:
         response = _post(config.endpoint, headers, timeout, transport)
-    except httpx.HTTPError as exc:
+    except Exception as exc:  # an HTTP error; anything else is said, never raised
         cause = _clean(f"{type(exc).__name__}: {exc}")
         return CheckResult(False, f"FAILED: cannot reach {where}: {cause}", 1)
     status = response.status_code
