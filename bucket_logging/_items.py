@@ -74,13 +74,22 @@ def format_timestamp(when: float) -> str:
     cache = _ts_cache
     if cache[0] <= when < cache[1]:
         return cache[2]
+    if not _FIRST_SECOND <= when < _LAST_SECOND + 1:  # (also NaN)
+        raise InvalidItemError([_unwritable(when)])
     # As datetime.fromtimestamp does: the fraction's microseconds (half to even), then
     # a negative fraction borrows a second (when + 1 would round the fraction first).
     fraction, whole = math.modf(when)
     micros = round(fraction * 1_000_000)
     millis = int(whole) * 1000 + micros // 1000
     sec, ms = divmod(millis, 1000)
-    prefix = cache[4] if cache[3] == sec else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    if cache[3] == sec:
+        prefix = cache[4]
+    else:  # (strftime's %Y does not pad years before 1000)
+        t = time.gmtime(sec)
+        prefix = (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+            f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        )
     text = f"{prefix}.{ms:03d}Z"
     lo = hi = 0.0
     if 0 <= when < 2**32:
@@ -90,9 +99,33 @@ def format_timestamp(when: float) -> str:
     return text
 
 
+#: The first and last whole seconds ISO 8601 writes with a four-digit year, in UTC:
+#: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+_FIRST_SECOND: Final = -62_135_596_800
+_LAST_SECOND: Final = 253_402_300_799
+
+
+def _unwritable(when: float) -> str:
+    return (
+        f"timestamp {when!r:.40} (POSIX seconds) is outside the years 1-9999 in UTC: "
+        "ISO 8601 cannot write it"
+    )
+
+
 def _coerce_timestamp(value: Any) -> str:
     if isinstance(value, _dt.datetime):
-        return format_timestamp(value.timestamp())
+        try:
+            when = value.timestamp()
+        except (OverflowError, ValueError):  # (a naive year 1 or 9999 in a local zone)
+            when = math.nan
+        if not _FIRST_SECOND <= when < _LAST_SECOND + 1:
+            raise InvalidItemError(
+                [
+                    f"timestamp {value.isoformat()} is outside the years "
+                    "1-9999 in UTC: ISO 8601 cannot write it"
+                ]
+            )
+        return format_timestamp(when)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return format_timestamp(float(value))
     if isinstance(value, str):
@@ -228,7 +261,7 @@ class Item:
             ("key", key),
             ("companyId", normalize_id(company_id)),
             ("score", score),
-            ("comment", comment),
+            ("comment", None if comment == "" and score is not None else comment),
             ("question", question),
             ("promptedQuestion", prompted_question),
             ("source", source),
