@@ -14,6 +14,10 @@ on as below. A 403 there means the key is invalid or not allowed: given up at on
   items up: :meth:`Delivery.deliver` returns them in its :class:`Outcome`, and the
   caller drops them or leaves them in the spool.
 
+Each request has one deadline (``request_timeout``, its answer included) and at most
+64 KiB of an answer's body is read (:mod:`bucket_logging._answers`): a hostile server
+costs bounded memory and time.
+
 Requests, retries, sent and rejected items are counted in the ledger here.
 """
 
