@@ -55,7 +55,7 @@ __all__ = [
 
 #: The last result: (lo, hi, text, second, date-and-seconds prefix). Every time in
 #: [lo, hi) formats to ``text``; the range is empty when nothing may be reused.
-_ts_cache: tuple[float, float, str, int, str] = (0.0, 0.0, "", -1, "")
+_ts_cache: tuple[float, float, str, int, str] = (0.0, 0.0, "", -(2**62), "")
 
 #: How far inside its millisecond a time must be for the cached text to be reused:
 #: far more than a float's error and the rounding to the microsecond below 2**32 s.
@@ -74,22 +74,24 @@ def format_timestamp(when: float) -> str:
     cache = _ts_cache
     if cache[0] <= when < cache[1]:
         return cache[2]
-    if not _FIRST_SECOND <= when < _LAST_SECOND + 1:  # (also NaN)
-        raise InvalidItemError([_unwritable(when)])
     # As datetime.fromtimestamp does: the fraction's microseconds (half to even), then
     # a negative fraction borrows a second (when + 1 would round the fraction first).
-    fraction, whole = math.modf(when)
-    micros = round(fraction * 1_000_000)
-    millis = int(whole) * 1000 + micros // 1000
+    try:
+        fraction, whole = math.modf(when)
+        micros = round(fraction * 1_000_000)
+        millis = int(whole) * 1000 + micros // 1000
+    except (ValueError, OverflowError):  # NaN, infinite
+        raise InvalidItemError([_unwritable(when)]) from None
     sec, ms = divmod(millis, 1000)
-    if cache[3] == sec:
+    if cache[3] == sec:  # (a cached second is one that can be written)
         prefix = cache[4]
-    else:  # (strftime's %Y does not pad years before 1000)
+    else:
+        if not _FIRST_SECOND <= sec <= _LAST_SECOND:
+            raise InvalidItemError([_unwritable(when)])
         t = time.gmtime(sec)
-        prefix = (
-            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-            f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-        )
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", t)
+        if t.tm_year < 1000:  # (strftime's %Y does not pad them everywhere)
+            prefix = f"{t.tm_year:04d}{prefix[prefix.index('-') :]}"
     text = f"{prefix}.{ms:03d}Z"
     lo = hi = 0.0
     if 0 <= when < 2**32:

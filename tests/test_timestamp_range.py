@@ -90,3 +90,14 @@ def test_a_log_line_with_an_unwritable_time_is_reported_and_kept(
     parsed = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     assert before - 1 <= parsed <= time.time() + 1
     assert any("timestamp" in r.getMessage() for r in caplog.records), caplog.records
+
+
+def test_the_first_time_formatted_may_be_in_the_second_before_the_epoch() -> None:
+    import subprocess
+    import sys
+
+    code = "from bucket_logging._items import format_timestamp; print(format_timestamp(-0.5))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == "1969-12-31T23:59:59.500Z"
