@@ -8,6 +8,7 @@ says in one line what is right or wrong. The key is never in that line.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 from typing import Final
@@ -16,7 +17,16 @@ import httpx
 
 from .._exceptions import ConfigurationError
 from .._runtime import diagnostics as _diagnostics
-from .._sender.config import ENV_KEY, ENV_REFLAG_KEY, SenderConfig, api_of, resolve_key, resolve_url
+from .._sender.answers import post_bounded
+from .._sender.config import (
+    ENV_KEY,
+    ENV_REFLAG_KEY,
+    SenderConfig,
+    api_of,
+    check_key,
+    resolve_key,
+    resolve_url,
+)
 from .._sender.delivery import error_message
 from .._version import __version__
 
@@ -46,7 +56,7 @@ def check(
     *,
     api: str | None = None,
     timeout: float = 10.0,
-    transport: httpx.BaseTransport | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> CheckResult:
     """Ask the API whether it accepts the key, creating no data; never raises."""
     key = resolve_key(tracking_key)
@@ -58,6 +68,7 @@ def check(
         )
     _diagnostics.register_secret(key)
     try:
+        check_key(key)  # (the senders' own check: the same keys refused, the same words)
         kind = api_of(key, api)
         url = resolve_url(base_url, kind)
     except ConfigurationError as exc:  # (a bad api or URL, also from the environment)
@@ -73,18 +84,11 @@ def check(
     }
     # httpx logs each request's URL (the tracking API's holds the key): not from here
     _diagnostics.silence_http_client_logs()
-    me = threading.get_ident()
-    mine = me not in _diagnostics.internal_threads
-    _diagnostics.internal_threads.add(me)
     try:
-        with httpx.Client(transport=transport, timeout=timeout) as client:
-            response = client.post(config.endpoint, content=b"[]", headers=headers)
-    except httpx.HTTPError as exc:
+        response = _post(config.endpoint, headers, timeout, transport)
+    except Exception as exc:  # an HTTP error; anything else is said, never raised
         cause = _clean(f"{type(exc).__name__}: {exc}")
         return CheckResult(False, f"FAILED: cannot reach {where}: {cause}", 1)
-    finally:
-        if mine:
-            _diagnostics.internal_threads.discard(me)
     status = response.status_code
     code, message = error_message(response) if status >= 300 else ("", "")
     answer = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
@@ -94,6 +98,40 @@ def check(
         return CheckResult(False, f"FAILED: {where} refuses the key ({answer})", 1)
     hint = " (is the URL right?)" if status in (404, 405) else ""
     return CheckResult(False, f"FAILED: unexpected answer from {where}: {answer}{hint}", 1)
+
+
+def _post(
+    url: str,
+    headers: dict[str, str],
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None,
+) -> httpx.Response:
+    """The empty bulk request, its answer read within bounds, in ``timeout`` seconds in
+    all (on a thread of its own, whose records httpx's loggers leave out)."""
+    result: list[httpx.Response | BaseException] = []
+
+    async def exchange() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+            return await post_bounded(client, url, b"[]", timeout=timeout, headers=headers)
+
+    def run() -> None:
+        _diagnostics.internal_threads.add(threading.get_ident())
+        try:
+            result.append(asyncio.run(exchange()))
+        except BaseException as exc:  # handed to the caller
+            result.append(exc)
+        finally:
+            _diagnostics.internal_threads.discard(threading.get_ident())
+
+    thread = threading.Thread(target=run, name="bucket-logging check", daemon=True)
+    thread.start()
+    thread.join(timeout + 5)  # (the deadline is the request's: this only guards it)
+    if not result:
+        raise httpx.ReadTimeout(f"no answer within {timeout:g}s")
+    outcome = result[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def _clean(text: str) -> str:

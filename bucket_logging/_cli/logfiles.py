@@ -21,12 +21,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import sys
+import tempfile
 import zlib
 from typing import BinaryIO, Final
 
 import orjson
 
-__all__ = ["CHUNK_BYTES", "MAX_LINE_BYTES", "LogFile", "StateFile", "find_rotated", "resume"]
+__all__ = [
+    "CHUNK_BYTES",
+    "MAX_LINE_BYTES",
+    "LogFile",
+    "NotRegularFile",
+    "StateFile",
+    "entry_problem",
+    "find_rotated",
+    "open_regular",
+    "resume",
+    "unreadable",
+]
 
 #: Bytes read at once.
 CHUNK_BYTES: Final = 1024 * 1024
@@ -47,11 +61,17 @@ class StateFile:
                 data = orjson.loads(fh.read())
             files = data.get("files") if isinstance(data, dict) else None
             if isinstance(files, dict):
-                self.files = {
-                    k: v
-                    for k, v in files.items()
-                    if isinstance(v, dict) and all(type(v.get(n)) is int for n in _ENTRY)
-                }
+                for name, entry in files.items():
+                    problem = entry_problem(entry)
+                    if problem is None:
+                        self.files[name] = entry
+                    else:  # a crafted or damaged entry: never trusted, said
+                        print(
+                            f"bucket-logging ship: the state file {path} has an invalid entry "
+                            f"for {name!r:.200} ({problem}): ignored, that file is read from "
+                            "its start",
+                            file=sys.stderr,
+                        )
         except FileNotFoundError:
             pass
         except (OSError, orjson.JSONDecodeError) as exc:
@@ -63,15 +83,79 @@ class StateFile:
         """Replace the state with ``files`` (merged over the entries of other paths)."""
         self.files = {**self.files, **files}
         body = orjson.dumps({"version": 1, "files": self.files}, option=orjson.OPT_INDENT_2)
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        # a new file of a random name (O_EXCL, 0600) in the same directory: a name
+        # planted there (a symlink to a file of someone else's) is never followed
+        directory, name = os.path.split(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 _ENTRY: Final = ("dev", "ino", "offset")
+#: The most an offset, an inode or a device number can be (a file offset is signed 64-bit).
+_MAX_INT: Final = 2**63 - 1
+
+
+def entry_problem(entry: object) -> str | None:
+    """Why a state file's entry cannot be used (wrong types, out of range), or None."""
+    if not isinstance(entry, dict):
+        return f"not an object but {type(entry).__name__}"
+    for name in _ENTRY:
+        value = entry.get(name)
+        if type(value) is not int or not 0 <= value <= _MAX_INT:
+            return f"{name} must be a whole number from 0, got {value!r:.40}"
+    length = entry.get("head_bytes")
+    if length is not None and (type(length) is not int or not 0 <= length <= HEAD_BYTES):
+        return f"head_bytes must be a whole number from 0 to {HEAD_BYTES}, got {length!r:.40}"
+    head = entry.get("head")
+    if length is not None and (type(head) is not int or not -1 <= head < 2**32):
+        return f"head must be a CRC-32 (a whole number), got {head!r:.40}"
+    return None
+
+
+class NotRegularFile(OSError):
+    """A path that is not a regular file (a FIFO, a device, a socket, a directory)."""
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file"
+
+
+def open_regular(path: str) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file; else :class:`NotRegularFile`.
+
+    Opened without blocking (a FIFO's ``open()`` would wait for a writer for good,
+    deaf to SIGTERM), then checked on the open descriptor (no race with a swap).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(
+                f"{path} is not a regular file ({_kind(mode)}): ship reads regular files "
+                "(pipe anything else to its stdin)"
+            )
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class LogFile:
@@ -88,7 +172,8 @@ class LogFile:
 
     @classmethod
     def open(cls, path: str, offset: int = 0) -> LogFile:
-        return cls(path, open(path, "rb"), offset)
+        """Open ``path`` (a regular file only: else :class:`NotRegularFile`) at ``offset``."""
+        return cls(path, open_regular(path), offset)
 
     def head(self, length: int) -> int:
         """A checksum of the file's first ``length`` bytes (what the state recognises)."""
@@ -166,16 +251,41 @@ class LogFile:
 
 
 def find_rotated(path: str, dev: int, ino: int) -> str | None:
-    """The file beside ``path`` that has inode ``ino`` (``path`` renamed by rotation)."""
+    """The file beside ``path`` that has inode ``ino`` (``path`` renamed by rotation).
+
+    Only a regular file (not a symlink) whose name begins with the stem of ``path``'s
+    (``app`` of ``app.log``: ``app.log.1``, ``app.log-20260101``, ``app.1.log``) is
+    taken: a state file naming another file's inode never has that file read.
+    """
     directory = os.path.dirname(path) or "."
+    base = os.path.basename(path)
+    stem = base.split(".", 1)[0] or base
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                if entry.inode() == ino and entry.is_file() and entry.stat().st_dev == dev:
+                if (
+                    entry.inode() == ino
+                    and entry.name != base
+                    and entry.name.startswith(stem)
+                    and entry.name[len(stem) : len(stem) + 1] in (".", "-", "_")
+                    and entry.is_file(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_dev == dev
+                ):
                     return entry.path
     except OSError:
         return None
     return None
+
+
+def unreadable(path: str) -> str:
+    """Why ``path`` cannot be read (for the summary), or "" when it can be now."""
+    try:
+        open_regular(path).close()
+    except NotRegularFile as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    return ""
 
 
 def resume(path: str, state: StateFile | None) -> tuple[LogFile | None, LogFile | None]:

@@ -51,7 +51,15 @@ import orjson
 from .._frontends.jsonlines import JsonLines
 from .._runtime import shutdown as _shutdown
 from .._tracking import wire as _wire
-from .logfiles import CHUNK_BYTES, MAX_LINE_BYTES, LogFile, StateFile, resume
+from .logfiles import (
+    CHUNK_BYTES,
+    MAX_LINE_BYTES,
+    LogFile,
+    NotRegularFile,
+    StateFile,
+    resume,
+    unreadable,
+)
 
 __all__ = [
     "CHECKPOINT_BYTES",
@@ -175,6 +183,8 @@ class Shipper:
         self._rejected0 = (stats.rejected if stats is not None else 0) + _wire.rejected_calls()
         self._checkpointer = _Checkpointer(front, state)
         self._files: list[LogFile] = []
+        #: Paths said to be no regular file (under ``--follow``), until one is there.
+        self._said: set[str] = set()
         self._since_lines = 0
         self._since_bytes = 0
         self._moved = False  # a file was rotated or truncated since the last checkpoint
@@ -282,9 +292,21 @@ class Shipper:
         while not self.stop.is_set():
             progressed = False
             for path in waiting[:]:
-                with contextlib.suppress(OSError):
+                try:
                     self._files.append(LogFile.open(path))
+                except NotRegularFile as exc:  # (a FIFO, a device): said once, waited on
+                    if path not in self._said:
+                        self._said.add(path)
+                        print(
+                            f"bucket-logging ship: {exc}; waiting for a regular file there",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                except OSError:
+                    pass
+                else:
                     waiting.remove(path)
+                    self._said.discard(path)
             for index, f in enumerate(self._files):
                 lines = f.read_lines()
                 if lines:
@@ -353,7 +375,8 @@ class Shipper:
         if lost:
             summary += f", {lost} LOST (not delivered; the state was not advanced past them)"
         for path in counts.unreadable:
-            print(f"bucket-logging ship: cannot read {path}", file=sys.stderr)
+            why = unreadable(path) or path
+            print(f"bucket-logging ship: cannot read {why}", file=sys.stderr)
         print(summary, file=sys.stderr, flush=True)
         return 1 if lost or counts.unreadable else 0
 

@@ -64,6 +64,10 @@ _MS_FROM: Final = 1e11
 _US_FROM: Final = 1e14
 _NS_FROM: Final = 1e17
 
+#: The POSIX seconds ISO 8601 writes with a four-digit year in UTC: [year 1, year 10000).
+_FIRST_SECOND: Final = -62_135_596_800.0
+_END_SECOND: Final = 253_402_300_800.0
+
 _ISO: Final = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
     r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?"
@@ -161,18 +165,21 @@ def _created(obj: Mapping[str, Any], logger_name: str, template: object) -> floa
                 else:
                     if parsed.tzinfo is None:
                         parsed = parsed.replace(tzinfo=_UTC)
-                    return parsed.timestamp()
+                    stamp = parsed.timestamp()
+                    if _FIRST_SECOND <= stamp < _END_SECOND:
+                        return stamp
             created = parse_time(value)
-            if created is not None:
+            if created is not None and _FIRST_SECOND <= created < _END_SECOND:
                 return created
             _diagnostics.report(
                 "line-time",
                 "The %s of a line from logger %r with message %.80r is not ISO 8601 text or "
-                "epoch seconds/milliseconds (%.40r); its items carry the time of tracking",
+                "epoch seconds/milliseconds (%.40r)%s; its items carry the time of tracking",
                 key,
                 logger_name,
                 template,
                 obj[key],
+                "" if created is None else " (a timestamp outside the years 1-9999 in UTC)",
             )
             break
     return time.time()

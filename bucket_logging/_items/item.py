@@ -55,7 +55,7 @@ __all__ = [
 
 #: The last result: (lo, hi, text, second, date-and-seconds prefix). Every time in
 #: [lo, hi) formats to ``text``; the range is empty when nothing may be reused.
-_ts_cache: tuple[float, float, str, int, str] = (0.0, 0.0, "", -1, "")
+_ts_cache: tuple[float, float, str, int, str] = (0.0, 0.0, "", -(2**62), "")
 
 #: How far inside its millisecond a time must be for the cached text to be reused:
 #: far more than a float's error and the rounding to the microsecond below 2**32 s.
@@ -76,11 +76,22 @@ def format_timestamp(when: float) -> str:
         return cache[2]
     # As datetime.fromtimestamp does: the fraction's microseconds (half to even), then
     # a negative fraction borrows a second (when + 1 would round the fraction first).
-    fraction, whole = math.modf(when)
-    micros = round(fraction * 1_000_000)
-    millis = int(whole) * 1000 + micros // 1000
+    try:
+        fraction, whole = math.modf(when)
+        micros = round(fraction * 1_000_000)
+        millis = int(whole) * 1000 + micros // 1000
+    except (ValueError, OverflowError):  # NaN, infinite
+        raise InvalidItemError([_unwritable(when)]) from None
     sec, ms = divmod(millis, 1000)
-    prefix = cache[4] if cache[3] == sec else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    if cache[3] == sec:  # (a cached second is one that can be written)
+        prefix = cache[4]
+    else:
+        if not _FIRST_SECOND <= sec <= _LAST_SECOND:
+            raise InvalidItemError([_unwritable(when)])
+        t = time.gmtime(sec)
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", t)
+        if t.tm_year < 1000:  # (strftime's %Y does not pad them everywhere)
+            prefix = f"{t.tm_year:04d}{prefix[prefix.index('-') :]}"
     text = f"{prefix}.{ms:03d}Z"
     lo = hi = 0.0
     if 0 <= when < 2**32:
@@ -90,9 +101,33 @@ def format_timestamp(when: float) -> str:
     return text
 
 
+#: The first and last whole seconds ISO 8601 writes with a four-digit year, in UTC:
+#: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+_FIRST_SECOND: Final = -62_135_596_800
+_LAST_SECOND: Final = 253_402_300_799
+
+
+def _unwritable(when: float) -> str:
+    return (
+        f"timestamp {when!r:.40} (POSIX seconds) is outside the years 1-9999 in UTC: "
+        "ISO 8601 cannot write it"
+    )
+
+
 def _coerce_timestamp(value: Any) -> str:
     if isinstance(value, _dt.datetime):
-        return format_timestamp(value.timestamp())
+        try:
+            when = value.timestamp()
+        except (OverflowError, ValueError):  # (a naive year 1 or 9999 in a local zone)
+            when = math.nan
+        if not _FIRST_SECOND <= when < _LAST_SECOND + 1:
+            raise InvalidItemError(
+                [
+                    f"timestamp {value.isoformat()} is outside the years "
+                    "1-9999 in UTC: ISO 8601 cannot write it"
+                ]
+            )
+        return format_timestamp(when)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return format_timestamp(float(value))
     if isinstance(value, str):
@@ -228,7 +263,7 @@ class Item:
             ("key", key),
             ("companyId", normalize_id(company_id)),
             ("score", score),
-            ("comment", comment),
+            ("comment", None if comment == "" and score is not None else comment),
             ("question", question),
             ("promptedQuestion", prompted_question),
             ("source", source),

@@ -108,11 +108,32 @@ def timestamp_problem(value: Any) -> str | None:
                 pass
             else:
                 if zh < 24 and zm < 60:
+                    if (
+                        year in (1, 9999)
+                        and (zh or zm)
+                        and _outside_years(match, year, month, day, hour, minute, second, zh, zm)
+                    ):
+                        return (
+                            f"timestamp {value!r:.60} is outside the years 1-9999 in UTC: "
+                            "ISO 8601 cannot write it"
+                        )
                     return None
         return f"timestamp must be ISO 8601 with a time zone, got {value!r:.60}"
     if type(value) is int and value >= 0:
         return None  # milliseconds since the epoch, as Bucket's OpenAPI allows
     return f"timestamp must be an ISO 8601 string, not {type(value).__name__}"
+
+
+def _outside_years(match: re.Match[str], *fields: int) -> bool:
+    """Whether the time of a matched ISO 8601 text falls before year 1 or after 9999 in UTC."""
+    year, month, day, hour, minute, second, zh, zm = fields
+    sign = -1 if match.string[match.start(7) - 1] == "-" else 1
+    try:
+        local = _dt.datetime(year, month, day, hour, minute, second)
+        local - sign * _dt.timedelta(hours=zh, minutes=zm)
+    except OverflowError:
+        return True
+    return False
 
 
 def _optional_str(obj: Mapping[str, Any], name: str, lo: int, hi: int, out: list[str]) -> None:
@@ -213,7 +234,8 @@ def _feedback_problems(obj: Mapping[str, Any], problems: list[str]) -> None:
     ):
         problems.append(f"score must be a number from 1 to 5, got {score!r:.40}")
     if comment is not None and (comment != "" or score is not None):
-        _optional_str(obj, "comment", 0, 4000, problems)
+        # "" beside a score: the builders leave it out; on the wire a strict server refuses it
+        _optional_str(obj, "comment", 1, 4000, problems)
     _optional_str(obj, "question", 0, 256, problems)
     _optional_str(obj, "promptedQuestion", 0, 256, problems)
     _optional_str(obj, "promptId", 10, 40, problems)

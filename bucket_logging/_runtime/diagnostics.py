@@ -103,7 +103,15 @@ def register_secret(secret: str) -> None:
     would mangle ordinary words, so they are not registered.
     """
     if len(secret) >= _MIN_SECRET:
-        forms = (secret, quote(secret), quote(secret, safe=""), urllib.parse.quote_plus(secret))
+        forms: tuple[str, ...] = (
+            secret,
+            quote(secret),
+            quote(secret, safe=""),
+            urllib.parse.quote_plus(secret),
+        )
+        # as an error shows a refused key: its repr, its bytes' repr, without its blanks
+        escaped = (repr(secret)[1:-1], repr(secret.encode("utf-8", "replace"))[2:-1])
+        forms += tuple(f for f in (*escaped, secret.strip()) if len(f) >= _MIN_SECRET)
         for form in forms:
             _secrets.add(form)
             _secrets.add(_PERCENT.sub(lambda m: m.group(0).lower(), form))

@@ -238,15 +238,25 @@ class SenderConfig:
 
 
 def check_key(key: str) -> str:
-    """``key`` unless it holds whitespace or control characters (a pasted key's trailing
-    newline would only fail at send time, as an invalid URL); the key is not shown."""
-    bad = next((c for c in key if c.isspace() or not c.isprintable()), None)
+    """``key`` unless a request cannot carry it: whitespace, control or non-ASCII
+    characters (a pasted key's trailing newline would only fail at send time, in a
+    header or URL error that shows it). The message never shows the key.
+
+    The one check of a key: every sender (the handler's included) and
+    ``bucket-logging check`` refuse the same keys with the same message.
+    """
+    bad = next((c for c in key if c.isspace() or not c.isprintable() or not c.isascii()), None)
     if bad is not None:
         where = "at its end" if key.rstrip() != key else "in it"
+        if bad.isspace() or not bad.isprintable():
+            what = "a newline" if bad in "\r\n" else f"{bad!r}"
+            what = "a space" if bad == " " else what
+        else:
+            what = "a non-ASCII character"
         raise ConfigurationError(
-            f"the tracking key has {bad!r} {where} ({len(key)} characters): a key is one "
-            f"word of letters and digits; check {ENV_KEY} or tracking_key for a stray "
-            "newline or space"
+            f"the tracking key has {what} {where} ({len(key)} characters): a key is one "
+            f"word of ASCII letters and digits; check tracking_key, {ENV_KEY} or "
+            f"{ENV_REFLAG_KEY} for a stray newline, space or character"
         )
     return key
 

@@ -14,6 +14,10 @@ on as below. A 403 there means the key is invalid or not allowed: given up at on
   items up: :meth:`Delivery.deliver` returns them in its :class:`Outcome`, and the
   caller drops them or leaves them in the spool.
 
+Each request has one deadline (``request_timeout``, its answer included) and at most
+64 KiB of an answer's body is read (:mod:`bucket_logging._sender.answers`): a hostile server
+costs bounded memory and time.
+
 Requests, retries, sent and rejected items are counted in the ledger here.
 """
 
@@ -32,6 +36,7 @@ from .._exceptions import DeliveryError
 from .._items.item import bulk_body, kind_of
 from .._runtime import diagnostics as _diagnostics
 from .._runtime.diagnostics import report
+from .answers import post_bounded
 from .ledger import DropReason, Ledger
 from .queue import Batch
 from .retry import RetryPolicy, parse_retry_after, retryable
@@ -160,6 +165,8 @@ class Delivery:
         policy: the retry policy.
         pace: the sender's flush and close state.
         notify: passes a :class:`~bucket_logging.DeliveryError` to ``on_error``.
+        request_timeout: seconds for one request, its answer's body included (of which
+            at most 64 KiB is read: see :mod:`bucket_logging._sender.answers`).
     """
 
     def __init__(
@@ -172,8 +179,11 @@ class Delivery:
         pace: Pace,
         notify: Callable[[DeliveryError], None],
         feedback_endpoint: str | None = None,
+        request_timeout: float = 10.0,
     ) -> None:
         self.client = client
+        #: One request's deadline, its answer included (a dripped body is cut).
+        self.request_timeout = request_timeout
         self.endpoint = endpoint
         self.feedback_endpoint = feedback_endpoint
         self.ledger = ledger
@@ -195,7 +205,9 @@ class Delivery:
         failed in a retryable way (raised)."""
         self.ledger.count_request()
         try:
-            response = await self.client.post(url or self.endpoint, content=body)
+            response = await post_bounded(
+                self.client, url or self.endpoint, body, timeout=self.request_timeout
+            )
         except httpx.TransportError as exc:
             failure = RetryableFailure(f"{type(exc).__name__}: {exc}")
             failure.ambiguous = not isinstance(exc, _NOT_SENT)

@@ -152,6 +152,7 @@ class SenderLoop:
             policy=config.retry,
             pace=self.pace,
             notify=self.notify,
+            request_timeout=config.request_timeout,
         )
         self.delivery.debug = config.debug
 

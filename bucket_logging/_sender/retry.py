@@ -8,6 +8,7 @@ Pure functions of their arguments (and of a random jitter): no I/O, no clock exc
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -32,19 +33,30 @@ def retryable(status: int) -> bool:
     return status >= 500 or status in RETRY_STATUSES
 
 
+#: The longest ``Retry-After`` read as asked (a day); longer (``inf``, ``1e12``) is this.
+#: Every ask is clamped to the budget left anyway.
+MAX_RETRY_AFTER: Final = 86_400.0
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (seconds or an HTTP date), or None."""
+    """Seconds asked for by a ``Retry-After`` header (seconds or an HTTP date), or None.
+
+    From 0 (``0``, negative, a past date) to :data:`MAX_RETRY_AFTER` (``inf``, ``1e12``,
+    a far date); ``nan`` or text that is neither form is None (no ask).
+    """
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            seconds = when.timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if math.isnan(seconds):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 @dataclass(frozen=True)
@@ -55,18 +67,23 @@ class RetryPolicy:
         budget: seconds a batch is retried before it is given up.
         base: the first delay in seconds (doubled each attempt, jitter 0.5-1.0x).
         cap: the most one delay lasts (a server's ``Retry-After`` excepted).
+
+    A server's ``Retry-After`` can lengthen a delay, never shorten it below the
+    back-off (``0``, a past date: the back-off as usual), and no delay outlasts the
+    budget left: a longer ask is clamped to it and the batch tried once more then.
     """
 
     budget: float = RETRY_BUDGET
     base: float = BACKOFF_BASE
     cap: float = BACKOFF_MAX
 
-    def backoff(self, attempt: int, retry_after: float | None) -> float:
-        """The delay before try ``attempt + 1``; a server's ask is honoured as is."""
-        if retry_after is not None:
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """The delay before try ``attempt + 1``: the back-off, or a server's longer ask."""
+        delay = min(self.cap, self.base * 2.0 ** min(attempt - 1, 64))
+        delay *= random.uniform(0.5, 1.0)
+        if retry_after is not None and retry_after > delay:
             return min(retry_after, self.budget)
-        delay = min(self.cap, self.base * 2.0 ** (attempt - 1))
-        return delay * random.uniform(0.5, 1.0)
+        return delay
 
     def next_delay(
         self,
@@ -83,10 +100,18 @@ class RetryPolicy:
         left before the sender's close deadline (None while it is not closing). A
         waiting flush shortens a back-off the server did not ask for.
         """
-        delay = self.backoff(attempt, retry_after)
-        if retry_after is None and flush_waiting:
-            delay = min(delay, FLUSH_RETRY_DELAY)
-        if elapsed + delay > self.budget or (closing_in is not None and closing_in <= 0):
+        if retry_after is None or not retry_after > 0:
+            delay = self.backoff(attempt)
+            if flush_waiting:
+                delay = min(delay, FLUSH_RETRY_DELAY)
+            if elapsed + delay > self.budget:
+                return None
+        else:  # the server's ask, at least the back-off, clamped to the budget left
+            left = self.budget - elapsed
+            if left <= 0:
+                return None
+            delay = min(self.backoff(attempt, retry_after), left)
+        if closing_in is not None and closing_in <= 0:
             return None
         if closing_in is not None:
             delay = min(delay, CLOSING_RETRY_DELAY, closing_in)

@@ -155,6 +155,8 @@ def feedback_wire(
             f"bucket_feedback has unknown key(s) {', '.join(sorted(unknown))}; "
             f"it takes {_FEEDBACK_DOC}",
         )
+    if wire.get("comment") == "" and "score" in wire:
+        del wire["comment"]  # an empty comment is no comment (a strict server refuses it)
     if "userId" not in wire:
         if user_id is None:
             return Refusal("missing_id", missing_user(user_field, "bucket_feedback"))

@@ -293,7 +293,7 @@ def feedback(**fields: Any) -> Item:
         ({"score": 3, "feature_id": None}, "feedback needs featureId or key"),
         ({}, "feedback needs a score (1-5), a non-empty comment, or both"),
         ({"comment": ""}, "feedback needs a score (1-5), a non-empty comment, or both"),
-        ({"comment": "x" * 4001}, "comment must be 0 to 4000 characters long, got 4001"),
+        ({"comment": "x" * 4001}, "comment must be 1 to 4000 characters long, got 4001"),
         ({"comment": 5}, "comment must be a string, not int"),
         (
             {"score": 3, "source": "email"},
@@ -316,7 +316,7 @@ def test_invalid_feedback(fields: dict[str, Any], message: str) -> None:
 
 def test_valid_feedback_variants() -> None:
     assert feedback(score=1).to_dict()["score"] == 1
-    assert feedback(score=5, comment="").to_dict()["comment"] == ""
+    assert "comment" not in feedback(score=5, comment="").to_dict()  # no comment
     assert feedback(comment="x" * 4000).to_dict()["comment"] == "x" * 4000
     assert feedback(score=2.5).to_dict()["score"] == 2.5
     item = Item.feedback(1, key="my-feature", score=3, source="widget", prompt_id="p" * 10)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import time
 from collections.abc import Callable
 
 import httpx
@@ -54,19 +55,22 @@ def test_retry_after_as_a_future_http_date() -> None:
     assert 118 <= delay <= 121  # whole seconds in the date
 
 
-def test_a_retry_after_date_in_the_past_retries_at_once(make_sender: Make) -> None:
-    endpoint = Endpoint(
-        lambda r, n: (
-            httpx.Response(503, headers={"Retry-After": http_date(-60)}) if n == 0 else None
-        )
-    )
-    # the back-off would be 30 s: only the Retry-After (0) explains a quick retry
+def test_a_retry_after_date_in_the_past_keeps_the_backoff(make_sender: Make) -> None:
+    times: list[float] = []
+
+    def answer(r: httpx.Request, n: int) -> httpx.Response | None:
+        times.append(time.monotonic())
+        return httpx.Response(503, headers={"Retry-After": http_date(-60)}) if n == 0 else None
+
+    endpoint = Endpoint(answer)
+    # a date in the past asks for no wait: the back-off (0.4 s, jitter 0.5-1x) still applies
     sender = make_sender(
-        transport=endpoint.transport(), flush_interval=0.01, backoff_base=30, backoff_max=30
+        transport=endpoint.transport(), flush_interval=0.01, backoff_base=0.4, backoff_max=0.4
     )
     enqueue_all(sender, events(1))
     assert endpoint.wait_delivered(1, timeout=10)  # no flush: nothing hurries the back-off
     assert sender.stats.retried == 1
+    assert times[1] - times[0] >= 0.19
 
 
 def test_a_garbage_retry_after_falls_back_to_the_backoff(make_sender: Make) -> None:
