@@ -7,6 +7,7 @@ Plain helpers (ports, :class:`~support.Endpoint`, :class:`~support.FakeSender`..
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -124,3 +125,19 @@ def scripts(tmp_path: Path) -> Iterator[Scripts]:
         yield made
     finally:
         made.close()
+
+
+@pytest.fixture(autouse=True)
+def _sigint_as_under_a_terminal() -> Iterator[None]:
+    """The programs start with SIGINT's default disposition, as under a terminal, also
+    when this suite runs with SIGINT ignored (``cmd &`` in a script without job control,
+    ``nohup``): an ignored signal stays ignored through exec, and Python then installs no
+    KeyboardInterrupt handler, so a Ctrl-C test would wait for an exit that never comes."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # (reset to SIG_DFL by exec)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -2,9 +2,11 @@
 
 From the top down (the ``sender-layers`` contract in ``pyproject.toml``): the process's
 shared senders (:mod:`.shared`), the :class:`~bucket_logging.BulkSender` facade
-(:mod:`.sender`), the engine's thread and loop (:mod:`.engine`, :mod:`.loop`), the
+(:mod:`.sender`) with its ``before_send`` and start-up line (:mod:`.before_send`), the
+engine's thread and loop (:mod:`.engine`, :mod:`.loop`), the
 spooled path (:mod:`.spooling`, :mod:`.settle`), delivery of one batch with retries and
-bisection (:mod:`.delivery`, :mod:`.retry`), the batch queue (:mod:`.queue`), the
+bisection, answers read within bounds (:mod:`.delivery`, :mod:`.retry`,
+:mod:`.answers`), the batch queue (:mod:`.queue`), the
 immutable configuration (:mod:`.config`) and the ledger that counts every item
 (:mod:`.ledger`).
 

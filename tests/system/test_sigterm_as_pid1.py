@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 import test_stop_paths as stop
 from support import KEY
-from test_stop_paths import _sigint_as_under_a_terminal, server
+from test_stop_paths import server
 
 from bucket_logging import BulkSender, Item, TrackingServer
 from bucket_logging._runtime import shutdown as _shutdown
 from bucket_logging._runtime import state as _process
 
-__all__ = ["_sigint_as_under_a_terminal", "server"]
+__all__ = ["server"]
 
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux namespaces")
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

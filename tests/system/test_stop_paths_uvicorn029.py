@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import test_stop_paths as stop
 from support import free_port
-from test_stop_paths import _sigint_as_under_a_terminal, run, server
+from test_stop_paths import run, server
 
 from bucket_logging import TrackingServer
 
-__all__ = ["_sigint_as_under_a_terminal", "run", "server"]
+__all__ = ["run", "server"]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and processes")
 
