@@ -40,3 +40,20 @@ def test_every_public_callable_has_a_docstring() -> None:
         value = getattr(bucket_logging, name)
         if callable(value):
             assert inspect.getdoc(value), name
+
+
+def test_importing_the_package_loads_no_server_command_line_or_integration() -> None:
+    import subprocess
+    import sys
+
+    program = (
+        "import sys, bucket_logging\n"
+        "banned = ('http.server', 'bucket_logging._cli', 'bucket_logging._server.http', "
+        "'bucket_logging._server.page', 'uvicorn', 'opentelemetry', 'google.protobuf', "
+        "'loguru', 'django', 'starlette', 'selenium')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(banned)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout
