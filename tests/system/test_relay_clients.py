@@ -57,10 +57,11 @@ class Running:
     proc: subprocess.Popen[str]
     port: int
     banner: str
+    host: str  # the name the clients reach it by: 127.0.0.1 or localhost
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        return f"http://{self.host}:{self.port}/"
 
     def stop(self) -> str:
         self.proc.send_signal(signal.SIGTERM)
@@ -79,7 +80,8 @@ def server() -> Iterator[TrackingServer]:
 
 
 @pytest.fixture
-def relay(server: TrackingServer) -> Iterator[Running]:
+def relay(server: TrackingServer, host: str) -> Iterator[Running]:
+    """The relay, reached by the clients at ``host`` (each loopback name in turn)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("BUCKET_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bucket_logging", "relay", "--port", "0", "--token", TOKEN],
@@ -95,7 +97,7 @@ def relay(server: TrackingServer) -> Iterator[Running]:
         assert line, f"the relay did not start: {banner}"
         banner += line
     port = int(banner.split("relay on http://", 1)[1].split()[0].rsplit(":", 1)[1])
-    running = Running(proc, port, banner)
+    running = Running(proc, port, banner, host)
     yield running
     if proc.poll() is None:
         proc.kill()
@@ -218,7 +220,7 @@ def test_the_node_sdk_exports_json_chunked_through_the_relay(
             [
                 node,
                 str(CLIENTS / "node_client.js"),
-                f"http://127.0.0.1:{port}/v1/logs",
+                f"http://{relay.host}:{port}/v1/logs",
                 TOKEN,
                 "80",
             ],
@@ -244,12 +246,12 @@ def test_the_node_sdk_exports_json_chunked_through_the_relay(
 # ------------------------------------------------------------------ syslog-ng
 
 
-def _syslog_ng_config(tmp: Path, port: int) -> str:
+def _syslog_ng_config(tmp: Path, host: str, port: int) -> str:
     def destination(name: str, framing: str) -> str:
         return f"""
 destination d_{name} {{
     http(
-        url("http://127.0.0.1:{port}/")
+        url("http://{host}:{port}/")
         persist-name("relay_{name}")
         method("POST")
         headers("Authorization: Bearer {TOKEN}", "Content-Type: application/json")
@@ -279,7 +281,7 @@ def test_syslog_ng_posts_array_and_ndjson_batches_through_the_relay(
     modules = list(Path("/usr/lib/syslog-ng").glob("*/libhttp.so"))
     need(Path(binary).exists() and bool(modules), "syslog-ng with syslog-ng-mod-http")
     config = tmp_path / "syslog-ng.conf"
-    config.write_text(_syslog_ng_config(tmp_path, relay.port))
+    config.write_text(_syslog_ng_config(tmp_path, relay.host, relay.port))
     times: dict[int, float] = {}
     for name, numbers in (("array", range(35)), ("ndjson", range(35, 70))):
         with open(tmp_path / f"{name}.log", "w") as fh:
