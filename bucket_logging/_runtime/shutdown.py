@@ -159,7 +159,7 @@ def _ask_the_main_thread() -> None:
         if add_pending_call(callback, None) != 0:
             raise RuntimeError("the interpreter's pending calls are full")
     except Exception as exc:
-        _tell_once(
+        _diagnostics.warn_once(
             "sigterm-thread",
             "bucket_logging: no SIGTERM handler: the first sender was built on thread %r, "
             "and the main thread cannot be asked to install one (%s); a SIGTERM ends the "
@@ -274,7 +274,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     signal.raise_signal(signal.SIGTERM)
     # Still here: the default action did not end the process (SIGTERM blocked in this
     # thread, or a PID 1 that getpid() does not show). What is logged now is dropped.
-    _tell_once(
+    _diagnostics.warn_once(
         "alive",
         "bucket_logging: SIGTERM did not end this process after the delivery; the senders "
         "are closed, what is logged from now on is dropped",
@@ -296,20 +296,13 @@ def _deliver_as_init() -> None:
     and say once why the process goes on. The handler stays in place: each later
     SIGTERM delivers again, and the process ends its own way (its exit delivers the rest).
     """
-    _tell_once("pid1", PID1_MESSAGE)
+    _diagnostics.warn_once("pid1", PID1_MESSAGE)
     try:
         live = [s for s in list(_process.state.live) if not s.closed]
         if live:
             _process.flush_all(max(s.shutdown_timeout for s in live))
     except BaseException as exc:  # pragma: no cover - the application goes on
         report("exit", "bucket_logging: error while delivering on SIGTERM: %r", exc)
-
-
-def _tell_once(topic: str, message: str, *args: object) -> None:
-    told = _process.state.told
-    if topic not in told:
-        told.add(topic)
-        report(topic, message, *args)
 
 
 def _after_fork_in_child() -> None:

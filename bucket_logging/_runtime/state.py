@@ -91,9 +91,6 @@ class State:
         #: the first sender said where tracking goes (once per process)
         self.announced = False
         self.in_sigterm = False
-        #: said once: SIGTERM cannot end this process (PID 1); uvicorn's shutdown
-        #: cannot be hooked; the SIGTERM handler cannot be installed
-        self.told: set[str] = set()
         self.pool_pid = 0  # the process whose pool finalizers hold ours
         # the spool (see bucket_logging._spool.store and _spool):
         #: tokens of this process's spool owners (an owner id with our pid and another

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from . import state as _process
-from .diagnostics import report
+from .diagnostics import report, warn_once
 from .shutdown import shutdown_all
 
 __all__ = ["LIFESPAN_LINE", "capturing_server", "deliver", "hook", "watch"]
@@ -106,12 +106,8 @@ async def deliver() -> None:
 
 
 def _cannot(server: Any, exc: BaseException) -> None:
-    told = _process.state.told
-    if "uvicorn" in told:
-        return
-    told.add("uvicorn")
     version = getattr(sys.modules.get("uvicorn"), "__version__", "?")
-    report(
+    warn_once(
         "uvicorn-hook",
         "bucket_logging: cannot deliver at the shutdown of this %s (uvicorn %s: %s); what "
         "is queued when SIGTERM ends this worker may be lost. Fix: %s",

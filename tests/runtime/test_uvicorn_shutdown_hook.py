@@ -20,7 +20,6 @@ import pytest
 from support import KEY
 
 from bucket_logging import BulkSender, Item, TrackingServer
-from bucket_logging._runtime import state as _process
 from bucket_logging._runtime import uvicorn_stop as _uvicorn_stop
 
 uvicorn_server = pytest.importorskip("uvicorn.server")
@@ -59,11 +58,6 @@ class SyncShutdownServer(uvicorn_server.Server):  # type: ignore[misc]
 def server() -> Iterator[TrackingServer]:
     with TrackingServer(tracking_keys={KEY}) as srv:
         yield srv
-
-
-@pytest.fixture(autouse=True)
-def _told_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_process.state, "told", set())
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from test_stop_paths import server
 
 from bucket_logging import BulkSender, Item, TrackingServer
 from bucket_logging._runtime import shutdown as _shutdown
-from bucket_logging._runtime import state as _process
 
 __all__ = ["server"]
 
@@ -134,7 +133,6 @@ def test_the_handler_as_pid1_delivers_keeps_the_senders_open_and_tells_once(
     server: TrackingServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The same, in-process (no namespace needed): the handler sees PID 1 and returns.
-    monkeypatch.setattr(_process.state, "told", set())
     monkeypatch.setattr(_shutdown.os, "getpid", lambda: 1)
 
     def reraised(signum: int) -> None:
