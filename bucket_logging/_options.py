@@ -232,7 +232,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     _o("tracking_key", "str | None", None, check_key,
        "a Reflag key (`sec_...`, `pub_...`) or a Bucket tracking key; never logged",
        env="BUCKET_TRACKING_KEY", reflag="REFLAG_SECRET_KEY",
-       shown="none: `ConfigurationError` (unless offline)"),
+       shown="none: tracking is off (said once at WARNING; calls are counted as offline)"),
     _o("base_url", "str | None", None, check_url,
        "the API's base URL (EU data residency: `https://front-eu.reflag.com`, "
        "in Python `bucket_logging.REFLAG_EU_BASE_URL`)",
@@ -241,6 +241,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
        "`https://tracking.bucket.co` (tracking)"),
     _o("offline", "bool", False, check_bool,
        "validate and count items, send nothing (no key needed)", reflag="REFLAG_OFFLINE"),
+    _o("require_key", "bool", False, check_bool,
+       "without a key (and not offline), raise `ConfigurationError` instead of staying off"),
     _o("api", "str | None", None, check_api,
        "`runtime` (Reflag's Runtime API, the key in a Bearer header) or `tracking` "
        "(the key in the path)", shown="by the key: `sec_`/`pub_` → `runtime`, else `tracking`"),
@@ -348,9 +350,11 @@ def markdown_table() -> str:
             f"`{v}`" if i == 0 else f"(else `{v}`)"
             for i, v in enumerate(v for v in (option.env, option.reflag_env) if v)
         )
-        type_ = option.type.replace("|", "\\|")  # (a bare | would end the table's cell)
+        # (an HTML code element: a bare | would end the cell on GitHub, and an escaped one
+        # shows its backslash on the site; &#124; is a | on both)
+        type_ = option.type.replace("|", "&#124;")
         rows.append(
-            f"| `{option.name}` | `{type_}` | {_shown(option)} | "
+            f"| `{option.name}` | <code>{type_}</code> | {_shown(option)} | "
             f"{variables or '— (Python only)'} | {option.doc} |"
         )
     return "\n".join(rows) + "\n"

@@ -9,6 +9,7 @@ not import :mod:`http.server`.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 import urllib.parse
@@ -21,11 +22,13 @@ __all__ = [
     "CHUNK",
     "DRAIN_LIMIT",
     "METHODS",
+    "NOT_A_KEY",
     "SUCCESS_BODY",
     "Drop",
     "Faults",
     "Reject",
     "RequestRecord",
+    "path_not_key",
     "route",
     "runtime_key",
     "validation_failed",
@@ -172,6 +175,31 @@ def route(path: str) -> tuple[str | None, str | None]:
     if len(parts) != 3 or parts[0] != "" or not parts[1] or parts[2] not in METHODS:
         return None, ""
     return parts[2], parts[1]
+
+
+#: Path segments that are an API's path, never a tracking key (``/v1/bulk``: a base URL
+#: with a path, the key left out).
+NOT_A_KEY: Final = re.compile(r"(?i)v\d{1,3}|api|bulk|track|tracking")
+
+
+def path_not_key(path_key: str, kind: str, authorization: str | None) -> Reject | None:
+    """The answer to ``/{path_key}/{kind}`` when ``path_key`` is no tracking key but a
+    path the client's base URL holds: a Runtime API client (its key in a Bearer header)
+    or a segment such as ``v1``; None when it may be a key."""
+    scheme = (authorization or "").strip().partition(" ")[0].lower()
+    if scheme == "bearer":
+        problem = (
+            f"a Runtime API request (a Bearer key) to /<segment>/{kind}: the Runtime API's "
+            f"methods are at /{kind}; does the client's base URL have a path?"
+        )
+    elif NOT_A_KEY.fullmatch(path_key):
+        problem = (
+            f"{path_key!r} is a path, not a tracking key: the tracking API's methods are at "
+            f"/<tracking key>/{kind}; does the client's base URL have a path?"
+        )
+    else:
+        return None
+    return Reject(404, "NOT_FOUND", problem)
 
 
 def runtime_key(authorization: str | None, query: str) -> tuple[str, str]:
