@@ -38,6 +38,7 @@ from .records import (
     Reject,
     RequestRecord,
     path_not_key,
+    refused_calls,
     route,
     runtime_key,
 )
@@ -321,7 +322,7 @@ class Handler(BaseHTTPRequestHandler):
             api, shown, key, auth = "tracking", f"/<key>/{kind}" if kind else "", path_key, "path"
             if kind is not None:
                 misplaced = path_not_key(path_key, kind, self.headers.get("Authorization"))
-        body_bytes = 0
+        body, body_bytes = b"", 0
         try:
             body, body_bytes = self._read_body()
             srv.set_waiting(self.connection, False)  # read: answering, not to be closed
@@ -370,6 +371,7 @@ class Handler(BaseHTTPRequestHandler):
                 api=api,
                 path=shown,
                 auth=auth,
+                calls=refused_calls(body, kind),
             )
             owner.record(record, None)
             self._respond(
