@@ -151,6 +151,8 @@ class SenderConfig:
     )
     #: Offline because no key was given or set (``require_key`` off): said at WARNING.
     keyless: bool = False
+    #: Added to every event the front ends track (the event's own attributes win).
+    attributes: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def runtime(self) -> bool:
@@ -242,6 +244,7 @@ class SenderConfig:
             debug=values["debug"],
             before_send=values["before_send"],
             keyless=keyless,
+            attributes=values["attributes"],
         )
 
 

@@ -102,6 +102,8 @@ class BulkSender:
         before_send: called with each item (the dict that would be sent) before it is
             queued: return it (changed or not) or None to drop it (counted as
             ``before_send``); an exception in it is reported, never raised.
+        attributes: added to every event the front ends track (an event's own win);
+            env ``BUCKET_ATTRIBUTES`` (JSON) and ``BUCKET_ATTRIBUTES_<NAME>=value``.
         debug: log each request's summary (items, bytes, status; never the key) at
             INFO on the ``bucket_logging`` logger.
         spool_dir: a directory for the on-disk spool (off by default): nothing is lost
@@ -155,6 +157,7 @@ class BulkSender:
         verify: bool | str | ssl.SSLContext = True,
         on_error: Callable[[DeliveryError], object] | None = None,
         before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        attributes: dict[str, Any] | None = None,
         debug: bool = False,
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = _options.SPOOL_MAX_BYTES,

@@ -36,6 +36,7 @@ ENV_VALUES: dict[str, tuple[str, str, object]] = {
     "base_url": ("http://127.0.0.1:9/x/", "base_url", "http://127.0.0.1:9/x"),
     "debug": ("yes", "config.debug", True),
     "handle_sigterm": ("off", "config.handle_sigterm", False),
+    "attributes": ('{"environment": "prod"}', "config.attributes", {"environment": "prod"}),
 }
 
 
