@@ -1,7 +1,7 @@
 """A Django project whose ``LOGGING`` holds a ``BucketHandler`` runs its management
 commands without a key (``manage.py check``, ``migrate``, ``collectstatic`` in a Docker
 build): tracking stays off and one warning says so; ``BUCKET_REQUIRE_KEY=1`` keeps the
-error."""
+error. With a key, the start-up line reaches the console handler ``LOGGING`` sets up."""
 
 from __future__ import annotations
 
@@ -58,3 +58,18 @@ def test_require_key_makes_manage_py_check_fail_as_before(tmp_path: Path) -> Non
     done = _django_check(tmp_path, BUCKET_REQUIRE_KEY="1")
     assert done.returncode == 1
     assert "ConfigurationError: no Bucket tracking key or Reflag key" in done.stderr
+
+
+def test_with_a_key_django_says_where_tracking_goes(tmp_path: Path) -> None:
+    # (the handler is built inside dictConfig: the start-up line waits for it to finish)
+    pytest.importorskip("django")
+    done = _django_check(
+        tmp_path, REFLAG_SECRET_KEY="sec_django_check", REFLAG_API_BASE_URL="http://127.0.0.1:9"
+    )
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if line.strip()]
+    assert said == [
+        "tracking to Reflag's Runtime API at http://127.0.0.1:9; no spool; "
+        "a SIGTERM handler delivers the queue before the process ends"
+    ], done.stderr
+    assert "sec_django_check" not in done.stdout + done.stderr
