@@ -250,7 +250,7 @@ def _front_end(args: argparse.Namespace, command: str, wrap: bool = False) -> Js
             return None
         if isinstance(rules, dict) and "rules" in rules:
             rules = rules["rules"]
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"require_key": True}  # (a shipper without a key: an error)
     if args.spool_dir:
         options["spool_dir"] = args.spool_dir
     try:
