@@ -19,7 +19,7 @@ reason (``rejected`` for a 400 from the API, ``queue_full``, ``retries_exhausted
 bulk requests, failed and retried attempts, the queue's size and capacity (items and
 bytes), the spool's bytes, items and oldest age, how long the API has been failing,
 the bulk requests' durations and sizes, and the version (``bucket_logging_build_info``).
-The names are listed in [Operating it](operating.md) (Prometheus: the prefix
+The names are listed on the docs page *Operating it* (Prometheus: the prefix
 ``bucket_logging_``, base units, counters ending in ``_total``).
 
 The log call's cost does not change: it still only counts in the sender's ledger; the
