@@ -228,6 +228,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "serving (load balancers stop sending), then drain; default 0",
     )
     relay.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="count nothing for GET /metrics (it answers 404); the probes still work",
+    )
+    relay.add_argument(
         "--log-format",
         choices=("text", "json"),
         default="text",

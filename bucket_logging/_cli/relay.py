@@ -55,4 +55,5 @@ def run(args: argparse.Namespace, front_end: FrontEndFactory) -> int:
         unready_after=float(getattr(args, "unready_after", 60.0)),
         log_format=str(getattr(args, "log_format", "text")),
         drain_delay=float(getattr(args, "drain_delay", 0.0)),
+        metrics=not getattr(args, "no_metrics", False),
     )

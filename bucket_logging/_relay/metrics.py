@@ -148,6 +148,15 @@ class RelayMetrics:
             buckets=_DURATION_BUCKETS,
         )
 
+    def disable(self) -> None:
+        """No metrics (``--no-metrics``): nothing counted, ``/metrics`` answers 404."""
+        if self.enabled:
+            from .._sender.observe import observers  # noqa: PLC0415
+
+            if self.sender_metrics in observers:
+                observers.remove(self.sender_metrics)
+        self.enabled = False
+
     def request(self, receiver: str, status: int, started: float) -> None:
         """A request was answered ``status``; it began at ``started`` (perf_counter)."""
         if not self.enabled:

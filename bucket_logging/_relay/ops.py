@@ -83,7 +83,11 @@ class Ops:
                     404,
                     _JSON,
                     orjson.dumps(
-                        {"success": False, "message": "install prometheus_client for /metrics"}
+                        {
+                            "success": False,
+                            "message": "no metrics (--no-metrics, or prometheus_client "
+                            "is not installed)",
+                        }
                     ),
                 )
             accept = headers.get(b"accept", b"").decode("latin-1")

@@ -59,6 +59,7 @@ def run(
     unready_after: float = 60.0,
     log_format: str = "text",
     drain_delay: float = 0.0,
+    metrics: bool = True,
 ) -> int:
     """Serve the relay on ``host:port`` until SIGTERM or SIGINT; the exit status.
 
@@ -74,6 +75,7 @@ def run(
         log_format: ``text``, or ``json`` (one object a line: :mod:`.logs`).
         drain_delay: seconds of answering 503 to probes and posts after SIGTERM,
             before the drain.
+        metrics: False: no counters and no ``/metrics`` (``--no-metrics``).
     """
     if log_format == "json":
         _logs.use_json()
@@ -102,14 +104,15 @@ def run(
     if workers == 1:
         return _serve(
             front_end, sock, token=token, limits=limits, banner=banner, name="",
-            unready_after=unready_after, drain_delay=drain_delay,
+            unready_after=unready_after, drain_delay=drain_delay, metrics=metrics,
         )  # fmt: skip
-    made = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    directory = _metrics.multiprocess_dir()  # before a worker imports prometheus_client
+    made = metrics and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    # before a worker imports prometheus_client
+    directory = _metrics.multiprocess_dir() if metrics else None
     try:
         return _supervise(
             front_end, sock, token=token, limits=limits, banner=banner, workers=workers,
-            unready_after=unready_after, drain_delay=drain_delay,
+            unready_after=unready_after, drain_delay=drain_delay, metrics=metrics,
         )  # fmt: skip
     finally:
         _metrics.remove_dir(directory, made)
@@ -125,6 +128,7 @@ def _serve(
     name: str,
     unready_after: float = 60.0,
     drain_delay: float = 0.0,
+    metrics: bool = True,
 ) -> int:
     """Serve ``sock`` in this process until SIGTERM/SIGINT; the exit status."""
     stderr = sys.stderr
@@ -135,6 +139,8 @@ def _serve(
     sender = cast(RelaySender, front.sender)
     app = RelayApp(front, sender, token=token, limits=limits, log=stderr)
     app.ops.probes.failing_for = unready_after
+    if not metrics:
+        app.ops.metrics.disable()
     server = uvicorn_server(app)
     server.drain_delay = drain_delay
     real = sender.real
@@ -171,6 +177,7 @@ def _supervise(
     workers: int,
     unready_after: float = 60.0,
     drain_delay: float = 0.0,
+    metrics: bool = True,
 ) -> int:
     """Fork ``workers`` processes serving ``sock``; pass SIGTERM/SIGINT on; their status."""
     children: list[int] = []
@@ -202,6 +209,7 @@ def _supervise(
                     name=f" worker {index + 1}",
                     unready_after=unready_after,
                     drain_delay=drain_delay,
+                    metrics=metrics,
                 )
             finally:
                 sys.stderr.flush()

@@ -87,9 +87,14 @@ def _version() -> str:
 def test_json_log_lines_are_one_object_a_line_without_the_token_or_key(
     relays: list[RelayProcess],
 ) -> None:
+    """(With --no-metrics: GET /metrics answers 404, the probes still answer.)"""
     with TrackingServer(tracking_keys=[KEY]) as server:
-        relay = RelayProcess(server.url, KEY, "--token", TOKEN, "--log-format", "json")
+        relay = RelayProcess(
+            server.url, KEY, "--token", TOKEN, "--log-format", "json", "--no-metrics"
+        )
         relays.append(relay)
+        assert relay.get("/metrics", Authorization=f"Bearer {TOKEN}").status_code == 404
+        assert relay.get("/readyz").status_code == 200
         assert relay.post(b"not json", TOKEN).status_code == 400
         assert relay.post(b"[]", "wrong-token").status_code == 401
         status, err = relay.stop()
