@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -42,6 +43,10 @@ from ship_bench import KEY, fields, run_handler, run_ship, write_file
 from spool_bench import Server  # the child-process TrackingServer (this directory)
 
 CLIENTS = 4
+
+#: CPU seconds (user + system) each relay run took, its workers included, by label
+#: (``--metrics-ab``): less sensitive to the machine's load than wall time.
+CPU: dict[str, list[float]] = {}
 PROTOBUF = "application/x-protobuf"
 
 
@@ -162,9 +167,12 @@ def run_relay(
     content_type: str,
     lines: int,
     extra: tuple[str, ...] = (),
+    label: str = "",
 ) -> float:
-    """Items/s through a relay of ``workers`` workers (``extra``: more of its options)."""
+    """Items/s through a relay of ``workers`` workers (``extra``: more of its options);
+    with a ``label``, the relay's CPU seconds are kept in :data:`CPU`."""
     server.ask("clear")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     relay = Relay(server, workers, *extra)
     try:
         post_all(relay.url + "/", [b'{"warm": 1}'] * CLIENTS, "application/json")  # connected
@@ -173,7 +181,11 @@ def run_relay(
         answer = server.ask(f"wait {lines} 300")
         took = time.perf_counter() - started
     finally:
-        relay.close()
+        relay.close()  # waited for: its CPU time (and its workers') is counted now
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if label:
+        used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        CPU.setdefault(label, []).append(used)
     if not answer.startswith("ok"):
         raise SystemExit(f"the server has {answer}, expected {lines}")
     return lines / took
@@ -220,6 +232,7 @@ def main() -> None:
                                     content_type="application/x-ndjson",
                                     lines=lines,
                                     extra=e,
+                                    label=f"{w} {e}",
                                 ),
                             )
                         )
@@ -268,6 +281,13 @@ def main() -> None:
             off = results[f"relay NDJSON, {workers} worker(s), --no-metrics"]
             ratio = statistics.median(a / b for a, b in zip(on, off, strict=True))
             print(f"metrics on / off, {workers} worker(s): {ratio:.3f}x (median of rounds)")
+            cpu_on, cpu_off = CPU[f"{workers} ()"], CPU[f"{workers} ('--no-metrics',)"]
+            cpu = statistics.median(a / b for a, b in zip(cpu_on, cpu_off, strict=True))
+            print(
+                f"  the relay's CPU time per item, on / off: {cpu:.3f}x "
+                f"({statistics.median(cpu_on) / lines * 1e6:.1f} vs "
+                f"{statistics.median(cpu_off) / lines * 1e6:.1f} us/item)"
+            )
     if hasattr(os, "getloadavg"):
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -168,3 +169,19 @@ def test_an_observer_that_raises_is_reported_and_delivery_goes_on(
     assert sender.flush(10)
     assert sender.stats.sent == 3
     assert any("a metrics observer raised" in line for line in lines)
+
+
+def test_the_spool_levels_are_measured_on_the_senders_thread(
+    refused_url: str, make_sender: Callable[..., BulkSender], tmp_path: Path
+) -> None:
+    registry = CollectorRegistry()
+    bucket_logging.metrics.use_prometheus(registry)
+    # the destination is down: the batch stays in the spool while it is retried
+    sender = make_sender(base_url=refused_url, spool_dir=str(tmp_path), flush_interval=0.05)
+    for item in events(5):
+        sender.enqueue(item)
+    capacity = sender.config.spool.max_bytes if sender.config.spool else 0
+    assert until(lambda: value(registry, "bucket_logging_spool_items") == 5)
+    assert value(registry, "bucket_logging_spool_capacity_bytes") == capacity
+    assert value(registry, "bucket_logging_spool_size_bytes") > 0
+    assert until(lambda: value(registry, "bucket_logging_spool_oldest_age_seconds") > 0)
