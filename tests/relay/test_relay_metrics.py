@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from support import RelayProcess, poll
@@ -107,3 +108,20 @@ def test_json_log_lines_are_one_object_a_line_without_the_token_or_key(
     assert refused and refused[0]["level"] == "warning"
     assert any("relay on http://" in line["message"] for line in lines)
     assert any(line["message"].startswith("relay stopped") for line in lines)
+
+
+def test_the_multiprocess_directory_starts_empty_of_earlier_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory the environment names is emptied of an earlier run's values (a stale
+    worker's counters would add up with the new ones); other files stay."""
+    from bucket_logging._relay import metrics
+
+    (tmp_path / "counter_123.db").write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("kept")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert metrics.multiprocess_dir() == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    # prometheus_client is imported here already: too late to switch its mode
+    assert metrics.multiprocess_dir() is None
