@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/instructions.py --base ../old    # and another checkout
     .venv/bin/python benchmarks/instructions.py --before-send    # and with a before_send hook
     .venv/bin/python benchmarks/instructions.py --attributes     # and with every-event attributes
+    .venv/bin/python benchmarks/instructions.py --metrics        # and with the metrics on
 
 Times on a shared 2-core machine move by 20 % from one round to the next; instruction
 counts do not depend on the load (callgrind counts them, it does not time them). Each
@@ -49,6 +50,11 @@ if shape.startswith("null"):
 else:
     from bucket_logging import BucketHandler
     options = {}
+    if os.environ.get("BENCH_METRICS"):  # --metrics: Prometheus and OpenTelemetry observers
+        import bucket_logging.metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        bucket_logging.metrics.use_prometheus()
+        bucket_logging.metrics.use_opentelemetry(MeterProvider())
     if os.environ.get("BENCH_BEFORE_SEND"):  # --before-send: a hook that keeps every item
         options["before_send"] = lambda item: item
     if os.environ.get("BENCH_ATTRIBUTES"):  # --attributes: two attributes on every event
@@ -70,12 +76,14 @@ SHAPES = ("null_tracked", "bucket_tracked", "null_untagged", "bucket_untagged")
 
 
 def count(tree: Path, shape: str, calls: int, program: Path, hook: str = "") -> int:
-    """The calling thread's instruction count for ``calls`` calls of ``shape``."""
+    """The calling thread's instruction count for ``calls`` calls of ``shape`` (``hook``:
+    an environment variable the program reads: ``BENCH_BEFORE_SEND``, ``BENCH_ATTRIBUTES``
+    or ``BENCH_METRICS``)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         # a fixed hash seed: dict and set layouts (so instruction paths) repeat
         env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
-        if hook:  # "BENCH_BEFORE_SEND" or "BENCH_ATTRIBUTES"
+        if hook:
             env[hook] = "1"
         subprocess.run(
             [
@@ -119,6 +127,11 @@ def main() -> int:
         action="store_true",
         help="also this tree with two every-event attributes (the attributes option)",
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also this tree with bucket_logging.metrics' Prometheus and OpenTelemetry on",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -130,6 +143,8 @@ def main() -> int:
         trees["+hook"] = (ROOT, "BENCH_BEFORE_SEND")
     if args.attributes:
         trees["+attrs"] = (ROOT, "BENCH_ATTRIBUTES")
+    if args.metrics:
+        trees["+metrics"] = (ROOT, "BENCH_METRICS")
     with tempfile.TemporaryDirectory() as tmp:
         program = Path(tmp) / "calls.py"
         program.write_text(PROGRAM)

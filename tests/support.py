@@ -305,3 +305,66 @@ class Scripts:
             if proc.poll() is None:
                 proc.kill()
             proc.communicate(timeout=10)
+
+
+class RelayProcess:
+    """``bucket-logging relay`` in a process of its own, sending to ``url`` with ``key``.
+
+    ``start`` waits for its banner and reads its address from it; ``stop`` ends it with
+    SIGTERM and returns (exit status, everything it wrote to stderr).
+    """
+
+    def __init__(self, url: str, key: str, *args: str, **env: str) -> None:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("BUCKET_")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bucket_logging", "relay", "--port", "0", *args],
+            env={**base, "BUCKET_TRACKING_KEY": key, "BUCKET_TRACKING_URL": url, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.banner = ""
+        assert self.proc.stderr is not None
+        while "relay on http://" not in self.banner:
+            line = self.proc.stderr.readline()
+            if not line:
+                self.proc.kill()
+                pytest.fail(f"the relay did not start: {self.banner}")
+            self.banner += line
+        self.url = self.banner.split("relay on http://", 1)[1].split()[0]
+        self.url = "http://" + self.url.rstrip('",')
+
+    def get(self, path: str, **headers: str) -> httpx.Response:
+        return httpx.get(self.url + path, headers=headers, timeout=10)
+
+    def post(self, body: bytes, token: str | None = None) -> httpx.Response:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.post(self.url + "/", content=body, headers=headers, timeout=10)
+
+    def signal_stop(self) -> None:
+        self.proc.send_signal(15)
+
+    def stop(self, timeout: float = 30.0) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(15)
+        _, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, self.banner + err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=10)
+
+
+def poll(check: Callable[[], bool], timeout: float = 15.0, step: float = 0.05) -> bool:
+    """Whether ``check()`` turned true within ``timeout`` seconds (asked every ``step``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)

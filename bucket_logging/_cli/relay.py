@@ -52,4 +52,8 @@ def run(args: argparse.Namespace, front_end: FrontEndFactory) -> int:
         token=args.token or os.environ.get("BUCKET_RELAY_TOKEN") or None,
         limits=limits_of(args),
         workers=int(getattr(args, "workers", 1) or 1),
+        unready_after=float(getattr(args, "unready_after", 60.0)),
+        log_format=str(getattr(args, "log_format", "text")),
+        drain_delay=float(getattr(args, "drain_delay", 0.0)),
+        metrics=not getattr(args, "no_metrics", False),
     )

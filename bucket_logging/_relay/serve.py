@@ -31,6 +31,8 @@ from typing import Any, cast
 from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import is_loopback
 from .._sender.sender import BulkSender
+from . import logs as _logs
+from . import metrics as _metrics
 from .app import RelayApp
 from .limits import Limits
 from .sender import RelaySender
@@ -54,6 +56,10 @@ def run(
     token: str | None,
     limits: Limits,
     workers: int = 1,
+    unready_after: float = 60.0,
+    log_format: str = "text",
+    drain_delay: float = 0.0,
+    metrics: bool = True,
 ) -> int:
     """Serve the relay on ``host:port`` until SIGTERM or SIGINT; the exit status.
 
@@ -64,7 +70,15 @@ def run(
         token: the shared secret of ``Authorization: Bearer``; None for none.
         limits: the bounds.
         workers: how many processes serve the one listening socket.
+        unready_after: seconds the API may fail before ``/readyz`` says 503 (with
+            nowhere to keep items).
+        log_format: ``text``, or ``json`` (one object a line: :mod:`.logs`).
+        drain_delay: seconds of answering 503 to probes and posts after SIGTERM,
+            before the drain.
+        metrics: False: no counters and no ``/metrics`` (``--no-metrics``).
     """
+    if log_format == "json":
+        _logs.use_json()
     stderr = sys.stderr
     if not is_loopback(host) and token is None:
         print(
@@ -88,10 +102,20 @@ def run(
         f"{f', {workers} workers' if workers > 1 else ''}); SIGTERM drains"
     )
     if workers == 1:
-        return _serve(front_end, sock, token=token, limits=limits, banner=banner, name="")
-    return _supervise(
-        front_end, sock, token=token, limits=limits, banner=banner, workers=workers
-    )
+        return _serve(
+            front_end, sock, token=token, limits=limits, banner=banner, name="",
+            unready_after=unready_after, drain_delay=drain_delay, metrics=metrics,
+        )  # fmt: skip
+    made = metrics and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    # before a worker imports prometheus_client
+    directory = _metrics.multiprocess_dir() if metrics else None
+    try:
+        return _supervise(
+            front_end, sock, token=token, limits=limits, banner=banner, workers=workers,
+            unready_after=unready_after, drain_delay=drain_delay, metrics=metrics,
+        )  # fmt: skip
+    finally:
+        _metrics.remove_dir(directory, made)
 
 
 def _serve(
@@ -102,6 +126,9 @@ def _serve(
     limits: Limits,
     banner: str | None,
     name: str,
+    unready_after: float = 60.0,
+    drain_delay: float = 0.0,
+    metrics: bool = True,
 ) -> int:
     """Serve ``sock`` in this process until SIGTERM/SIGINT; the exit status."""
     stderr = sys.stderr
@@ -111,7 +138,11 @@ def _serve(
         return 2
     sender = cast(RelaySender, front.sender)
     app = RelayApp(front, sender, token=token, limits=limits, log=stderr)
+    app.ops.probes.failing_for = unready_after
+    if not metrics:
+        app.ops.metrics.disable()
     server = uvicorn_server(app)
+    server.drain_delay = drain_delay
     real = sender.real
     dropped0 = real.stats.dropped_total if isinstance(real, BulkSender) else 0
     if banner is not None:
@@ -144,6 +175,9 @@ def _supervise(
     limits: Limits,
     banner: str,
     workers: int,
+    unready_after: float = 60.0,
+    drain_delay: float = 0.0,
+    metrics: bool = True,
 ) -> int:
     """Fork ``workers`` processes serving ``sock``; pass SIGTERM/SIGINT on; their status."""
     children: list[int] = []
@@ -173,6 +207,9 @@ def _supervise(
                     limits=limits,
                     banner=None,
                     name=f" worker {index + 1}",
+                    unready_after=unready_after,
+                    drain_delay=drain_delay,
+                    metrics=metrics,
                 )
             finally:
                 sys.stderr.flush()
@@ -191,6 +228,7 @@ def _supervise(
             continue
         if pid in waiting:
             waiting.discard(pid)
+            _metrics.mark_dead(pid)  # its live gauges leave the sums
             exit_code = os.waitstatus_to_exitcode(code)
             if exit_code != 0:
                 status = 1
