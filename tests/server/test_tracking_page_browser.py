@@ -445,5 +445,9 @@ def test_screenshot_for_the_docs(page: Any, server: TrackingServer, handler: Buc
     assert "Paid invoice" in paid.text
     paid.find_element("css selector", ".json-toggle").click()  # a call's whole JSON
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    assert page.save_screenshot(str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 10_000
+    # written beside it, then renamed over it: the docs site, built at the same time by
+    # another test worker, copies the old image or the new, never half of one
+    partial = SCREENSHOT.with_name(f".{SCREENSHOT.name}.{os.getpid()}.png")
+    assert page.save_screenshot(str(partial))
+    assert partial.stat().st_size > 10_000
+    os.replace(partial, SCREENSHOT)
