@@ -41,7 +41,7 @@ from .._relay.limits import Limits
 from .._relay.sender import RelaySender
 from .._runtime.diagnostics import escape_controls
 from .._server.format import format_call, format_rejection
-from .._server.server import RequestRecord, TrackingServer
+from .._server.server import MAX_CALLS, RequestRecord, TrackingServer
 from .._tracking.senders import resolve_sender
 from .._version import __version__
 from . import relay as _relay_command
@@ -122,6 +122,16 @@ def _build_parser() -> argparse.ArgumentParser:
         help=(
             "accept only this key (repeatable): a tracking key in the path, or a Reflag "
             "key (sec_/pub_) as a Bearer header; by default any key is accepted"
+        ),
+    )
+    serve.add_argument(
+        "--max-calls",
+        type=_at_least_one,
+        default=MAX_CALLS,
+        metavar="N",
+        help=(
+            f"keep at most N calls and N requests' records (default {MAX_CALLS:,}); "
+            "beyond, the oldest are dropped, counted and shown on the page"
         ),
     )
     serve.add_argument(
@@ -308,6 +318,17 @@ def _relay(args: argparse.Namespace) -> int:
     return _relay_command.run(args, _front_end)
 
 
+def _at_least_one(text: str) -> int:
+    """An argument that is a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number above 0, got {text!r:.40}")
+    return value
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -324,6 +345,7 @@ def _serve(args: argparse.Namespace) -> int:
         tracking_keys=args.keys,
         on_call=printer.on_call,
         on_request=printer.on_request,
+        max_calls=args.max_calls,
     )
     if args.fail_first:
         server.fail_next(args.fail_first)

@@ -12,7 +12,8 @@ Polling keeps a slow or stuck page cheap: each poll is one short request (at mos
 connection the server's cap may close like any other. Served only to a browser that
 names the server by an address or ``localhost`` when the server listens on a loopback
 address, so that a web site that rebinds its own name to 127.0.0.1 cannot read or
-clear the records.
+clear the records. :func:`guard` applies that rule, and refuses cross-site requests,
+on every path (the API's too).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import dataclasses
 import functools
 import ipaddress
 import urllib.parse
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,7 +34,7 @@ from .records import SUCCESS_BODY, RequestRecord
 if TYPE_CHECKING:
     from .http import Hooks
 
-__all__ = ["Answer", "answer"]
+__all__ = ["Answer", "answer", "guard"]
 
 #: ``DELETE`` here forgets every record (what :meth:`TrackingServer.clear` does).
 CALLS_PATH: Final = "/_calls"
@@ -113,10 +115,9 @@ def _records(query: str, owner: Hooks) -> Answer:
         calls = max(0, int(params.get("calls", "0")))
     except ValueError:
         return _error(400, "BAD_REQUEST", "requests and calls must be whole numbers")
-    epoch, total, records, new_calls = owner.records_since(
+    epoch, total, records, new_calls, (start, start_calls, dropped) = owner.records_since(
         params.get("epoch", ""), requests, calls, LIMIT
     )
-    start = requests if epoch == params.get("epoch") else 0
     size = kept = 0
     for record in records:  # as many as fit in BYTES
         size += record.body_bytes
@@ -130,6 +131,10 @@ def _records(query: str, owner: Hooks) -> Answer:
         "requests": [_request(r) for r in records],
         "calls": new_calls,
         "more": start + len(records) < total,
+        # where these records begin (past the cursor when the oldest were dropped),
+        # and how many calls were dropped
+        "from": {"requests": start, "calls": start_calls},
+        "dropped": dropped,
     }
     return Answer(200, orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS))
 
@@ -153,6 +158,42 @@ def _request(record: RequestRecord) -> dict[str, Any]:
 def _error(status: int, code: str, message: str) -> Answer:
     error = {"code": code, "message": message}
     return Answer(status, orjson.dumps({"success": False, "error": error}))
+
+
+def guard(
+    method: str, target: str, header: Callable[[str], str | None], bound: str
+) -> Answer | None:
+    """The browser rules of every path (the API's, ``/_calls``, the page's): a 403
+    answer for a request a web page must not make, else None.
+
+    * The ``Host`` rule (:func:`_named_locally`): a web site that rebinds its own name
+      to 127.0.0.1 reaches nothing, neither the page nor ``/_calls`` nor the API.
+    * A cross-site request (``Sec-Fetch-Site: cross-site`` or ``same-site``, or an
+      ``Origin`` other than the server's own) is refused, except a ``GET`` of the page
+      itself (a link from elsewhere opens it). The library's sender and the SDKs send
+      neither header; a browser sends them with every form, ``fetch`` and image.
+    """
+    host = header("Host")
+    if not _named_locally(host, bound):
+        return _error(403, "FORBIDDEN", "open the page as http://127.0.0.1:PORT or localhost")
+    if method in ("GET", "HEAD") and target.partition("?")[0] in _STATIC:
+        return None
+    site = (header("Sec-Fetch-Site") or "").strip().lower()
+    origin = header("Origin")
+    if site in ("cross-site", "same-site") or (
+        origin is not None and not _same_origin(origin, host)
+    ):
+        return _error(403, "FORBIDDEN", "cross-site requests are refused")
+    return None
+
+
+def _same_origin(origin: str, host: str | None) -> bool:
+    """Whether ``Origin`` names this server as the request's ``Host`` does."""
+    try:
+        parts = urllib.parse.urlsplit(origin.strip())
+    except ValueError:
+        return False
+    return parts.scheme == "http" and host is not None and parts.netloc == host.strip()
 
 
 def _named_locally(host: str | None, bound: str) -> bool:

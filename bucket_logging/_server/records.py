@@ -12,7 +12,7 @@ import dataclasses
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from .._items.item import KINDS
@@ -200,3 +200,17 @@ def validation_failed(errors: list[str], items: int = 0) -> Reject:
         errors=shown,
         items=items,
     )
+
+
+def oldest_over(requests: Sequence[RequestRecord], calls: int, limit: int) -> tuple[int, int]:
+    """How many of the oldest requests, and of the calls they hold, to drop so that at
+    most ``limit`` of each are kept (``calls``: how many calls are kept now)."""
+    dropped = dropped_calls = 0
+    while dropped < len(requests) and (
+        len(requests) - dropped > limit or calls - dropped_calls > limit
+    ):
+        record = requests[dropped]
+        dropped += 1
+        if record.accepted:
+            dropped_calls += record.items
+    return dropped, dropped_calls
