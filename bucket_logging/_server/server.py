@@ -33,7 +33,15 @@ from .._items.item import validate_wire
 from .._runtime import diagnostics as _diagnostics
 from .._runtime import shutdown as _shutdown
 from .._runtime.diagnostics import report
-from .records import Faults, Reject, RequestRecord, oldest_over, validation_failed
+from .records import (
+    Faults,
+    Reject,
+    RequestRecord,
+    check_max_calls,
+    drop_oldest,
+    records_after,
+    validation_failed,
+)
 
 if TYPE_CHECKING:
     from .http import HTTPServer
@@ -86,9 +94,7 @@ class TrackingServer:
         on_request: Callable[[RequestRecord], None] | None = None,
         max_calls: int = MAX_CALLS,
     ) -> None:
-        if isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 1:
-            raise ValueError(f"max_calls must be a whole number above 0, got {max_calls!r:.40}")
-        self._max_calls = max_calls
+        self._max_calls = check_max_calls(max_calls)
         #: requests and calls dropped (the oldest, over max_calls) since the last clear
         self._dropped = (0, 0)
         self._host = host
@@ -325,19 +331,10 @@ class TrackingServer:
         with self._lock:
             if epoch != self._epoch:
                 requests = calls = 0
-            gone, gone_calls = self._dropped
-            # (a cursor among the dropped: the oldest kept; past the end: the end)
-            first = min(max(0, requests - gone), len(self._requests))
-            first_call = min(max(0, calls - gone_calls), len(self._calls)) if first else 0
-            records = self._requests[first : first + limit]
-            count = sum(r.items for r in records if r.accepted)
-            return (
-                self._epoch,
-                gone + len(self._requests),
-                records,
-                self._calls[first_call : first_call + count],
-                (gone + first, gone_calls + first_call, gone_calls),
+            found = records_after(
+                self._requests, self._calls, self._dropped, (requests, calls), limit
             )
+            return (self._epoch, *found)
 
     # -- fault switches -------------------------------------------------------------
 
@@ -453,11 +450,7 @@ class TrackingServer:
             if calls:
                 self._calls.extend(calls)
             self._requests.append(record)
-            drop, drop_calls = oldest_over(self._requests, len(self._calls), self._max_calls)
-            if drop:
-                del self._requests[:drop]
-                del self._calls[:drop_calls]
-                self._dropped = (self._dropped[0] + drop, self._dropped[1] + drop_calls)
+            self._dropped = drop_oldest(self._requests, self._calls, self._max_calls, self._dropped)
             self._changed.notify_all()
 
 
