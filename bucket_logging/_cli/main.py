@@ -215,6 +215,24 @@ def _build_parser() -> argparse.ArgumentParser:
     ):
         relay.add_argument(f"--{name}", type=int, default=default, metavar="N", help=what)
     relay.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help=(
+            "take requests from web pages of this origin (repeatable); by default a "
+            "request with an Origin or Sec-Fetch-Site header is refused"
+        ),
+    )
+    relay.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help=(
+            "on loopback, take this Host name besides addresses and localhost "
+            "(repeatable; a reverse proxy that passes its own name on)"
+        ),
+    )
+    relay.add_argument(
         "--request-timeout",
         type=float,
         default=limits.request_timeout,

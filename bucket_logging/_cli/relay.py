@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from .._frontends.jsonlines import JsonLines
 from .._relay.limits import Limits
+from .._relay.origin import BrowserRules
 
 __all__ = ["limits_of", "run"]
 
@@ -52,4 +53,8 @@ def run(args: argparse.Namespace, front_end: FrontEndFactory) -> int:
         token=args.token or os.environ.get("BUCKET_RELAY_TOKEN") or None,
         limits=limits_of(args),
         workers=int(getattr(args, "workers", 1) or 1),
+        browser=BrowserRules(
+            allow_origins=getattr(args, "allow_origin", None) or (),
+            allow_hosts=getattr(args, "allow_host", None) or (),
+        ),
     )

@@ -56,6 +56,7 @@ from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import register_secret
 from .bodies import Refused, gunzip, parse_body, too_many_values, value_bound
 from .limits import Limits
+from .origin import BrowserRules
 from .sender import RelaySender
 
 __all__ = ["MAX_HEAD", "OTLP_PATH", "RelayApp", "plain_answer"]
@@ -138,6 +139,8 @@ class RelayApp:
         self._pool = ThreadPoolExecutor(
             max(1, self.limits.max_concurrent), thread_name_prefix="bucket-logging relay"
         )
+        #: What a browser may do (set by its runner, who knows the bound interface).
+        self.browser = BrowserRules()
         #: Whether the server is stopping (set by its runner): /health says so.
         self.stopping: Callable[[], bool] = lambda: False
 
@@ -215,6 +218,9 @@ class RelayApp:
             raise Refused(405, "only POST", {"Allow": "POST"})
         if method != "POST":
             raise Refused(405, "only POST", {"Allow": "POST"})
+        self.browser.check(headers)  # a web page's request: refused, nothing read
+        if not otlp:
+            self.browser.check_json_type(headers.get(b"content-type", b"").decode("latin-1"))
         self._check_token(headers.get(b"authorization"))  # before 100 Continue
         if self.stopping():
             raise Refused(503, "the relay is stopping", self.retry_headers)

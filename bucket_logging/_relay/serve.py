@@ -33,6 +33,7 @@ from .._runtime.diagnostics import is_loopback
 from .._sender.sender import BulkSender
 from .app import RelayApp
 from .limits import Limits
+from .origin import BrowserRules
 from .sender import RelaySender
 from .server import listen, uvicorn_server
 
@@ -54,6 +55,7 @@ def run(
     token: str | None,
     limits: Limits,
     workers: int = 1,
+    browser: BrowserRules | None = None,
 ) -> int:
     """Serve the relay on ``host:port`` until SIGTERM or SIGINT; the exit status.
 
@@ -64,6 +66,7 @@ def run(
         token: the shared secret of ``Authorization: Bearer``; None for none.
         limits: the bounds.
         workers: how many processes serve the one listening socket.
+        browser: what a web page may do (by default: nothing).
     """
     stderr = sys.stderr
     if not is_loopback(host) and token is None:
@@ -81,6 +84,7 @@ def run(
         print(f"bucket-logging relay: cannot listen on {host}:{port}: {exc}", file=stderr)
         return 1
     bound_host, bound_port = sock.getsockname()[:2]
+    rules = (browser or BrowserRules()).bound_to(host)
     where = f"[{bound_host}]" if ":" in bound_host else bound_host
     banner = (
         f"bucket-logging relay on http://{where}:{bound_port} "
@@ -88,9 +92,11 @@ def run(
         f"{f', {workers} workers' if workers > 1 else ''}); SIGTERM drains"
     )
     if workers == 1:
-        return _serve(front_end, sock, token=token, limits=limits, banner=banner, name="")
+        return _serve(
+            front_end, sock, token=token, limits=limits, banner=banner, name="", browser=rules
+        )
     return _supervise(
-        front_end, sock, token=token, limits=limits, banner=banner, workers=workers
+        front_end, sock, token=token, limits=limits, banner=banner, workers=workers, browser=rules
     )
 
 
@@ -102,6 +108,7 @@ def _serve(
     limits: Limits,
     banner: str | None,
     name: str,
+    browser: BrowserRules,
 ) -> int:
     """Serve ``sock`` in this process until SIGTERM/SIGINT; the exit status."""
     stderr = sys.stderr
@@ -111,6 +118,7 @@ def _serve(
         return 2
     sender = cast(RelaySender, front.sender)
     app = RelayApp(front, sender, token=token, limits=limits, log=stderr)
+    app.browser = browser
     server = uvicorn_server(app)
     real = sender.real
     dropped0 = real.stats.dropped_total if isinstance(real, BulkSender) else 0
@@ -144,6 +152,7 @@ def _supervise(
     limits: Limits,
     banner: str,
     workers: int,
+    browser: BrowserRules,
 ) -> int:
     """Fork ``workers`` processes serving ``sock``; pass SIGTERM/SIGINT on; their status."""
     children: list[int] = []
@@ -173,6 +182,7 @@ def _supervise(
                     limits=limits,
                     banner=None,
                     name=f" worker {index + 1}",
+                    browser=browser,
                 )
             finally:
                 sys.stderr.flush()

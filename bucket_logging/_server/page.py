@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
 import urllib.parse
 from collections.abc import Callable
 from importlib import resources
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from .._runtime.diagnostics import is_loopback
+from .._runtime.diagnostics import named_locally
 from .records import SUCCESS_BODY, RequestRecord
 
 if TYPE_CHECKING:
@@ -86,7 +85,7 @@ def answer(method: str, target: str, host: str | None, bound: str, owner: Hooks)
         write = False
     else:
         return None
-    if not _named_locally(host, bound):
+    if not named_locally(host, bound):
         return _error(403, "FORBIDDEN", "open the page as http://127.0.0.1:PORT or localhost")
     if write:
         owner.clear()
@@ -166,15 +165,16 @@ def guard(
     """The browser rules of every path (the API's, ``/_calls``, the page's): a 403
     answer for a request a web page must not make, else None.
 
-    * The ``Host`` rule (:func:`_named_locally`): a web site that rebinds its own name
-      to 127.0.0.1 reaches nothing, neither the page nor ``/_calls`` nor the API.
+    * The ``Host`` rule (:func:`~bucket_logging._runtime.diagnostics.named_locally`):
+      a web site that rebinds its own name to 127.0.0.1 reaches nothing, neither the
+      page nor ``/_calls`` nor the API.
     * A cross-site request (``Sec-Fetch-Site: cross-site`` or ``same-site``, or an
       ``Origin`` other than the server's own) is refused, except a ``GET`` of the page
       itself (a link from elsewhere opens it). The library's sender and the SDKs send
       neither header; a browser sends them with every form, ``fetch`` and image.
     """
     host = header("Host")
-    if not _named_locally(host, bound):
+    if not named_locally(host, bound):
         return _error(403, "FORBIDDEN", "open the page as http://127.0.0.1:PORT or localhost")
     if method in ("GET", "HEAD") and target.partition("?")[0] in _STATIC:
         return None
@@ -196,22 +196,5 @@ def _same_origin(origin: str, host: str | None) -> bool:
     return parts.scheme == "http" and host is not None and parts.netloc == host.strip()
 
 
-def _named_locally(host: str | None, bound: str) -> bool:
-    """Whether a request for the page may be answered: always when the server listens
-    beyond loopback (its user chose to share it); else when the ``Host`` header names
-    an address or ``localhost``, not a web site's name rebound to 127.0.0.1."""
-    if not is_loopback(bound) or host is None:
-        return True
-    try:
-        name = urllib.parse.urlsplit(f"//{host.strip()}").hostname or ""
-    except ValueError:
-        return False
-    return is_loopback(name) or _is_address(name)
-
-
-def _is_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
+#: (the one Host rule lives with the loopback check)
+_named_locally = named_locally

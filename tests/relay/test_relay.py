@@ -264,7 +264,9 @@ def test_slow_clients_time_out_and_connections_are_capped(
     # long this thread then waits for the third connection's answer on a loaded machine
     started = time.monotonic()
     slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")  # then stalls
+    slow.sendall(
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )  # then stalls
     other = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     third = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     assert third.recv(1024).startswith(b"HTTP/1.1 503")  # over --max-connections
@@ -283,7 +285,9 @@ def test_concurrent_requests_are_capped(server: TrackingServer, relays: list[Run
     port = int(relay.url.rstrip("/").rsplit(":", 1)[1])
     slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     try:  # a request whose body is still coming holds the only slot
-        slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[")
+        slow.sendall(
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n["
+        )
         deadline = time.monotonic() + TIMEOUT
         while (answer := post(relay.url, b"[]")).status_code == 200:
             assert time.monotonic() < deadline, "the slot was never taken"
@@ -384,7 +388,7 @@ def test_in_process_relay_serves_and_drains(server: TrackingServer) -> None:
         assert httpx.put(url, timeout=TIMEOUT).status_code == 405
         assert httpx.get(url, timeout=TIMEOUT).status_code == 405
         with socket.create_connection((host, port), timeout=TIMEOUT) as raw:
-            head = f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            head = f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
             raw.sendall(head.encode())
             assert raw.recv(100).startswith(b"HTTP/1.1 411")
     finally:
