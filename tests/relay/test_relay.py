@@ -265,7 +265,8 @@ def test_slow_clients_time_out_and_connections_are_capped(
     started = time.monotonic()
     slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     slow.sendall(
-        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{"
     )  # then stalls
     other = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     third = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
@@ -286,7 +287,8 @@ def test_concurrent_requests_are_capped(server: TrackingServer, relays: list[Run
     slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     try:  # a request whose body is still coming holds the only slot
         slow.sendall(
-            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n["
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n["
         )
         deadline = time.monotonic() + TIMEOUT
         while (answer := post(relay.url, b"[]")).status_code == 200:
@@ -388,7 +390,10 @@ def test_in_process_relay_serves_and_drains(server: TrackingServer) -> None:
         assert httpx.put(url, timeout=TIMEOUT).status_code == 405
         assert httpx.get(url, timeout=TIMEOUT).status_code == 405
         with socket.create_connection((host, port), timeout=TIMEOUT) as raw:
-            head = f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            head = (
+                "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {TOKEN}\r\n\r\n"
+            )
             raw.sendall(head.encode())
             assert raw.recv(100).startswith(b"HTTP/1.1 411")
     finally:

@@ -429,7 +429,8 @@ def test_a_stalled_chunked_body_is_cut_off_at_the_deadline(
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", relay.port), timeout=TIMEOUT) as stalled:
         stalled.sendall(
-            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n"
             + f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
             + b'6\r\n[{"a":\r\n'  # then nothing more
         )
