@@ -233,6 +233,16 @@ def _build_parser() -> argparse.ArgumentParser:
         ),
     )
     relay.add_argument(
+        "--head-timeout",
+        type=float,
+        default=limits.head_timeout,
+        metavar="S",
+        help=(
+            "seconds a request head may take (from the connection, or from its first "
+            "byte on a kept-alive one); slow and half-open clients are closed"
+        ),
+    )
+    relay.add_argument(
         "--request-timeout",
         type=float,
         default=limits.request_timeout,

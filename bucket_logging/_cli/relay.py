@@ -32,6 +32,7 @@ def limits_of(args: argparse.Namespace) -> Limits:
         max_pending=args.max_pending,
         max_objects=args.max_objects,
         request_timeout=args.request_timeout,
+        head_timeout=getattr(args, "head_timeout", None) or Limits().head_timeout,
     )
 
 

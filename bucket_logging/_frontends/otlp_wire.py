@@ -19,8 +19,8 @@ from typing import Final
 
 __all__ = [
     "FIELDS_PER_VALUE",
-    "MAX_WALK_FIELDS",
     "MAX_DEPTH",
+    "MAX_WALK_FIELDS",
     "TOO_MANY_RECORDS",
     "VALUE_BYTES",
     "VALUE_WEIGHT",

@@ -43,6 +43,8 @@ ends. Its modules, from the bottom up:
   items of a request were refused) and :mod:`.bodies` (the bodies pipelines post,
   decompressed and counted within bounds): no uvicorn, so the command line may import
   them without the ``relay`` extra;
+* :mod:`.origin` (what a web page may do: the browser rules) and :mod:`.objects` (the
+  ``--max-objects`` pool, charged as bodies are read);
 * :mod:`.app`: the ASGI application and its bounds;
 * :mod:`.server`: uvicorn's h11 protocol with the connection cap and deadlines, the
   server whose SIGTERM drains, the listening socket;

@@ -5,8 +5,10 @@ the main thread; SIGTERM or SIGINT drains it, then the sender delivers what it h
 (or leaves it in the spool) and the relay prints its summary, with exit status 1 if
 items it had answered 200 were lost.
 
-``--workers N``: the parent binds the port and forks N workers before any thread
-exists; each worker serves the shared socket with its own front end and sender (a
+``--workers N``: the parent binds the port (one ``SO_REUSEPORT`` socket per worker,
+where the platform has it: the kernel spreads connections evenly, where one shared
+accept queue let one worker take them all) and forks N workers before any thread
+exists; each worker serves its socket with its own front end and sender (a
 shared ``--spool-dir`` is safe: its batches are claimed per process). SIGTERM or
 SIGINT to the parent is passed on to every worker; the parent exits once they all
 did, with status 1 if any worker lost items.
@@ -35,7 +37,7 @@ from .app import RelayApp
 from .limits import Limits
 from .origin import BrowserRules
 from .sender import RelaySender
-from .server import listen, uvicorn_server
+from .server import listen_each, uvicorn_server
 
 __all__ = ["run"]
 
@@ -79,10 +81,11 @@ def run(
         )
     workers = max(1, workers)
     try:
-        sock = listen(host, port)
+        sockets = listen_each(host, port, workers)
     except OSError as exc:
         print(f"bucket-logging relay: cannot listen on {host}:{port}: {exc}", file=stderr)
         return 1
+    sock = sockets[0]
     bound_host, bound_port = sock.getsockname()[:2]
     rules = (browser or BrowserRules()).bound_to(host)
     where = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -96,7 +99,13 @@ def run(
             front_end, sock, token=token, limits=limits, banner=banner, name="", browser=rules
         )
     return _supervise(
-        front_end, sock, token=token, limits=limits, banner=banner, workers=workers, browser=rules
+        front_end,
+        sockets,
+        token=token,
+        limits=limits,
+        banner=banner,
+        workers=workers,
+        browser=rules,
     )
 
 
@@ -146,7 +155,7 @@ def _stop_before_serving(signum: int, frame: Any) -> None:
 
 def _supervise(
     front_end: FrontEndFactory,
-    sock: socket.socket,
+    sockets: list[socket.socket],
     *,
     token: str | None,
     limits: Limits,
@@ -154,7 +163,8 @@ def _supervise(
     workers: int,
     browser: BrowserRules,
 ) -> int:
-    """Fork ``workers`` processes serving ``sock``; pass SIGTERM/SIGINT on; their status."""
+    """Fork ``workers`` processes, each serving its own socket of ``sockets`` (or all the
+    one); pass SIGTERM/SIGINT on; their status."""
     children: list[int] = []
     stopping = False
 
@@ -174,10 +184,14 @@ def _supervise(
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes Ctrl-C on
             signal.signal(signal.SIGTERM, _stop_before_serving)
             status = 1
+            own = sockets[index % len(sockets)]
+            for other in sockets:
+                if other is not own:
+                    other.close()
             try:
                 status = _serve(
                     front_end,
-                    sock,
+                    own,
                     token=token,
                     limits=limits,
                     banner=None,
@@ -188,7 +202,8 @@ def _supervise(
                 sys.stderr.flush()
                 os._exit(status)
         children.append(pid)
-    sock.close()
+    for sock in sockets:
+        sock.close()
     print(banner, file=sys.stderr, flush=True)
     status = 0
     waiting = set(children)

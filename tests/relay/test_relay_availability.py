@@ -12,10 +12,13 @@ import functools
 import gzip
 import json
 import os
+import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -179,3 +182,102 @@ def test_hostile_protobuf_bodies_do_not_stop_normal_clients(
             thread.join(TIMEOUT)
     assert _share_ok(normal) >= 0.95, (normal, hostile)  # the others were served ...
     assert hostile[413] >= 4, hostile  # ... while the hostile bodies ran (and were refused)
+
+
+# ------------------------------------------------------------------ item 3: slow clients
+
+HALF_HEAD = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+
+
+def _hold_half_open(port: int, count: int, stop: threading.Event, opened: list[int]) -> None:
+    """Keep ``count`` connections open with half-sent heads: one closed is opened again."""
+    held: list[socket.socket] = []
+    with selectors.DefaultSelector() as selector:
+        while not stop.is_set():
+            while len(held) < count:
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                    sock.sendall(HALF_HEAD)
+                except OSError:
+                    break
+                sock.setblocking(False)
+                selector.register(sock, selectors.EVENT_READ)
+                held.append(sock)
+                opened[0] += 1
+            for key, _ in selector.select(0.05):
+                sock = key.fileobj  # closed (or answered) by the relay: open another
+                assert isinstance(sock, socket.socket)
+                selector.unregister(sock)
+                held.remove(sock)
+                sock.close()
+        for sock in held:
+            sock.close()
+
+
+def _one_connection_each(url: str, stop: threading.Event, statuses: Counter[object]) -> None:
+    n = 0
+    while not stop.is_set():
+        n += 1
+        body = json.dumps([{"bucket_event": "Fresh", "user_id": n}]).encode()
+        try:
+            answer = httpx.post(
+                url + "/", content=body, headers={"Content-Type": "application/json"}, timeout=10
+            )
+            statuses[answer.status_code] += 1
+        except httpx.HTTPError as exc:
+            statuses[type(exc).__name__] += 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_half_open_connections_do_not_starve_normal_clients(
+    server: TrackingServer, relays: list[Relay], workers: int
+) -> None:
+    relay = Relay(server, "--workers", str(workers))
+    relays.append(relay)
+    stop = threading.Event()
+    opened = [0]
+    holder = threading.Thread(target=_hold_half_open, args=(relay.port, 100, stop, opened))
+    holder.start()
+    fresh: Counter[object] = Counter()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while opened[0] < 100:  # every one of them open before the clients start
+            assert time.monotonic() < deadline and holder.is_alive(), opened
+            stop.wait(0.01)
+        other = threading.Thread(target=_one_connection_each, args=(relay.url, stop, fresh))
+        other.start()
+        kept_alive = _under_load(relay.url, clients=1)
+    finally:
+        stop.set()
+        holder.join(TIMEOUT)
+    other.join(TIMEOUT)
+    assert _share_ok(kept_alive) >= 0.95, (kept_alive, fresh)
+    assert _share_ok(fresh) >= 0.95, (kept_alive, fresh)
+    assert opened[0] >= 100
+
+
+def test_a_request_head_has_its_own_short_deadline(
+    server: TrackingServer, relays: list[Relay]
+) -> None:
+    relay = Relay(server, "--head-timeout", "0.5", "--request-timeout", "30")
+    relays.append(relay)
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=TIMEOUT) as slow:
+        slow.sendall(HALF_HEAD)  # then nothing more
+        assert slow.recv(1024) == b""  # closed ...
+    assert time.monotonic() - started < 10  # ... long before the request's 30 s
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=TIMEOUT) as whole:
+        whole.sendall(HALF_HEAD + b"Content-Length: 2\r\n\r\n[")  # the head in, the body slow
+        assert not _closed_within(whole, 1.5)  # the head's deadline no longer applies
+        whole.sendall(b"]")
+        assert whole.recv(1024).startswith(b"HTTP/1.1 200")
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1024) == b""
+    except TimeoutError:
+        return False
+    finally:
+        sock.settimeout(TIMEOUT)
