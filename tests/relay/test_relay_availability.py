@@ -109,7 +109,7 @@ def _under_load(url: str, clients: int = 2) -> Counter[object]:
 
 def _share_ok(statuses: Counter[object]) -> float:
     total = sum(statuses.values())
-    assert total >= 10, statuses  # the normal clients did get through at all
+    assert total >= 5, statuses  # the normal clients did get through at all
     return statuses[200] / total
 
 
