@@ -34,6 +34,7 @@ __all__ = [
     "is_internal",
     "is_loopback",
     "logger",
+    "named_locally",
     "outside_text",
     "redact",
     "register_secret",
@@ -189,6 +190,30 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def named_locally(host: str | None, bound: str) -> bool:
+    """Whether a request whose ``Host`` header is ``host`` may be answered by a local
+    service listening on ``bound``: always when it listens beyond loopback (its user
+    chose to share it); else when ``host`` names an address or a loopback name, not a
+    web site's name rebound to 127.0.0.1 (DNS rebinding). No ``Host`` (HTTP/1.0) is no
+    browser: answered.
+
+    The one Host rule: ``serve``'s every path and the relay's.
+    """
+    if not is_loopback(bound) or host is None:
+        return True
+    try:
+        name = urllib.parse.urlsplit(f"//{host.strip()}").hostname or ""
+    except ValueError:
+        return False
+    if is_loopback(name):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def warn_if_insecure(url: str, verify: object) -> None:

@@ -248,6 +248,11 @@ class SenderConfig:
         )
 
 
+#: The longest key taken (Reflag's and Bucket's keys are under 100 characters; a key
+#: goes in every request's URL or header).
+MAX_KEY_CHARS: Final = 1024
+
+
 def check_key(key: str) -> str:
     """``key`` unless a request cannot carry it: whitespace, control or non-ASCII
     characters (a pasted key's trailing newline would only fail at send time, in a
@@ -256,6 +261,11 @@ def check_key(key: str) -> str:
     The one check of a key: every sender (the handler's included) and
     ``bucket-logging check`` refuse the same keys with the same message.
     """
+    if len(key) > MAX_KEY_CHARS:
+        raise ConfigurationError(
+            f"the tracking key has {len(key)} characters: a key has at most "
+            f"{MAX_KEY_CHARS}; check tracking_key, {ENV_KEY} or {ENV_REFLAG_KEY}"
+        )
     bad = next((c for c in key if c.isspace() or not c.isprintable() or not c.isascii()), None)
     if bad is not None:
         where = "at its end" if key.rstrip() != key else "in it"

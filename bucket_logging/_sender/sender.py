@@ -25,6 +25,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import math
 import os
 import ssl
 import threading
@@ -55,6 +56,18 @@ __all__ = [
     "BulkSender",
     "SenderStats",
 ]
+
+#: The longest wait a flush or close takes (a year): longer ones (``1e10``, ``inf``)
+#: are cut to it, where the thread primitives would raise OverflowError.
+LONGEST_WAIT: Final = 366 * 86400.0
+
+
+def bounded_wait(timeout: float | None) -> float:
+    """``timeout`` in ``[0, LONGEST_WAIT]`` (None, and NaN: the longest)."""
+    if timeout is None or math.isnan(timeout):
+        return LONGEST_WAIT
+    return min(max(0.0, float(timeout)), LONGEST_WAIT)
+
 
 class BulkSender:
     """Ships :class:`~bucket_logging.Item` objects to Bucket's bulk endpoint in the background.
@@ -380,7 +393,7 @@ class BulkSender:
             future.cancel()
             return False
         try:
-            return future.result(timeout)
+            return future.result(bounded_wait(timeout))
         except concurrent.futures.TimeoutError:
             future.cancel()  # a flush that gave up no longer cuts the back-offs short
             return False
@@ -391,7 +404,7 @@ class BulkSender:
         if future is None:
             return True
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            return await asyncio.wait_for(asyncio.wrap_future(future), bounded_wait(timeout))
         except asyncio.TimeoutError:
             return False
 
@@ -426,7 +439,7 @@ class BulkSender:
             self._closed = True
             self._queue.running = False
             return
-        timeout = self.config.shutdown_timeout if timeout is None else max(0.0, timeout)
+        timeout = bounded_wait(self.config.shutdown_timeout if timeout is None else timeout)
         deadline = time.monotonic() + timeout
         self.start_closing(deadline)
         self.flush(timeout)

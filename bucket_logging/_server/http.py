@@ -30,6 +30,7 @@ import orjson
 from .._items.item import MAX_BODY_BYTES
 from .._runtime.diagnostics import report
 from .page import answer as page_answer
+from .page import guard
 from .records import (
     CHUNK,
     DRAIN_LIMIT,
@@ -44,6 +45,14 @@ from .records import (
 )
 
 __all__ = ["HTTPServer", "Handler", "Hooks"]
+
+
+_JSON: Final = "application/json"
+
+
+def _media(content_type: str | None) -> str:
+    """A ``Content-Type``'s media type, lower case, without its parameters."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 #: ``GET`` here answers the accepted calls as a JSON array (CI checks of an app's tracking).
@@ -65,7 +74,8 @@ class Hooks:
     clear: Callable[[], None]
     #: The records after the page's last look (see :mod:`bucket_logging._server.page`).
     records_since: Callable[
-        [str, int, int, int], tuple[str, int, list[RequestRecord], list[dict[str, Any]]]
+        [str, int, int, int],
+        tuple[str, int, list[RequestRecord], list[dict[str, Any]], tuple[int, int, int]],
     ]
 
 
@@ -298,17 +308,24 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self, http_method: str) -> None:
         srv = self._srv()
         owner = srv.owner
-        if http_method == "GET" and self.path.split("?", 1)[0] == CALLS_PATH:
+        page = guard(http_method, self.path, self.headers.get, srv.server_name)
+        if page is None and http_method == "GET" and self.path.split("?", 1)[0] == CALLS_PATH:
             self._respond(200, orjson.dumps(owner.calls()))  # not an API request
             return
-        page = page_answer(http_method, self.path, self.headers.get("Host"), srv.server_name, owner)
-        if page is not None:  # the page, its data, DELETE /_calls: not API requests
+        if page is None:
+            page = page_answer(
+                http_method, self.path, self.headers.get("Host"), srv.server_name, owner
+            )
+        if page is not None:  # refused, or the page, its data, DELETE /_calls
             if self.headers.get("Content-Length", "0").strip() != "0" or self.headers.get(
                 "Transfer-Encoding"
             ):
                 self.close_connection = True  # a body we do not read: no next request
             self._respond(page.status, page.body, page.headers, page.content_type)
             return
+        # What a web page can send without asking (an image's GET, a form's text/plain
+        # POST) is answered but never kept: only a JSON POST is recorded.
+        kept = http_method == "POST" and _media(self.headers.get("Content-Type")) == _JSON
         # the target as sent: http.server turns a leading "//" into "/" in self.path,
         # and "//event" (an empty key) is no Runtime API path
         parts = self.requestline.split(" ")
@@ -347,12 +364,13 @@ class Handler(BaseHTTPRequestHandler):
         except Drop:
             # Recorded before the connection goes, so that a client that saw the
             # outcome also finds the record.
-            owner.record(
-                RequestRecord(
-                    http_method, kind, 0, body_bytes=body_bytes, api=api, path=shown, auth=auth
-                ),
-                None,
-            )
+            if kept:
+                owner.record(
+                    RequestRecord(
+                        http_method, kind, 0, body_bytes=body_bytes, api=api, path=shown, auth=auth
+                    ),
+                    None,
+                )
             self._drop()
             return
         except Reject as rej:
@@ -373,7 +391,8 @@ class Handler(BaseHTTPRequestHandler):
                 auth=auth,
                 calls=refused_calls(body, kind),
             )
-            owner.record(record, None)
+            if kept:
+                owner.record(record, None)
             self._respond(
                 rej.status, orjson.dumps({"success": False, "error": payload}), rej.headers
             )

@@ -266,3 +266,55 @@ def validation_failed(errors: list[str], items: int = 0) -> Reject:
         errors=shown,
         items=items,
     )
+
+
+def check_max_calls(value: object) -> int:
+    """``value`` if it is a whole number above 0 (a server's ``max_calls``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_calls must be a whole number above 0, got {value!r:.40}")
+    return value
+
+
+def drop_oldest(
+    requests: list[RequestRecord], calls: list[Any], limit: int, dropped: tuple[int, int]
+) -> tuple[int, int]:
+    """Drop the oldest requests, with their calls, so that at most ``limit`` of each are
+    kept; the requests and calls dropped so far (``dropped`` plus these)."""
+    count = dropped_calls = 0
+    while count < len(requests) and (
+        len(requests) - count > limit or len(calls) - dropped_calls > limit
+    ):
+        record = requests[count]
+        count += 1
+        if record.accepted:
+            dropped_calls += record.items
+    if count:
+        del requests[:count]
+        del calls[:dropped_calls]
+    return dropped[0] + count, dropped[1] + dropped_calls
+
+
+def records_after(
+    requests: list[RequestRecord],
+    calls: list[Any],
+    dropped: tuple[int, int],
+    cursors: tuple[int, int],
+    limit: int,
+) -> tuple[int, list[RequestRecord], list[Any], tuple[int, int, int]]:
+    """For the page: how many requests there were in all, the (at most ``limit``) kept
+    after the cursors (the first ``cursors`` requests and calls, counted
+    from the start, dropped ones included) with their calls, and where those begin
+    (past the cursors when they point among the dropped) with the calls dropped."""
+    gone, gone_calls = dropped
+    cursor, call_cursor = cursors
+    # (a cursor among the dropped: the oldest kept; past the end: the end)
+    first = min(max(0, cursor - gone), len(requests))
+    first_call = min(max(0, call_cursor - gone_calls), len(calls)) if first else 0
+    records = requests[first : first + limit]
+    count = sum(r.items for r in records if r.accepted)
+    return (
+        gone + len(requests),
+        records,
+        calls[first_call : first_call + count],
+        (gone + first, gone_calls + first_call, gone_calls),
+    )

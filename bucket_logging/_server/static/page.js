@@ -15,6 +15,7 @@ const state = {
   requests: 0, // requests seen in this epoch
   calls: 0, // calls seen in this epoch
   refused: 0,
+  dropped: 0, // calls the server dropped (the oldest, over its bound)
   entries: [], // {call, req} or {req} (a refused request), in arrival order
   recent: [], // the newest requests, for the table
   users: new Map(), // id -> {count, name}
@@ -60,7 +61,7 @@ function idOf(value) {
 
 function reset(epoch) {
   state.epoch = epoch;
-  state.requests = state.calls = state.refused = 0;
+  state.requests = state.calls = state.refused = state.dropped = 0;
   state.entries = [];
   state.recent = [];
   state.users.clear();
@@ -78,6 +79,12 @@ function count(map, key, name) {
 
 function receive(data) {
   if (data.epoch !== state.epoch) reset(data.epoch);
+  if (data.from && data.from.requests > state.requests) {
+    // the oldest were dropped by the server's bound: go on from where it begins
+    state.requests = data.from.requests;
+    state.calls = data.from.calls;
+  }
+  state.dropped = typeof data.dropped === "number" ? data.dropped : 0;
   let next = 0; // the next of data.calls: the calls of the accepted requests, in order
   for (const req of data.requests) {
     state.requests += 1;
@@ -384,6 +391,8 @@ function render() {
   $("count-calls").textContent = state.calls.toLocaleString("en");
   $("count-requests").textContent = state.requests.toLocaleString("en");
   $("count-refused").textContent = state.refused.toLocaleString("en");
+  $("count-dropped").textContent = state.dropped.toLocaleString("en");
+  $("dropped-counter").hidden = state.dropped === 0;
   $("count-refused-button").classList.toggle("alert", state.refused > 0);
   renderTimeline();
   renderView("view-users", state.users, "filter-id", (key) => key);
