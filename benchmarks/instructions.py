@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/instructions.py                  # this tree
     .venv/bin/python benchmarks/instructions.py --base ../old    # and another checkout
     .venv/bin/python benchmarks/instructions.py --before-send    # and with a before_send hook
+    .venv/bin/python benchmarks/instructions.py --attributes     # and with every-event attributes
     .venv/bin/python benchmarks/instructions.py --metrics        # and with the metrics on
 
 Times on a shared 2-core machine move by 20 % from one round to the next; instruction
@@ -56,6 +57,8 @@ else:
         bucket_logging.metrics.use_opentelemetry(MeterProvider())
     if os.environ.get("BENCH_BEFORE_SEND"):  # --before-send: a hook that keeps every item
         options["before_send"] = lambda item: item
+    if os.environ.get("BENCH_ATTRIBUTES"):  # --attributes: two attributes on every event
+        options["attributes"] = {"environment": "prod", "release": "1.2.3"}
     log.addHandler(BucketHandler(
         "bench-tracking-key", base_url="http://127.0.0.1:9", flush_interval=3600,
         max_queue_items=10**7, max_queue_bytes=10**9, **options))
@@ -74,7 +77,8 @@ SHAPES = ("null_tracked", "bucket_tracked", "null_untagged", "bucket_untagged")
 
 def count(tree: Path, shape: str, calls: int, program: Path, hook: str = "") -> int:
     """The calling thread's instruction count for ``calls`` calls of ``shape`` (``hook``:
-    an environment variable the program reads, ``BENCH_BEFORE_SEND`` or ``BENCH_METRICS``)."""
+    an environment variable the program reads: ``BENCH_BEFORE_SEND``, ``BENCH_ATTRIBUTES``
+    or ``BENCH_METRICS``)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         # a fixed hash seed: dict and set layouts (so instruction paths) repeat
@@ -119,6 +123,11 @@ def main() -> int:
         help="also this tree with a before_send hook that keeps every item",
     )
     parser.add_argument(
+        "--attributes",
+        action="store_true",
+        help="also this tree with two every-event attributes (the attributes option)",
+    )
+    parser.add_argument(
         "--metrics",
         action="store_true",
         help="also this tree with bucket_logging.metrics' Prometheus and OpenTelemetry on",
@@ -132,6 +141,8 @@ def main() -> int:
         trees = {"base": (args.base.resolve(), ""), **trees}
     if args.before_send:
         trees["+hook"] = (ROOT, "BENCH_BEFORE_SEND")
+    if args.attributes:
+        trees["+attrs"] = (ROOT, "BENCH_ATTRIBUTES")
     if args.metrics:
         trees["+metrics"] = (ROOT, "BENCH_METRICS")
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,30 +18,40 @@ checked. Everything else is derived from it:
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import httpx
+
 from ._exceptions import ConfigurationError
 
 __all__ = [
     "BACKOFF_BASE",
     "BACKOFF_MAX",
+    "CLAMP",
     "DEDUPE_WINDOW",
     "FLUSH_INTERVAL",
     "MAX_BATCH_ITEMS",
     "MAX_CONCURRENT_REQUESTS",
     "MAX_QUEUE_BYTES",
     "MAX_QUEUE_ITEMS",
+    "MAX_URL_CHARS",
     "OPTIONS",
+    "REFUSE",
     "REQUEST_TIMEOUT",
     "RETRY_BUDGET",
     "SHUTDOWN_TIMEOUT",
     "SPOOL_MAX_AGE",
     "SPOOL_MAX_BYTES",
+    "Bounds",
     "Option",
+    "attributes_from_env",
+    "given",
     "markdown_table",
     "resolve",
     "resolve_all",
@@ -142,13 +152,33 @@ def check_api(value: object, source: str) -> str | None:
     return str(text)
 
 
+#: The longest base URL taken (the API's hosts are about 30 characters).
+MAX_URL_CHARS: Final = 2048
+
+
 def check_url(value: object, source: str) -> str | None:
-    """An ``http(s)://`` URL (None: the API's host), without its trailing slash."""
+    """An ``http(s)://`` URL (None: the API's host), without its trailing slash: at
+    most :data:`MAX_URL_CHARS` printable ASCII characters, with a host, that httpx
+    can parse."""
     if value is None:
         return None
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         raise _bad(source, "an http(s) URL", value)
-    return value.rstrip("/")
+    if len(value) > MAX_URL_CHARS:
+        raise ConfigurationError(
+            f"{source} must be an http(s) URL of at most {MAX_URL_CHARS} characters, "
+            f"got {len(value)} characters"
+        )
+    text = value.strip()
+    if any(c.isspace() or not c.isprintable() or not c.isascii() for c in text):
+        raise _bad(source, "an http(s) URL without spaces, control or non-ASCII characters", value)
+    try:
+        host = httpx.URL(text).host
+    except Exception as exc:  # httpx.InvalidURL, and what its parser raises
+        raise _bad(source, f"an http(s) URL ({exc})", value) from None
+    if not host:
+        raise _bad(source, "an http(s) URL with a host", value)
+    return text.rstrip("/")
 
 
 def check_key(value: object, source: str) -> str | None:
@@ -176,9 +206,113 @@ def check_callable(value: object, source: str) -> object:
     return value
 
 
+def check_attributes(value: object, source: str) -> dict[str, Any] | None:
+    """A dict of attributes with string keys, or its JSON text (None or empty: none)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _bad(source, "a JSON object of attributes", value) from None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise _bad(source, "a dict of attributes with string keys", value)
+    return dict(value) or None
+
+
+#: ``BUCKET_ATTRIBUTES_<NAME>=value``: one attribute each (the name in lower case).
+ATTRIBUTE_PREFIX: Final = "BUCKET_ATTRIBUTES_"
+
+
+def attributes_from_env(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The every-event attributes of the environment: ``BUCKET_ATTRIBUTES`` (a JSON
+    object), then one ``BUCKET_ATTRIBUTES_<NAME>=value`` per attribute (a string,
+    ``<NAME>`` in lower case; it wins over the JSON's). None when neither is set."""
+    text = env.get("BUCKET_ATTRIBUTES")
+    found = check_attributes(text, "BUCKET_ATTRIBUTES") if text and text.strip() else None
+    attributes = dict(found or {})
+    for variable in sorted(env):
+        if variable.startswith(ATTRIBUTE_PREFIX) and len(variable) > len(ATTRIBUTE_PREFIX):
+            attributes[variable[len(ATTRIBUTE_PREFIX) :].lower()] = env[variable]
+    return attributes or None
+
+
 def check_any(value: object, source: str) -> object:
     """Taken as given (checked where it is used)."""
     return value
+
+
+# --------------------------------------------------------------------------- bounds
+
+#: Out of range: the nearest bound is used and a warning names the source.
+CLAMP: Final = "clamp"
+#: Out of range: a ConfigurationError names the source.
+REFUSE: Final = "refuse"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range of a numeric option, and what each side does with a value beyond it.
+
+    Attributes:
+        low: the smallest value used.
+        high: the largest value used.
+        below: :data:`CLAMP` or :data:`REFUSE` for a value under ``low``.
+        above: the same for a value over ``high`` (``inf`` included).
+        unit: shown in the settings table and the messages (``"s"`` or ``""``).
+    """
+
+    low: float
+    high: float
+    below: str = CLAMP
+    above: str = CLAMP
+    unit: str = "s"
+
+    def apply(self, value: float, source: str) -> float:
+        """``value`` within the bounds (clamped with a warning, or refused)."""
+        for beyond, bound, side, word in (
+            (value < self.low, self.low, self.below, "under its minimum"),
+            (value > self.high, self.high, self.above, "over its maximum"),
+        ):
+            if not beyond:
+                continue
+            if side == REFUSE:
+                raise ConfigurationError(
+                    f"{source} must be between {self.shown(self.low)} and "
+                    f"{self.shown(self.high)}, got {value!r:.60}"
+                )
+            logging.getLogger("bucket_logging").warning(
+                "bucket_logging: %s=%r is %s %s: %s is used",
+                source,
+                value,
+                word,
+                self.shown(bound),
+                self.shown(bound),
+            )
+            return type(value)(bound)
+        return value
+
+    def shown(self, number: float) -> str:
+        """A bound as the messages and the settings table show it."""
+        text = f"{int(number):,}" if float(number).is_integer() else f"{number:g}"
+        return f"{text} {self.unit}".strip()
+
+    def table_text(self) -> str:
+        """The settings table's column: the range, and what each side does."""
+        if self.below == self.above:
+            how = "clamped" if self.below == CLAMP else "refused"
+            return f"{self.shown(self.low)} to {self.shown(self.high)}, beyond: {how}"
+        low = "clamped" if self.below == CLAMP else "refused"
+        high = "clamped" if self.above == CLAMP else "refused"
+        return f"{self.shown(self.low)} to {self.shown(self.high)}, under: {low}, over: {high}"
+
+
+def _seconds(low: float, high: float, below: str = CLAMP, above: str = CLAMP) -> Bounds:
+    return Bounds(low, high, below, above, "s")
+
+
+def _count(low: float, high: float, below: str = REFUSE, above: str = CLAMP) -> Bounds:
+    return Bounds(low, high, below, above, "")
 
 
 # --------------------------------------------------------------------------- the table
@@ -200,6 +334,10 @@ class Option:
         doc: one line for the settings table.
         shown_default: the default as the settings table shows it, when the value
             alone says too little.
+        read_env: reads the option's value from the whole environment (None: unset),
+            for an option of several variables; None: ``env`` alone is read.
+        bounds: the range a number must lie in, and what happens outside it
+            (None: not a number).
     """
 
     name: str
@@ -210,6 +348,8 @@ class Option:
     check: Callable[[object, str], Any]
     doc: str
     shown_default: str | None = None
+    read_env: Callable[[Mapping[str, str]], Any] | None = None
+    bounds: Bounds | None = None
 
 
 def _o(
@@ -222,9 +362,11 @@ def _o(
     env: str | bool | None = True,
     reflag: str | None = None,
     shown: str | None = None,
+    read_env: Callable[[Mapping[str, str]], Any] | None = None,
+    bounds: Bounds | None = None,
 ) -> Option:
     variable = f"BUCKET_{name.upper()}" if env is True else (env or None)
-    return Option(name, type_, default, variable, reflag, check, doc, shown)
+    return Option(name, type_, default, variable, reflag, check, doc, shown, read_env, bounds)
 
 
 #: Every option of a sender, in the order of :class:`~bucket_logging.BulkSender`'s signature.
@@ -232,7 +374,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     _o("tracking_key", "str | None", None, check_key,
        "a Reflag key (`sec_...`, `pub_...`) or a Bucket tracking key; never logged",
        env="BUCKET_TRACKING_KEY", reflag="REFLAG_SECRET_KEY",
-       shown="none: `ConfigurationError` (unless offline)"),
+       shown="none: tracking is off (said once at WARNING; calls are counted as offline)"),
     _o("base_url", "str | None", None, check_url,
        "the API's base URL (EU data residency: `https://front-eu.reflag.com`, "
        "in Python `bucket_logging.REFLAG_EU_BASE_URL`)",
@@ -241,31 +383,42 @@ OPTIONS: Final[tuple[Option, ...]] = (
        "`https://tracking.bucket.co` (tracking)"),
     _o("offline", "bool", False, check_bool,
        "validate and count items, send nothing (no key needed)", reflag="REFLAG_OFFLINE"),
+    _o("require_key", "bool", False, check_bool,
+       "without a key (and not offline), raise `ConfigurationError` instead of staying off"),
     _o("api", "str | None", None, check_api,
        "`runtime` (Reflag's Runtime API, the key in a Bearer header) or `tracking` "
        "(the key in the path)", shown="by the key: `sec_`/`pub_` → `runtime`, else `tracking`"),
     _o("flush_interval", "float", FLUSH_INTERVAL, check_positive_float,
-       "seconds between sends of a partial batch"),
+       "seconds between sends of a partial batch",
+       bounds=_seconds(0.01, 3600)),
     _o("max_batch_items", "int", MAX_BATCH_ITEMS, check_positive_int,
-       "items per request (bodies also stay ≤ 2,000,000 bytes)"),
+       "items per request (bodies also stay ≤ 2,000,000 bytes)",
+       bounds=_count(1, 100_000)),
     _o("max_queue_items", "int", MAX_QUEUE_ITEMS, check_positive_int,
-       "items held in memory; beyond, new items are dropped and counted"),
+       "items held in memory; beyond, new items are dropped and counted",
+       bounds=_count(1, 100_000_000)),
     _o("max_queue_bytes", "int", MAX_QUEUE_BYTES, check_positive_int,
-       "encoded bytes held in memory (same)", shown="`67108864` (64 MiB)"),
+       "encoded bytes held in memory (same)", shown="`67108864` (64 MiB)",
+       bounds=_count(1, 16 * 1024**3)),
     _o("max_concurrent_requests", "int", MAX_CONCURRENT_REQUESTS, check_positive_int,
-       "bulk requests in flight at once"),
+       "bulk requests in flight at once", bounds=_count(1, 64)),
     _o("request_timeout", "float", REQUEST_TIMEOUT, check_positive_float,
-       "seconds for one HTTP request"),
+       "seconds for one HTTP request", bounds=_seconds(0.1, 600)),
     _o("retry_budget", "float", RETRY_BUDGET, check_float,
-       "seconds one batch is retried before it is dropped (or left in the spool)"),
+       "seconds one batch is retried before it is dropped (or left in the spool)",
+       bounds=_seconds(0, 30 * 86400, below=REFUSE)),
     _o("backoff_base", "float", BACKOFF_BASE, check_float,
-       "the first retry delay in seconds (doubles each time, with jitter)"),
+       "the first retry delay in seconds (doubles each time, with jitter)",
+       bounds=_seconds(0.01, 3600, below=REFUSE)),
     _o("backoff_max", "float", BACKOFF_MAX, check_float,
-       "the cap of one retry delay in seconds (`Retry-After` is honoured)"),
+       "the cap of one retry delay in seconds (`Retry-After` is honoured)",
+       bounds=_seconds(0.01, 3600, below=REFUSE)),
     _o("dedupe_window", "float", DEDUPE_WINDOW, check_float,
-       "seconds within which identical user/company updates are sent once; `0` = off"),
+       "seconds within which identical user/company updates are sent once; `0` = off",
+       bounds=_seconds(0, 86400, below=REFUSE)),
     _o("shutdown_timeout", "float", SHUTDOWN_TIMEOUT, check_float,
-       "seconds the exit (and `close()`) may spend delivering the queue"),
+       "seconds the exit (and `close()`) may spend delivering the queue",
+       bounds=_seconds(0, 3600, below=REFUSE)),
     _o("transport", "httpx.AsyncBaseTransport | None", None, check_any,
        "an httpx transport, e.g. `httpx.MockTransport` in tests", env=None),
     _o("verify", "bool | str | ssl.SSLContext", True, check_any,
@@ -277,6 +430,10 @@ OPTIONS: Final[tuple[Option, ...]] = (
        check_callable,
        "sees each item (a dict) before it is queued: return it (changed or not), or "
        "`None` to drop it (`stats.dropped['before_send']`)", env=None),
+    _o("attributes", "dict[str, Any] | None", None, check_attributes,
+       "attributes added to every tracked event (environment, release, region...); the "
+       "event's own win; also `BUCKET_ATTRIBUTES_<NAME>=value`, one each",
+       shown="none", read_env=attributes_from_env),
     _o("debug", "bool", False, check_bool,
        "log each request's summary (items, bytes, status) at INFO on `bucket_logging`"),
     _o("spool_dir", "str | os.PathLike[str] | None", None, check_path,
@@ -284,9 +441,10 @@ OPTIONS: Final[tuple[Option, ...]] = (
        shown="off"),
     _o("spool_max_bytes", "int", SPOOL_MAX_BYTES, check_positive_int,
        "the spool's size limit in bytes (oldest batches dropped beyond)",
-       shown="`268435456` (256 MiB)"),
+       shown="`268435456` (256 MiB)", bounds=_count(1, 1024**4)),
     _o("spool_max_age", "float", SPOOL_MAX_AGE, check_positive_float,
-       "seconds a batch is kept in the spool", shown="`604800.0` (7 days)"),
+       "seconds a batch is kept in the spool", shown="`604800.0` (7 days)",
+       bounds=_seconds(1, 366 * 86400)),
     _o("handle_sigterm", "bool", True, check_bool,
        "deliver the queue on SIGTERM when it has its default disposition"),
 )  # fmt: skip
@@ -305,6 +463,16 @@ def _given(option: Option, value: object) -> bool:
         return True
 
 
+def given(arguments: Mapping[str, object]) -> dict[str, object]:
+    """The arguments that set their option (not None, not left at the default; see
+    :func:`resolve`), by option name; unknown names are kept (and refused later)."""
+    return {
+        name: value
+        for name, value in arguments.items()
+        if name not in BY_NAME or _given(BY_NAME[name], value)
+    }
+
+
 def resolve(name: str, value: object = None, environ: Mapping[str, str] | None = None) -> Any:
     """One option's value by the one rule: the argument, else ``BUCKET_*``, else
     ``REFLAG_*``, else the default; checked (a bad variable's error names it).
@@ -313,14 +481,25 @@ def resolve(name: str, value: object = None, environ: Mapping[str, str] | None =
     """
     option = BY_NAME[name]
     if _given(option, value):
-        return option.check(value, name)
+        return _checked(option, value, name)
     env = os.environ if environ is None else environ
+    if option.read_env is not None:
+        found = option.read_env(env)
+        return _checked(option, option.default if found is None else found, name)
     for variable in (option.env, option.reflag_env):
         if variable is not None:
             text = env.get(variable)
             if text is not None and text.strip():
-                return option.check(text, variable)
-    return option.check(option.default, name)
+                return _checked(option, text, variable)
+    return _checked(option, option.default, name)
+
+
+def _checked(option: Option, value: object, source: str) -> Any:
+    """The option's check, then its bounds (both name ``source``)."""
+    checked = option.check(value, source)
+    if option.bounds is not None:
+        return option.bounds.apply(checked, source)
+    return checked
 
 
 def resolve_all(arguments: Mapping[str, object]) -> dict[str, Any]:
@@ -340,17 +519,20 @@ def _shown(option: Option) -> str:
 def markdown_table() -> str:
     """The settings table of ``docs/configuration.md`` (Markdown), from :data:`OPTIONS`."""
     rows = [
-        "| option | type | default | variable | meaning |",
-        "| --- | --- | --- | --- | --- |",
+        "| option | type | default | variable | range | meaning |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for option in OPTIONS:
         variables = " ".join(
             f"`{v}`" if i == 0 else f"(else `{v}`)"
             for i, v in enumerate(v for v in (option.env, option.reflag_env) if v)
         )
-        type_ = option.type.replace("|", "\\|")  # (a bare | would end the table's cell)
+        # (an HTML code element: a bare | would end the cell on GitHub, and an escaped one
+        # shows its backslash on the site; &#124; is a | on both)
+        type_ = option.type.replace("|", "&#124;")
         rows.append(
-            f"| `{option.name}` | `{type_}` | {_shown(option)} | "
-            f"{variables or '— (Python only)'} | {option.doc} |"
+            f"| `{option.name}` | <code>{type_}</code> | {_shown(option)} | "
+            f"{variables or '— (Python only)'} | "
+            f"{option.bounds.table_text() if option.bounds else '—'} | {option.doc} |"
         )
     return "\n".join(rows) + "\n"

@@ -65,6 +65,17 @@ def _ephemeral_low() -> int:
         return 49152  # IANA's dynamic range: macOS, BSD, Windows
 
 
+def _worker_share(start: int, stop: int) -> tuple[int, int]:
+    """This pytest-xdist worker's slice of ``range(start, stop)`` (all of it outside xdist)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count <= 1:
+        return start, stop
+    size = (stop - start) // count
+    begin = start + int(worker[2:]) * size
+    return begin, begin + size
+
+
 def free_port() -> int:
     """A port of 127.0.0.1 free now, for a server bound later or again (a restart).
 
@@ -72,11 +83,13 @@ def free_port() -> int:
     meanwhile (a port 0 bind, an outgoing connection's local port), and a connection to
     it while nothing listens is refused, never connected to itself (TCP's simultaneous
     open, possible on a free ephemeral port). Only an explicit bind of that very port by
-    another program could take it.
+    another program could take it; each parallel test worker (pytest-xdist) picks in a
+    range of its own, so that another worker's server never binds it.
     """
     low = _ephemeral_low()
+    start, stop = _worker_share(max(1024, low - 8000), low)
     for _ in range(200):
-        port = random.randrange(max(1024, low - 8000), low)
+        port = random.randrange(start, stop)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -167,6 +180,7 @@ TRACKING_ENV = (
     "BUCKET_TRACKING_KEY",
     "BUCKET_TRACKING_URL",
     "BUCKET_OFFLINE",
+    "BUCKET_REQUIRE_KEY",
     "REFLAG_SECRET_KEY",
     "REFLAG_API_BASE_URL",
     "REFLAG_OFFLINE",

@@ -41,7 +41,7 @@ from .._relay.limits import Limits
 from .._relay.sender import RelaySender
 from .._runtime.diagnostics import escape_controls
 from .._server.format import format_call, format_rejection
-from .._server.server import RequestRecord, TrackingServer
+from .._server.server import MAX_CALLS, RequestRecord, TrackingServer
 from .._tracking.senders import resolve_sender
 from .._version import __version__
 from . import relay as _relay_command
@@ -125,6 +125,16 @@ def _build_parser() -> argparse.ArgumentParser:
         ),
     )
     serve.add_argument(
+        "--max-calls",
+        type=_at_least_one,
+        default=MAX_CALLS,
+        metavar="N",
+        help=(
+            f"keep at most N calls and N requests' records (default {MAX_CALLS:,}); "
+            "beyond, the oldest are dropped, counted and shown on the page"
+        ),
+    )
+    serve.add_argument(
         "--fail-first",
         type=int,
         default=0,
@@ -205,6 +215,34 @@ def _build_parser() -> argparse.ArgumentParser:
     ):
         relay.add_argument(f"--{name}", type=int, default=default, metavar="N", help=what)
     relay.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help=(
+            "take requests from web pages of this origin (repeatable); by default a "
+            "request with an Origin or Sec-Fetch-Site header is refused"
+        ),
+    )
+    relay.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help=(
+            "on loopback, take this Host name besides addresses and localhost "
+            "(repeatable; a reverse proxy that passes its own name on)"
+        ),
+    )
+    relay.add_argument(
+        "--head-timeout",
+        type=float,
+        default=limits.head_timeout,
+        metavar="S",
+        help=(
+            "seconds a request head may take (from the connection, or from its first "
+            "byte on a kept-alive one); slow and half-open clients are closed"
+        ),
+    )
+    relay.add_argument(
         "--request-timeout",
         type=float,
         default=limits.request_timeout,
@@ -277,7 +315,7 @@ def _front_end(args: argparse.Namespace, command: str, wrap: bool = False) -> Js
             return None
         if isinstance(rules, dict) and "rules" in rules:
             rules = rules["rules"]
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"require_key": True}  # (a shipper without a key: an error)
     if args.spool_dir:
         options["spool_dir"] = args.spool_dir
     try:
@@ -335,6 +373,17 @@ def _relay(args: argparse.Namespace) -> int:
     return _relay_command.run(args, _front_end)
 
 
+def _at_least_one(text: str) -> int:
+    """An argument that is a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number above 0, got {text!r:.40}")
+    return value
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -351,6 +400,7 @@ def _serve(args: argparse.Namespace) -> int:
         tracking_keys=args.keys,
         on_call=printer.on_call,
         on_request=printer.on_request,
+        max_calls=args.max_calls,
     )
     if args.fail_first:
         server.fail_next(args.fail_first)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from .._frontends.jsonlines import JsonLines
 from .._relay.limits import Limits
+from .._relay.origin import BrowserRules
 
 __all__ = ["limits_of", "run"]
 
@@ -31,6 +32,7 @@ def limits_of(args: argparse.Namespace) -> Limits:
         max_pending=args.max_pending,
         max_objects=args.max_objects,
         request_timeout=args.request_timeout,
+        head_timeout=getattr(args, "head_timeout", None) or Limits().head_timeout,
     )
 
 
@@ -56,4 +58,8 @@ def run(args: argparse.Namespace, front_end: FrontEndFactory) -> int:
         log_format=str(getattr(args, "log_format", "text")),
         drain_delay=float(getattr(args, "drain_delay", 0.0)),
         metrics=not getattr(args, "no_metrics", False),
+        browser=BrowserRules(
+            allow_origins=getattr(args, "allow_origin", None) or (),
+            allow_hosts=getattr(args, "allow_host", None) or (),
+        ),
     )

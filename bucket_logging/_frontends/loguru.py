@@ -48,6 +48,7 @@ from .._tracking.configured import KeywordFrontEnd
 
 __all__ = ["LoguruSink"]
 
+
 def _complete_loguru() -> None:
     """At exit: hand the records in loguru's ``enqueue=True`` queues to the sinks.
 
@@ -83,7 +84,8 @@ class LoguruSink(KeywordFrontEnd):
 
     Raises:
         ConfigurationError: when a rule or an option is invalid, or no tracking key
-            is given or set in the environment (unless ``offline=True``).
+            is given or set in the environment with ``require_key=True`` (without
+            it, tracking stays off and says so once at WARNING).
     """
 
     __slots__ = ()

@@ -5,7 +5,8 @@ Every record logged while a request is handled, through either front end
 then carries the ids: the code just logs ``extra={"bucket_event": ...}``. The ids are
 bound with ``structlog.contextvars.bound_contextvars`` (structlog is a dependency of
 the package), which both front ends read, and put back as they were when the request
-ends; concurrent requests never see each other's ids.
+ends; concurrent requests never see each other's ids. A Django streaming response's
+body, made after the view returned, is made with the ids bound too.
 
 :class:`BucketASGIMiddleware` is a plain ASGI middleware (no Starlette import): add it
 to FastAPI, Starlette, Litestar, Quart or any ASGI app. :class:`BucketDjangoMiddleware`
@@ -22,7 +23,7 @@ ids. The middlewares never fail a request.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import structlog.contextvars
@@ -58,6 +59,57 @@ def _bound(ids: dict[str, object]) -> Iterator[None]:
         return
     with structlog.contextvars.bound_contextvars(**bound):
         yield
+
+
+def _bind_while_streamed(response: Any, ids: dict[str, object]) -> None:
+    """A streaming response's body is made after the middleware returned (by the WSGI
+    server, or Django's ASGI handler): each step of its iterator runs with the ids bound.
+
+    A ``FileResponse`` is left as it is (its file goes to the server's ``sendfile``
+    and logs nothing).
+    """
+    if getattr(response, "file_to_stream", None) is not None:
+        return
+    if not any(value is not None and value != "" for value in ids.values()):
+        return
+    content = response.streaming_content
+    if getattr(response, "is_async", False) or hasattr(content, "__aiter__"):
+        response.streaming_content = _async_steps_bound(ids, content)
+    else:
+        response.streaming_content = _steps_bound(ids, iter(content))
+
+
+def _steps_bound(ids: dict[str, object], steps: Iterator[Any]) -> Iterator[Any]:
+    """``steps``, each one made with the ids bound (and unbound while the server sends it)."""
+    try:
+        while True:
+            with _bound(ids):
+                try:
+                    part = next(steps)
+                except StopIteration:
+                    return
+            yield part
+    finally:
+        close = getattr(steps, "close", None)
+        if close is not None:
+            close()
+
+
+async def _async_steps_bound(ids: dict[str, object], steps: Any) -> AsyncIterator[Any]:
+    """:func:`_steps_bound` for an asynchronous iterator."""
+    iterator = steps.__aiter__()
+    try:
+        while True:
+            with _bound(ids):
+                try:
+                    part = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+            yield part
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _read(reader: Callable[[Any], object], what: str, arg: object) -> object:
@@ -155,7 +207,10 @@ class BucketDjangoMiddleware:
             self.company_id_field: _read(self.company_id, "company id", request),
         }
         with _bound(ids):
-            return self.get_response(request)
+            response = self.get_response(request)
+        if getattr(response, "streaming", False):
+            _bind_while_streamed(response, ids)
+        return response
 
     def user_id(self, request: Any) -> object:
         """The request's user id: the authenticated user's primary key, else None."""

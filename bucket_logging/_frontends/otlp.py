@@ -54,7 +54,7 @@ protobuf's ``json_format.Parse`` took 2.1 s (which also wants base64 ids, not he
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -65,6 +65,7 @@ from .otlp_decode import (
     MAX_VALUES,
     PROTOBUF,
     Budget,
+    OtlpBusy,
     OtlpDecodeError,
     OtlpTooLarge,
     OtlpUnsupportedType,
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_DEPTH",
     "MAX_VALUES",
+    "OtlpBusy",
     "OtlpDecodeError",
     "OtlpTooLarge",
     "OtlpUnsupportedType",
@@ -186,14 +188,21 @@ def track_records(front: JsonLines, records: Iterable[dict[str, Any]]) -> tuple[
 
 
 def decode_export_logs(
-    body: bytes, content_type: str | None, *, max_records: int, max_values: int = MAX_VALUES
+    body: bytes,
+    content_type: str | None,
+    *,
+    max_records: int,
+    max_values: int = MAX_VALUES,
+    charge: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """The log records of an OTLP ``ExportLogsServiceRequest``, each as fields.
 
     ``body`` is the request body (already gunzipped); ``content_type`` its header.
     Raises :class:`OtlpUnsupportedType` for a content type other than protobuf or
     JSON, :class:`OtlpTooLarge` past ``max_records`` records or ``max_values``
-    values, :class:`OtlpDecodeError` for anything else that is not OTLP.
+    values, :class:`OtlpDecodeError` for anything else that is not OTLP. ``charge``
+    is called with the values as they are taken (a shared pool: it raises
+    :class:`~bucket_logging._frontends.otlp_wire.OtlpBusy` to refuse).
     """
     kind = media_type(content_type)
     if kind is None:
@@ -201,7 +210,7 @@ def decode_export_logs(
             f"Content-Type {(content_type or '')[:60]!r} is neither application/x-protobuf "
             "nor application/json"
         )
-    budget = Budget(max_records, max_values)
+    budget = Budget(max_records, max_values, charge)
     if kind == JSON:
         return decode_json(body, budget, record_fields)
     return decode_protobuf(body, budget, record_fields)

@@ -12,10 +12,24 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
+
+from .._runtime.diagnostics import report
+from .otlp_wire import (
+    MAX_DEPTH,
+    TOO_MANY_RECORDS,
+    VALUE_WEIGHT,
+    Budget,
+    OtlpBusy,
+    OtlpDecodeError,
+    OtlpTooLarge,
+    OtlpUnsupportedType,
+    Steps,
+    count_messages,
+)
 
 __all__ = [
     "JSON",
@@ -24,6 +38,7 @@ __all__ = [
     "PROTOBUF",
     "Budget",
     "Build",
+    "OtlpBusy",
     "OtlpDecodeError",
     "OtlpTooLarge",
     "OtlpUnsupportedType",
@@ -35,52 +50,14 @@ __all__ = [
 #: message of a protobuf body) one body may hold: parsed objects cost far more memory
 #: than their bytes on the wire (a 2-byte protobuf message is ~60 bytes parsed).
 MAX_VALUES: Final = 1 << 19
-#: How deep values may nest (maps in arrays in maps ...).
-MAX_DEPTH: Final = 32
 
 PROTOBUF: Final = "protobuf"
 JSON: Final = "json"
 
 
-class OtlpDecodeError(ValueError):
-    """The body is not an OTLP ``ExportLogsServiceRequest`` (the relay answers 400)."""
-
-
-class OtlpTooLarge(OtlpDecodeError):
-    """The body holds more records (or values) than allowed (the relay answers 413)."""
-
-
-class OtlpUnsupportedType(OtlpDecodeError):
-    """The content type is neither protobuf nor JSON (the relay answers 415)."""
-
-
 #: The mapping that turns a record's parts (attributes, body, scope name, time in
 #: nanoseconds) into its fields (:func:`bucket_logging._frontends.otlp.record_fields`).
 Build = Callable[[dict[str, Any], Any, str, int], dict[str, Any]]
-
-
-_TOO_MANY_RECORDS: Final = "the request holds more log records than allowed"
-_TOO_MANY_VALUES: Final = "the request holds more attributes and values than allowed"
-
-
-class Budget:
-    """What a body may still hold: records and values (raising OtlpTooLarge past either)."""
-
-    __slots__ = ("records", "values")
-
-    def __init__(self, records: int, values: int) -> None:
-        self.records = records
-        self.values = values
-
-    def take_records(self, count: int) -> None:
-        self.records -= count
-        if self.records < 0:
-            raise OtlpTooLarge(_TOO_MANY_RECORDS)
-
-    def take_values(self, count: int) -> None:
-        self.values -= count
-        if self.values < 0:
-            raise OtlpTooLarge(_TOO_MANY_VALUES)
 
 
 # -- OTLP/JSON -------------------------------------------------------------------------
@@ -120,10 +97,51 @@ def _json_record(record: dict[str, Any], scope_name: str, build: Build) -> dict[
         key, value = _json_key_value(pair, 0)
         attributes[key] = value
     body = record.get("body")
-    when = _json_uint64(record.get("timeUnixNano"), "timeUnixNano") or _json_uint64(
-        record.get("observedTimeUnixNano"), "observedTimeUnixNano"
+    when = _time(
+        _json_uint64(record.get("timeUnixNano"), "timeUnixNano"),
+        _json_uint64(record.get("observedTimeUnixNano"), "observedTimeUnixNano"),
     )
     return build(attributes, None if body is None else _json_any(body, 0), scope_name, when)
+
+
+#: The first time (Unix nanoseconds) an OTLP record may not have: 2**63, 2262-04-11.
+#: OpenTelemetry's SDKs and the Collector hold times as signed 64-bit nanoseconds;
+#: above, a ``fixed64`` is no time (2**64-1 would be sent as the year 2554).
+END_TIME_UNIX_NANO: Final = 1 << 63
+
+
+def _time(time_unix_nano: int, observed: int) -> int:
+    """The record's time: ``timeUnixNano``, else ``observedTimeUnixNano``; one past
+    :data:`END_TIME_UNIX_NANO` is refused (reported) and the next one used (0: the
+    time of tracking)."""
+    for value, name in ((time_unix_nano, "timeUnixNano"), (observed, "observedTimeUnixNano")):
+        if value < END_TIME_UNIX_NANO:
+            if value:
+                return value
+            continue
+        report(
+            "otlp-time",
+            "bucket_logging: an OTLP log record's %s %d is past 2262 (no signed 64-bit "
+            "nanosecond time): refused, its items carry %s",
+            name,
+            value,
+            "the observed time or the time of tracking"
+            if name == "timeUnixNano"
+            else "the time of tracking",
+        )
+    return 0
+
+
+def _non_finite(value: float) -> float | None:
+    """``value``, or None (reported) for NaN and the infinities, which JSON cannot carry."""
+    if math.isfinite(value):
+        return value
+    report(
+        "otlp-non-finite",
+        "bucket_logging: an OTLP attribute holds %r, which JSON cannot carry: sent as null",
+        value,
+    )
+    return None
 
 
 def _json_key_value(pair: object, depth: int) -> tuple[str, Any]:
@@ -149,7 +167,7 @@ def _json_any(value: object, depth: int) -> Any:
             raise OtlpDecodeError(f"boolValue is not true or false: {_shown(flag)}")
         return flag
     if "doubleValue" in value:
-        return _json_double(value["doubleValue"])
+        return _non_finite(_json_double(value["doubleValue"]))
     if "kvlistValue" in value:
         entries = _json_list(_json_object(value["kvlistValue"], "kvlistValue"), "values")
         result: dict[str, Any] = {}
@@ -189,11 +207,16 @@ def _json_str(value: object, what: str) -> str:
 
 
 def _json_int(value: object) -> int:
-    if type(value) is int:
-        return value
+    """An ``intValue``: a signed 64-bit integer (as a number or a string), kept exact;
+    anything beyond that range is no OTLP ``intValue`` and refuses the body."""
+    number = value if type(value) is int else None
     if type(value) is str and _INT.fullmatch(value):
-        return int(value)
-    raise OtlpDecodeError(f"intValue is not an integer: {_shown(value)}")
+        number = int(value)
+    if number is None:
+        raise OtlpDecodeError(f"intValue is not an integer: {_shown(value)}")
+    if not -(1 << 63) <= number < 1 << 63:
+        raise OtlpDecodeError(f"intValue is outside the signed 64-bit range: {_shown(value)}")
+    return number
 
 
 def _json_double(value: object) -> float:
@@ -243,7 +266,7 @@ def decode_protobuf(body: bytes, budget: Budget, build: Build) -> list[dict[str,
     costs 2 bytes on the wire but ~60 parsed) is counted before it is parsed.
     """
     record_class = _record_class()
-    steps = _Steps(budget)
+    steps = Steps(budget)
     records: list[dict[str, Any]] = []
     try:
         for start, end in steps.fields(body, 0, len(body), 1):  # resource_logs
@@ -253,7 +276,7 @@ def decode_protobuf(body: bytes, budget: Budget, build: Build) -> list[dict[str,
                 for r_start, r_end in chunks:
                     chunk = body[r_start:r_end]
                     if len(chunk) // 2 > budget.values:
-                        _count_messages(chunk, budget, "LogRecord")
+                        count_messages(chunk, budget, "LogRecord")
                     try:
                         record = record_class.FromString(chunk)
                     except Exception as exc:  # DecodeError: not the schema, not UTF-8
@@ -265,11 +288,12 @@ def decode_protobuf(body: bytes, budget: Budget, build: Build) -> list[dict[str,
         raise
     except Exception as exc:  # defensive: never a traceback for a body
         raise OtlpDecodeError(f"the body could not be read ({type(exc).__name__})") from None
+    budget.settle()
     return records
 
 
 def _scope_logs(
-    body: bytes, start: int, end: int, steps: _Steps, records_left: int
+    body: bytes, start: int, end: int, steps: Steps, records_left: int
 ) -> tuple[str, list[tuple[int, int]]]:
     """The scope name and the spans of the records of one ``ScopeLogs`` (at most
     ``records_left``)."""
@@ -278,7 +302,7 @@ def _scope_logs(
     for number, f_start, f_end in steps.all_fields(body, start, end):
         if number == 2:  # log_records
             if len(chunks) >= records_left:
-                raise OtlpTooLarge(_TOO_MANY_RECORDS)
+                raise OtlpTooLarge(TOO_MANY_RECORDS)
             chunks.append((f_start, f_end))
         elif number == 1:  # scope: its name (field 1); the last one wins, as in protobuf
             for _, n_start, n_end in steps.all_fields(body, f_start, f_end, only=1):
@@ -291,10 +315,10 @@ def _scope_logs(
 
 def _pb_record(record: Any, scope_name: str, budget: Budget, build: Build) -> dict[str, Any]:
     attributes = record.attributes
-    budget.take_values(len(attributes))
+    budget.take_values(VALUE_WEIGHT * len(attributes))
     converted = {kv.key: _pb_any(kv.value, 0, budget) for kv in attributes}
     body = _pb_any(record.body, 0, budget) if record.HasField("body") else None
-    when = record.time_unix_nano or record.observed_time_unix_nano
+    when = _time(record.time_unix_nano, record.observed_time_unix_nano)
     return build(converted, body, scope_name, when)
 
 
@@ -308,16 +332,16 @@ def _pb_any(value: Any, depth: int, budget: Budget) -> Any:
     if which == "bool_value":
         return value.bool_value
     if which == "double_value":
-        return value.double_value
+        return _non_finite(value.double_value)
     if depth >= MAX_DEPTH and which in ("kvlist_value", "array_value"):
         raise OtlpDecodeError(f"values nest deeper than {MAX_DEPTH} levels")
     if which == "kvlist_value":
         entries = value.kvlist_value.values
-        budget.take_values(len(entries))
+        budget.take_values(VALUE_WEIGHT * len(entries))
         return {kv.key: _pb_any(kv.value, depth + 1, budget) for kv in entries}
     if which == "array_value":
         items = value.array_value.values
-        budget.take_values(len(items))
+        budget.take_values(VALUE_WEIGHT * len(items))
         return [_pb_any(item, depth + 1, budget) for item in items]
     if which == "bytes_value":
         return base64.b64encode(value.bytes_value).decode("ascii")
@@ -333,153 +357,3 @@ def _record_class() -> Any:
             "send application/json"
         ) from None
     return LogRecord
-
-
-class _Steps:
-    """Walks the fields of the outer messages, each field taken from a budget (time)."""
-
-    __slots__ = ("left",)
-
-    def __init__(self, budget: Budget) -> None:
-        self.left = 4 * budget.values  # a valid request has 1 to 3 outer fields per record
-
-    def fields(self, data: bytes, start: int, end: int, number: int) -> Iterator[tuple[int, int]]:
-        """The spans of the length-delimited fields ``number`` of the message data[start:end]."""
-        for _, s, e in self.all_fields(data, start, end, only=number):
-            yield s, e
-
-    def all_fields(
-        self, data: bytes, start: int, end: int, only: int = 0
-    ) -> Iterator[tuple[int, int, int]]:
-        """(number, start, end) of the length-delimited fields of data[start:end] (those
-        numbered ``only`` when given), as they are found; the other fields are skipped."""
-        pos = start
-        try:
-            while pos < end:
-                self.left -= 1
-                if self.left < 0:
-                    raise OtlpTooLarge("the request holds more protobuf fields than allowed")
-                tag = data[pos]
-                pos += 1
-                if tag >= 0x80:
-                    tag, pos = _varint(data, pos - 1)
-                wire = tag & 7
-                if wire == 2:
-                    length = data[pos]
-                    pos += 1
-                    if length >= 0x80:
-                        length, pos = _varint(data, pos - 1)
-                    if pos + length > end:
-                        raise OtlpDecodeError("a protobuf field runs past its message")
-                    if not only or tag >> 3 == only:
-                        yield tag >> 3, pos, pos + length
-                    pos += length
-                elif wire == 0:
-                    _, pos = _varint(data, pos)
-                elif wire == 1:
-                    pos += 8
-                elif wire == 5:
-                    pos += 4
-                else:
-                    raise OtlpDecodeError(f"protobuf wire type {wire} is not OTLP")
-        except IndexError:
-            raise OtlpDecodeError("the protobuf body is truncated") from None
-        if pos > end:
-            raise OtlpDecodeError("a protobuf field runs past its message")
-
-
-# The message fields of the OTLP logs schema, by message: field number -> message.
-_SCHEMA: Final[dict[str, dict[int, tuple[str, int]]]] = {
-    # message: {field number: (message, 1 when it counts as a value as the parse counts
-    # them: an attribute or map entry, an array element)}
-    "LogRecord": {5: ("AnyValue", 0), 6: ("KeyValue", 1)},
-    "KeyValue": {2: ("AnyValue", 0)},
-    "AnyValue": {5: ("ArrayValue", 0), 6: ("KeyValueList", 0)},
-    "ArrayValue": {1: ("AnyValue", 1)},
-    "KeyValueList": {1: ("KeyValue", 1)},
-}
-# How many fields (of any kind) the walk reads per value of the budget.
-_FIELDS_PER_VALUE: Final = 8
-# How deep messages of a valid record can nest: LogRecord > KeyValue > AnyValue, then
-# two levels per nested value.
-_MAX_MESSAGE_DEPTH: Final = 3 + 2 * MAX_DEPTH + 2
-
-
-def _count_messages(body: bytes, budget: Budget, message: str) -> None:
-    """Walk the wire format of ``body`` (a ``message``) and check that the values inside
-    (as the parse will count them) are within the budget, before anything is parsed.
-
-    Raises :class:`OtlpTooLarge` past the budget (or past ``_FIELDS_PER_VALUE`` times
-    as many fields: time), :class:`OtlpDecodeError` for wire data that is not a
-    protobuf message. Costs no memory beyond a stack of ``_MAX_MESSAGE_DEPTH`` entries.
-    """
-    data = body
-    stack: list[tuple[int, dict[int, tuple[str, int]]]] = []
-    schema = _SCHEMA
-    fields = schema[message]
-    pos, end = 0, len(data)
-    values = budget.values
-    fields_left = _FIELDS_PER_VALUE * values  # time: unknown scalar fields cost no memory
-    try:
-        while True:
-            while pos >= end:
-                if pos > end:
-                    raise OtlpDecodeError("a protobuf field runs past its message")
-                if not stack:
-                    return  # within the budget (the parse takes the values from it)
-                end, fields = stack.pop()
-            tag = data[pos]  # a tag and a length are nearly always one byte: inline
-            pos += 1
-            if tag >= 0x80:
-                tag, pos = _varint(data, pos - 1)
-            fields_left -= 1
-            if fields_left < 0:
-                raise OtlpTooLarge("the request holds more protobuf fields than allowed")
-            wire = tag & 7
-            if wire == 2:
-                length = data[pos]
-                pos += 1
-                if length >= 0x80:
-                    length, pos = _varint(data, pos - 1)
-                child = fields.get(tag >> 3)
-                if child is not None:
-                    values -= child[1]
-                    if values < 0:
-                        raise OtlpTooLarge(_TOO_MANY_VALUES)
-                    if len(stack) >= _MAX_MESSAGE_DEPTH:
-                        raise OtlpDecodeError(f"values nest deeper than {MAX_DEPTH} levels")
-                    stack.append((end, fields))
-                    end = pos + length
-                    fields = schema[child[0]]
-                    continue
-                pos += length
-            elif wire == 0:
-                _, pos = _varint(data, pos)
-            elif wire == 1:
-                pos += 8
-            elif wire == 5:
-                pos += 4
-            else:
-                raise OtlpDecodeError(f"protobuf wire type {wire} is not OTLP")
-    except IndexError:
-        raise OtlpDecodeError("the protobuf body is truncated") from None
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    byte = data[pos]
-    if byte < 0x80:
-        return byte, pos + 1
-    result = byte & 0x7F
-    shift = 7
-    while True:
-        pos += 1
-        byte = data[pos]
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos + 1
-        shift += 7
-        if shift > 63:
-            raise OtlpDecodeError("a protobuf varint is longer than 10 bytes")
-
-
-# --------------------------------------------------------------------------- answers

@@ -29,6 +29,7 @@ from .validation import (
     ALLOWED,
     KINDS,
     MAX_BODY_BYTES,
+    MAX_ID_CHARS,
     MAX_ITEM_BYTES,
     timestamp_problem,
     validate_wire,
@@ -379,7 +380,7 @@ def event_body(
     if type(event) is not str or not event:
         return None
     cls = type(user_id)
-    if not ((cls is str and user_id) or cls is int):
+    if not ((cls is str and 0 < len(user_id) <= MAX_ID_CHARS) or cls is int):
         return None
     cache = _ts_cache
     timestamp = cache[2] if cache[0] <= created < cache[1] else format_timestamp(created)
@@ -401,7 +402,7 @@ def event_body(
             return None
     else:
         cls = type(company_id)
-        if not ((cls is str and company_id) or cls is int):
+        if not ((cls is str and 0 < len(company_id) <= MAX_ID_CHARS) or cls is int):
             return None
         wire = {"type": "event", "event": event, "userId": user_id, "companyId": company_id}
         if attributes is not None:

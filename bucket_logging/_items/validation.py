@@ -18,11 +18,19 @@ __all__ = [
     "ALLOWED",
     "KINDS",
     "MAX_BODY_BYTES",
+    "MAX_ID_CHARS",
     "MAX_ITEM_BYTES",
     "timestamp_problem",
     "validate_wire",
     "value_problems",
 ]
+
+#: The longest id (``userId``, ``companyId``) taken, in characters. The API documents
+#: no limit for ids; 255 is the limit it documents for a feature ``key``, and ample
+#: for any real id (a UUID is 36, an e-mail address at most 254). A longer one is
+#: refused from every front end (a megabyte read from a header, 64 of which would
+#: fill the queue).
+MAX_ID_CHARS: Final = 255
 
 #: The four kinds of tracking call, as the ``type`` of a bulk entry.
 KINDS: Final = ("user", "company", "event", "feedback")
@@ -83,6 +91,8 @@ def _id_problem(value: Any, name: str) -> str | None:
         return f"{name} is required"
     cls = type(value)
     if cls is str:
+        if len(value) > MAX_ID_CHARS:
+            return f"{name} is {len(value):,} characters long, over the {MAX_ID_CHARS} allowed"
         return None if value else f"{name} must not be empty"
     if cls is int:
         return None
@@ -91,6 +101,8 @@ def _id_problem(value: Any, name: str) -> str | None:
     if cls is float:
         return None if math.isfinite(value) else f"{name} must be a finite number"
     if isinstance(value, str):
+        if len(value) > MAX_ID_CHARS:
+            return f"{name} is {len(value):,} characters long, over the {MAX_ID_CHARS} allowed"
         return None if value else f"{name} must not be empty"
     if isinstance(value, int) and not isinstance(value, bool):
         return None
@@ -192,7 +204,7 @@ def value_problems(obj: Mapping[str, Any], kind: str, problems: list[str]) -> No
     for name, required in _IDS[kind]:
         if required or name in obj:
             value = obj.get(name)
-            if type(value) is int or (type(value) is str and value):
+            if type(value) is int or (type(value) is str and 0 < len(value) <= MAX_ID_CHARS):
                 continue
             p = _id_problem(value, name)
             if p:

@@ -47,6 +47,8 @@ ends. Its modules, from the bottom up:
 * :mod:`.metrics` (``GET /metrics``: prometheus_client, imported when built),
   :mod:`.probes` (``/livez``, ``/readyz``) and :mod:`.logs` (``--log-format json``),
   under :mod:`.ops`, the app's one hook for what operators ask;
+* :mod:`.origin` (what a web page may do: the browser rules) and :mod:`.objects` (the
+  ``--max-objects`` pool, charged as bodies are read);
 * :mod:`.app`: the ASGI application and its bounds;
 * :mod:`.server`: uvicorn's h11 protocol with the connection cap and deadlines, the
   server whose SIGTERM drains, the listening socket;

@@ -31,7 +31,8 @@ Bounds, in the order a request meets them:
   numbers, keys) it can hold are counted at memory speed
   (:func:`~bucket_logging._relay.bodies.value_bound`); all requests in progress together
   hold at most ``max_objects`` of them: a body that can never fit gets 413, one that
-  does not fit now 503 with ``Retry-After``;
+  does not fit now 503 with ``Retry-After``; a protobuf body is charged as it is read
+  (:mod:`bucket_logging._relay.objects`);
 * **queue**: a batch with more items than ``max_pending`` can never be queued (413);
   one that does not fit beside what the sender holds gets 503 with ``Retry-After``.
 
@@ -56,9 +57,11 @@ import orjson
 from .._frontends import otlp as _otlp
 from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import register_secret
-from .bodies import Refused, gunzip, parse_body, too_many_values, value_bound
+from .bodies import Refused, gunzip, parse_body, value_bound
 from .limits import Limits
 from .ops import Ops
+from .objects import Pool, otlp_budget
+from .origin import BrowserRules
 from .sender import RelaySender
 
 __all__ = ["MAX_HEAD", "OTLP_PATH", "RelayApp", "plain_answer"]
@@ -137,10 +140,13 @@ class RelayApp:
         self.counts: Counter[int] = Counter()
         self.retry_headers = {"Retry-After": str(self.limits.retry_after)}
         self._in_progress = 0
-        self._objects = 0  # JSON values the requests in progress may hold
+        #: The values the requests in progress may hold (``max_objects``).
+        self.objects = Pool(self.limits.max_objects, self.retry_headers)
         self._pool = ThreadPoolExecutor(
             max(1, self.limits.max_concurrent), thread_name_prefix="bucket-logging relay"
         )
+        #: What a browser may do (set by its runner, who knows the bound interface).
+        self.browser = BrowserRules()
         #: Whether the server is stopping (set by its runner): /readyz says so.
         self.stopping: Callable[[], bool] = lambda: False
         #: GET /metrics, /livez, /readyz, /health, and the counts behind them (the
@@ -224,6 +230,9 @@ class RelayApp:
             raise Refused(405, "only POST", {"Allow": "POST"})
         if method != "POST":
             raise Refused(405, "only POST", {"Allow": "POST"})
+        self.browser.check(headers)  # a web page's request: refused, nothing read
+        if not otlp:
+            self.browser.check_json_type(headers.get(b"content-type", b"").decode("latin-1"))
         self._check_token(headers.get(b"authorization"))  # before 100 Continue
         if self.stopping():
             raise Refused(503, "the relay is stopping", self.retry_headers)
@@ -311,24 +320,6 @@ class RelayApp:
             raise Refused(413, f"the body is over {self.limits.max_decoded:,} bytes")
         return body
 
-    @contextlib.contextmanager
-    def _holding(self, objects: int) -> Any:
-        """Reserve ``objects`` JSON values of the relay's ``max_objects``."""
-        limit = self.limits.max_objects
-        if objects > limit:
-            raise too_many_values(limit)
-        with self._lock:
-            room = self._objects + objects <= limit
-            if room:
-                self._objects += objects
-        if not room:
-            raise Refused(503, "too many JSON values in progress", self.retry_headers)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._objects -= objects
-
     def _check_room(self, items: int, otlp: bool = False) -> None:
         limits = self.limits
         if items > limits.max_pending:
@@ -345,7 +336,7 @@ class RelayApp:
         """Track one batch of JSON events; (status, message)."""
         text = self._decode(body, encoding)
         del body
-        with self._holding(value_bound(text)):
+        with self.objects.reserve(value_bound(text)):
             objects, bad = parse_body(text)
             del text
             self._check_room(len(objects))
@@ -374,17 +365,21 @@ class RelayApp:
             raise Refused(415, "OTLP/HTTP takes application/x-protobuf or application/json")
         data = self._decode(body, encoding, kind == "application/json")
         del body
-        # protobuf: a record or value takes at least two bytes, so the body's size
-        # bounds them (the decoder counts them again as it goes)
-        bound = value_bound(data) if kind == "application/json" else len(data) // 2 + 1
-        with self._holding(min(bound, self.limits.max_objects)):
+        # JSON: what it can hold, reserved before it is parsed; protobuf: charged as it
+        # is read, within a budget proportional to its size (see objects.py)
+        json = kind == "application/json"
+        values = otlp_budget(data, json, self.limits.max_objects)
+        with self.objects.reserve(values if json else 0), self.objects.charging() as charge:
             try:
                 records = _otlp.decode_export_logs(
                     data,
                     kind,
                     max_records=self.limits.max_pending,
-                    max_values=self.limits.max_objects,
+                    max_values=values,
+                    charge=None if json else charge,
                 )
+            except _otlp.OtlpBusy as exc:
+                raise Refused(503, str(exc), self.retry_headers) from None
             except _otlp.OtlpTooLarge as exc:
                 raise Refused(413, f"{exc}: send smaller batches") from None
             except _otlp.OtlpDecodeError as exc:

@@ -14,6 +14,7 @@ from .._frontends.jsonlines import JsonLines
 from .._runtime import shutdown as _shutdown
 from .app import RelayApp
 from .limits import Limits
+from .origin import BrowserRules
 from .sender import RelaySender
 from .server import RelayServer, listen, uvicorn_server
 
@@ -31,6 +32,7 @@ class Relay:
         token: the shared secret of ``Authorization: Bearer``; None for none.
         limits: the bounds.
         log: where refusals are written (never a token or key).
+        browser: what a web page may do (by default: nothing).
 
     Needs the ``relay`` extra (uvicorn).
     """
@@ -45,12 +47,14 @@ class Relay:
         token: str | None = None,
         limits: Limits | None = None,
         log: TextIO | None = None,
+        browser: BrowserRules | None = None,
     ) -> None:
         self.front = front
         self.sender = sender
         self.app: RelayApp = RelayApp(front, sender, token=token, limits=limits, log=log)
         self.limits = self.app.limits
         self._socket = listen(host, port)
+        self.app.browser = (browser or BrowserRules()).bound_to(host)
         self._server: RelayServer = uvicorn_server(self.app)
         self._thread: threading.Thread | None = None
 

@@ -22,6 +22,7 @@ class Limits:
         max_objects: int = 2_000_000,
         request_timeout: float = 30.0,
         retry_after: int = 5,
+        head_timeout: float = 5.0,
     ) -> None:
         self.max_body = max_body
         self.max_decoded = max_decoded
@@ -31,3 +32,5 @@ class Limits:
         self.max_objects = max_objects
         self.request_timeout = request_timeout
         self.retry_after = retry_after
+        #: seconds a request head may take (of the connection, or of its first byte)
+        self.head_timeout = head_timeout

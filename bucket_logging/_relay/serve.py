@@ -5,8 +5,10 @@ the main thread; SIGTERM or SIGINT drains it, then the sender delivers what it h
 (or leaves it in the spool) and the relay prints its summary, with exit status 1 if
 items it had answered 200 were lost.
 
-``--workers N``: the parent binds the port and forks N workers before any thread
-exists; each worker serves the shared socket with its own front end and sender (a
+``--workers N``: the parent binds the port (one ``SO_REUSEPORT`` socket per worker,
+where the platform has it: the kernel spreads connections evenly, where one shared
+accept queue let one worker take them all) and forks N workers before any thread
+exists; each worker serves its socket with its own front end and sender (a
 shared ``--spool-dir`` is safe: its batches are claimed per process). SIGTERM or
 SIGINT to the parent is passed on to every worker; the parent exits once they all
 did, with status 1 if any worker lost items.
@@ -35,8 +37,9 @@ from . import logs as _logs
 from . import metrics as _metrics
 from .app import RelayApp
 from .limits import Limits
+from .origin import BrowserRules
 from .sender import RelaySender
-from .server import listen, uvicorn_server
+from .server import listen_each, uvicorn_server
 
 __all__ = ["run"]
 
@@ -60,6 +63,7 @@ def run(
     log_format: str = "text",
     drain_delay: float = 0.0,
     metrics: bool = True,
+    browser: BrowserRules | None = None,
 ) -> int:
     """Serve the relay on ``host:port`` until SIGTERM or SIGINT; the exit status.
 
@@ -76,6 +80,7 @@ def run(
         drain_delay: seconds of answering 503 to probes and posts after SIGTERM,
             before the drain.
         metrics: False: no counters and no ``/metrics`` (``--no-metrics``).
+        browser: what a web page may do (by default: nothing).
     """
     if log_format == "json":
         _logs.use_json()
@@ -90,11 +95,13 @@ def run(
         )
     workers = max(1, workers)
     try:
-        sock = listen(host, port)
+        sockets = listen_each(host, port, workers)
     except OSError as exc:
         print(f"bucket-logging relay: cannot listen on {host}:{port}: {exc}", file=stderr)
         return 1
+    sock = sockets[0]
     bound_host, bound_port = sock.getsockname()[:2]
+    rules = (browser or BrowserRules()).bound_to(host)
     where = f"[{bound_host}]" if ":" in bound_host else bound_host
     banner = (
         f"bucket-logging relay on http://{where}:{bound_port} "
@@ -105,14 +112,16 @@ def run(
         return _serve(
             front_end, sock, token=token, limits=limits, banner=banner, name="",
             unready_after=unready_after, drain_delay=drain_delay, metrics=metrics,
+            browser=rules,
         )  # fmt: skip
     made = metrics and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     # before a worker imports prometheus_client
     directory = _metrics.multiprocess_dir() if metrics else None
     try:
         return _supervise(
-            front_end, sock, token=token, limits=limits, banner=banner, workers=workers,
+            front_end, sockets, token=token, limits=limits, banner=banner, workers=workers,
             unready_after=unready_after, drain_delay=drain_delay, metrics=metrics,
+            browser=rules,
         )  # fmt: skip
     finally:
         _metrics.remove_dir(directory, made)
@@ -129,6 +138,7 @@ def _serve(
     unready_after: float = 60.0,
     drain_delay: float = 0.0,
     metrics: bool = True,
+    browser: BrowserRules,
 ) -> int:
     """Serve ``sock`` in this process until SIGTERM/SIGINT; the exit status."""
     stderr = sys.stderr
@@ -141,6 +151,7 @@ def _serve(
     app.ops.probes.failing_for = unready_after
     if not metrics:
         app.ops.metrics.disable()
+    app.browser = browser
     server = uvicorn_server(app)
     server.drain_delay = drain_delay
     real = sender.real
@@ -169,7 +180,7 @@ def _stop_before_serving(signum: int, frame: Any) -> None:
 
 def _supervise(
     front_end: FrontEndFactory,
-    sock: socket.socket,
+    sockets: list[socket.socket],
     *,
     token: str | None,
     limits: Limits,
@@ -178,8 +189,10 @@ def _supervise(
     unready_after: float = 60.0,
     drain_delay: float = 0.0,
     metrics: bool = True,
+    browser: BrowserRules,
 ) -> int:
-    """Fork ``workers`` processes serving ``sock``; pass SIGTERM/SIGINT on; their status."""
+    """Fork ``workers`` processes, each serving its own socket of ``sockets`` (or all the
+    one); pass SIGTERM/SIGINT on; their status."""
     children: list[int] = []
     stopping = False
 
@@ -199,10 +212,14 @@ def _supervise(
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes Ctrl-C on
             signal.signal(signal.SIGTERM, _stop_before_serving)
             status = 1
+            own = sockets[index % len(sockets)]
+            for other in sockets:
+                if other is not own:
+                    other.close()
             try:
                 status = _serve(
                     front_end,
-                    sock,
+                    own,
                     token=token,
                     limits=limits,
                     banner=None,
@@ -210,12 +227,14 @@ def _supervise(
                     unready_after=unready_after,
                     drain_delay=drain_delay,
                     metrics=metrics,
+                    browser=browser,
                 )
             finally:
                 sys.stderr.flush()
                 os._exit(status)
         children.append(pid)
-    sock.close()
+    for sock in sockets:
+        sock.close()
     print(banner, file=sys.stderr, flush=True)
     status = 0
     waiting = set(children)

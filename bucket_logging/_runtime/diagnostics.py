@@ -18,6 +18,7 @@ import re
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -33,12 +34,14 @@ __all__ = [
     "is_internal",
     "is_loopback",
     "logger",
+    "named_locally",
     "outside_text",
     "redact",
     "register_secret",
     "report",
     "warn_if_insecure",
     "warn_once",
+    "when_logging_is_configured",
 ]
 
 #: The name of the logger the library reports on.
@@ -189,6 +192,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def named_locally(host: str | None, bound: str) -> bool:
+    """Whether a request whose ``Host`` header is ``host`` may be answered by a local
+    service listening on ``bound``: always when it listens beyond loopback (its user
+    chose to share it); else when ``host`` names an address or a loopback name, not a
+    web site's name rebound to 127.0.0.1 (DNS rebinding). No ``Host`` (HTTP/1.0) is no
+    browser: answered.
+
+    The one Host rule: ``serve``'s every path and the relay's.
+    """
+    if not is_loopback(bound) or host is None:
+        return True
+    try:
+        name = urllib.parse.urlsplit(f"//{host.strip()}").hostname or ""
+    except ValueError:
+        return False
+    if is_loopback(name):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def warn_if_insecure(url: str, verify: object) -> None:
     """Warn once per process when the tracking key would cross the network unprotected:
     a plain ``http://`` URL to a host that is not this machine, or ``verify=False``."""
@@ -306,6 +333,43 @@ def info(message: str, *args: Any) -> None:
             logger.info("%s", _prefixed(text))
     except Exception:  # a diagnostic must never break the caller
         pass
+
+
+def configuring_logging() -> bool:
+    """Whether this thread is inside ``logging.config.dictConfig`` or ``fileConfig``
+    (both hold the ``logging`` module's lock while they build handlers and loggers)."""
+    try:
+        owned = getattr(getattr(logging, "_lock", None), "_is_owned", None)
+        return bool(owned()) if callable(owned) else False
+    except Exception:  # an unknown logging: say things at once
+        return False
+
+
+def when_logging_is_configured(say: Callable[[], None]) -> None:
+    """Call ``say`` now or, inside ``dictConfig``/``fileConfig``, once they are done.
+
+    A handler built by ``dictConfig`` exists before the loggers and the root's handlers
+    it is configured with: a line said then goes nowhere (the root is still at WARNING,
+    without handlers). So the line waits on a thread of its own for the configuration
+    to release ``logging``'s lock, and is said through the handlers it set up. The
+    thread is not a daemon: a script that exits at once still says it. Never raises.
+    """
+    if not configuring_logging():
+        say()
+        return
+
+    def later() -> None:
+        try:
+            with logging._lock:  # type: ignore[attr-defined]  # (released by the configuration)
+                pass
+        except Exception:  # pragma: no cover - an unknown logging
+            pass
+        say()
+
+    try:
+        threading.Thread(target=later, name="bucket-logging start-up line").start()
+    except Exception:  # (no thread at interpreter exit: say it now)
+        say()
 
 
 def _in_all(items: int) -> str:

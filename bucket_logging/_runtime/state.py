@@ -72,14 +72,10 @@ class State:
     """Everything the process shares (one instance: :data:`state`)."""
 
     def __init__(self) -> None:
-        #: shared senders by (tracking key, base URL, offline)
-        self.registry: dict[tuple[str, str, str, bool], LiveSender] = {}
+        #: shared senders by (tracking key, API, base URL, offline, the options given:
+        #: see :func:`bucket_logging._sender.shared.get_sender`)
+        self.registry: dict[tuple[Any, ...], LiveSender] = {}
         self.registry_lock = threading.Lock()
-        #: the options get_sender built each shared sender with (a later call with
-        #: other options gets the sender as it is, and a warning)
-        self.shared_options: weakref.WeakKeyDictionary[Any, dict[str, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
         #: every sender not closed yet (flushed by flush(), closed at exit)
         self.live: weakref.WeakSet[LiveSender] = weakref.WeakSet()
         # the exit paths (see bucket_logging._runtime.shutdown)

@@ -347,9 +347,7 @@ class SenderLoop:
                 taken = self._queue.take(partial=False)
                 if taken is None:
                     break
-                await spool.persist(
-                    taken[0].entries(), taken[1], send_soon=not self.slots.locked()
-                )
+                await spool.persist(taken[0].entries(), taken[1], send_soon=not self.slots.locked())
         except SPOOL_ERRORS as exc:
             spool.fail(exc)
         self.check_waiters()

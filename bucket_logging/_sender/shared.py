@@ -1,6 +1,6 @@
 """The process's shared senders: :func:`get_sender`, and :func:`flush` / :func:`aflush`.
 
-Handlers, processors and sinks with the same key, API and URL share one
+Handlers, processors and sinks with the same key, API, URL and options share one
 :class:`~bucket_logging.BulkSender` (one queue, one thread, one connection pool); the
 registry lives on :data:`bucket_logging._runtime.state.state` with the rest of the process's
 state.
@@ -8,10 +8,13 @@ state.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any, Final
 
+from .. import _options
 from .._runtime import state as _process
-from .._runtime.diagnostics import report
+from .._runtime.diagnostics import info
 from .config import api_of, resolve_key, resolve_offline, resolve_url
 from .sender import BulkSender
 
@@ -21,32 +24,58 @@ __all__ = ["aflush", "flush", "get_sender"]
 def get_sender(
     tracking_key: str | None = None, *, base_url: str | None = None, **options: Any
 ) -> BulkSender:
-    """The process's shared sender for a key and URL, created on first use.
+    """The process's shared sender for a key, URL and options, created on first use.
 
-    Handlers and processors with the same key and URL share one queue, one thread
-    and one connection pool. ``options`` are :class:`BulkSender` keywords; they apply
-    when the sender is created (a later call with other options gets the existing
-    sender, and a warning says so).
+    Handlers and processors with the same key, URL and options share one queue, one
+    thread and one connection pool. ``options`` are :class:`BulkSender` keywords
+    (those left at their defaults count as not given). A call that gives options
+    other than an existing sender's, a ``before_send`` above all, gets a sender of its
+    own: an option is never silently ignored. A call that gives none gets the first
+    live sender for the key and URL (whatever its options), or a new one.
     """
     offline = resolve_offline(options.get("offline", False))
     key = resolve_key(tracking_key)
     api = api_of(key, options.get("api"))
-    registry_key = (key, api, resolve_url(base_url, api), offline)
+    where = (key, api, resolve_url(base_url, api), offline)
+    chosen = _fingerprint(options)
     state = _process.state
     with state.registry_lock:
-        sender = state.registry.get(registry_key)
-        if isinstance(sender, BulkSender) and not sender.closed:
-            if options and state.shared_options.get(sender) != options:
-                report(
-                    "options",
-                    "bucket_logging: a sender for this key and URL exists already; "
-                    "its options are kept and the new ones ignored",
-                )
-            return sender
+        live = {
+            registry_key[4]: sender
+            for registry_key, sender in state.registry.items()
+            if registry_key[:4] == where and isinstance(sender, BulkSender) and not sender.closed
+        }
+        if chosen in live:
+            return live[chosen]
+        if not chosen and live:
+            return next(iter(live.values()))
         sender = BulkSender(tracking_key, base_url=base_url, **options)
-        state.shared_options[sender] = options
-        state.registry[registry_key] = sender
+        if live:
+            info(
+                "a sender of its own for this key and URL: its options (%s) differ from "
+                "the existing sender's",
+                ", ".join(name for name, _ in chosen) or "none given",
+            )
+        entry = (*where, chosen)
+        state.registry[entry] = sender
         return sender
+
+
+def _fingerprint(options: Mapping[str, Any]) -> tuple[tuple[str, object], ...]:
+    """The options given, as a registry key: plain values as they are, objects (a
+    callable, a transport, an SSL context) by identity (the sender holds them, so an
+    identity is not reused while it lives)."""
+    return tuple(
+        sorted((name, _identity(value)) for name, value in _options.given(options).items())
+    )
+
+
+def _identity(value: object) -> object:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return (type(value).__name__, value)
+    if isinstance(value, os.PathLike):
+        return ("path", os.fspath(value))
+    return ("object", id(value))
 
 
 flush: Final = _process.flush_all

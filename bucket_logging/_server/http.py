@@ -30,6 +30,7 @@ import orjson
 from .._items.item import MAX_BODY_BYTES
 from .._runtime.diagnostics import report
 from .page import answer as page_answer
+from .page import guard
 from .records import (
     CHUNK,
     DRAIN_LIMIT,
@@ -37,11 +38,21 @@ from .records import (
     Drop,
     Reject,
     RequestRecord,
+    path_not_key,
+    refused_calls,
     route,
     runtime_key,
 )
 
 __all__ = ["HTTPServer", "Handler", "Hooks"]
+
+
+_JSON: Final = "application/json"
+
+
+def _media(content_type: str | None) -> str:
+    """A ``Content-Type``'s media type, lower case, without its parameters."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 #: ``GET`` here answers the accepted calls as a JSON array (CI checks of an app's tracking).
@@ -63,7 +74,8 @@ class Hooks:
     clear: Callable[[], None]
     #: The records after the page's last look (see :mod:`bucket_logging._server.page`).
     records_since: Callable[
-        [str, int, int, int], tuple[str, int, list[RequestRecord], list[dict[str, Any]]]
+        [str, int, int, int],
+        tuple[str, int, list[RequestRecord], list[dict[str, Any]], tuple[int, int, int]],
     ]
 
 
@@ -296,28 +308,38 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self, http_method: str) -> None:
         srv = self._srv()
         owner = srv.owner
-        if http_method == "GET" and self.path.split("?", 1)[0] == CALLS_PATH:
+        page = guard(http_method, self.path, self.headers.get, srv.server_name)
+        if page is None and http_method == "GET" and self.path.split("?", 1)[0] == CALLS_PATH:
             self._respond(200, orjson.dumps(owner.calls()))  # not an API request
             return
-        page = page_answer(http_method, self.path, self.headers.get("Host"), srv.server_name, owner)
-        if page is not None:  # the page, its data, DELETE /_calls: not API requests
+        if page is None:
+            page = page_answer(
+                http_method, self.path, self.headers.get("Host"), srv.server_name, owner
+            )
+        if page is not None:  # refused, or the page, its data, DELETE /_calls
             if self.headers.get("Content-Length", "0").strip() != "0" or self.headers.get(
                 "Transfer-Encoding"
             ):
                 self.close_connection = True  # a body we do not read: no next request
             self._respond(page.status, page.body, page.headers, page.content_type)
             return
+        # What a web page can send without asking (an image's GET, a form's text/plain
+        # POST) is answered but never kept: only a JSON POST is recorded.
+        kept = http_method == "POST" and _media(self.headers.get("Content-Type")) == _JSON
         # the target as sent: http.server turns a leading "//" into "/" in self.path,
         # and "//event" (an empty key) is no Runtime API path
         parts = self.requestline.split(" ")
         target = parts[1] if len(parts) == 3 else self.path
         kind, path_key = route(target)
+        misplaced = None  # (a path of the client's base URL taken for a key: 404)
         if path_key is None:  # Reflag's Runtime API: /{method}, the key in a header
             api, shown = "runtime", f"/{kind}"
             key, auth = runtime_key(self.headers.get("Authorization"), target.partition("?")[2])
         else:
             api, shown, key, auth = "tracking", f"/<key>/{kind}" if kind else "", path_key, "path"
-        body_bytes = 0
+            if kind is not None:
+                misplaced = path_not_key(path_key, kind, self.headers.get("Authorization"))
+        body, body_bytes = b"", 0
         try:
             body, body_bytes = self._read_body()
             srv.set_waiting(self.connection, False)  # read: answering, not to be closed
@@ -325,6 +347,8 @@ class Handler(BaseHTTPRequestHandler):
             owner.before_answer(srv.stopping)
             if kind is None:
                 raise Reject(404, "NOT_FOUND", "no such API method")
+            if misplaced is not None:
+                raise misplaced
             if http_method != "POST":
                 raise Reject(
                     405, "METHOD_NOT_ALLOWED", "only POST is allowed", headers={"Allow": "POST"}
@@ -340,12 +364,13 @@ class Handler(BaseHTTPRequestHandler):
         except Drop:
             # Recorded before the connection goes, so that a client that saw the
             # outcome also finds the record.
-            owner.record(
-                RequestRecord(
-                    http_method, kind, 0, body_bytes=body_bytes, api=api, path=shown, auth=auth
-                ),
-                None,
-            )
+            if kept:
+                owner.record(
+                    RequestRecord(
+                        http_method, kind, 0, body_bytes=body_bytes, api=api, path=shown, auth=auth
+                    ),
+                    None,
+                )
             self._drop()
             return
         except Reject as rej:
@@ -364,8 +389,10 @@ class Handler(BaseHTTPRequestHandler):
                 api=api,
                 path=shown,
                 auth=auth,
+                calls=refused_calls(body, kind),
             )
-            owner.record(record, None)
+            if kept:
+                owner.record(record, None)
             self._respond(
                 rej.status, orjson.dumps({"success": False, "error": payload}), rej.headers
             )

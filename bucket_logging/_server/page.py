@@ -12,27 +12,28 @@ Polling keeps a slow or stuck page cheap: each poll is one short request (at mos
 connection the server's cap may close like any other. Served only to a browser that
 names the server by an address or ``localhost`` when the server listens on a loopback
 address, so that a web site that rebinds its own name to 127.0.0.1 cannot read or
-clear the records.
+clear the records. :func:`guard` applies that rule, and refuses cross-site requests,
+on every path (the API's too).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
 import urllib.parse
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from .._runtime.diagnostics import is_loopback
+from .._runtime.diagnostics import named_locally
 from .records import SUCCESS_BODY, RequestRecord
 
 if TYPE_CHECKING:
     from .http import Hooks
 
-__all__ = ["Answer", "answer"]
+__all__ = ["Answer", "answer", "guard"]
 
 #: ``DELETE`` here forgets every record (what :meth:`TrackingServer.clear` does).
 CALLS_PATH: Final = "/_calls"
@@ -84,7 +85,7 @@ def answer(method: str, target: str, host: str | None, bound: str, owner: Hooks)
         write = False
     else:
         return None
-    if not _named_locally(host, bound):
+    if not named_locally(host, bound):
         return _error(403, "FORBIDDEN", "open the page as http://127.0.0.1:PORT or localhost")
     if write:
         owner.clear()
@@ -113,10 +114,9 @@ def _records(query: str, owner: Hooks) -> Answer:
         calls = max(0, int(params.get("calls", "0")))
     except ValueError:
         return _error(400, "BAD_REQUEST", "requests and calls must be whole numbers")
-    epoch, total, records, new_calls = owner.records_since(
+    epoch, total, records, new_calls, (start, start_calls, dropped) = owner.records_since(
         params.get("epoch", ""), requests, calls, LIMIT
     )
-    start = requests if epoch == params.get("epoch") else 0
     size = kept = 0
     for record in records:  # as many as fit in BYTES
         size += record.body_bytes
@@ -130,6 +130,10 @@ def _records(query: str, owner: Hooks) -> Answer:
         "requests": [_request(r) for r in records],
         "calls": new_calls,
         "more": start + len(records) < total,
+        # where these records begin (past the cursor when the oldest were dropped),
+        # and how many calls were dropped
+        "from": {"requests": start, "calls": start_calls},
+        "dropped": dropped,
     }
     return Answer(200, orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS))
 
@@ -147,6 +151,7 @@ def _request(record: RequestRecord) -> dict[str, Any]:
         "code": record.code,
         "message": record.message,
         "errors": list(record.errors),
+        "calls": [{"type": t, "event": e, "user": u} for t, e, u in record.calls],
     }
 
 
@@ -155,22 +160,42 @@ def _error(status: int, code: str, message: str) -> Answer:
     return Answer(status, orjson.dumps({"success": False, "error": error}))
 
 
-def _named_locally(host: str | None, bound: str) -> bool:
-    """Whether a request for the page may be answered: always when the server listens
-    beyond loopback (its user chose to share it); else when the ``Host`` header names
-    an address or ``localhost``, not a web site's name rebound to 127.0.0.1."""
-    if not is_loopback(bound) or host is None:
-        return True
-    try:
-        name = urllib.parse.urlsplit(f"//{host.strip()}").hostname or ""
-    except ValueError:
-        return False
-    return is_loopback(name) or _is_address(name)
+def guard(
+    method: str, target: str, header: Callable[[str], str | None], bound: str
+) -> Answer | None:
+    """The browser rules of every path (the API's, ``/_calls``, the page's): a 403
+    answer for a request a web page must not make, else None.
+
+    * The ``Host`` rule (:func:`~bucket_logging._runtime.diagnostics.named_locally`):
+      a web site that rebinds its own name to 127.0.0.1 reaches nothing, neither the
+      page nor ``/_calls`` nor the API.
+    * A cross-site request (``Sec-Fetch-Site: cross-site`` or ``same-site``, or an
+      ``Origin`` other than the server's own) is refused, except a ``GET`` of the page
+      itself (a link from elsewhere opens it). The library's sender and the SDKs send
+      neither header; a browser sends them with every form, ``fetch`` and image.
+    """
+    host = header("Host")
+    if not named_locally(host, bound):
+        return _error(403, "FORBIDDEN", "open the page as http://127.0.0.1:PORT or localhost")
+    if method in ("GET", "HEAD") and target.partition("?")[0] in _STATIC:
+        return None
+    site = (header("Sec-Fetch-Site") or "").strip().lower()
+    origin = header("Origin")
+    if site in ("cross-site", "same-site") or (
+        origin is not None and not _same_origin(origin, host)
+    ):
+        return _error(403, "FORBIDDEN", "cross-site requests are refused")
+    return None
 
 
-def _is_address(name: str) -> bool:
+def _same_origin(origin: str, host: str | None) -> bool:
+    """Whether ``Origin`` names this server as the request's ``Host`` does."""
     try:
-        ipaddress.ip_address(name)
+        parts = urllib.parse.urlsplit(origin.strip())
     except ValueError:
         return False
-    return True
+    return parts.scheme == "http" and host is not None and parts.netloc == host.strip()
+
+
+#: (the one Host rule lives with the loopback check)
+_named_locally = named_locally

@@ -25,7 +25,7 @@ import sys
 import threading
 from collections.abc import Callable, Collection
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
 
@@ -33,7 +33,15 @@ from .._items.item import validate_wire
 from .._runtime import diagnostics as _diagnostics
 from .._runtime import shutdown as _shutdown
 from .._runtime.diagnostics import report
-from .records import Faults, Reject, RequestRecord, validation_failed
+from .records import (
+    Faults,
+    Reject,
+    RequestRecord,
+    check_max_calls,
+    drop_oldest,
+    records_after,
+    validation_failed,
+)
 
 if TYPE_CHECKING:
     from .http import HTTPServer
@@ -41,6 +49,10 @@ if TYPE_CHECKING:
 __all__ = ["RequestRecord", "TrackingServer"]
 
 _REFLAG = ("sec_", "pub_")
+
+#: How many accepted calls (and records of requests) a server keeps by default:
+#: about 30 MB of typical calls.
+MAX_CALLS: Final = 100_000
 
 
 class TrackingServer:
@@ -55,6 +67,9 @@ class TrackingServer:
         on_call: called with each accepted call (a dict, ``type`` included), on the
             server's thread, before it is recorded. Exceptions are reported and ignored.
         on_request: called with the :class:`RequestRecord` of every request answered.
+        max_calls: at most this many accepted calls, and records of requests, are kept;
+            beyond, the oldest requests are dropped with their calls (counted:
+            :attr:`dropped_calls`, and shown on the page).
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`. A stopped
     server can be started again; it listens on the same port and keeps its records.
@@ -77,7 +92,11 @@ class TrackingServer:
         tracking_keys: Collection[str] | None = None,
         on_call: Callable[[dict[str, Any]], None] | None = None,
         on_request: Callable[[RequestRecord], None] | None = None,
+        max_calls: int = MAX_CALLS,
     ) -> None:
+        self._max_calls = check_max_calls(max_calls)
+        #: requests and calls dropped (the oldest, over max_calls) since the last clear
+        self._dropped = (0, 0)
         self._host = host
         self._port = port
         self._keys = frozenset(tracking_keys) if tracking_keys is not None else None
@@ -180,11 +199,13 @@ class TrackingServer:
                 kinds[kind] = kinds.get(kind, 0) + 1
             refused = sum(1 for r in self._requests if not r.accepted)
             requests = len(self._requests)
+            dropped = self._dropped[1]
         by_kind = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
         accepted = sum(kinds.values())
         return (
             f"{accepted} call(s) accepted{f' ({by_kind})' if by_kind else ''} "
             f"in {requests} request(s), {refused} request(s) refused"
+            + (f"; the {dropped} oldest call(s) dropped (over max_calls)" if dropped else "")
         )
 
     @property
@@ -240,6 +261,12 @@ class TrackingServer:
             return list(self._calls)
 
     @property
+    def dropped_calls(self) -> int:
+        """How many accepted calls were dropped (the oldest, over ``max_calls``)."""
+        with self._lock:
+            return self._dropped[1]
+
+    @property
     def call_count(self) -> int:
         """How many calls were accepted (cheaper than ``len(calls)``)."""
         with self._lock:
@@ -289,22 +316,25 @@ class TrackingServer:
         with self._lock:
             self._calls.clear()
             self._requests.clear()
+            self._dropped = (0, 0)
             self._received = 0
             self._epoch = os.urandom(6).hex()
 
     def _records_since(
         self, epoch: str, requests: int, calls: int, limit: int
-    ) -> tuple[str, int, list[RequestRecord], list[dict[str, Any]]]:
+    ) -> tuple[str, int, list[RequestRecord], list[dict[str, Any]], tuple[int, int, int]]:
         """For the page: the epoch (new on each :meth:`clear`), how many requests there
         are, and the (at most ``limit``) requests after the first ``requests`` with
         their calls, those after the first ``calls``; from the start when ``epoch``
-        is not the current one."""
+        is not the current one; and where they begin (requests, calls: past the
+        cursor when the oldest were dropped) and how many calls were dropped."""
         with self._lock:
             if epoch != self._epoch:
                 requests = calls = 0
-            records = self._requests[requests : requests + limit]
-            count = sum(r.items for r in records if r.accepted)
-            return self._epoch, len(self._requests), records, self._calls[calls : calls + count]
+            found = records_after(
+                self._requests, self._calls, self._dropped, (requests, calls), limit
+            )
+            return (self._epoch, *found)
 
     # -- fault switches -------------------------------------------------------------
 
@@ -420,6 +450,7 @@ class TrackingServer:
             if calls:
                 self._calls.extend(calls)
             self._requests.append(record)
+            self._dropped = drop_oldest(self._requests, self._calls, self._max_calls, self._dropped)
             self._changed.notify_all()
 
 

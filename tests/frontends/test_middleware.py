@@ -1,10 +1,13 @@
 """The middlewares shipped with the package bind each request's user and company ids for
 both front ends: :class:`BucketASGIMiddleware` under FastAPI and Starlette (driven through
-httpx's ASGI transport), :class:`BucketDjangoMiddleware` under Django's test client."""
+httpx's ASGI transport), :class:`BucketDjangoMiddleware` under Django's test client, its
+WSGI handler and its ASGI handler (streaming responses included: their bodies are made
+after the middleware returned)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -230,10 +233,33 @@ def _view(request: Any) -> Any:
     return HttpResponse("ok")
 
 
+def _streamed(request: Any) -> Any:
+    from django.http import StreamingHttpResponse
+
+    def body() -> Iterator[bytes]:
+        for i in range(3):
+            logging.getLogger("app.middleware").info("s", extra={"bucket_event": f"Streamed {i}"})
+            yield b"part "
+
+    return StreamingHttpResponse(body())
+
+
+def _streamed_async(request: Any) -> Any:
+    from django.http import StreamingHttpResponse
+
+    async def body() -> Any:
+        for i in range(3):
+            await asyncio.sleep(0)
+            logging.getLogger("app.middleware").info("s", extra={"bucket_event": f"Streamed {i}"})
+            yield b"part "
+
+    return StreamingHttpResponse(body())
+
+
 def _urlpatterns() -> list[Any]:
     from django.urls import path
 
-    return [path("page", _view)]
+    return [path("page", _view), path("stream", _streamed), path("astream", _streamed_async)]
 
 
 urlpatterns: list[Any] = []
@@ -246,7 +272,7 @@ def django_client() -> Any:
     if not settings.configured:
         settings.configure(
             DEBUG=True,
-            ALLOWED_HOSTS=["testserver"],
+            ALLOWED_HOSTS=["testserver", "127.0.0.1"],
             ROOT_URLCONF=__name__,
             SECRET_KEY="tests-only",
             MIDDLEWARE=[f"{__name__}.FakeAuthMiddleware", f"{__name__}.CompanyMiddleware"],
@@ -271,3 +297,90 @@ def test_django_binds_the_ids_for_the_view(
     assert [(c["userId"], c.get("companyId")) for c in server.calls_of("event")] == [(7, "acme")]
     assert sender.stats.refused == {"missing_id": 1}
     assert structlog.contextvars.get_contextvars() == {}
+
+
+STREAMED = [(f"Streamed {i}", 7, "acme") for i in range(3)]
+
+
+def _streamed_ids(server: TrackingServer) -> list[tuple[str, object, object]]:
+    return sorted((c["event"], c["userId"], c.get("companyId")) for c in server.calls_of("event"))
+
+
+def test_django_streaming_response_keeps_the_ids_under_wsgi(
+    server: TrackingServer, sender: BulkSender, django_client: Any
+) -> None:
+    from wsgiref.util import setup_testing_defaults
+
+    from django.core.handlers.wsgi import WSGIHandler
+
+    _stdlib_logger(sender)
+    environ: dict[str, Any] = {
+        "PATH_INFO": "/stream",
+        "HTTP_X_USER": "7",
+        "HTTP_X_COMPANY": "acme",
+    }
+    setup_testing_defaults(environ)
+    statuses: list[str] = []
+    body = WSGIHandler()(environ, lambda status, headers, *_: statuses.append(status))
+    try:
+        assert b"".join(body) == b"part " * 3  # the server iterates after the middleware
+    finally:
+        body.close()  # type: ignore[attr-defined]
+    assert statuses == ["200 OK"]
+    assert sender.flush(10)
+    assert _streamed_ids(server) == STREAMED
+    assert sender.stats.refused == {}
+    assert structlog.contextvars.get_contextvars() == {}
+
+
+@pytest.mark.parametrize("path", ["/stream", "/astream"])
+def test_django_streaming_response_keeps_the_ids_under_asgi(
+    path: str, server: TrackingServer, sender: BulkSender, django_client: Any
+) -> None:
+    from django.core.handlers.asgi import ASGIHandler
+
+    _stdlib_logger(sender)
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=ASGIHandler())
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            return await c.get(path, headers={"X-User": "7", "X-Company": "acme"})
+
+    with pytest.warns() if path == "/stream" else contextlib.nullcontext():
+        response = asyncio.run(get())  # (a sync iterator under ASGI: Django warns)
+    assert response.status_code == 200 and response.content == b"part " * 3
+    assert sender.flush(10)
+    assert _streamed_ids(server) == STREAMED
+    assert sender.stats.refused == {}
+
+
+def test_starlette_streaming_response_keeps_the_ids(
+    server: TrackingServer, sender: BulkSender
+) -> None:
+    from starlette.responses import StreamingResponse
+
+    log = _stdlib_logger(sender)
+    app = fastapi.FastAPI()
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def body() -> Any:
+            for i in range(3):
+                await asyncio.sleep(0)
+                log.info("s", extra={"bucket_event": f"Streamed {i}"})
+                yield b"part "
+
+        return StreamingResponse(body())
+
+    app.add_middleware(
+        BucketASGIMiddleware, user_id=_header("x-user"), company_id=_header("x-company")
+    )
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            return await c.get("/stream", headers={"X-User": "7", "X-Company": "acme"})
+
+    assert asyncio.run(get()).content == b"part " * 3
+    assert sender.flush(10)
+    assert _streamed_ids(server) == [(f"Streamed {i}", "7", "acme") for i in range(3)]

@@ -167,7 +167,7 @@ def test_json_sixty_four_bit_integers_as_strings_or_numbers_and_unknown_fields()
         "user_id": 9007199254740993,
         "n": 5,
         "d": 2.5,
-        "inf": float("inf"),
+        "inf": None,  # (JSON cannot carry it: reported)
         "empty": None,
         "absent": None,
         "future": None,

@@ -263,15 +263,30 @@ def test_slow_clients_time_out_and_connections_are_capped(
     # started before the connection: the relay's second can only begin after it, however
     # long this thread then waits for the third connection's answer on a loaded machine
     started = time.monotonic()
+    stalled = (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: 100\r\n\r\n"
+    )
+
+    def busy(sock: socket.socket) -> None:
+        """A request whose head is in (the relay asked for the body), then stalls."""
+        sock.sendall(stalled)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100")
+        sock.sendall(b"{")
+
     slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")  # then stalls
-    other = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    busy(slow)
+    idle = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     third = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    assert third.recv(1024).startswith(b"HTTP/1.1 503")  # over --max-connections
+    # over --max-connections: the connection waiting longest for a head makes room
+    assert idle.recv(1024) == b""
+    busy(third)
+    fourth = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    assert fourth.recv(1024).startswith(b"HTTP/1.1 503")  # every connection busy: refused
     assert slow.recv(1024) == b""  # the stalled request is cut off ...
     assert 0.5 < time.monotonic() - started < 10  # ... after about a second
-    assert other.recv(1024) == b""  # idle: closed too
-    for sock in (slow, other, third):
+    assert third.recv(1024) == b""  # (so is the other one)
+    for sock in (slow, idle, third, fourth):
         sock.close()
     assert post(relay.url, json.dumps([vector_event(1)]).encode(), token=None).status_code == 200
     status, err = relay.stop()
@@ -283,7 +298,10 @@ def test_concurrent_requests_are_capped(server: TrackingServer, relays: list[Run
     port = int(relay.url.rstrip("/").rsplit(":", 1)[1])
     slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     try:  # a request whose body is still coming holds the only slot
-        slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[")
+        slow.sendall(
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n["
+        )
         deadline = time.monotonic() + TIMEOUT
         while (answer := post(relay.url, b"[]")).status_code == 200:
             assert time.monotonic() < deadline, "the slot was never taken"
@@ -384,7 +402,10 @@ def test_in_process_relay_serves_and_drains(server: TrackingServer) -> None:
         assert httpx.put(url, timeout=TIMEOUT).status_code == 405
         assert httpx.get(url, timeout=TIMEOUT).status_code == 405
         with socket.create_connection((host, port), timeout=TIMEOUT) as raw:
-            head = f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            head = (
+                "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {TOKEN}\r\n\r\n"
+            )
             raw.sendall(head.encode())
             assert raw.recv(100).startswith(b"HTTP/1.1 411")
     finally:

@@ -259,7 +259,7 @@ def test_malformed_or_conflicting_lengths_are_refused(
     body = b'{"bucket_event":"e","user_id":1}'  # 32 bytes: what a lax parser would take
     assert len(body) == 32
     head = (
-        b"POST / HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer "
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
         + TOKEN.encode()
         + b"\r\nContent-Type: application/json\r\n"
         + length_headers
@@ -279,7 +279,7 @@ def test_expect_100_continue_only_after_the_token(
     relay = start(relays, server)
     body = json.dumps([event(7)]).encode()
     head = (
-        "POST / HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n"
     )
     wrong = raw_exchange(relay.port, (head + "Authorization: Bearer nope\r\n\r\n").encode())
@@ -307,7 +307,7 @@ def test_a_flood_of_huge_headers_costs_little_memory(
     def flood() -> None:
         with socket.create_connection(("127.0.0.1", relay.port), timeout=TIMEOUT) as sock:
             try:
-                sock.sendall(b"POST / HTTP/1.1\r\nHost: relay\r\n")
+                sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 for _ in range(99):
                     sock.sendall(header)
             except OSError:
@@ -345,7 +345,7 @@ def test_chunked_bodies_are_taken_under_the_same_limits(
     answer = httpx.post(
         relay.url,
         content=chunks(body),
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         timeout=TIMEOUT,
     )
     assert answer.status_code == 200, answer.text  # the old relay: 411
@@ -353,7 +353,11 @@ def test_chunked_bodies_are_taken_under_the_same_limits(
     answer = httpx.post(
         relay.url,
         content=chunks(gzipped),
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Encoding": "gzip"},
+        headers={
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Encoding": "gzip",
+            "Content-Type": "application/json",
+        },
         timeout=TIMEOUT,
     )
     assert answer.status_code == 200, answer.text
@@ -363,7 +367,7 @@ def test_chunked_bodies_are_taken_under_the_same_limits(
         cut = httpx.post(
             relay.url,
             content=chunks(b"[" + b" " * 1_000_000 + b"]"),
-            headers={"Authorization": f"Bearer {TOKEN}"},
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
             timeout=TIMEOUT,
         )
     except httpx.TransportError:
@@ -373,7 +377,7 @@ def test_chunked_bodies_are_taken_under_the_same_limits(
     over = httpx.post(
         relay.url,
         content=chunks(b"[" + b" " * 200_000 + b"]"),
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         timeout=TIMEOUT,
     )
     assert over.status_code == 413
@@ -395,7 +399,7 @@ def test_two_workers_share_the_port_and_a_spool_and_drain_on_sigterm(
             answer = client.post(
                 relay.url,
                 content=body,
-                headers={"Authorization": f"Bearer {TOKEN}"},
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
                 timeout=TIMEOUT,
             )
         assert answer.status_code == 200
@@ -410,7 +414,7 @@ def test_a_body_too_large_for_100_continue_is_refused_unsent(
 ) -> None:
     relay = start(relays, server, "--max-body", "1000")
     head = (
-        "POST / HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: 2000\r\nExpect: 100-continue\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
     )
     answer = raw_exchange(relay.port, head.encode())
@@ -425,7 +429,8 @@ def test_a_stalled_chunked_body_is_cut_off_at_the_deadline(
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", relay.port), timeout=TIMEOUT) as stalled:
         stalled.sendall(
-            b"POST / HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\n"
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n"
             + f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
             + b'6\r\n[{"a":\r\n'  # then nothing more
         )

@@ -618,10 +618,11 @@ def test_missing_key_names_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BUCKET_TRACKING_KEY", raising=False)
     for key in (None, ""):
         with pytest.raises(ConfigurationError) as info:
-            BulkSender(key)
+            BulkSender(key, require_key=True)
         message = str(info.value)
         assert "BUCKET_TRACKING_KEY" in message
         assert "tracking_key" in message
+    monkeypatch.setenv("BUCKET_REQUIRE_KEY", "1")
     with pytest.raises(ConfigurationError) as info:
         get_sender()
     assert "BUCKET_TRACKING_KEY" in str(info.value)
@@ -681,9 +682,12 @@ def test_get_sender_shares_one_sender_per_key_and_url(
         c = get_sender("trOTHER", base_url="http://one.example")
         made += [b, c]
         assert len({id(a), id(b), id(c)}) == 3
-        with caplog.at_level(logging.WARNING, logger="bucket_logging"):
-            assert get_sender(KEY, base_url="http://one.example", flush_interval=5) is a
-        assert "its options are kept" in caplog.text
+        with caplog.at_level(logging.INFO, logger="bucket_logging"):
+            e = get_sender(KEY, base_url="http://one.example", flush_interval=5)
+        made.append(e)
+        assert e is not a and e.flush_interval == 5  # other options: a sender of its own
+        assert "a sender of its own" in caplog.text
+        assert get_sender() is a  # no options: the first one for the key and URL
         a.close(1)
         d = get_sender(KEY, base_url="http://one.example")  # a closed sender is replaced
         made.append(d)

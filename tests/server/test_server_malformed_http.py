@@ -138,10 +138,8 @@ def test_other_methods_on_api_paths_are_405(
     assert r.headers["allow"] == "POST"
     assert r.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
     assert client.request(method, f"{server.url}/elsewhere").status_code == 404
-    assert [(rec.http_method, rec.status) for rec in server.requests] == [
-        (method, 405),
-        (method, 404),
-    ]
+    # answered, never recorded: any web page can send these (an image's GET)
+    assert server.requests == []
     assert server.calls == []
 
 

@@ -99,6 +99,8 @@ def test_records_are_the_requests_with_their_calls_and_a_poll_goes_on_from_its_c
         "requests": [],
         "calls": [],
         "more": False,
+        "from": {"requests": 0, "calls": 0},
+        "dropped": 0,
     }
     assert bulk(client, server, event("A"), event("B")) == 200
     assert (

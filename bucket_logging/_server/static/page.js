@@ -15,6 +15,7 @@ const state = {
   requests: 0, // requests seen in this epoch
   calls: 0, // calls seen in this epoch
   refused: 0,
+  dropped: 0, // calls the server dropped (the oldest, over its bound)
   entries: [], // {call, req} or {req} (a refused request), in arrival order
   recent: [], // the newest requests, for the table
   users: new Map(), // id -> {count, name}
@@ -60,7 +61,7 @@ function idOf(value) {
 
 function reset(epoch) {
   state.epoch = epoch;
-  state.requests = state.calls = state.refused = 0;
+  state.requests = state.calls = state.refused = state.dropped = 0;
   state.entries = [];
   state.recent = [];
   state.users.clear();
@@ -78,6 +79,12 @@ function count(map, key, name) {
 
 function receive(data) {
   if (data.epoch !== state.epoch) reset(data.epoch);
+  if (data.from && data.from.requests > state.requests) {
+    // the oldest were dropped by the server's bound: go on from where it begins
+    state.requests = data.from.requests;
+    state.calls = data.from.calls;
+  }
+  state.dropped = typeof data.dropped === "number" ? data.dropped : 0;
   let next = 0; // the next of data.calls: the calls of the accepted requests, in order
   for (const req of data.requests) {
     state.requests += 1;
@@ -150,7 +157,8 @@ function searchText(entry) {
     const r = entry.req;
     const source = entry.call
       ? JSON.stringify(entry.call)
-      : [r.method, r.path, r.status, r.code, r.message, ...r.errors].join(" ");
+      : [r.method, r.path, r.status, r.code, r.message, ...r.errors,
+         ...(r.calls || []).flatMap((c) => [c.type, c.event, c.user])].join(" ");
     entry.text = source.toLowerCase();
   }
   return entry.text;
@@ -236,6 +244,20 @@ function refusedRow(entry) {
     jsonButton(row, () => r),
   );
   row.append(line);
+  const refused = r.calls || [];
+  if (refused.length) {
+    // which calls it refused, without opening the JSON: type, event, user
+    const list = el("ul", "refused-calls");
+    for (const c of refused) {
+      const item = el("li", "refused-call");
+      item.append(el("span", "badge", c.type));
+      if (c.event) item.append(el("span", "event-name", c.event));
+      if (c.user) field(item, "user", c.user);
+      list.append(item);
+    }
+    if (r.items > refused.length) list.append(el("li", "muted", `… and ${r.items - refused.length} more`));
+    row.append(list);
+  }
   const reasons = r.errors.length ? r.errors : r.message ? [r.message] : [];
   if (reasons.length) {
     const list = el("ul", "reasons");
@@ -369,6 +391,8 @@ function render() {
   $("count-calls").textContent = state.calls.toLocaleString("en");
   $("count-requests").textContent = state.requests.toLocaleString("en");
   $("count-refused").textContent = state.refused.toLocaleString("en");
+  $("count-dropped").textContent = state.dropped.toLocaleString("en");
+  $("dropped-counter").hidden = state.dropped === 0;
   $("count-refused-button").classList.toggle("alert", state.refused > 0);
   renderTimeline();
   renderView("view-users", state.users, "filter-id", (key) => key);
