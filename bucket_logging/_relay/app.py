@@ -224,6 +224,8 @@ class RelayApp:
     ) -> tuple[int, dict[str, str], bytes]:
         method = scope["method"]
         if method in ("GET", "HEAD"):
+            if scope["path"] == "/metrics":
+                self.browser.check(headers)  # a web page (or a rebound name) reads no counts
             answer = self.ops.get(scope["path"], headers)
             if answer is not None:
                 return answer
