@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     observers = list(state.observers)
     state.observers.clear()
 
-    cfg = Config(cost_calls=args.calls, cost_rounds=args.rounds)
+    cfg = Config(cost_calls=args.calls, cost_rounds=args.rounds, warmup_calls=min(1000, args.calls))
     with Servers() as servers:
         handler = BucketHandler(KEY, base_url=servers.sink_url)
         bucket = logger("bench.metrics.bucket", handler)

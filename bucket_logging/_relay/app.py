@@ -59,8 +59,8 @@ from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import register_secret
 from .bodies import Refused, gunzip, parse_body, value_bound
 from .limits import Limits
-from .ops import Ops
 from .objects import Pool, otlp_budget
+from .ops import Ops
 from .origin import BrowserRules
 from .sender import RelaySender
 
@@ -224,6 +224,8 @@ class RelayApp:
     ) -> tuple[int, dict[str, str], bytes]:
         method = scope["method"]
         if method in ("GET", "HEAD"):
+            if scope["path"] == "/metrics":
+                self.browser.check(headers)  # a web page (or a rebound name) reads no counts
             answer = self.ops.get(scope["path"], headers)
             if answer is not None:
                 return answer

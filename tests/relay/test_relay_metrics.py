@@ -95,6 +95,10 @@ def test_json_log_lines_are_one_object_a_line_without_the_token_or_key(
         )
         relays.append(relay)
         assert relay.get("/metrics", Authorization=f"Bearer {TOKEN}").status_code == 404
+        # the browser rules: a page, or a site's name rebound to 127.0.0.1, reads nothing
+        for page in ({"Origin": "https://evil.example"}, {"Host": "evil.example"}):
+            assert relay.get("/metrics", **page).status_code == 403
+        assert relay.get("/readyz", Host="evil.example").status_code == 200  # (a probe)
         assert relay.get("/readyz").status_code == 200
         assert relay.post(b"not json", TOKEN).status_code == 400
         assert relay.post(b"[]", "wrong-token").status_code == 401
