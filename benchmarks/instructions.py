@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/instructions.py                  # this tree
     .venv/bin/python benchmarks/instructions.py --base ../old    # and another checkout
     .venv/bin/python benchmarks/instructions.py --before-send    # and with a before_send hook
+    .venv/bin/python benchmarks/instructions.py --attributes     # and with every-event attributes
+    .venv/bin/python benchmarks/instructions.py --metrics        # and with the metrics on
 
 Times on a shared 2-core machine move by 20 % from one round to the next; instruction
 counts do not depend on the load (callgrind counts them, it does not time them). Each
@@ -48,8 +50,15 @@ if shape.startswith("null"):
 else:
     from bucket_logging import BucketHandler
     options = {}
+    if os.environ.get("BENCH_METRICS"):  # --metrics: Prometheus and OpenTelemetry observers
+        import bucket_logging.metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        bucket_logging.metrics.use_prometheus()
+        bucket_logging.metrics.use_opentelemetry(MeterProvider())
     if os.environ.get("BENCH_BEFORE_SEND"):  # --before-send: a hook that keeps every item
         options["before_send"] = lambda item: item
+    if os.environ.get("BENCH_ATTRIBUTES"):  # --attributes: two attributes on every event
+        options["attributes"] = {"environment": "prod", "release": "1.2.3"}
     log.addHandler(BucketHandler(
         "bench-tracking-key", base_url="http://127.0.0.1:9", flush_interval=3600,
         max_queue_items=10**7, max_queue_bytes=10**9, **options))
@@ -66,14 +75,16 @@ os._exit(0)
 SHAPES = ("null_tracked", "bucket_tracked", "null_untagged", "bucket_untagged")
 
 
-def count(tree: Path, shape: str, calls: int, program: Path, hook: bool = False) -> int:
-    """The calling thread's instruction count for ``calls`` calls of ``shape``."""
+def count(tree: Path, shape: str, calls: int, program: Path, hook: str = "") -> int:
+    """The calling thread's instruction count for ``calls`` calls of ``shape`` (``hook``:
+    an environment variable the program reads: ``BENCH_BEFORE_SEND``, ``BENCH_ATTRIBUTES``
+    or ``BENCH_METRICS``)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         # a fixed hash seed: dict and set layouts (so instruction paths) repeat
         env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
         if hook:
-            env["BENCH_BEFORE_SEND"] = "1"
+            env[hook] = "1"
         subprocess.run(
             [
                 "valgrind",
@@ -97,7 +108,7 @@ def count(tree: Path, shape: str, calls: int, program: Path, hook: bool = False)
     return int(match.group(1))
 
 
-def per_call(tree: Path, shape: str, calls: int, program: Path, hook: bool = False) -> float:
+def per_call(tree: Path, shape: str, calls: int, program: Path, hook: str = "") -> float:
     twice = count(tree, shape, 2 * calls, program, hook)
     return (twice - count(tree, shape, calls, program, hook)) / calls
 
@@ -111,15 +122,29 @@ def main() -> int:
         action="store_true",
         help="also this tree with a before_send hook that keeps every item",
     )
+    parser.add_argument(
+        "--attributes",
+        action="store_true",
+        help="also this tree with two every-event attributes (the attributes option)",
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also this tree with bucket_logging.metrics' Prometheus and OpenTelemetry on",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
-    trees: dict[str, tuple[Path, bool]] = {"this tree": (ROOT, False)}
+    trees: dict[str, tuple[Path, str]] = {"this tree": (ROOT, "")}
     if args.base is not None:
-        trees = {"base": (args.base.resolve(), False), **trees}
+        trees = {"base": (args.base.resolve(), ""), **trees}
     if args.before_send:
-        trees["+hook"] = (ROOT, True)
+        trees["+hook"] = (ROOT, "BENCH_BEFORE_SEND")
+    if args.attributes:
+        trees["+attrs"] = (ROOT, "BENCH_ATTRIBUTES")
+    if args.metrics:
+        trees["+metrics"] = (ROOT, "BENCH_METRICS")
     with tempfile.TemporaryDirectory() as tmp:
         program = Path(tmp) / "calls.py"
         program.write_text(PROGRAM)

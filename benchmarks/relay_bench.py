@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -42,6 +43,10 @@ from ship_bench import KEY, fields, run_handler, run_ship, write_file
 from spool_bench import Server  # the child-process TrackingServer (this directory)
 
 CLIENTS = 4
+
+#: CPU seconds (user + system) each relay run took, its workers included, by label
+#: (``--metrics-ab``): less sensitive to the machine's load than wall time.
+CPU: dict[str, list[float]] = {}
 PROTOBUF = "application/x-protobuf"
 
 
@@ -96,13 +101,14 @@ def otlp_bodies(lines: int, batch: int) -> list[bytes]:
 class Relay:
     """``bucket-logging relay`` as a subprocess."""
 
-    def __init__(self, server: Server, workers: int) -> None:
+    def __init__(self, server: Server, workers: int, *extra: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BUCKET_")}
         env.update(BUCKET_TRACKING_KEY=KEY, BUCKET_TRACKING_URL=server.url)
         self.proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "bucket_logging", "relay", "--port", "0"),
                 *("--workers", str(workers), "--max-pending", "1000000"),
+                *extra,
             ],
             env=env,
             stderr=subprocess.PIPE,
@@ -153,11 +159,21 @@ def post_all(url: str, bodies: list[bytes], content_type: str) -> None:
 
 
 def run_relay(
-    server: Server, workers: int, path: str, bodies: list[bytes], *, content_type: str, lines: int
+    server: Server,
+    workers: int,
+    path: str,
+    bodies: list[bytes],
+    *,
+    content_type: str,
+    lines: int,
+    extra: tuple[str, ...] = (),
+    label: str = "",
 ) -> float:
-    """Items/s through a relay of ``workers`` workers."""
+    """Items/s through a relay of ``workers`` workers (``extra``: more of its options);
+    with a ``label``, the relay's CPU seconds are kept in :data:`CPU`."""
     server.ask("clear")
-    relay = Relay(server, workers)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    relay = Relay(server, workers, *extra)
     try:
         post_all(relay.url + "/", [b'{"warm": 1}'] * CLIENTS, "application/json")  # connected
         started = time.perf_counter()
@@ -165,7 +181,11 @@ def run_relay(
         answer = server.ask(f"wait {lines} 300")
         took = time.perf_counter() - started
     finally:
-        relay.close()
+        relay.close()  # waited for: its CPU time (and its workers') is counted now
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if label:
+        used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        CPU.setdefault(label, []).append(used)
     if not answer.startswith("ok"):
         raise SystemExit(f"the server has {answer}, expected {lines}")
     return lines / took
@@ -177,6 +197,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--metrics-ab",
+        action="store_true",
+        help="only the relay (NDJSON, 1 and 2 workers) with and without --no-metrics, "
+        "interleaved; prints the median of per-round ratios",
+    )
     args = parser.parse_args()
     server = Server()
     results: dict[str, list[float]] = {}
@@ -191,7 +217,26 @@ def main() -> None:
                 ("bucket-logging ship FILE (a subprocess)", lambda: run_ship(server, path, lines)),
                 ("BucketHandler in process, until flushed", lambda: run_handler(server, lines)),
             ]
-            for workers in (1, 2):
+            if args.metrics_ab:
+                runs = []
+                for workers in (1, 2):
+                    for label, extra in (("metrics on", ()), ("--no-metrics", ("--no-metrics",))):
+                        runs.append(
+                            (
+                                f"relay NDJSON, {workers} worker(s), {label}",
+                                lambda w=workers, e=extra: run_relay(  # type: ignore[misc]
+                                    server,
+                                    w,
+                                    "/",
+                                    ndjson,
+                                    content_type="application/x-ndjson",
+                                    lines=lines,
+                                    extra=e,
+                                    label=f"{w} {e}",
+                                ),
+                            )
+                        )
+            for workers in () if args.metrics_ab else (1, 2):
                 runs.append(
                     (
                         f"relay NDJSON, {workers} worker(s)",
@@ -213,8 +258,9 @@ def main() -> None:
                         ),
                     )
                 )
-            for _ in range(args.rounds):
-                for name, run in runs:
+            for round_ in range(args.rounds):
+                order = runs if round_ % 2 == 0 else runs[::-1]  # interleaved, alternated
+                for name, run in order:
                     results.setdefault(name, []).append(run())
     finally:
         server.close()
@@ -229,6 +275,21 @@ def main() -> None:
         print(f"{name:44}{statistics.median(values):>12,.0f}")
     for name, values in results.items():
         print(f"  {name} rounds: {', '.join(f'{x:,.0f}' for x in values)}")
+    if args.metrics_ab:
+        for workers in (1, 2):
+            on = results[f"relay NDJSON, {workers} worker(s), metrics on"]
+            off = results[f"relay NDJSON, {workers} worker(s), --no-metrics"]
+            ratio = statistics.median(a / b for a, b in zip(on, off, strict=True))
+            print(f"metrics on / off, {workers} worker(s): {ratio:.3f}x (median of rounds)")
+            cpu_on, cpu_off = CPU[f"{workers} ()"], CPU[f"{workers} ('--no-metrics',)"]
+            cpu = statistics.median(a / b for a, b in zip(cpu_on, cpu_off, strict=True))
+            print(
+                f"  the relay's CPU time per item, on / off: {cpu:.3f}x "
+                f"({statistics.median(cpu_on) / lines * 1e6:.1f} vs "
+                f"{statistics.median(cpu_off) / lines * 1e6:.1f} us/item)"
+            )
+    if hasattr(os, "getloadavg"):
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ checked. Everything else is derived from it:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -49,6 +50,7 @@ __all__ = [
     "SPOOL_MAX_BYTES",
     "Bounds",
     "Option",
+    "attributes_from_env",
     "given",
     "markdown_table",
     "resolve",
@@ -204,6 +206,37 @@ def check_callable(value: object, source: str) -> object:
     return value
 
 
+def check_attributes(value: object, source: str) -> dict[str, Any] | None:
+    """A dict of attributes with string keys, or its JSON text (None or empty: none)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _bad(source, "a JSON object of attributes", value) from None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise _bad(source, "a dict of attributes with string keys", value)
+    return dict(value) or None
+
+
+#: ``BUCKET_ATTRIBUTES_<NAME>=value``: one attribute each (the name in lower case).
+ATTRIBUTE_PREFIX: Final = "BUCKET_ATTRIBUTES_"
+
+
+def attributes_from_env(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The every-event attributes of the environment: ``BUCKET_ATTRIBUTES`` (a JSON
+    object), then one ``BUCKET_ATTRIBUTES_<NAME>=value`` per attribute (a string,
+    ``<NAME>`` in lower case; it wins over the JSON's). None when neither is set."""
+    text = env.get("BUCKET_ATTRIBUTES")
+    found = check_attributes(text, "BUCKET_ATTRIBUTES") if text and text.strip() else None
+    attributes = dict(found or {})
+    for variable in sorted(env):
+        if variable.startswith(ATTRIBUTE_PREFIX) and len(variable) > len(ATTRIBUTE_PREFIX):
+            attributes[variable[len(ATTRIBUTE_PREFIX) :].lower()] = env[variable]
+    return attributes or None
+
+
 def check_any(value: object, source: str) -> object:
     """Taken as given (checked where it is used)."""
     return value
@@ -301,6 +334,8 @@ class Option:
         doc: one line for the settings table.
         shown_default: the default as the settings table shows it, when the value
             alone says too little.
+        read_env: reads the option's value from the whole environment (None: unset),
+            for an option of several variables; None: ``env`` alone is read.
         bounds: the range a number must lie in, and what happens outside it
             (None: not a number).
     """
@@ -313,6 +348,7 @@ class Option:
     check: Callable[[object, str], Any]
     doc: str
     shown_default: str | None = None
+    read_env: Callable[[Mapping[str, str]], Any] | None = None
     bounds: Bounds | None = None
 
 
@@ -326,10 +362,11 @@ def _o(
     env: str | bool | None = True,
     reflag: str | None = None,
     shown: str | None = None,
+    read_env: Callable[[Mapping[str, str]], Any] | None = None,
     bounds: Bounds | None = None,
 ) -> Option:
     variable = f"BUCKET_{name.upper()}" if env is True else (env or None)
-    return Option(name, type_, default, variable, reflag, check, doc, shown, bounds)
+    return Option(name, type_, default, variable, reflag, check, doc, shown, read_env, bounds)
 
 
 #: Every option of a sender, in the order of :class:`~bucket_logging.BulkSender`'s signature.
@@ -337,7 +374,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     _o("tracking_key", "str | None", None, check_key,
        "a Reflag key (`sec_...`, `pub_...`) or a Bucket tracking key; never logged",
        env="BUCKET_TRACKING_KEY", reflag="REFLAG_SECRET_KEY",
-       shown="none: `ConfigurationError` (unless offline)"),
+       shown="none: tracking is off (said once at WARNING; calls are counted as offline)"),
     _o("base_url", "str | None", None, check_url,
        "the API's base URL (EU data residency: `https://front-eu.reflag.com`, "
        "in Python `bucket_logging.REFLAG_EU_BASE_URL`)",
@@ -346,6 +383,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
        "`https://tracking.bucket.co` (tracking)"),
     _o("offline", "bool", False, check_bool,
        "validate and count items, send nothing (no key needed)", reflag="REFLAG_OFFLINE"),
+    _o("require_key", "bool", False, check_bool,
+       "without a key (and not offline), raise `ConfigurationError` instead of staying off"),
     _o("api", "str | None", None, check_api,
        "`runtime` (Reflag's Runtime API, the key in a Bearer header) or `tracking` "
        "(the key in the path)", shown="by the key: `sec_`/`pub_` → `runtime`, else `tracking`"),
@@ -391,6 +430,10 @@ OPTIONS: Final[tuple[Option, ...]] = (
        check_callable,
        "sees each item (a dict) before it is queued: return it (changed or not), or "
        "`None` to drop it (`stats.dropped['before_send']`)", env=None),
+    _o("attributes", "dict[str, Any] | None", None, check_attributes,
+       "attributes added to every tracked event (environment, release, region...); the "
+       "event's own win; also `BUCKET_ATTRIBUTES_<NAME>=value`, one each",
+       shown="none", read_env=attributes_from_env),
     _o("debug", "bool", False, check_bool,
        "log each request's summary (items, bytes, status) at INFO on `bucket_logging`"),
     _o("spool_dir", "str | os.PathLike[str] | None", None, check_path,
@@ -440,6 +483,9 @@ def resolve(name: str, value: object = None, environ: Mapping[str, str] | None =
     if _given(option, value):
         return _checked(option, value, name)
     env = os.environ if environ is None else environ
+    if option.read_env is not None:
+        found = option.read_env(env)
+        return _checked(option, option.default if found is None else found, name)
     for variable in (option.env, option.reflag_env):
         if variable is not None:
             text = env.get(variable)
@@ -481,9 +527,11 @@ def markdown_table() -> str:
             f"`{v}`" if i == 0 else f"(else `{v}`)"
             for i, v in enumerate(v for v in (option.env, option.reflag_env) if v)
         )
-        type_ = option.type.replace("|", "\\|")  # (a bare | would end the table's cell)
+        # (an HTML code element: a bare | would end the cell on GitHub, and an escaped one
+        # shows its backslash on the site; &#124; is a | on both)
+        type_ = option.type.replace("|", "&#124;")
         rows.append(
-            f"| `{option.name}` | `{type_}` | {_shown(option)} | "
+            f"| `{option.name}` | <code>{type_}</code> | {_shown(option)} | "
             f"{variables or '— (Python only)'} | "
             f"{option.bounds.table_text() if option.bounds else '—'} | {option.doc} |"
         )

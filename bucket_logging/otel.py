@@ -68,7 +68,8 @@ class BucketLogRecordProcessor(LogRecordProcessor):
 
     Raises:
         ConfigurationError: when a rule or an option is invalid, or no tracking key
-            is given or set in the environment (unless ``offline=True``).
+            is given or set in the environment with ``require_key=True`` (without
+            it, tracking stays off and says so once at WARNING).
     """
 
     def __init__(

@@ -2,7 +2,8 @@
 
 Plain helpers (ports, :class:`~support.Endpoint`, :class:`~support.FakeSender`...) are in
 ``tests/support.py``; a fixture used by one directory only is in that directory's
-``conftest.py`` or in its test file.
+``conftest.py`` or in its test file. The order and grouping of the tests for the
+parallel workers of ``python3 dev.py test`` (pytest-xdist) are set here too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,88 @@ from bucket_logging._runtime.state import state
 
 #: The two names of the loopback interface a user's URL may hold.
 HOSTS = ("127.0.0.1", "localhost")
+
+#: The slowest files (serial seconds, ``--durations``), started first by the parallel
+#: workers of ``python3 dev.py test`` so that none is left running alone at the end,
+#: the bursts of programs started at once kept apart (stop_paths between them). The
+#: other files of tests/system follow, then the rest, in the order pytest collects them.
+SLOW_FIRST = (
+    "system/test_examples.py",  # 16 s, one piece: 13 programs at once
+    "server/test_tracking_page_browser.py",  # 16 s, one piece: a browser
+    "system/test_stop_paths_uvicorn029.py",  # 21 s, one piece: installs uvicorn 0.29
+    "system/test_stop_paths.py",  # 174 s
+    "system/test_docs_examples.py",  # 13 s, one piece: 60 programs at once
+    "system/test_packaging.py",  # 5 s, one piece: the sdist and the wheel
+    "system/test_docs_site.py",  # 3 s, one piece: the site
+    "cli/test_relay_hostile.py",  # 42 s
+    "system/test_relay_clients.py",  # 34 s
+    "frontends/test_otlp_hostile.py",  # 33 s
+    "cli/test_relay.py",  # 33 s
+    "sender/test_retry_after_bounds.py",  # 31 s
+    "cli/test_ship.py",  # 23 s
+    "cli/test_ship_hostile.py",  # 19 s
+    "items/test_items.py",  # 19 s
+    "system/test_plugin_offline_from_start.py",  # 18 s
+    "sender/test_sender.py",  # 16 s
+)
+#: The files whose tests are shared out among the workers one by one (each file holds
+#: more than a worker's share of the suite's time, or nearly); every other file runs in
+#: one piece on one worker (``--dist loadfile``). A file listed here must not have a
+#: fixture wider than a test (checked at collection).
+SPLIT = frozenset({"system/test_stop_paths.py", *SLOW_FIRST[7:]})
+TESTS = Path(__file__).resolve().parent
+
+
+def _tests_name(path: Path) -> str:
+    return (path.relative_to(TESTS) if path.is_relative_to(TESTS) else path).as_posix()
+
+
+def _shares_a_fixture_beyond_a_test(item: pytest.Item) -> bool:
+    """Whether the item uses a fixture of this suite wider than a function (a module
+    fixture: a build, a server, a browser, for all the tests of a file)."""
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    # baseid "": pytest's own and plugins' fixtures (tmp_path_factory...), not a test's
+    return any(d.scope != "function" and d.baseid for group in defs for d in group)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slowest files first (:data:`SLOW_FIRST`), then the rest of tests/system, then
+    the others; each file keeps its own order."""
+    rank = {name: n for n, name in enumerate(SLOW_FIRST)}
+    names = {item.path: _tests_name(item.path) for item in items}
+    for item in items:
+        if names[item.path] in SPLIT and _shares_a_fixture_beyond_a_test(item):
+            raise pytest.UsageError(
+                f"{names[item.path]} has a fixture wider than a test: take it out of "
+                "SPLIT in tests/conftest.py (its tests would each set it up on every worker)"
+            )
+
+    def key(item: pytest.Item) -> int:
+        name = names[item.path]
+        return rank.get(name, len(rank) + (0 if name.startswith("system/") else 1))
+
+    items.sort(key=key)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, except that the tests of :data:`SPLIT` go one by one, and the
+    files are handed out in the order collected (the slowest first), not by size."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    tests = TESTS.relative_to(config.rootpath).as_posix()  # node ids start with it
+    split = {f"{tests}/{name}" for name in SPLIT}
+
+    class SlowFirstLoadFile(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return nodeid if file in split else file
+
+    config.option.loadscopereorder = False
+    return SlowFirstLoadFile(config, log)
 
 
 @pytest.fixture(autouse=True)

@@ -65,6 +65,17 @@ def _ephemeral_low() -> int:
         return 49152  # IANA's dynamic range: macOS, BSD, Windows
 
 
+def _worker_share(start: int, stop: int) -> tuple[int, int]:
+    """This pytest-xdist worker's slice of ``range(start, stop)`` (all of it outside xdist)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count <= 1:
+        return start, stop
+    size = (stop - start) // count
+    begin = start + int(worker[2:]) * size
+    return begin, begin + size
+
+
 def free_port() -> int:
     """A port of 127.0.0.1 free now, for a server bound later or again (a restart).
 
@@ -72,11 +83,13 @@ def free_port() -> int:
     meanwhile (a port 0 bind, an outgoing connection's local port), and a connection to
     it while nothing listens is refused, never connected to itself (TCP's simultaneous
     open, possible on a free ephemeral port). Only an explicit bind of that very port by
-    another program could take it.
+    another program could take it; each parallel test worker (pytest-xdist) picks in a
+    range of its own, so that another worker's server never binds it.
     """
     low = _ephemeral_low()
+    start, stop = _worker_share(max(1024, low - 8000), low)
     for _ in range(200):
-        port = random.randrange(max(1024, low - 8000), low)
+        port = random.randrange(start, stop)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -167,6 +180,7 @@ TRACKING_ENV = (
     "BUCKET_TRACKING_KEY",
     "BUCKET_TRACKING_URL",
     "BUCKET_OFFLINE",
+    "BUCKET_REQUIRE_KEY",
     "REFLAG_SECRET_KEY",
     "REFLAG_API_BASE_URL",
     "REFLAG_OFFLINE",
@@ -304,3 +318,66 @@ class Scripts:
             if proc.poll() is None:
                 proc.kill()
             proc.communicate(timeout=10)
+
+
+class RelayProcess:
+    """``bucket-logging relay`` in a process of its own, sending to ``url`` with ``key``.
+
+    ``start`` waits for its banner and reads its address from it; ``stop`` ends it with
+    SIGTERM and returns (exit status, everything it wrote to stderr).
+    """
+
+    def __init__(self, url: str, key: str, *args: str, **env: str) -> None:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("BUCKET_")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bucket_logging", "relay", "--port", "0", *args],
+            env={**base, "BUCKET_TRACKING_KEY": key, "BUCKET_TRACKING_URL": url, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.banner = ""
+        assert self.proc.stderr is not None
+        while "relay on http://" not in self.banner:
+            line = self.proc.stderr.readline()
+            if not line:
+                self.proc.kill()
+                pytest.fail(f"the relay did not start: {self.banner}")
+            self.banner += line
+        self.url = self.banner.split("relay on http://", 1)[1].split()[0]
+        self.url = "http://" + self.url.rstrip('",')
+
+    def get(self, path: str, **headers: str) -> httpx.Response:
+        return httpx.get(self.url + path, headers=headers, timeout=10)
+
+    def post(self, body: bytes, token: str | None = None) -> httpx.Response:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.post(self.url + "/", content=body, headers=headers, timeout=10)
+
+    def signal_stop(self) -> None:
+        self.proc.send_signal(15)
+
+    def stop(self, timeout: float = 30.0) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(15)
+        _, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, self.banner + err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=10)
+
+
+def poll(check: Callable[[], bool], timeout: float = 15.0, step: float = 0.05) -> bool:
+    """Whether ``check()`` turned true within ``timeout`` seconds (asked every ``step``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)

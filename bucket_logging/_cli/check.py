@@ -2,8 +2,10 @@
 
 :func:`check` resolves the key, the API and the base URL the way a sender does
 (arguments, then ``BUCKET_*``, then ``REFLAG_*``; see :mod:`bucket_logging._sender.config`),
-posts an empty bulk body (``[]``: no item, nothing created) to the bulk endpoint and
-says in one line what is right or wrong. The key is never in that line.
+refuses a URL with a path (a server that takes the key in the path would take the path's
+first segment for the key: ``http://127.0.0.1:8787/v1`` is not a base URL), posts an
+empty bulk body (``[]``: no item, nothing created) to the bulk endpoint and says in one
+line what is right or wrong. The key is never in that line.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def check(
     if not key:
         return CheckResult(
             False,
-            f"no key: pass --key or set {ENV_KEY} (Bucket) or {ENV_REFLAG_KEY} (Reflag)",
+            f"no key: pass --key or set {ENV_KEY} (Bucket) or {ENV_REFLAG_KEY} (Reflag); "
+            "without one the library stays off (it counts what it would send, warns once)",
             2,
         )
     _diagnostics.register_secret(key)
@@ -75,6 +78,17 @@ def check(
         return CheckResult(False, str(exc), 2)
     if not url.startswith(("http://", "https://")):
         return CheckResult(False, f"the URL must be http(s), got {_clean(url)}", 2)
+    parsed = httpx.URL(url)
+    path = parsed.path.rstrip("/")
+    if path:  # (the key or the method would follow it: a server may take it for the key)
+        base = str(parsed.copy_with(path="/", query=None)).rstrip("/")
+        return CheckResult(
+            False,
+            f"the URL has a path ({_clean(path)}): give the API's base URL alone, "
+            f"scheme://host[:port] (here {_clean(base)}); the API's methods, and on "
+            "Bucket's tracking API the key, follow it",
+            2,
+        )
     config = SenderConfig(tracking_key=key, base_url=url, api=kind)
     where = f"{_NAMES[kind]} at {_clean(url)}"
     headers = {

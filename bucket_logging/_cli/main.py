@@ -249,6 +249,33 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds a connection has for each request (headers and body)",
     )
+    relay.add_argument(
+        "--unready-after",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="GET /readyz answers 503 once the API has failed this long with nowhere to "
+        "keep items (no spool, or a full one); default 60",
+    )
+    relay.add_argument(
+        "--drain-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="after SIGTERM, answer 503 to /readyz and posts for S seconds while still "
+        "serving (load balancers stop sending), then drain; default 0",
+    )
+    relay.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="count nothing for GET /metrics (it answers 404); the probes still work",
+    )
+    relay.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="the relay's own log lines: text, or one JSON object a line",
+    )
     _add_tracking_options(relay)
     return parser
 
@@ -288,7 +315,7 @@ def _front_end(args: argparse.Namespace, command: str, wrap: bool = False) -> Js
             return None
         if isinstance(rules, dict) and "rules" in rules:
             rules = rules["rules"]
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"require_key": True}  # (a shipper without a key: an error)
     if args.spool_dir:
         options["spool_dir"] = args.spool_dir
     try:

@@ -54,6 +54,10 @@ def run(args: argparse.Namespace, front_end: FrontEndFactory) -> int:
         token=args.token or os.environ.get("BUCKET_RELAY_TOKEN") or None,
         limits=limits_of(args),
         workers=int(getattr(args, "workers", 1) or 1),
+        unready_after=float(getattr(args, "unready_after", 60.0)),
+        log_format=str(getattr(args, "log_format", "text")),
+        drain_delay=float(getattr(args, "drain_delay", 0.0)),
+        metrics=not getattr(args, "no_metrics", False),
         browser=BrowserRules(
             allow_origins=getattr(args, "allow_origin", None) or (),
             allow_hosts=getattr(args, "allow_host", None) or (),

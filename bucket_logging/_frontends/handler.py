@@ -49,7 +49,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import BucketLoggingError
-from .._runtime.diagnostics import is_internal
+from .._runtime.diagnostics import configuring_logging, is_internal
 from .._tracking.claims import is_claimed
 from .._tracking.claims import local as _local
 from .._tracking.frontend import FrontEnd
@@ -80,7 +80,8 @@ class BucketHandler(FrontEnd, logging.Handler):
 
     Raises:
         ConfigurationError: when a rule or an option is invalid, or no tracking key
-            is given or set in the environment (unless ``offline=True``).
+            is given or set in the environment with ``require_key=True`` (without
+            it, tracking stays off and says so once at WARNING).
     """
 
     def __init__(
@@ -175,7 +176,7 @@ class BucketHandler(FrontEnd, logging.Handler):
         replacing handlers), the flush is requested but not awaited: the sender's
         thread may need that lock to log, and waiting would deadlock.
         """
-        return self._tracker.flush(0.0 if _holds_logging_lock() else timeout)
+        return self._tracker.flush(0.0 if configuring_logging() else timeout)
 
     def close(self) -> None:
         """Flush (at most the sender's ``shutdown_timeout``), then detach the handler.
@@ -191,15 +192,6 @@ class BucketHandler(FrontEnd, logging.Handler):
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
         return f"<{type(self).__name__} ({level}) {self._rule_count()} rule(s)>"
-
-
-def _holds_logging_lock() -> bool:
-    """Whether this thread holds ``logging``'s module lock (an RLock); False if unknown."""
-    is_owned = getattr(getattr(logging, "_lock", None), "_is_owned", None)
-    try:
-        return bool(is_owned()) if callable(is_owned) else False
-    except Exception:
-        return False
 
 
 def _name_the_cause(configure: Callable[[Any], None]) -> Callable[[Any], None]:

@@ -18,7 +18,8 @@ Answers:
   stopping: the pipeline keeps the batch in its own buffer and retries;
 * **400** for a body that is not JSON (or a malformed request: h11 refuses a bad or
   conflicting ``Content-Length``), **401** without the right token, **405** for
-  other methods (``GET`` answers ``/health`` only), **411** without a
+  other methods (``GET`` answers ``/livez``, ``/readyz``, ``/health`` and ``/metrics``
+  only: see :mod:`.ops`), **411** without a
   ``Content-Length`` or a chunked body, **413** for a body over ``--max-body`` bytes
   as sent or over ``--max-decoded`` bytes once decompressed, or a batch that can
   never fit (more values than ``--max-objects``, more events than
@@ -43,6 +44,9 @@ ends. Its modules, from the bottom up:
   items of a request were refused) and :mod:`.bodies` (the bodies pipelines post,
   decompressed and counted within bounds): no uvicorn, so the command line may import
   them without the ``relay`` extra;
+* :mod:`.metrics` (``GET /metrics``: prometheus_client, imported when built),
+  :mod:`.probes` (``/livez``, ``/readyz``) and :mod:`.logs` (``--log-format json``),
+  under :mod:`.ops`, the app's one hook for what operators ask;
 * :mod:`.origin` (what a web page may do: the browser rules) and :mod:`.objects` (the
   ``--max-objects`` pool, charged as bodies are read);
 * :mod:`.app`: the ASGI application and its bounds;

@@ -3,7 +3,8 @@
 :class:`RelayApp` is an ASGI application: ``POST /`` (any path but ``/v1/logs``)
 takes a batch of JSON log events (a JSON array, NDJSON or one object), ``POST
 /v1/logs`` an OTLP/HTTP logs export (protobuf or JSON), either optionally gzip;
-``GET /health`` answers load balancers. :mod:`bucket_logging._relay.server` serves
+``GET /livez``, ``/readyz`` (``/health``: its alias) and ``/metrics`` answer
+operators (:mod:`bucket_logging._relay.ops`). :mod:`bucket_logging._relay.server` serves
 it on uvicorn with the relay's connection bounds.
 
 Bounds, in the order a request meets them:
@@ -45,6 +46,7 @@ import asyncio
 import contextlib
 import hmac
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +59,7 @@ from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import register_secret
 from .bodies import Refused, gunzip, parse_body, value_bound
 from .limits import Limits
+from .ops import Ops
 from .objects import Pool, otlp_budget
 from .origin import BrowserRules
 from .sender import RelaySender
@@ -144,8 +147,12 @@ class RelayApp:
         )
         #: What a browser may do (set by its runner, who knows the bound interface).
         self.browser = BrowserRules()
-        #: Whether the server is stopping (set by its runner): /health says so.
+        #: Whether the server is stopping (set by its runner): /readyz says so.
         self.stopping: Callable[[], bool] = lambda: False
+        #: GET /metrics, /livez, /readyz, /health, and the counts behind them (the
+        #: server replaces ``stopping``: it is looked up on each probe).
+        stopping = lambda: self.stopping()  # noqa: E731, PLW0108
+        self.ops = Ops.build(sender, self.limits, stopping, self._check_token)
 
     # -- reporting -------------------------------------------------------------------
 
@@ -165,6 +172,7 @@ class RelayApp:
     def close(self) -> None:
         """Let the tracking threads finish."""
         self._pool.shutdown(wait=True)
+        self.ops.close()
 
     # -- ASGI ------------------------------------------------------------------------
 
@@ -179,6 +187,7 @@ class RelayApp:
                     return
         if scope["type"] != "http":
             return
+        started = time.perf_counter()
         otlp = scope["path"] == OTLP_PATH
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
@@ -193,6 +202,7 @@ class RelayApp:
         except _Gone:
             return
         self.count(status)
+        self.ops.answered(scope, otlp, status, started)
         if not answer_headers.get("Content-Type"):
             answer_headers = {**answer_headers, "Content-Type": _answer_type(otlp, content_type)}
         raw = [
@@ -214,10 +224,9 @@ class RelayApp:
     ) -> tuple[int, dict[str, str], bytes]:
         method = scope["method"]
         if method in ("GET", "HEAD"):
-            if scope["path"] == "/health":
-                if self.stopping():
-                    raise Refused(503, "stopping", self.retry_headers)
-                return 200, {}, orjson.dumps({"success": True, "message": "ok"})
+            answer = self.ops.get(scope["path"], headers)
+            if answer is not None:
+                return answer
             raise Refused(405, "only POST", {"Allow": "POST"})
         if method != "POST":
             raise Refused(405, "only POST", {"Allow": "POST"})
@@ -311,7 +320,7 @@ class RelayApp:
             raise Refused(413, f"the body is over {self.limits.max_decoded:,} bytes")
         return body
 
-    def _check_room(self, items: int) -> None:
+    def _check_room(self, items: int, otlp: bool = False) -> None:
         limits = self.limits
         if items > limits.max_pending:
             raise Refused(
@@ -320,6 +329,7 @@ class RelayApp:
                 f"({limits.max_pending:,}) can ever hold: send smaller batches",
             )
         if self.sender.pending() + items > limits.max_pending:
+            self.ops.no_room(otlp, items)
             raise Refused(503, "the sender's queue is full", self.retry_headers)
 
     def take(self, body: bytes, encoding: str) -> tuple[int, str]:
@@ -335,6 +345,7 @@ class RelayApp:
                 self.sender.take_refused()
                 tracked = sum(1 for obj in objects if track(obj))
                 refused = self.sender.take_refused()
+        self.ops.records(False, len(objects), tracked, refused, bad)
         if refused:
             raise Refused(
                 503, f"the sender refused {refused} item(s): queue full", self.retry_headers
@@ -374,11 +385,12 @@ class RelayApp:
             except _otlp.OtlpDecodeError as exc:
                 raise Refused(400, f"the body is not an OTLP logs export ({exc})") from None
             del data
-            self._check_room(len(records))
+            self._check_room(len(records), otlp=True)
             with _TRACKING:
                 self.sender.take_refused()
-                _, rejected, message = _otlp.track_records(self.front, records)
+                tracked, rejected, message = _otlp.track_records(self.front, records)
                 refused = self.sender.take_refused()
+        self.ops.records(True, len(records), tracked, refused)
         if refused:
             raise Refused(
                 503, f"the sender refused {refused} item(s): queue full", self.retry_headers

@@ -44,6 +44,12 @@ class RelaySender:
         self._local.refused = 0
         return refused
 
+    def alive(self) -> bool:
+        """Whether the real sender's thread runs (True before it starts)."""
+        engine = getattr(self._sender, "engine", None)
+        thread = getattr(engine, "thread", None)
+        return thread is None or bool(thread.is_alive())
+
     def pending(self) -> int:
         """Items the real sender holds, not yet delivered or dropped."""
         pending = getattr(self._sender, "pending", 0)  # a property of BulkSender

@@ -33,6 +33,8 @@ from typing import Any, cast
 from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import is_loopback
 from .._sender.sender import BulkSender
+from . import logs as _logs
+from . import metrics as _metrics
 from .app import RelayApp
 from .limits import Limits
 from .origin import BrowserRules
@@ -57,6 +59,10 @@ def run(
     token: str | None,
     limits: Limits,
     workers: int = 1,
+    unready_after: float = 60.0,
+    log_format: str = "text",
+    drain_delay: float = 0.0,
+    metrics: bool = True,
     browser: BrowserRules | None = None,
 ) -> int:
     """Serve the relay on ``host:port`` until SIGTERM or SIGINT; the exit status.
@@ -68,8 +74,16 @@ def run(
         token: the shared secret of ``Authorization: Bearer``; None for none.
         limits: the bounds.
         workers: how many processes serve the one listening socket.
+        unready_after: seconds the API may fail before ``/readyz`` says 503 (with
+            nowhere to keep items).
+        log_format: ``text``, or ``json`` (one object a line: :mod:`.logs`).
+        drain_delay: seconds of answering 503 to probes and posts after SIGTERM,
+            before the drain.
+        metrics: False: no counters and no ``/metrics`` (``--no-metrics``).
         browser: what a web page may do (by default: nothing).
     """
+    if log_format == "json":
+        _logs.use_json()
     stderr = sys.stderr
     if not is_loopback(host) and token is None:
         print(
@@ -96,17 +110,21 @@ def run(
     )
     if workers == 1:
         return _serve(
-            front_end, sock, token=token, limits=limits, banner=banner, name="", browser=rules
-        )
-    return _supervise(
-        front_end,
-        sockets,
-        token=token,
-        limits=limits,
-        banner=banner,
-        workers=workers,
-        browser=rules,
-    )
+            front_end, sock, token=token, limits=limits, banner=banner, name="",
+            unready_after=unready_after, drain_delay=drain_delay, metrics=metrics,
+            browser=rules,
+        )  # fmt: skip
+    made = metrics and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    # before a worker imports prometheus_client
+    directory = _metrics.multiprocess_dir() if metrics else None
+    try:
+        return _supervise(
+            front_end, sockets, token=token, limits=limits, banner=banner, workers=workers,
+            unready_after=unready_after, drain_delay=drain_delay, metrics=metrics,
+            browser=rules,
+        )  # fmt: skip
+    finally:
+        _metrics.remove_dir(directory, made)
 
 
 def _serve(
@@ -117,6 +135,9 @@ def _serve(
     limits: Limits,
     banner: str | None,
     name: str,
+    unready_after: float = 60.0,
+    drain_delay: float = 0.0,
+    metrics: bool = True,
     browser: BrowserRules,
 ) -> int:
     """Serve ``sock`` in this process until SIGTERM/SIGINT; the exit status."""
@@ -127,8 +148,12 @@ def _serve(
         return 2
     sender = cast(RelaySender, front.sender)
     app = RelayApp(front, sender, token=token, limits=limits, log=stderr)
+    app.ops.probes.failing_for = unready_after
+    if not metrics:
+        app.ops.metrics.disable()
     app.browser = browser
     server = uvicorn_server(app)
+    server.drain_delay = drain_delay
     real = sender.real
     dropped0 = real.stats.dropped_total if isinstance(real, BulkSender) else 0
     if banner is not None:
@@ -161,6 +186,9 @@ def _supervise(
     limits: Limits,
     banner: str,
     workers: int,
+    unready_after: float = 60.0,
+    drain_delay: float = 0.0,
+    metrics: bool = True,
     browser: BrowserRules,
 ) -> int:
     """Fork ``workers`` processes, each serving its own socket of ``sockets`` (or all the
@@ -196,6 +224,9 @@ def _supervise(
                     limits=limits,
                     banner=None,
                     name=f" worker {index + 1}",
+                    unready_after=unready_after,
+                    drain_delay=drain_delay,
+                    metrics=metrics,
                     browser=browser,
                 )
             finally:
@@ -216,6 +247,7 @@ def _supervise(
             continue
         if pid in waiting:
             waiting.discard(pid)
+            _metrics.mark_dead(pid)  # its live gauges leave the sums
             exit_code = os.waitstatus_to_exitcode(code)
             if exit_code != 0:
                 status = 1

@@ -147,7 +147,25 @@ def make_room(connections: Iterable[object]) -> bool:
 
 class RelayServer(uvicorn.Server):
     """uvicorn's server; SIGTERM and SIGINT drain it and are not raised again after,
-    so that the relay delivers what it holds and exits with its own status."""
+    so that the relay delivers what it holds and exits with its own status.
+
+    With a ``drain_delay`` the first signal only marks it draining (``/readyz`` and
+    ``POST`` answer 503) for that many seconds while it still serves, so that load
+    balancers stop sending first; then it drains. A second signal drains at once.
+    """
+
+    drain_delay = 0.0
+    draining = False
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """Drain (after ``drain_delay`` seconds of answering 503 to new work)."""
+        if self.drain_delay > 0 and not self.draining and not self.should_exit:
+            self.draining = True
+            timer = threading.Timer(self.drain_delay, super().handle_exit, (sig, frame))
+            timer.daemon = True
+            timer.start()
+            return
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Any:
@@ -217,5 +235,5 @@ def uvicorn_server(app: RelayApp) -> RelayServer:
         timeout_graceful_shutdown=None,
     )
     server = RelayServer(config)
-    app.stopping = lambda: server.should_exit
+    app.stopping = lambda: server.should_exit or server.draining
     return server

@@ -18,6 +18,7 @@ import re
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -40,6 +41,7 @@ __all__ = [
     "report",
     "warn_if_insecure",
     "warn_once",
+    "when_logging_is_configured",
 ]
 
 #: The name of the logger the library reports on.
@@ -331,6 +333,43 @@ def info(message: str, *args: Any) -> None:
             logger.info("%s", _prefixed(text))
     except Exception:  # a diagnostic must never break the caller
         pass
+
+
+def configuring_logging() -> bool:
+    """Whether this thread is inside ``logging.config.dictConfig`` or ``fileConfig``
+    (both hold the ``logging`` module's lock while they build handlers and loggers)."""
+    try:
+        owned = getattr(getattr(logging, "_lock", None), "_is_owned", None)
+        return bool(owned()) if callable(owned) else False
+    except Exception:  # an unknown logging: say things at once
+        return False
+
+
+def when_logging_is_configured(say: Callable[[], None]) -> None:
+    """Call ``say`` now or, inside ``dictConfig``/``fileConfig``, once they are done.
+
+    A handler built by ``dictConfig`` exists before the loggers and the root's handlers
+    it is configured with: a line said then goes nowhere (the root is still at WARNING,
+    without handlers). So the line waits on a thread of its own for the configuration
+    to release ``logging``'s lock, and is said through the handlers it set up. The
+    thread is not a daemon: a script that exits at once still says it. Never raises.
+    """
+    if not configuring_logging():
+        say()
+        return
+
+    def later() -> None:
+        try:
+            with logging._lock:  # type: ignore[attr-defined]  # (released by the configuration)
+                pass
+        except Exception:  # pragma: no cover - an unknown logging
+            pass
+        say()
+
+    try:
+        threading.Thread(target=later, name="bucket-logging start-up line").start()
+    except Exception:  # (no thread at interpreter exit: say it now)
+        say()
 
 
 def _in_all(items: int) -> str:

@@ -131,6 +131,9 @@ class State:
         #: trackers the process built (see bucket_logging._tracking.capture)
         self.captures: list[list[dict[str, Any]]] = []
         self.trackers_built = 0
+        #: the metrics observers every sender reports to, on its own thread (see
+        #: bucket_logging._sender.observe)
+        self.observers: list[Any] = []
         # the front ends
         self.loguru_hook_installed = False
         self.loguru_hook_lock = threading.Lock()
@@ -142,7 +145,7 @@ class State:
         """Forget what the process has said and seen (for tests; senders are untouched).
 
         Every diagnostic is shown again, the templates are checked again, the counts of
-        refused calls and of trackers built start from zero.
+        refused calls and of trackers built start from zero, no metrics observer is left.
         """
         with self.reports_lock:
             self.reports.clear()
@@ -151,6 +154,7 @@ class State:
         self.internal_names.clear()
         self.checked_templates.clear()
         self.claiming.clear()
+        self.observers.clear()
         self.announced = False
         self.rejected_calls = 0
         self.trackers_built = 0

@@ -3,12 +3,13 @@
 :class:`BeforeSend` runs a sender's ``before_send`` hook on an item's entry (decoded,
 changed or dropped by the hook, validated and encoded again); it counts what the hook
 drops in the sender's ledger. :func:`announce` is the first sender's one line at INFO:
-the API, the host, the spool and the SIGTERM handler (never the key).
+the API, the host, the spool and what delivers at exit (never the key), or
+that tracking is off for want of a key (at WARNING).
 """
 
 from __future__ import annotations
 
-import logging
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any, Final
@@ -19,8 +20,9 @@ import orjson
 from .._items.item import Item, dumps, encode, kind_of
 from .._runtime import diagnostics as _diagnostics
 from .._runtime import state as _process
+from .._runtime import uvicorn_stop as _uvicorn_stop
 from .._runtime.diagnostics import report
-from .config import SenderConfig
+from .config import ENV_KEY, ENV_OFFLINE, ENV_REFLAG_KEY, ENV_REQUIRE_KEY, SenderConfig
 from .ledger import Ledger
 
 __all__ = ["BeforeSend", "announce"]
@@ -84,19 +86,35 @@ class BeforeSend:
 
 def announce(config: SenderConfig) -> None:
     """Say once per process, at INFO on ``bucket_logging``, where tracking goes: the API,
-    the host, the spool, and whether a SIGTERM handler was installed (never the key)."""
+    the host, the spool, and what delivers the queue at exit (never the key). Without a
+    key, say at WARNING that tracking is off. Inside ``dictConfig``, the line waits for
+    the configuration to end (it would go nowhere before)."""
     state = _process.state
+    if config.keyless:
+        line = (
+            f"no key ({ENV_REFLAG_KEY} or {ENV_KEY}, or tracking_key=...): tracking is off; "
+            f"calls are validated and counted, none is sent ({ENV_OFFLINE}=1 says it is on "
+            f"purpose, {ENV_REQUIRE_KEY}=1 makes a missing key an error)"
+        )
+        state.announced = True
+        _diagnostics.when_logging_is_configured(
+            lambda: _diagnostics.warn_once("no-key", "bucket_logging: %s", line)
+        )
+        return
     if state.announced:
         return
     state.announced = True
-    if not _diagnostics.logger.isEnabledFor(logging.INFO):
-        return
+    line = _startup_line(config)
+    _diagnostics.when_logging_is_configured(lambda: _diagnostics.info("%s", line))
+
+
+def _startup_line(config: SenderConfig) -> str:
     if config.offline:
-        _diagnostics.info(
-            "bucket_logging: offline: tracking calls are validated and counted, none is sent"
-        )
-        return
-    if state.sigterm_installed:
+        return "bucket_logging: offline: tracking calls are validated and counted, none is sent"
+    state = _process.state
+    if _uvicorn_stop.capturing_server(_sigterm_handler()) is not None:
+        sigterm = "uvicorn's shutdown delivers the queue before the process ends"
+    elif state.sigterm_installed:
         sigterm = "a SIGTERM handler delivers the queue before the process ends"
     elif not config.handle_sigterm:
         sigterm = "no SIGTERM handler (handle_sigterm is off)"
@@ -108,4 +126,11 @@ def announce(config: SenderConfig) -> None:
     host = httpx.URL(config.base_url)
     where = f"{host.scheme}://{host.host}" + (f":{host.port}" if host.port else "")
     spool = f"spool at {config.spool.directory}" if config.spool else "no spool"
-    _diagnostics.info("bucket_logging: tracking to %s at %s; %s; %s", api, where, spool, sigterm)
+    return f"bucket_logging: tracking to {api} at {where}; {spool}; {sigterm}"
+
+
+def _sigterm_handler() -> object:
+    try:
+        return signal.getsignal(signal.SIGTERM)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - no SIGTERM
+        return None

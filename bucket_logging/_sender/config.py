@@ -35,6 +35,7 @@ __all__ = [
     "ENV_REFLAG_KEY",
     "ENV_REFLAG_OFFLINE",
     "ENV_REFLAG_URL",
+    "ENV_REQUIRE_KEY",
     "ENV_SPOOL_DIR",
     "ENV_URL",
     "REFLAG_BASE_URL",
@@ -70,6 +71,8 @@ ENV_OFFLINE: Final = "BUCKET_OFFLINE"
 ENV_REFLAG_KEY: Final = "REFLAG_SECRET_KEY"
 ENV_REFLAG_URL: Final = "REFLAG_API_BASE_URL"
 ENV_REFLAG_OFFLINE: Final = "REFLAG_OFFLINE"
+#: ``1``: a sender without a key (and not offline) is a ConfigurationError.
+ENV_REQUIRE_KEY: Final = "BUCKET_REQUIRE_KEY"
 
 #: The environment variable read when ``spool_dir`` is not given.
 ENV_SPOOL_DIR: Final = "BUCKET_SPOOL_DIR"
@@ -146,6 +149,10 @@ class SenderConfig:
     before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = field(
         default=None, compare=False, repr=False
     )
+    #: Offline because no key was given or set (``require_key`` off): said at WARNING.
+    keyless: bool = False
+    #: Added to every event the front ends track (the event's own attributes win).
+    attributes: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def runtime(self) -> bool:
@@ -199,12 +206,14 @@ class SenderConfig:
         values = _options.resolve_all(arguments)
         key: str = values["tracking_key"] or ""
         offline: bool = values["offline"]
-        if not offline and not key:
+        keyless = not offline and not key
+        if keyless and values["require_key"]:
             raise ConfigurationError(
                 "no Bucket tracking key or Reflag key: pass tracking_key=... or set the "
                 f"{ENV_KEY} or {ENV_REFLAG_KEY} environment variable (or use offline=True "
                 f"or {ENV_OFFLINE}=1)"
             )
+        offline = offline or keyless
         if not offline:
             check_key(key)
         kind = values["api"] or api_of(key)
@@ -234,6 +243,8 @@ class SenderConfig:
             handle_sigterm=values["handle_sigterm"],
             debug=values["debug"],
             before_send=values["before_send"],
+            keyless=keyless,
+            attributes=values["attributes"],
         )
 
 

@@ -38,6 +38,7 @@ from .._runtime import diagnostics as _diagnostics
 from .._runtime.diagnostics import report
 from .answers import post_bounded
 from .ledger import DropReason, Ledger
+from .observe import Publisher, observers
 from .queue import Batch
 from .retry import RetryPolicy, parse_retry_after, retryable
 
@@ -265,7 +266,7 @@ class Delivery:
                     # the last request may have arrived: these may be duplicates
                     outcome.ambiguous = True
                     self.ledger.count_redelivered(len(batch))
-                response = await post(body, url)
+                response = await self._timed(post, body, url, len(batch))
             except RetryableFailure as failure:
                 if self.debug:
                     self._summary(url, len(batch), len(body), failure.detail)
@@ -332,8 +333,25 @@ class Delivery:
             _diagnostics.outside_text(outcome),
         )
 
+    async def _timed(self, post: Post, body: bytes, url: str | None, items: int) -> httpx.Response:
+        """``post(body, url)``, its duration and items told to the observers (if any)."""
+        if not observers:
+            return await post(body, url)
+        started = time.perf_counter()
+        try:
+            return await post(body, url)
+        finally:
+            Publisher.requested(time.perf_counter() - started, items)
+
+    @property
+    def failing_seconds(self) -> float:
+        """How long the endpoint has been failing (0 while it answers)."""
+        since = self._outage_since
+        return 0.0 if since is None else time.monotonic() - since
+
     def _failed(self, failure: RetryableFailure) -> None:
         """A request failed: the first failure of an outage is said at once, with its cause."""
+        self.ledger.count_failed()
         self._failed_attempts += 1
         self._last_failure = _diagnostics.outside_text(failure.detail)
         if self._outage_since is not None:

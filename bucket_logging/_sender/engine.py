@@ -39,11 +39,12 @@ from .config import SenderConfig
 from .delivery import Delivery, Outcome, Pace, Post
 from .ledger import DropReason, Ledger, Mark, Ticket
 from .loop import ResolvingLoop
+from .observe import Levels, Publisher, observers
 from .queue import Batch, BatchQueue
 from .settle import Chunk, Settlement
 from .spooling import Spool
 
-__all__ = ["SenderLoop", "new_event_loop", "tls_verify"]
+__all__ = ["SenderLoop", "levels", "new_event_loop", "tls_verify"]
 
 _USER_AGENT: Final = f"bucket-logging/{__version__}"
 
@@ -155,6 +156,8 @@ class SenderLoop:
             request_timeout=config.request_timeout,
         )
         self.delivery.debug = config.debug
+        #: Tells the metrics observers (if any) what was counted, on this thread only.
+        self.publisher = Publisher(ledger)
 
     def start(self) -> bool:
         """Start the thread (never waiting for it); False if it could not start."""
@@ -248,6 +251,10 @@ class SenderLoop:
                     tick = now + interval
                 try:
                     await self.pump(partial)
+                    if observers:
+                        if self.spool is not None:
+                            await self.spool.measure()
+                        self.publisher.publish(levels(self))
                 except Exception as exc:  # never let the thread die: report, go on
                     report("pump", "bucket_logging: sending failed, retrying: %r", exc)
                     await asyncio.sleep(min(1.0, interval))
@@ -259,6 +266,7 @@ class SenderLoop:
             if self.spool is not None:
                 await self.spool.close(self._all_queued())
             await self._client.aclose()
+            self.publisher.publish(None)  # the last counts; this sender's levels are gone
             self.check_waiters()
             for _, future in self._waiters:  # never left waiting on a stopped sender
                 if not future.done():
@@ -435,6 +443,8 @@ class SenderLoop:
     def finished(self, ticket: Ticket) -> None:
         """A batch is no longer in flight: answer the flushes that waited for it."""
         self._ledger.release(ticket)
+        if observers:
+            self.publisher.publish(levels(self))
         self.check_waiters()
 
     def drop(self, reason: DropReason, count: int, status: int | None, detail: str) -> None:
@@ -453,3 +463,17 @@ class SenderLoop:
             on_error(error)
         except Exception as exc:
             report("on_error", "bucket_logging: on_error callback raised %r", exc)
+
+
+def levels(engine: SenderLoop) -> Levels:
+    """The queue's, the spool's and the destination's levels now (for the observers)."""
+    items, size = engine.queue.held()
+    config, spool = engine.config, engine.spool
+    return Levels(
+        items,
+        size,
+        config.max_queue_items,
+        config.max_queue_bytes,
+        engine.delivery.failing_seconds,
+        None if spool is None else spool.levels,
+    )

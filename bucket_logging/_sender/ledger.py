@@ -87,6 +87,8 @@ class SenderStats:
         pending: items queued or in flight right now.
         requests: HTTP requests made (including retries and bisection).
         retried: requests that were retried after a retryable failure.
+        failed: requests that failed in a retryable way (a network error, a timeout,
+            429, 5xx), retried or not.
         deduplicated: user/company updates skipped as identical within the window.
         rejected: items the server rejected with a 400 (dropped, reported).
         dropped: items dropped for another reason, by reason (see
@@ -114,6 +116,7 @@ class SenderStats:
     pending: int = 0
     requests: int = 0
     retried: int = 0
+    failed: int = 0
     deduplicated: int = 0
     rejected: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
@@ -167,6 +170,7 @@ class Ledger:
         self.sent = 0
         self.requests = 0
         self.retried = 0
+        self.failed = 0
         self.deduplicated = 0
         self.rejected = 0
         self.offline = 0
@@ -249,6 +253,10 @@ class Ledger:
         with self._lock:
             self.retried += 1
 
+    def count_failed(self) -> None:
+        with self._lock:
+            self.failed += 1
+
     def count_redelivered(self, count: int) -> None:
         with self._lock:
             self.redelivered += count
@@ -306,6 +314,7 @@ class Ledger:
                 pending=self._queued + self.replayed - self._done,
                 requests=self.requests,
                 retried=self.retried,
+                failed=self.failed,
                 deduplicated=self.deduplicated,
                 rejected=self.rejected,
                 dropped={k: v for k, v in self._dropped.items() if v},

@@ -80,9 +80,8 @@ class BulkSender:
         sender.enqueue(Item.event("Sent message", user_id=42))
         sender.flush(timeout=5)
 
-    Every option can also be set by a ``BUCKET_*`` environment variable (see
-    :mod:`bucket_logging._options`): the argument, else the variable, else Reflag's
-    variable where there is one, else the default.
+    Every option can also be set by a ``BUCKET_*`` environment variable: the argument,
+    else the variable, else Reflag's variable, else the default (:mod:`bucket_logging._options`).
 
     Args:
         tracking_key: the app's Bucket tracking key or Reflag key (``sec_...`` or
@@ -94,6 +93,7 @@ class BulkSender:
             API, the key in a Bearer header); by default chosen by the key's prefix.
         offline: validate and count items, send nothing (no key needed); also when
             env ``BUCKET_OFFLINE`` (or ``REFLAG_OFFLINE``) is ``1``/``true``/``on``/``yes``.
+        require_key: without a key, raise ConfigurationError (else: offline, said once).
         flush_interval: seconds between sends of a partial batch.
         max_batch_items: items per request at most (bodies also stay at or under
             2,000,000 bytes, which bounds a batch of typical events first).
@@ -115,6 +115,8 @@ class BulkSender:
         before_send: called with each item (the dict that would be sent) before it is
             queued: return it (changed or not) or None to drop it (counted as
             ``before_send``); an exception in it is reported, never raised.
+        attributes: added to every event the front ends track (an event's own win);
+            env ``BUCKET_ATTRIBUTES`` (JSON) and ``BUCKET_ATTRIBUTES_<NAME>=value``.
         debug: log each request's summary (items, bytes, status; never the key) at
             INFO on the ``bucket_logging`` logger.
         spool_dir: a directory for the on-disk spool (off by default): nothing is lost
@@ -151,6 +153,7 @@ class BulkSender:
         *,
         base_url: str | None = None,
         offline: bool = False,
+        require_key: bool = False,
         api: str | None = None,
         flush_interval: float = _options.FLUSH_INTERVAL,
         max_batch_items: int = _options.MAX_BATCH_ITEMS,
@@ -167,6 +170,7 @@ class BulkSender:
         verify: bool | str | ssl.SSLContext = True,
         on_error: Callable[[DeliveryError], object] | None = None,
         before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        attributes: dict[str, Any] | None = None,
         debug: bool = False,
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = _options.SPOOL_MAX_BYTES,
@@ -454,14 +458,7 @@ class BulkSender:
             if thread.is_alive() and spool is not None and not spool.failed:
                 # The thread is still writing what is left to the spool (e.g. waiting
                 # for another process's write lock): that wrap-up counts it as spooled.
-                report(
-                    "spool-close",
-                    "bucket_logging: the sender is still writing %d item(s) to the spool "
-                    "at %s as close() returns; the next sender with this spool_dir delivers "
-                    "them",
-                    self._ledger.pending,
-                    spool.path,
-                )
+                _still_spooling(self._ledger.pending, spool.path)
                 _process.state.forget(self)
                 return
         self._queue.drain()  # (an entry logged while closing: counted as closed)
@@ -469,3 +466,13 @@ class BulkSender:
         if lost:
             engine.drop("shutdown", lost, None, engine.delivery.shutdown_loss())
         _process.state.forget(self)
+
+
+def _still_spooling(items: int, path: object) -> None:
+    report(
+        "spool-close",
+        "bucket_logging: the sender is still writing %d item(s) to the spool at %s as "
+        "close() returns; the next sender with this spool_dir delivers them",
+        items,
+        path,
+    )

@@ -49,6 +49,7 @@ from .._spool.rows import destination
 from .._spool.store import MAINTENANCE_SECONDS, SPOOL_ERRORS, Evicted, SpoolStore
 from .config import SenderConfig
 from .ledger import DropReason, Ledger, Ticket
+from .observe import SpoolLevels
 from .settle import Chunk
 
 __all__ = ["Drop", "Spool"]
@@ -104,6 +105,9 @@ class Spool:
         self._backlog_after = 0.0
         self._backlog_maybe = True
         self._left_at_exit = 0
+        #: The file's levels as last measured (see :meth:`measure`).
+        self.levels = SpoolLevels(max_bytes=spool.max_bytes)
+        self._measured = 0.0
 
     def __repr__(self) -> str:
         state = "failed" if self.failed else "open" if self._opened else "new"
@@ -261,6 +265,24 @@ class Spool:
             )
         self._backlog_maybe = batches > 0
         return True
+
+    async def measure(self) -> None:
+        """Measure the file for the metrics, at most once a second (:attr:`levels`)."""
+        now = time.monotonic()
+        if now < self._measured + 1.0:
+            return
+        self._measured = now
+        levels = self.levels
+        if self.failed or not self._opened:
+            self.levels = SpoolLevels(max_bytes=levels.max_bytes, failed=self.failed)
+            return
+        try:
+            used, items, oldest = await self.call(self.store.measure)
+        except SPOOL_ERRORS as exc:
+            self.fail(exc)
+            self.levels = SpoolLevels(max_bytes=levels.max_bytes, failed=True)
+            return
+        self.levels = SpoolLevels(used, levels.max_bytes, items, oldest)
 
     async def _maintain(self) -> None:
         self._next_maintenance = time.monotonic() + MAINTENANCE_SECONDS

@@ -38,6 +38,8 @@ from .records import (
     Drop,
     Reject,
     RequestRecord,
+    path_not_key,
+    refused_calls,
     route,
     runtime_key,
 )
@@ -329,12 +331,15 @@ class Handler(BaseHTTPRequestHandler):
         parts = self.requestline.split(" ")
         target = parts[1] if len(parts) == 3 else self.path
         kind, path_key = route(target)
+        misplaced = None  # (a path of the client's base URL taken for a key: 404)
         if path_key is None:  # Reflag's Runtime API: /{method}, the key in a header
             api, shown = "runtime", f"/{kind}"
             key, auth = runtime_key(self.headers.get("Authorization"), target.partition("?")[2])
         else:
             api, shown, key, auth = "tracking", f"/<key>/{kind}" if kind else "", path_key, "path"
-        body_bytes = 0
+            if kind is not None:
+                misplaced = path_not_key(path_key, kind, self.headers.get("Authorization"))
+        body, body_bytes = b"", 0
         try:
             body, body_bytes = self._read_body()
             srv.set_waiting(self.connection, False)  # read: answering, not to be closed
@@ -342,6 +347,8 @@ class Handler(BaseHTTPRequestHandler):
             owner.before_answer(srv.stopping)
             if kind is None:
                 raise Reject(404, "NOT_FOUND", "no such API method")
+            if misplaced is not None:
+                raise misplaced
             if http_method != "POST":
                 raise Reject(
                     405, "METHOD_NOT_ALLOWED", "only POST is allowed", headers={"Allow": "POST"}
@@ -382,6 +389,7 @@ class Handler(BaseHTTPRequestHandler):
                 api=api,
                 path=shown,
                 auth=auth,
+                calls=refused_calls(body, kind),
             )
             if kept:
                 owner.record(record, None)

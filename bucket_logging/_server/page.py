@@ -151,6 +151,7 @@ def _request(record: RequestRecord) -> dict[str, Any]:
         "code": record.code,
         "message": record.message,
         "errors": list(record.errors),
+        "calls": [{"type": t, "event": e, "user": u} for t, e, u in record.calls],
     }
 
 

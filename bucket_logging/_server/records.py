@@ -9,11 +9,14 @@ not import :mod:`http.server`.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any, Final
+
+import orjson
 
 from .._items.item import KINDS
 
@@ -21,11 +24,14 @@ __all__ = [
     "CHUNK",
     "DRAIN_LIMIT",
     "METHODS",
+    "NOT_A_KEY",
     "SUCCESS_BODY",
     "Drop",
     "Faults",
     "Reject",
     "RequestRecord",
+    "path_not_key",
+    "refused_calls",
     "route",
     "runtime_key",
     "validation_failed",
@@ -67,6 +73,8 @@ class RequestRecord:
             replaced by ``<key>`` (a key is never recorded).
         auth: where the key came from: ``"path"``, ``"bearer"``, ``"query"``, or ``""``.
         at: when the request was answered (``time.time()``), as the server's page shows it.
+        calls: a refused request's calls, ``(type, event, user)`` each (at most 20, cut
+            to 80 characters), so that the page says which calls it refused.
     """
 
     http_method: str
@@ -82,6 +90,9 @@ class RequestRecord:
     path: str = dataclasses.field(default="", compare=False)
     auth: str = dataclasses.field(default="", compare=False)
     at: float = dataclasses.field(default_factory=time.time, compare=False)
+    #: A refused request's calls as the page shows them: (type, event, user), at most
+    #: :data:`MAX_REFUSED_SHOWN`, values cut (see :func:`refused_calls`).
+    calls: tuple[tuple[str, str, str], ...] = dataclasses.field(default=(), compare=False)
 
     @property
     def accepted(self) -> bool:
@@ -172,6 +183,61 @@ def route(path: str) -> tuple[str | None, str | None]:
     if len(parts) != 3 or parts[0] != "" or not parts[1] or parts[2] not in METHODS:
         return None, ""
     return parts[2], parts[1]
+
+
+#: Path segments that are an API's path, never a tracking key (``/v1/bulk``: a base URL
+#: with a path, the key left out).
+NOT_A_KEY: Final = re.compile(r"(?i)v\d{1,3}|api|bulk|track|tracking")
+
+
+def path_not_key(path_key: str, kind: str, authorization: str | None) -> Reject | None:
+    """The answer to ``/{path_key}/{kind}`` when ``path_key`` is no tracking key but a
+    path the client's base URL holds: a Runtime API client (its key in a Bearer header)
+    or a segment such as ``v1``; None when it may be a key."""
+    scheme = (authorization or "").strip().partition(" ")[0].lower()
+    if scheme == "bearer":
+        problem = (
+            f"a Runtime API request (a Bearer key) to /<segment>/{kind}: the Runtime API's "
+            f"methods are at /{kind}; does the client's base URL have a path?"
+        )
+    elif NOT_A_KEY.fullmatch(path_key):
+        problem = (
+            f"{path_key!r} is a path, not a tracking key: the tracking API's methods are at "
+            f"/<tracking key>/{kind}; does the client's base URL have a path?"
+        )
+    else:
+        return None
+    return Reject(404, "NOT_FOUND", problem)
+
+
+#: A refused request's calls kept for the page: at most this many.
+MAX_REFUSED_SHOWN: Final = 20
+
+
+def refused_calls(body: bytes, kind: str | None) -> tuple[tuple[str, str, str], ...]:
+    """The first calls of a refused request's body as ``(type, event, user)``, values
+    cut to 80 characters; () when the body is no JSON call (or list of them)."""
+    if not body or kind is None:
+        return ()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ()
+    entries = data if kind == "bulk" and isinstance(data, list) else [data]
+    shown = []
+    for entry in entries[:MAX_REFUSED_SHOWN]:
+        if not isinstance(entry, dict):
+            shown.append(("?", "", ""))
+            continue
+        type_ = entry.get("type", kind if kind != "bulk" else "?")
+        user, event = entry.get("userId"), entry.get("event")
+        shown.append((_cut(type_), _cut(event or ""), _cut("" if user is None else user)))
+    return tuple(shown)
+
+
+def _cut(value: object) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def runtime_key(authorization: str | None, query: str) -> tuple[str, str]:

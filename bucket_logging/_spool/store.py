@@ -466,6 +466,14 @@ class SpoolStore:
             conn.executescript("PRAGMA incremental_vacuum;")
         return expired, full
 
+    def measure(self) -> tuple[int, int, float]:
+        """Used bytes, items of this destination and the oldest one's age in seconds."""
+        items, created = self.conn.execute(
+            "SELECT total(items), min(created) FROM batches WHERE dest = ?", (self.dest,)
+        ).fetchone()
+        age = 0.0 if created is None else max(0.0, time.time() - float(created))
+        return self.used_bytes(), int(items), age
+
     def used_bytes(self) -> int:
         """Bytes of database pages in use (the file minus its free pages)."""
         return self.space.used_bytes(self.conn)

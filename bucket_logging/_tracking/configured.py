@@ -37,7 +37,8 @@ class KeywordFrontEnd(FrontEnd):
 
     Raises:
         ConfigurationError: when a rule or an option is invalid, or no tracking key
-            is given or set in the environment (unless ``offline=True``).
+            is given or set in the environment with ``require_key=True`` (without
+            it, tracking stays off and says so once at WARNING).
     """
 
     __slots__ = ()

@@ -27,6 +27,7 @@ __all__ = [
     "before_send_of",
     "check_field",
     "encoded_put",
+    "every_event_attributes",
     "flush_sender",
     "refusal_counter",
     "resolve_sender",
@@ -56,6 +57,12 @@ def encoded_put(sender: Sender) -> Callable[[bytes], bool] | None:
     if isinstance(sender, BulkSender) and type(sender).enqueue is BulkSender.enqueue:
         return sender.put_encoded
     return None
+
+
+def every_event_attributes(sender: Sender) -> dict[str, Any] | None:
+    """The attributes ``sender`` adds to every event (its ``attributes`` option), or
+    None (none, or a sender that is not a :class:`~bucket_logging.BulkSender`)."""
+    return sender.config.attributes if isinstance(sender, BulkSender) else None
 
 
 def before_send_of(

@@ -46,6 +46,7 @@ from .senders import (
     before_send_of,
     check_field,
     encoded_put,
+    every_event_attributes,
     flush_sender,
     refusal_counter,
 )
@@ -75,7 +76,7 @@ from .wire import (
     wire_of,
 )
 
-__all__ = ["ORPHAN", "TAGGED", "Tracker"]
+__all__ = ["ORPHAN", "TAGGED", "Tracker", "under"]
 
 _get_ident: Final = threading.get_ident
 
@@ -101,6 +102,7 @@ class Tracker:
     """
 
     __slots__ = (
+        "_base",
         "_company_field",
         "_company_key",
         "_count_refused",
@@ -124,6 +126,8 @@ class Tracker:
         # the everyday event's encoded bytes go straight onto a BulkSender's queue
         self._put = encoded_put(sender) or self._enqueue_body
         self._count_refused = refusal_counter(sender)
+        #: the sender's every-event attributes (under each event's own), or None
+        self._base = every_event_attributes(sender)
         self._user_field = check_field("user_id_field", user_id_field)
         self._company_field = check_field("company_id_field", company_id_field)
         self._user_key = _CONTEXT_PREFIX + user_id_field
@@ -224,9 +228,11 @@ class Tracker:
                 company_id = get(self._company_field)
                 if company_id is None and self._company_key in _CONTEXT_KEYS:
                     company_id = _from_context(self._company_field, self._company_key)
-                body = event_body(
-                    get("bucket_event"), user_id, company_id, get("bucket_attributes"), created
-                )
+                attributes = get("bucket_attributes")
+                base = self._base
+                if base is not None:
+                    attributes = under(base, attributes)
+                body = event_body(get("bucket_event"), user_id, company_id, attributes, created)
                 if body is not None:
                     if _captures:
                         self._deliver(Item("event", body))
@@ -324,6 +330,8 @@ class Tracker:
         for kind, problem in tags.problems:
             self._reject("invalid_tag", kind, logger_name, template, problem)
         event, attributes, active = tags.event, tags.attributes, tags.active
+        if self._base is not None and event is not None:
+            attributes = under(self._base, attributes, general=True)
         get = fields.get
         user_id = get(self._user_field)
         if user_id is None:
@@ -448,3 +456,16 @@ class Tracker:
                 type(exc).__name__,
                 exc,
             )
+
+
+def under(base: dict[str, Any], attributes: object, *, general: bool = False) -> object:
+    """An event's ``attributes`` with the every-event ``base`` under them (its own win).
+
+    The hot path merges only a ``dict`` (no application code runs there); the general
+    path (``general``) a Mapping too. Anything else is left for the checks to explain.
+    """
+    if attributes is None:
+        return base
+    if type(attributes) is dict or (general and isinstance(attributes, Mapping)):
+        return {**base, **attributes}
+    return attributes

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from bucket_logging import TrackingServer
@@ -72,6 +73,10 @@ def test_the_environment_is_read(url: str, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_unexpected_answers_and_no_key(url: str) -> None:
     result = check(RKEY, url + "/a/b")  # /a/b/bulk: no API path
+    assert (result.ok, result.status) == (False, 2)
+    assert "the URL has a path (/a/b)" in result.line
+    not_there = httpx.MockTransport(lambda request: httpx.Response(404))
+    result = check(RKEY, url, transport=not_there)
     assert (result.ok, result.status) == (False, 1)
     assert "unexpected answer" in result.line and "404" in result.line
     assert check().status == 2
@@ -99,3 +104,23 @@ def test_the_key_is_logged_nowhere(url: str, caplog: pytest.LogCaptureFixture) -
         assert not check("trWrongKey-000000000", url).ok
     assert not [r for r in caplog.records if r.name.startswith(("httpx", "httpcore"))]
     assert TKEY not in caplog.text and "trWrongKey-000000000" not in caplog.text
+
+
+@pytest.mark.parametrize("keys", [None, {TKEY, RKEY}])
+@pytest.mark.parametrize("key", [TKEY, RKEY])
+def test_a_url_with_a_path_is_said_to_have_one(
+    capsys: pytest.CaptureFixture[str], host: str, keys: set[str] | None, key: str
+) -> None:
+    with TrackingServer(tracking_keys=keys) as srv:
+        status, line = run(capsys, "--key", key, "--url", f"http://{host}:{srv.port}/v1")
+        assert srv.calls == []
+    assert status == 2, line
+    assert "the URL has a path (/v1)" in line
+    assert f"(here http://{host}:{srv.port})" in line
+    assert "refuses the key" not in line and "OK" not in line
+
+
+def test_without_a_key_check_says_the_library_stays_off(capsys: pytest.CaptureFixture[str]) -> None:
+    status, line = run(capsys)
+    assert status == 2
+    assert "no key" in line and "the library stays off" in line

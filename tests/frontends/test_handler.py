@@ -189,12 +189,13 @@ def test_flush_errors_are_reported(restore_logging: None, caplog: pytest.LogCapt
     assert any("stuck" in m for m in reports(caplog))
 
 
-def test_construction_needs_a_key_or_offline(
+def test_construction_without_a_key_is_offline_unless_a_key_is_required(
     restore_logging: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BUCKET_TRACKING_KEY", raising=False)
     with pytest.raises(ConfigurationError, match="tracking key"):
-        BucketHandler()
+        BucketHandler(require_key=True)
+    assert BucketHandler().sender.offline  # (no key: off, said once)
     handler = BucketHandler(offline=True)
     assert handler.sender is BucketHandler(offline=True).sender
     assert "rule" in repr(handler)

@@ -94,4 +94,6 @@ def test_no_key_is_reported_not_raised(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bucket_logging")
     bucket_logging.track("Signed in", user_id=7)
-    assert any("track(): no sender" in r.getMessage() for r in caplog.records)
+    said = [r.getMessage() for r in caplog.records]
+    assert any("no key" in m and "tracking is off" in m for m in said), said
+    assert bucket_logging.get_sender().stats.offline == 1  # counted, not sent

@@ -129,3 +129,24 @@ def test_where_the_hook_cannot_be_set_one_warning_gives_the_lifespan_line(
     assert len(warnings) == 1, warnings
     assert "await bucket_logging.aflush(5)" in warnings[0]
     assert "lifespan" in warnings[0]
+
+
+def test_under_the_servers_capture_the_start_up_line_says_uvicorns_shutdown_delivers(
+    server: TrackingServer,
+    sigterm_to: None,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bucket_logging._runtime import state as _process
+
+    monkeypatch.setattr(_process.state, "announced", False)  # the process's first sender
+    caplog.set_level(logging.INFO, logger="bucket_logging")
+    uvicorn = StoppingServer()
+    signal.signal(signal.SIGTERM, uvicorn.handle_exit)  # uvicorn --workers: the app inside
+    sender = BulkSender(KEY, base_url=server.url, flush_interval=30)
+    try:
+        [line] = [r.getMessage() for r in caplog.records if "tracking to" in r.getMessage()]
+        assert line.endswith("; uvicorn's shutdown delivers the queue before the process ends")
+        assert "no SIGTERM handler" not in caplog.text
+    finally:
+        sender.close()

@@ -16,6 +16,7 @@ def test_dictconfig_error_says_the_real_cause(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.delenv("BUCKET_TRACKING_KEY", raising=False)
     monkeypatch.delenv("BUCKET_OFFLINE", raising=False)
+    monkeypatch.setenv("BUCKET_REQUIRE_KEY", "1")
     config: dict[str, Any] = {
         "version": 1,
         "disable_existing_loggers": False,

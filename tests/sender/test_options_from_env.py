@@ -36,6 +36,7 @@ ENV_VALUES: dict[str, tuple[str, str, object]] = {
     "base_url": ("http://127.0.0.1:9/x/", "base_url", "http://127.0.0.1:9/x"),
     "debug": ("yes", "config.debug", True),
     "handle_sigterm": ("off", "config.handle_sigterm", False),
+    "attributes": ('{"environment": "prod"}', "config.attributes", {"environment": "prod"}),
 }
 
 
@@ -73,7 +74,7 @@ def test_every_option_that_is_not_a_python_object_has_a_variable() -> None:
         assert (option.env is None) == (option.name in python_only), option.name
         if option.env is not None:
             assert option.env.startswith("BUCKET_")
-    tested = set(ENV_VALUES) | {"tracking_key", "offline", "spool_dir"}
+    tested = set(ENV_VALUES) | {"tracking_key", "offline", "spool_dir", "require_key"}
     tested |= {"spool_max_bytes", "spool_max_age"}  # (test_spool_limits_from_the_environment)
     assert {o.name for o in OPTIONS if o.env} == tested
 
@@ -123,6 +124,8 @@ def test_the_argument_comes_first_then_bucket_then_reflag_then_the_default(
     monkeypatch.setenv("REFLAG_OFFLINE", "1")
     assert BulkSender().offline
     monkeypatch.setenv("BUCKET_OFFLINE", "0")
+    assert BulkSender().config.keyless  # (no key: off, and said)
+    monkeypatch.setenv("BUCKET_REQUIRE_KEY", "1")
     with pytest.raises(ConfigurationError, match="no Bucket tracking key"):
         BulkSender()
 

@@ -281,7 +281,7 @@ def test_environment_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BUCKET_TRACKING_KEY")
     monkeypatch.delenv("REFLAG_SECRET_KEY")
     with pytest.raises(ConfigurationError, match="REFLAG_SECRET_KEY"):
-        BulkSender()
+        BulkSender(require_key=True)
 
 
 def test_the_spool_keeps_the_apis_apart() -> None:

@@ -44,6 +44,8 @@ def http_date(seconds_from_now: float) -> str:
         ("Mon, 99 Foo 2024 99:99:99 GMT", None),
         (http_date(-3600), 0.0),  # a date in the past: at once
     ],
+    # ids that do not depend on the clock: every parallel worker must collect the same
+    ids=["none", "empty", "seconds", "negative", "word", "bad-date", "past-date"],
 )
 def test_retry_after_values(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value) == expected

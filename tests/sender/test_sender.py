@@ -618,10 +618,11 @@ def test_missing_key_names_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BUCKET_TRACKING_KEY", raising=False)
     for key in (None, ""):
         with pytest.raises(ConfigurationError) as info:
-            BulkSender(key)
+            BulkSender(key, require_key=True)
         message = str(info.value)
         assert "BUCKET_TRACKING_KEY" in message
         assert "tracking_key" in message
+    monkeypatch.setenv("BUCKET_REQUIRE_KEY", "1")
     with pytest.raises(ConfigurationError) as info:
         get_sender()
     assert "BUCKET_TRACKING_KEY" in str(info.value)

@@ -101,3 +101,98 @@ def test_an_app_says_at_start_up_whether_sigterm_is_handled(
         f"bucket_logging tracking to Reflag's Runtime API at {server.url}; no spool; {said}"
     ]
     assert "sec_startup" not in done.stderr
+
+
+#: README's set-up: root at INFO with a console handler and the bucket handler, all
+#: built by dictConfig (the bucket handler before the console one: names are sorted).
+DICTCONFIG_SCRIPT = """
+import logging.config
+logging.config.dictConfig({
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "bucket": {"class": "bucket_logging.BucketHandler"},
+        "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
+                    "formatter": "plain"},
+    },
+    "root": {"level": "INFO", "handlers": ["bucket", "console"]},
+})
+logging.getLogger("app").info("configured")
+"""
+
+
+def _run_dictconfig(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "app.py"
+    script.write_text(DICTCONFIG_SCRIPT)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "REFLAG_"))}
+    return subprocess.run(
+        [sys.executable, str(script)],
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_start_up_line_reaches_the_console_handler_dictconfig_sets_up(
+    server: TrackingServer, tmp_path: Path
+) -> None:
+    done = _run_dictconfig(
+        tmp_path, REFLAG_SECRET_KEY="sec_startup", REFLAG_API_BASE_URL=server.url
+    )
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stdout.splitlines() if line.startswith("INFO bucket_logging")]
+    assert said == [
+        f"INFO bucket_logging tracking to Reflag's Runtime API at {server.url}; no spool; "
+        "a SIGTERM handler delivers the queue before the process ends"
+    ], done.stdout + done.stderr
+    assert "INFO app configured" in done.stdout
+    assert "sec_startup" not in done.stdout + done.stderr
+
+
+def test_without_a_key_dictconfig_goes_on_and_one_warning_says_tracking_is_off(
+    tmp_path: Path,
+) -> None:
+    done = _run_dictconfig(tmp_path)
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stdout.splitlines() if "bucket_logging" in line]
+    assert said == [
+        "WARNING bucket_logging no key (REFLAG_SECRET_KEY or BUCKET_TRACKING_KEY, or "
+        "tracking_key=...): tracking is off; calls are validated and counted, none is sent "
+        "(BUCKET_OFFLINE=1 says it is on purpose, BUCKET_REQUIRE_KEY=1 makes a missing key "
+        "an error)"
+    ], done.stdout + done.stderr
+    assert "INFO app configured" in done.stdout
+    assert not done.stderr
+
+
+def test_require_key_keeps_the_configuration_error(tmp_path: Path) -> None:
+    done = _run_dictconfig(tmp_path, BUCKET_REQUIRE_KEY="1")
+    assert done.returncode == 1
+    assert "ConfigurationError: no Bucket tracking key or Reflag key" in done.stderr
+    assert done.stderr.rstrip().endswith("ValueError: Unable to configure handler 'bucket'")
+
+
+def test_a_keyless_sender_counts_what_it_would_have_sent(
+    first: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bucket_logging import BulkSender, Item
+
+    for name in ("BUCKET_TRACKING_KEY", "REFLAG_SECRET_KEY", "BUCKET_OFFLINE", "REFLAG_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    caplog.set_level(logging.INFO, logger="bucket_logging")
+    sender = BulkSender()
+    other = BulkSender()
+    try:
+        assert sender.offline and sender.config.keyless
+        sender.enqueue(Item.event("Signed in", user_id=1))
+        other.enqueue(Item.event("Signed in", user_id=2))
+        assert sender.stats.offline == 1 and other.stats.offline == 1
+    finally:
+        sender.close(1)
+        other.close(1)
+    warned = [r for r in caplog.records if r.name == "bucket_logging"]
+    assert [r.levelno for r in warned] == [logging.WARNING]
+    assert "no key" in warned[0].getMessage() and "tracking is off" in warned[0].getMessage()

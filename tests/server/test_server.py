@@ -261,6 +261,27 @@ def test_unknown_paths_are_404(server: TrackingServer, client: httpx.Client, pat
     assert server.requests[-1].kind is None
 
 
+@pytest.mark.parametrize("keys", [None, [KEY, "sec_prefix"]])
+@pytest.mark.parametrize(
+    ("segment", "headers"),
+    [("v1", {}), ("API", {}), ("v1", {"Authorization": "Bearer sec_prefix"}),
+     ("prefix", {"Authorization": "Bearer sec_prefix"})],
+)  # fmt: skip
+def test_a_path_of_the_clients_base_url_is_not_taken_for_a_key(
+    client: httpx.Client, keys: list[str] | None, segment: str, headers: dict[str, str]
+) -> None:
+    with TrackingServer(tracking_keys=keys) as srv:
+        r = client.post(f"{srv.url}/{segment}/bulk", json=[], headers=headers)
+        assert r.status_code == 404, r.text
+        assert error(r)["code"] == "NOT_FOUND"
+        assert "does the client's base URL have a path?" in error(r)["message"]
+        assert srv.requests[-1].status == 404
+        # a key in the path, and the Runtime API's own path, are taken as before
+        assert client.post(f"{srv.url}/{KEY}/bulk", json=[]).status_code == 200
+        bearer = {"Authorization": "Bearer sec_prefix"}
+        assert client.post(f"{srv.url}/bulk", json=[], headers=bearer).status_code == 200
+
+
 def test_other_http_methods(server: TrackingServer, client: httpx.Client) -> None:
     r = client.get(f"{server.url}/{KEY}/bulk")
     assert r.status_code == 405

@@ -255,6 +255,14 @@ def test_a_refused_item_shows_its_reason(
     assert reasons[1] == "items[1]: score must be a number from 1 to 5, got 9"
     assert reasons[0] == "items[0]: rejected by the server"
     assert "BODY_VALIDATION_FAILED" in refused[1].text and "refused 400" in refused[1].text.lower()
+    # which calls it refused, without opening the JSON: type, event, user
+    assert page.find_elements("css selector", "#entries pre") == []
+    calls = [
+        [" ".join(c.text.split()) for c in r.find_elements("css selector", ".refused-calls > li")]
+        for r in refused
+    ]
+    assert calls[0] == ["EVENT Refused by the server user=u-1"], calls  # (badges: capitals)
+    assert calls[1] == ["USER user=u-1", "FEEDBACK user=u-1"], calls
     # it stands out: red, and so is the counter in the header
     assert refused[0].value_of_css_property("background-color") != "rgba(255, 255, 255, 1)"
     counter = page.find_element("id", "count-refused-button")
@@ -437,5 +445,9 @@ def test_screenshot_for_the_docs(page: Any, server: TrackingServer, handler: Buc
     assert "Paid invoice" in paid.text
     paid.find_element("css selector", ".json-toggle").click()  # a call's whole JSON
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    assert page.save_screenshot(str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 10_000
+    # written beside it, then renamed over it: the docs site, built at the same time by
+    # another test worker, copies the old image or the new, never half of one
+    partial = SCREENSHOT.with_name(f".{SCREENSHOT.name}.{os.getpid()}.png")
+    assert page.save_screenshot(str(partial))
+    assert partial.stat().st_size > 10_000
+    os.replace(partial, SCREENSHOT)

@@ -125,3 +125,47 @@ def test_roles_link_public_names_and_literal_blocks_are_fenced() -> None:
     assert ext._literal_blocks("Like this::\n\n    f(1)\n\nor::\n\n    [ini]\n    a = 1\n") == (
         "Like this:\n\n```python\nf(1)\n```\n\nor:\n\n```text\n[ini]\na = 1\n```\n"
     )
+
+
+def test_the_settings_table_shows_types_without_backslashes(site: Path) -> None:
+    html = (site / "configuration" / "index.html").read_text(encoding="utf-8")
+    table = html[html.index("<table>") : html.index("</table>")]
+    assert "\\|" not in table and "\\&#124;" not in table
+    cells = re.findall(r"<td><code>(str (?:\||&#124;) None)</code></td>", table)
+    assert len(cells) >= 3, table[:2000]  # tracking_key, base_url, api
+    assert "<td><code>tracking_key</code></td>" in table
+
+
+def test_names_in_tables_are_not_broken_mid_word(site: Path) -> None:
+    html = (site / "configuration" / "index.html").read_text(encoding="utf-8")
+    [href] = re.findall(r'<link rel="stylesheet" href="([^"]*extra\.css)"', html)
+    css = (site / "configuration" / href).resolve().read_text(encoding="utf-8")
+    rule = css[css.index("table:not([class]) td > code") :]
+    rule = rule[: rule.index("}")]
+    assert "white-space: nowrap" in rule and "word-break: keep-all" in rule
+
+
+def test_the_site_loads_nothing_from_a_third_party(site: Path) -> None:
+    """No web fonts, scripts or styles from elsewhere: links to other sites are fine."""
+    in_html = re.compile(
+        r"""<(?:link|script|img|iframe|source)\b[^>]*\b(?:href|src)=["'](?:https?:)?//"""
+        r"""|fonts\.googleapis|fonts\.gstatic""",
+        re.IGNORECASE,
+    )
+    in_css = re.compile(r"""url\(\s*["']?(?:https?:)?//|@import\s+["'](?:https?:)?//""")
+    found = []
+    for path in site.rglob("*"):
+        loads = {".html": in_html, ".css": in_css, ".js": in_html}.get(path.suffix)
+        if loads is not None and path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            found += [f"{path.relative_to(site)}: {m.group(0)}" for m in loads.finditer(text)]
+    assert found == []
+
+
+def test_getting_started_says_what_a_processor_adds_and_the_django_user_side(
+    site: Path,
+) -> None:
+    html = (site / "getting-started" / "index.html").read_text(encoding="utf-8")
+    assert "&quot;bucket_tracked&quot;: true" in html or '"bucket_tracked": true' in html
+    django = html[html.index('id="django"') :]
+    assert "request.user.pk" in django and "def user_id(self, request)" in django

@@ -85,5 +85,17 @@ def test_the_sdist_holds_what_the_wheel_and_the_readme_need(dist: Path) -> None:
     sdist = _one(dist, "bucket_logging-*.tar.gz")
     with tarfile.open(sdist) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    for name in ("pyproject.toml", "README.md", "CHANGELOG.md", "bucket_logging/py.typed"):
+    for name in (
+        "pyproject.toml", "README.md", "CHANGELOG.md", "LICENSE", "bucket_logging/py.typed"
+    ):
         assert name in names, name
+
+
+def test_the_license_the_metadata_announces_is_shipped_in_both(dist: Path) -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License"), text[:40]
+    with zipfile.ZipFile(_one(dist, "bucket_logging-*.whl")) as zf:
+        [license_] = [n for n in zf.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert zf.read(license_).decode() == text
+        [metadata] = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+        assert "License: MIT" in zf.read(metadata).decode()

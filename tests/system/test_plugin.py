@@ -67,7 +67,7 @@ def test_bucket_offline_off_still_needs_a_key(monkeypatch: pytest.MonkeyPatch, v
     monkeypatch.delenv("BUCKET_TRACKING_KEY", raising=False)
     monkeypatch.setenv("BUCKET_OFFLINE", value)
     with pytest.raises(ConfigurationError, match="BUCKET_OFFLINE=1"):
-        BulkSender()
+        BulkSender(require_key=True)
 
 
 def test_an_empty_capture_without_any_front_end_explains_itself(

@@ -39,7 +39,7 @@ TEST = """
     @pytest.mark.bucket_online
     def test_a_test_that_asks_for_a_real_sender_gets_one():
         with pytest.raises(ConfigurationError, match="no Bucket tracking key"):
-            BulkSender()  # online: it needs a key
+            BulkSender(require_key=True)  # online: it needs a key
 """
 
 
@@ -63,8 +63,9 @@ def test_a_conftest_that_imports_the_app_is_offline_too(pytester: pytest.Pyteste
 
 
 def test_bucket_offline_false_in_the_configuration_turns_it_off(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("BUCKET_REQUIRE_KEY", "1")  # (online without a key: an error)
     pytester.makepyfile(app=APP, test_app=TEST)
     pytester.makeini("[pytest]\nbucket_offline = false\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
@@ -76,6 +77,7 @@ def test_an_explicit_bucket_offline_is_left_as_it_is(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BUCKET_OFFLINE", "0")
+    monkeypatch.setenv("BUCKET_REQUIRE_KEY", "1")  # (online without a key: an error)
     pytester.makepyfile(app=APP, test_app=TEST)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)

@@ -51,7 +51,8 @@ def test_importing_the_package_loads_no_server_command_line_or_integration() -> 
         "banned = ('http.server', 'bucket_logging._cli', 'bucket_logging._relay', "
         "'bucket_logging._server.http', "
         "'bucket_logging._server.page', 'uvicorn', 'opentelemetry', 'google.protobuf', "
-        "'loguru', 'django', 'starlette', 'selenium')\n"
+        "'loguru', 'django', 'starlette', 'selenium', 'prometheus_client', "
+        "'bucket_logging.metrics', 'bucket_logging._metrics')\n"
         "print(sorted(m for m in sys.modules if m.startswith(banned)))\n"
     )
     out = subprocess.run(

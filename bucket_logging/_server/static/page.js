@@ -157,7 +157,8 @@ function searchText(entry) {
     const r = entry.req;
     const source = entry.call
       ? JSON.stringify(entry.call)
-      : [r.method, r.path, r.status, r.code, r.message, ...r.errors].join(" ");
+      : [r.method, r.path, r.status, r.code, r.message, ...r.errors,
+         ...(r.calls || []).flatMap((c) => [c.type, c.event, c.user])].join(" ");
     entry.text = source.toLowerCase();
   }
   return entry.text;
@@ -243,6 +244,20 @@ function refusedRow(entry) {
     jsonButton(row, () => r),
   );
   row.append(line);
+  const refused = r.calls || [];
+  if (refused.length) {
+    // which calls it refused, without opening the JSON: type, event, user
+    const list = el("ul", "refused-calls");
+    for (const c of refused) {
+      const item = el("li", "refused-call");
+      item.append(el("span", "badge", c.type));
+      if (c.event) item.append(el("span", "event-name", c.event));
+      if (c.user) field(item, "user", c.user);
+      list.append(item);
+    }
+    if (r.items > refused.length) list.append(el("li", "muted", `… and ${r.items - refused.length} more`));
+    row.append(list);
+  }
   const reasons = r.errors.length ? r.errors : r.message ? [r.message] : [];
   if (reasons.length) {
     const list = el("ul", "reasons");
