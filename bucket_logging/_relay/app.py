@@ -59,8 +59,8 @@ from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import register_secret
 from .bodies import Refused, gunzip, parse_body, value_bound
 from .limits import Limits
-from .ops import Ops
 from .objects import Pool, otlp_budget
+from .ops import Ops
 from .origin import BrowserRules
 from .sender import RelaySender
 
