@@ -19,7 +19,6 @@ checked. Everything else is derived from it:
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from typing import Any, Final
 
 import httpx
 
+from ._bounds import CLAMP, REFUSE, Bounds
 from ._exceptions import ConfigurationError
 
 __all__ = [
@@ -243,68 +243,7 @@ def check_any(value: object, source: str) -> object:
 
 
 # --------------------------------------------------------------------------- bounds
-
-#: Out of range: the nearest bound is used and a warning names the source.
-CLAMP: Final = "clamp"
-#: Out of range: a ConfigurationError names the source.
-REFUSE: Final = "refuse"
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """The range of a numeric option, and what each side does with a value beyond it.
-
-    Attributes:
-        low: the smallest value used.
-        high: the largest value used.
-        below: :data:`CLAMP` or :data:`REFUSE` for a value under ``low``.
-        above: the same for a value over ``high`` (``inf`` included).
-        unit: shown in the settings table and the messages (``"s"`` or ``""``).
-    """
-
-    low: float
-    high: float
-    below: str = CLAMP
-    above: str = CLAMP
-    unit: str = "s"
-
-    def apply(self, value: float, source: str) -> float:
-        """``value`` within the bounds (clamped with a warning, or refused)."""
-        for beyond, bound, side, word in (
-            (value < self.low, self.low, self.below, "under its minimum"),
-            (value > self.high, self.high, self.above, "over its maximum"),
-        ):
-            if not beyond:
-                continue
-            if side == REFUSE:
-                raise ConfigurationError(
-                    f"{source} must be between {self.shown(self.low)} and "
-                    f"{self.shown(self.high)}, got {value!r:.60}"
-                )
-            logging.getLogger("bucket_logging").warning(
-                "bucket_logging: %s=%r is %s %s: %s is used",
-                source,
-                value,
-                word,
-                self.shown(bound),
-                self.shown(bound),
-            )
-            return type(value)(bound)
-        return value
-
-    def shown(self, number: float) -> str:
-        """A bound as the messages and the settings table show it."""
-        text = f"{int(number):,}" if float(number).is_integer() else f"{number:g}"
-        return f"{text} {self.unit}".strip()
-
-    def table_text(self) -> str:
-        """The settings table's column: the range, and what each side does."""
-        if self.below == self.above:
-            how = "clamped" if self.below == CLAMP else "refused"
-            return f"{self.shown(self.low)} to {self.shown(self.high)}, beyond: {how}"
-        low = "clamped" if self.below == CLAMP else "refused"
-        high = "clamped" if self.above == CLAMP else "refused"
-        return f"{self.shown(self.low)} to {self.shown(self.high)}, under: {low}, over: {high}"
+# (see bucket_logging._bounds)
 
 
 def _seconds(low: float, high: float, below: str = CLAMP, above: str = CLAMP) -> Bounds:

@@ -48,10 +48,10 @@ VALUE_WEIGHT: Final = 2
 FIELDS_PER_VALUE: Final = 3
 #: Fields any body may read besides (a record's scalars, the request's envelope).
 FIELDS_SLACK: Final = 64
-#: The most fields the walks of one body's records may read (about 0.1 s of CPU): a
+#: The most fields the walks of one body's records may read (about 0.3 s of CPU): a
 #: record is walked only when it could hold more than the budget left (over a
 #: megabyte, nearly always), and unknown scalar fields cost time, not memory.
-MAX_WALK_FIELDS: Final = 1 << 20
+MAX_WALK_FIELDS: Final = 1 << 19
 #: Outer fields (ResourceLogs, ScopeLogs, their scalars) read per record allowed.
 OUTER_FIELDS_PER_RECORD: Final = 4
 #: A budget charges its pool this many values at a time.
