@@ -20,6 +20,7 @@ This module imports nothing of the package: every other module may import it.
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -135,6 +136,15 @@ class State:
         #: trackers the process built (see bucket_logging._tracking.capture)
         self.captures: list[list[dict[str, Any]]] = []
         self.trackers_built = 0
+        #: what checks the calls of each capture block at its end (the pytest plugin's
+        #: tracking plan; owned by the plugin, so not cleared by reset())
+        self.capture_checks: list[Any] = []
+        #: tracking plans loaded, by path: (the file's mtime, the compiled plan)
+        self.plans: dict[str, tuple[int, Any]] = {}
+        #: the calls whose plan check waits for the checking thread (bounded), and
+        #: that thread (None: not started in this process)
+        self.plan_pending: collections.deque[Any] = collections.deque(maxlen=65_536)
+        self.plan_thread: Any = None
         # the front ends
         self.loguru_hook_installed = False
         self.loguru_hook_lock = threading.Lock()
@@ -158,6 +168,8 @@ class State:
         self.announced = False
         self.rejected_calls = 0
         self.trackers_built = 0
+        self.plans.clear()
+        self.plan_pending.clear()
 
     def forget(self, sender: LiveSender) -> None:
         """A closed sender is neither flushed nor shared any more."""
@@ -234,6 +246,7 @@ def after_fork_in_child() -> None:
     state.loguru_hook_lock = threading.Lock()
     state.busy.clear()  # the threads that were busy do not exist in the child
     state.filtering.clear()
+    state.plan_thread = None  # (started again by the next check that waits for it)
     for callback in list(state.after_fork_in_child):
         callback()
     for sender in list(state.live):

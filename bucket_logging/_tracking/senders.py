@@ -28,6 +28,7 @@ __all__ = [
     "check_field",
     "encoded_put",
     "flush_sender",
+    "plan_counter",
     "refusal_counter",
     "resolve_sender",
 ]
@@ -72,6 +73,12 @@ def refusal_counter(sender: Sender) -> Callable[[RefusalReason, str, str], None]
     """What counts a record's refused call in ``sender``'s stats, or None for a sender
     that keeps no stats (:meth:`BulkSender.refused`)."""
     return sender.refused if isinstance(sender, BulkSender) else None
+
+
+def plan_counter(sender: Sender) -> Callable[[str], None] | None:
+    """What counts a call's plan violation by kind in ``sender``'s stats, or None for a
+    sender that keeps no stats (:meth:`BulkSender.plan_violation`)."""
+    return sender.plan_violation if isinstance(sender, BulkSender) else None
 
 
 def resolve_sender(

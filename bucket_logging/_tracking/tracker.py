@@ -40,6 +40,9 @@ from .claims import claiming, is_claimed, local
 from .context import CONTEXT_KEYS as _CONTEXT_KEYS
 from .context import KEY_PREFIX as _CONTEXT_PREFIX
 from .context import from_context as _from_context
+from .plan import Plan, plan_of
+from .plancheck import PlanCheck
+from .plancheck import drain as drain_plan
 from .rules import Rule, RuleSet, compile_rules
 from .senders import (
     Sender,
@@ -98,12 +101,16 @@ class Tracker:
         rules: zero-code rules, see :mod:`bucket_logging._tracking.rules`.
         user_id_field: the field holding the user id (also the contextvars key).
         company_id_field: the field holding the company id (also the contextvars key).
+        tracking_plan: a tracking plan's path (or a loaded plan): every call is checked
+            against it (:mod:`bucket_logging._tracking.plancheck`); None: the
+            ``BUCKET_TRACKING_PLAN`` variable, else none.
     """
 
     __slots__ = (
         "_company_field",
         "_company_key",
         "_count_refused",
+        "_plan",
         "_put",
         "_reserved",
         "_rules",
@@ -119,8 +126,11 @@ class Tracker:
         rules: object = None,
         user_id_field: str = "user_id",
         company_id_field: str = "company_id",
+        tracking_plan: object = None,
     ) -> None:
         self._sender = sender
+        plan = plan_of(tracking_plan)  # (None: BUCKET_TRACKING_PLAN, else no plan)
+        self._plan = None if plan is None else PlanCheck(plan, sender)
         # the everyday event's encoded bytes go straight onto a BulkSender's queue
         self._put = encoded_put(sender) or self._enqueue_body
         self._count_refused = refusal_counter(sender)
@@ -141,6 +151,11 @@ class Tracker:
         return self._sender
 
     @property
+    def plan(self) -> Plan | None:
+        """The tracking plan calls are checked against, or None."""
+        return None if self._plan is None else self._plan.plan
+
+    @property
     def rules(self) -> RuleSet | None:
         """The compiled rules, or None."""
         return self._rules
@@ -150,6 +165,8 @@ class Tracker:
 
         See :func:`~bucket_logging._tracking.senders.flush_sender` for the default timeout.
         """
+        if self._plan is not None:
+            drain_plan()
         return flush_sender(self._sender, timeout)
 
     def wants(self, fields: Mapping[str, Any], logger_name: str, template: object) -> object:
@@ -228,11 +245,17 @@ class Tracker:
                     get("bucket_event"), user_id, company_id, get("bucket_attributes"), created
                 )
                 if body is not None:
-                    if _captures:
-                        self._deliver(Item("event", body))
-                    else:
+                    plan = self._plan  # with a plan, a check that can wait, or the slow path
+                    if plan is None:
+                        if _captures:
+                            self._deliver(Item("event", body))
+                        else:
+                            self._put(body)
+                        return
+                    event = get("bucket_event")
+                    if not _captures and plan.defer(body, event, logger_name, template):
                         self._put(body)
-                    return
+                        return
         except InvalidItemError as exc:  # too large: final, and not encoded again
             self._reject("invalid_item", "event", logger_name, template, "; ".join(exc.errors))
             return
@@ -361,7 +384,7 @@ class Tracker:
                 # a rule's event (or one beside other tags) with plain values: the
                 # everyday encoder; anything else is validated and converted by encode
                 body = None
-                if context is None:
+                if context is None and self._plan is None:
                     try:
                         body = event_body(event, user_id, company_id, attributes, created)
                     except InvalidItemError as exc:
@@ -400,6 +423,11 @@ class Tracker:
         self, wire: dict[str, Any], timestamp: str, logger_name: str, template: object
     ) -> None:
         kind = wire["type"]
+        if self._plan is not None:
+            checked = self._plan.check(wire, logger_name, template)
+            if checked is None:
+                return
+            wire = checked
         try:
             item = encode(wire, timestamp)
         except InvalidItemError as exc:

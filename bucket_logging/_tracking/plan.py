@@ -1,0 +1,435 @@
+"""The tracking plan: a file of planned events, user, company and feedback attributes.
+
+A plan (YAML or JSON) declares each event, its attributes as JSON Schema (``type``,
+``enum``, ``pattern``, bounds...), which are required and whether others are allowed,
+the user's and the company's attributes, and what feedback may carry::
+
+    action: report                # report (default) | strip | drop
+    additional_attributes: false  # the default of every section
+    events:
+      Signed in:
+        description: a user signed in
+        attributes:
+          method: {type: string, enum: [password, sso]}
+        required: [method]
+    user:
+      attributes:
+        name: {type: string}
+    company:
+      attributes:
+        plan: {type: string, enum: [free, pro]}
+    feedback:
+      attributes:
+        score: {type: integer, minimum: 1, maximum: 5}
+
+:func:`load_plan` reads and compiles a plan once (each attribute's schema compiled by
+`fastjsonschema`, imported only here and only when a plan is given; YAML by PyYAML):
+a :class:`Plan`. A plan that does not load is a
+:class:`~bucket_logging.ConfigurationError` naming the file, the line where the parser
+knows it, and the entry. :meth:`Plan.check` lists the :class:`Violation` of one call
+(its wire dict); what is done about them is :mod:`bucket_logging._tracking.plancheck`'s.
+
+Imports: the exceptions, the options table, the process state (the loaded plans).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, NamedTuple
+
+from .. import _options
+from .._exceptions import ConfigurationError
+from .._runtime.state import state as _state
+
+__all__ = [
+    "ACTIONS",
+    "FEEDBACK_NAMES",
+    "KINDS",
+    "Plan",
+    "Section",
+    "Violation",
+    "load_plan",
+    "plan_of",
+    "read_plan_file",
+]
+
+Action = Literal["report", "strip", "drop"]
+#: What a plan may do about a call that breaks it.
+ACTIONS: Final = ("report", "strip", "drop")
+
+#: The kinds of violation (``stats.plan_violations`` keys), and what each means.
+KINDS: Final[dict[str, str]] = {
+    "unplanned_event": "an event the plan does not declare",
+    "missing_attribute": "a required attribute is missing",
+    "wrong_type": "an attribute's value has another type than planned",
+    "invalid_value": "an attribute's value is outside its enum, pattern or bounds",
+    "unexpected_attribute": "an attribute the event does not declare",
+    "unplanned_user_attribute": "a user attribute the plan does not declare",
+    "unplanned_company_attribute": "a company attribute the plan does not declare",
+    "unplanned_feedback": "feedback where the plan allows none, or a field it does not declare",
+}
+
+#: Feedback's wire names -> the snake_case names a plan (and a tag) uses.
+FEEDBACK_NAMES: Final = {
+    "featureId": "feature_id",
+    "promptedQuestion": "prompted_question",
+    "promptId": "prompt_id",
+    "feedbackId": "feedback_id",
+}
+_FEEDBACK_IDS: Final = frozenset({"type", "userId", "companyId", "timestamp", "context"})
+_TYPE_RULES: Final = frozenset({"type"})
+
+
+class Violation(NamedTuple):
+    """One way a call breaks the plan."""
+
+    kind: str
+    call: str  # event, user, company, feedback
+    name: str  # the event's name, or the call's kind
+    attribute: str | None
+    problem: str
+
+
+@dataclass
+class Section:
+    """The attributes of one planned call (an event, the user, the company, feedback)."""
+
+    name: str
+    description: str = ""
+    properties: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    schemas: dict[str, Any] = field(default_factory=dict)
+    required: frozenset[str] = frozenset()
+    additional: bool = False
+    action: Action = "report"
+
+    def violations(self, call: str, attributes: Mapping[str, Any] | None) -> list[Violation]:
+        """What ``attributes`` break of this section (empty when nothing)."""
+        found: list[Violation] = []
+        attributes = attributes or {}
+        for name in self.required:
+            if name not in attributes:
+                found.append(
+                    Violation(
+                        "missing_attribute", call, self.name, name,
+                        f"required attribute {name!r} is missing",
+                    )
+                )  # fmt: skip
+        properties = self.properties
+        for name, value in attributes.items():
+            check = properties.get(name)
+            if check is None:
+                if not self.additional:
+                    kind = (
+                        "unexpected_attribute" if call in ("event", "feedback")
+                        else f"unplanned_{call}_attribute"
+                    )  # fmt: skip
+                    found.append(
+                        Violation(kind, call, self.name, str(name), f"{name!r} is not planned")
+                    )
+                continue
+            try:
+                check(value)
+            except Exception as exc:  # fastjsonschema's JsonSchemaValueException
+                rule = getattr(exc, "rule", None)
+                kind = "wrong_type" if rule in _TYPE_RULES else "invalid_value"
+                message = str(getattr(exc, "message", exc)).replace("data", repr(name), 1)
+                found.append(
+                    Violation(kind, call, self.name, str(name), f"{message} (got {value!r:.60})")
+                )
+        return found
+
+
+class Plan:
+    """A loaded, compiled plan (see the module's docstring); shared by every tracker
+    given the same file, and the tally of what was checked against it (for the pytest
+    report and the local server's page)."""
+
+    def __init__(  # noqa: PLR0917 - the plan's parts
+        self,
+        source: str,
+        events: dict[str, Section],
+        user: Section | None,
+        company: Section | None,
+        feedback: Section | None,
+        action: Action,
+    ) -> None:
+        self.source = source
+        self.events = events
+        self.user = user
+        self.company = company
+        self.feedback = feedback
+        self.action: Action = action
+        #: how many calls of each planned event were checked
+        self.emitted: dict[str, int] = dict.fromkeys(events, 0)
+        #: distinct violations seen -> (count, where: the first log call's place)
+        self.seen: dict[tuple[str, str, str | None], tuple[int, str]] = {}
+        self.lock = threading.Lock()
+        self._close: dict[str, str | None] = {}
+
+    def action_of(self, event: str | None) -> Action:
+        """What the plan does about a violation of ``event`` (None: another call)."""
+        section = self.events.get(event) if event is not None else None
+        return section.action if section is not None else self.action
+
+    def check(self, wire: Mapping[str, Any]) -> list[Violation]:
+        """The violations of one call, given as its wire dict (``type``, ``event``,
+        ``attributes``...); counts the planned events seen. Never raises."""
+        try:
+            return self._check(wire)
+        except Exception as exc:  # a broken call: the tracker reports it otherwise
+            return [Violation("invalid_value", "call", "?", None, f"not checked ({exc})")]
+
+    def _check(self, wire: Mapping[str, Any]) -> list[Violation]:
+        kind = wire.get("type")
+        attributes = wire.get("attributes")
+        if kind == "event":
+            event = wire.get("event")
+            section = self.events.get(event)  # type: ignore[arg-type]
+            if section is None:
+                hint = self.likely(str(event))
+                problem = f"event {event!r} is not planned" + (
+                    f" (a likely typo of {hint!r}?)" if hint else ""
+                )
+                return [Violation("unplanned_event", "event", str(event), None, problem)]
+            with self.lock:
+                self.emitted[section.name] += 1
+            return section.violations("event", attributes)
+        if kind in ("user", "company"):
+            section = self.user if kind == "user" else self.company
+            if section is None or not attributes:
+                return []
+            return section.violations(kind, attributes)
+        if kind == "feedback":
+            section = self.feedback
+            fields = {
+                FEEDBACK_NAMES.get(k, k): v for k, v in wire.items() if k not in _FEEDBACK_IDS
+            }
+            if section is None:
+                return []
+            return section.violations("feedback", fields)
+        return []
+
+    def likely(self, event: str) -> str | None:
+        """The planned event ``event`` is one edit away from (or equal to but for case
+        and separators), or None."""
+        if event in self._close:
+            return self._close[event]
+        found = None
+        folded = _fold(event)
+        for name in self.events:
+            if _fold(name) == folded or _one_edit(event, name):
+                found = name
+                break
+        if len(self._close) < 4096:
+            self._close[event] = found
+        return found
+
+    def note(self, violation: Violation, place: str) -> None:
+        """Tally ``violation`` (seen at ``place``) for the reports; bounded."""
+        key = (violation.kind, violation.name, violation.attribute)
+        with self.lock:
+            count, where = self.seen.get(key, (0, place))
+            if count or len(self.seen) < 10_000:
+                self.seen[key] = (count + 1, where)
+
+    def reset(self) -> None:
+        """Forget the tallies (a new pytest session, a test)."""
+        with self.lock:
+            self.emitted = dict.fromkeys(self.events, 0)
+            self.seen.clear()
+
+
+def _fold(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ by one insertion, deletion or substitution."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        return a[i + 1 :] == b[i + 1 :]
+    return a[i:] == b[i + 1 :]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_plan_file(path: str) -> Any:
+    """The plan file's document (YAML or JSON by its suffix; JSON is YAML too), or a
+    ConfigurationError naming the file and the line where the parser stopped."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as exc:
+        raise ConfigurationError(f"tracking plan {path}: cannot be read ({exc})") from None
+    if path.endswith(".json"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(
+                f"tracking plan {path}, line {exc.lineno}: not valid JSON ({exc.msg})"
+            ) from None
+    try:
+        import yaml  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - the extra
+        raise ConfigurationError(
+            f"tracking plan {path}: YAML plans need PyYAML (pip install 'bucket-logging[plan]')"
+        ) from None
+    try:
+        # libyaml's loader when the wheel has it: 15x faster on a plan of 50 events
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigurationError(
+            f"tracking plan {path}{line}: not valid YAML ({problem})"
+        ) from None
+
+
+def _line_of(path: str, entry: str) -> str:
+    """``, line N`` where ``entry`` (a key of the file) first appears, or ``""``."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            for number, text in enumerate(file, 1):
+                if entry in text:
+                    return f", line {number}"
+    except OSError:
+        pass
+    return ""
+
+
+def _action(value: object, where: str, default: Action) -> Action:
+    if value is None:
+        return default
+    if value not in ACTIONS:
+        raise ValueError(f"{where}: action must be one of {', '.join(ACTIONS)}, not {value!r}")
+    return value  # type: ignore[return-value,unused-ignore]
+
+
+def _section(  # noqa: PLR0917 - the entry and what it inherits
+    name: str, entry: object, where: str, additional: bool, action: Action, compile_: Any
+) -> Section:
+    if entry is None:
+        entry = {}
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{where}: must be a mapping, not {type(entry).__name__}")
+    known = {
+        "description", "attributes", "properties", "required", "additional_attributes",
+        "additionalProperties", "action", "type",
+    }  # fmt: skip
+    unknown = sorted(str(k) for k in entry if k not in known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    properties = entry.get("attributes", entry.get("properties")) or {}
+    if not isinstance(properties, Mapping):
+        raise ValueError(f"{where}: attributes must be a mapping of name to JSON Schema")
+    section = Section(str(name), str(entry.get("description") or ""))
+    for attribute, given in properties.items():
+        schema = {} if given is None else given
+        if not isinstance(schema, Mapping):
+            raise ValueError(f"{where}, attribute {attribute!r}: a JSON Schema is a mapping")
+        try:
+            section.properties[str(attribute)] = compile_(dict(schema))
+        except Exception as exc:
+            raise ValueError(f"{where}, attribute {attribute!r}: invalid schema ({exc})") from None
+        section.schemas[str(attribute)] = dict(schema)
+    required = entry.get("required") or []
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise ValueError(f"{where}: required must be a list of attribute names")
+    section.required = frozenset(required)
+    extra = entry.get("additional_attributes", entry.get("additionalProperties", additional))
+    if not isinstance(extra, bool):
+        raise ValueError(f"{where}: additional_attributes must be true or false")
+    section.additional = extra
+    section.action = _action(entry.get("action"), where, action)
+    return section
+
+
+def compile_plan(document: object, source: str) -> Plan:
+    """A :class:`Plan` from a plan's document; a ConfigurationError naming ``source``,
+    the line of the entry (when it can be found) and the entry."""
+    import fastjsonschema  # noqa: PLC0415 - only when a plan is given
+
+    compiled: dict[str, Callable[[Any], Any]] = {}
+
+    def compile_(schema: dict[str, Any]) -> Callable[[Any], Any]:
+        """One validator per distinct schema (plans repeat theirs: ids, sources)."""
+        key = json.dumps(schema, sort_keys=True, default=repr)
+        validator = compiled.get(key)
+        if validator is None:
+            validator = compiled[key] = fastjsonschema.compile(schema)
+        return validator
+
+    if not isinstance(document, Mapping):
+        raise ConfigurationError(f"tracking plan {source}: must be a mapping with 'events'")
+    entry = "the plan"
+    try:
+        unknown = set(document) - {
+            "version", "action", "additional_attributes", "events", "user", "company",
+            "feedback", "description",
+        }  # fmt: skip
+        if unknown:
+            entry = sorted(map(str, unknown))[0]
+            raise ValueError(f"unknown key {entry!r}")
+        action = _action(document.get("action"), "the plan", "report")
+        additional = document.get("additional_attributes", False)
+        if not isinstance(additional, bool):
+            raise ValueError("additional_attributes must be true or false")
+        events_doc = document.get("events") or {}
+        if not isinstance(events_doc, Mapping):
+            raise ValueError("events must be a mapping of event name to its entry")
+        events = {}
+        for name, body in events_doc.items():
+            entry = str(name)
+            events[str(name)] = _section(
+                name, body, f"event {name!r}", additional, action, compile_
+            )
+        sections: dict[str, Section | None] = {}
+        for part in ("user", "company", "feedback"):
+            entry = part
+            body = document.get(part)
+            sections[part] = (
+                None if body is None
+                else _section(part, body, part, additional, action, compile_)
+            )  # fmt: skip
+    except ValueError as exc:
+        line = _line_of(source, entry) if os.path.exists(source) else ""
+        raise ConfigurationError(f"tracking plan {source}{line}: {exc}") from None
+    return Plan(source, events, sections["user"], sections["company"], sections["feedback"], action)
+
+
+def load_plan(path: str | os.PathLike[str]) -> Plan:
+    """The plan in ``path``, read and compiled once per process (until the state's reset)."""
+    source = os.fspath(path)
+    try:
+        stamp = os.stat(source).st_mtime_ns
+    except OSError as exc:
+        raise ConfigurationError(f"tracking plan {source}: cannot be read ({exc})") from None
+    cached = _state.plans.get(source)
+    if cached is not None and cached[0] == stamp:
+        plan: Plan = cached[1]
+        return plan
+    plan = compile_plan(read_plan_file(source), source)
+    _state.plans[source] = (stamp, plan)
+    return plan
+
+
+def plan_of(value: object) -> Plan | None:
+    """The plan an option gives: a path, a loaded :class:`Plan`, or None (then the
+    ``BUCKET_TRACKING_PLAN`` variable, see :mod:`bucket_logging._options`)."""
+    if isinstance(value, Plan):
+        return value
+    path = _options.resolve("tracking_plan", value)
+    return None if path is None else load_plan(path)

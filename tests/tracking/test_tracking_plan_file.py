@@ -1,0 +1,140 @@
+"""The tracking plan's file: YAML and JSON read alike, given as ``tracking_plan=`` or
+``BUCKET_TRACKING_PLAN``; a plan that does not load is a ConfigurationError naming the
+file, the line and the entry; the everyday event's check waits for the plan's thread
+(the calling thread only queues it) and is counted once checked."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bucket_logging import BucketHandler, BulkSender, ConfigurationError
+from bucket_logging._tracking.plan import load_plan
+from bucket_logging._tracking.plancheck import drain
+
+PLANS = Path(__file__).parent / "plan_data"
+
+
+def test_the_yaml_and_the_json_plan_are_the_same_realistic_plan() -> None:
+    yaml_plan = load_plan(PLANS / "tracking-plan.yaml")
+    json_plan = load_plan(PLANS / "tracking-plan.json")
+    assert len(yaml_plan.events) == 50
+    attributes = sum(len(s.schemas) for s in yaml_plan.events.values())
+    attributes += sum(len(s.schemas) for s in (yaml_plan.user, yaml_plan.company) if s)
+    assert attributes >= 300
+    for name, section in yaml_plan.events.items():
+        other = json_plan.events[name]
+        assert (section.schemas, section.required, section.action) == (
+            other.schemas,
+            other.required,
+            other.action,
+        )
+    assert yaml_plan.events["Invoice deleted"].action == "drop"
+    assert yaml_plan.events["Report exported"].action == "strip"
+
+
+def test_a_plan_is_compiled_once_per_file(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text("events:\n  Signed in: {}\n")
+    assert load_plan(path) is load_plan(str(path))
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        (
+            "plan.yaml",
+            "events:\n  Signed in:\n    attributes: [a\n",
+            r"plan\.yaml, line \d+: not val",
+        ),
+        ("plan.json", '{"events": {\n  "Signed in": {,}\n}}', r"plan\.json, line 2: not valid"),
+        (
+            "plan.yaml",
+            "events:\n  Signed in: {}\n  Exported:\n    action: shout\n",
+            r"plan\.yaml, line 3: event 'Exported': action must be one of report, strip, drop",
+        ),
+        (
+            "plan.yaml",
+            "events:\n  Signed in:\n    attributes:\n      seats: {type: integr}\n",
+            r"plan\.yaml, line 2: event 'Signed in', attribute 'seats': invalid schema",
+        ),
+        (
+            "plan.yaml",
+            "events:\n  Signed in:\n    atributes: {}\n",
+            r"plan\.yaml, line 2: event 'Signed in': unknown key\(s\) atributes",
+        ),
+        ("plan.yaml", "- a list\n", r"plan\.yaml: must be a mapping with 'events'"),
+        ("plan.yaml", "evnts: {}\n", r"plan\.yaml, line 1: unknown key 'evnts'"),
+    ],
+)
+def test_a_plan_that_does_not_load_names_the_file_the_line_and_the_entry(
+    tmp_path: Path, name: str, text: str, expected: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigurationError, match=expected):
+        BucketHandler(offline=True, tracking_plan=path)
+
+
+def test_a_missing_plan_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"tracking plan .*nowhere\.yaml: cannot be read"):
+        BucketHandler(offline=True, tracking_plan=tmp_path / "nowhere.yaml")
+
+
+def test_the_plan_comes_from_bucket_tracking_plan(
+    monkeypatch: pytest.MonkeyPatch, make_sender: Callable[..., BulkSender]
+) -> None:
+    monkeypatch.setenv("BUCKET_TRACKING_PLAN", str(PLANS / "tracking-plan.json"))
+    handler = BucketHandler(sender=make_sender(offline=True))
+    assert handler.tracker.plan is not None
+    assert handler.tracker.plan.source.endswith("tracking-plan.json")
+    monkeypatch.delenv("BUCKET_TRACKING_PLAN")
+    assert BucketHandler(sender=make_sender(offline=True)).tracker.plan is None
+
+
+def test_the_everyday_event_is_checked_on_the_plan_thread_not_the_calling_one(
+    make_sender: Callable[..., BulkSender], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sender = make_sender(offline=True)
+    log = logging.getLogger("app.plan.thread")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    handler = BucketHandler(sender=sender, tracking_plan=PLANS / "tracking-plan.yaml")
+    log.addHandler(handler)
+    plan = handler.tracker.plan
+    assert plan is not None
+    threads: list[str] = []
+    real_check = plan.check
+
+    def check(wire: dict[str, object]) -> object:
+        threads.append(threading.current_thread().name)
+        return real_check(wire)
+
+    monkeypatch.setattr(plan, "check", check)
+    try:
+        log.info("x", extra={"bucket_event": "Signed up", "user_id": "u"})
+        deadline = time.monotonic() + 10
+        while not sender.stats.plan_violations and time.monotonic() < deadline:
+            time.sleep(0.01)  # (polled with a deadline: the plan's thread wakes on its own)
+        assert sender.stats.plan_violations == {"unplanned_event": 1}
+        assert threads == ["bucket-logging-plan"]
+    finally:
+        log.removeHandler(handler)
+        drain()
+
+
+def test_a_flush_checks_what_waits_for_the_plan_thread(
+    make_sender: Callable[..., BulkSender],
+) -> None:
+    sender = make_sender(offline=True)
+    handler = BucketHandler(sender=sender, tracking_plan=PLANS / "tracking-plan.yaml")
+    record = logging.LogRecord("app", logging.INFO, __file__, 1, "x", (), None)
+    record.__dict__.update({"bucket_event": "Signed up", "user_id": "u"})
+    handler.handle(record)
+    assert handler.flush(5)
+    assert sender.stats.plan_violations == {"unplanned_event": 1}
