@@ -1,4 +1,4 @@
-"""The command line: ``bucket-logging serve|check|ship|relay``.
+"""The command line: ``bucket-logging serve|check|ship|relay|plan``.
 
 ``python -m bucket_logging serve`` (or ``bucket-logging serve``) runs a local tracking server.
 
@@ -40,10 +40,13 @@ from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import escape_controls
 from .._server.format import format_call, format_rejection
 from .._server.server import RequestRecord, TrackingServer
+from .._tracking.plan_session import PlanSession
 from .._tracking.senders import resolve_sender
 from .._version import __version__
 from .check import check
 from .logfiles import StateFile
+from .plan import add_parser as add_plan_parser
+from .plan import run as run_plan
 from .relay import Limits, RelaySender
 from .ship import Shipper
 
@@ -78,6 +81,10 @@ class _Printer:
         else:
             line = format_call(call)
         self._write(self._calls, line)
+
+    def note(self, line: str) -> None:
+        """Print a line about the call printed last (its plan violations)."""
+        self._write(self._other, line)
 
     def on_request(self, record: RequestRecord) -> None:
         """Print a request that was not accepted."""
@@ -210,6 +217,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seconds a connection has for each request (headers and body)",
     )
     _add_tracking_options(relay)
+    serve.add_argument("--plan", metavar="FILE", help="check each call against a tracking plan")
+    add_plan_parser(sub)
     return parser
 
 
@@ -223,6 +232,10 @@ def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
         "--url", help="the API's base URL (env BUCKET_TRACKING_URL, REFLAG_API_BASE_URL)"
     )
     parser.add_argument("--rules", metavar="FILE", help="zero-code rules: a JSON list of rules")
+    parser.add_argument(
+        "--plan", metavar="FILE", help="a tracking plan to check every call against (env "
+        "BUCKET_TRACKING_PLAN)"
+    )
     parser.add_argument(
         "--spool-dir", metavar="DIR", help="an on-disk spool (default: env BUCKET_SPOOL_DIR)"
     )
@@ -259,6 +272,7 @@ def _front_end(args: argparse.Namespace, command: str, wrap: bool = False) -> Js
                 user_id_field=args.user_id_field,
                 company_id_field=args.company_id_field,
                 sender=sender,
+                tracking_plan=args.plan,
             )
         else:
             front = JsonLines(
@@ -267,6 +281,7 @@ def _front_end(args: argparse.Namespace, command: str, wrap: bool = False) -> Js
                 rules=rules,
                 user_id_field=args.user_id_field,
                 company_id_field=args.company_id_field,
+                tracking_plan=args.plan,
                 **options,
             )
         front.track_marked = bool(getattr(args, "track_marked", False))
@@ -318,13 +333,29 @@ def _serve(args: argparse.Namespace) -> int:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     printer = _Printer(stdout, stderr if args.json else stdout, args.json)
+    on_call = printer.on_call
+    session = None
+    if args.plan:  # each call checked: its violations printed and shown on the page
+        try:
+            session = PlanSession(args.plan)
+        except ConfigurationError as exc:
+            print(f"bucket-logging serve: {exc}", file=stderr)
+            return 2
+
+        def on_call(call: dict[str, Any]) -> None:
+            found = session.check(call) if session is not None else []
+            printer.on_call(call)
+            for violation in found:
+                printer.note(f"  ! tracking plan: {violation.kind}: {violation.problem}")
+
     server = TrackingServer(
         args.host,
         args.port,
         tracking_keys=args.keys,
-        on_call=printer.on_call,
+        on_call=on_call,
         on_request=printer.on_request,
     )
+    server.plan_view = session
     if args.fail_first:
         server.fail_next(args.fail_first)
     if args.delay:
@@ -389,5 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         return _ship(args)
     if args.command == "relay":
         return _relay(args)
+    if args.command == "plan":
+        return run_plan(args)
     parser.print_help(sys.stderr)
     return 2

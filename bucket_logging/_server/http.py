@@ -65,6 +65,9 @@ class Hooks:
     records_since: Callable[
         [str, int, int, int], tuple[str, int, list[RequestRecord], list[dict[str, Any]]]
     ]
+    #: The tracking plan's view for the page (``serve --plan``): ``violations_of(call)`` (a
+    #: list of strings) and ``coverage()`` (a dict); None without a plan.
+    plan: Any = None
 
 
 #: The answer to a connection over :attr:`HTTPServer.max_connections` when none can make room.

@@ -131,6 +131,10 @@ def _records(query: str, owner: Hooks) -> Answer:
         "calls": new_calls,
         "more": start + len(records) < total,
     }
+    plan = owner.plan
+    if plan is not None:  # (serve --plan) each call's violations, and the coverage
+        body["violations"] = [plan.violations_of(call) for call in new_calls]
+        body["plan"] = plan.coverage()
     return Answer(200, orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS))
 
 

@@ -65,6 +65,20 @@ class PlanSession:
                 entry[0] += 1
         return found
 
+    def violations_of(self, call: dict[str, Any]) -> list[str]:
+        """``call``'s violations as lines (the local server's page), not tallied."""
+        return [f"{v.kind}: {v.problem}" for v in self.plan.check(call)]
+
+    def coverage(self) -> dict[str, Any]:
+        """The planned events seen and never seen (the local server's page)."""
+        return {
+            "source": self.plan.source,
+            "planned": len(self.plan.events),
+            "seen": [name for name in self.plan.events if name in self.emitted],
+            "never": self.never(),
+            "violations": sum(entry[0] for entry in self.violations.values()),
+        }
+
     def never(self) -> list[str]:
         """The planned events no checked call emitted, in the plan's order."""
         return [name for name in self.plan.events if name not in self.emitted]
