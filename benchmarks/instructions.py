@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/instructions.py                  # this tree
     .venv/bin/python benchmarks/instructions.py --base ../old    # and another checkout
     .venv/bin/python benchmarks/instructions.py --before-send    # and with a before_send hook
+    .venv/bin/python benchmarks/instructions.py --plan           # and with a tracking plan
 
 Times on a shared 2-core machine move by 20 % from one round to the next; instruction
 counts do not depend on the load (callgrind counts them, it does not time them). Each
@@ -50,6 +51,8 @@ else:
     options = {}
     if os.environ.get("BENCH_BEFORE_SEND"):  # --before-send: a hook that keeps every item
         options["before_send"] = lambda item: item
+    if os.environ.get("BENCH_PLAN"):  # --plan: the tracked event planned, its n an integer >= 0
+        options["tracking_plan"] = os.environ["BENCH_PLAN"]
     log.addHandler(BucketHandler(
         "bench-tracking-key", base_url="http://127.0.0.1:9", flush_interval=3600,
         max_queue_items=10**7, max_queue_bytes=10**9, **options))
@@ -66,14 +69,16 @@ os._exit(0)
 SHAPES = ("null_tracked", "bucket_tracked", "null_untagged", "bucket_untagged")
 
 
-def count(tree: Path, shape: str, calls: int, program: Path, hook: bool = False) -> int:
+def count(tree: Path, shape: str, calls: int, program: Path, hook: bool | str = False) -> int:
     """The calling thread's instruction count for ``calls`` calls of ``shape``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         # a fixed hash seed: dict and set layouts (so instruction paths) repeat
         env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
-        if hook:
+        if hook is True:
             env["BENCH_BEFORE_SEND"] = "1"
+        elif hook:
+            env["BENCH_PLAN"] = hook
         subprocess.run(
             [
                 "valgrind",
@@ -97,7 +102,9 @@ def count(tree: Path, shape: str, calls: int, program: Path, hook: bool = False)
     return int(match.group(1))
 
 
-def per_call(tree: Path, shape: str, calls: int, program: Path, hook: bool = False) -> float:
+def per_call(
+    tree: Path, shape: str, calls: int, program: Path, hook: bool | str = False
+) -> float:
     twice = count(tree, shape, 2 * calls, program, hook)
     return (twice - count(tree, shape, calls, program, hook)) / calls
 
@@ -111,11 +118,16 @@ def main() -> int:
         action="store_true",
         help="also this tree with a before_send hook that keeps every item",
     )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="also this tree with a tracking plan that plans the tracked event (issue 28)",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
-    trees: dict[str, tuple[Path, bool]] = {"this tree": (ROOT, False)}
+    trees: dict[str, tuple[Path, bool | str]] = {"this tree": (ROOT, False)}
     if args.base is not None:
         trees = {"base": (args.base.resolve(), False), **trees}
     if args.before_send:
@@ -123,6 +135,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         program = Path(tmp) / "calls.py"
         program.write_text(PROGRAM)
+        if args.plan:
+            plan = Path(tmp) / "plan.yaml"
+            plan.write_text(
+                "events:\n  Sent message:\n    attributes:\n"
+                "      n: {type: integer, minimum: 0}\n    required: [n]\n"
+            )
+            trees["+plan"] = (ROOT, str(plan))
         print(f"instructions per call on the calling thread ({args.calls:,} calls a count)")
         print(f"{'tree':<10} {'shape':<16} {'instructions':>13} {'x floor':>8}")
         for name, (tree, hook) in trees.items():

@@ -20,7 +20,6 @@ This module imports nothing of the package: every other module may import it.
 
 from __future__ import annotations
 
-import collections
 import os
 import threading
 import time
@@ -141,10 +140,6 @@ class State:
         self.capture_checks: list[Any] = []
         #: tracking plans loaded, by path: (the file's mtime, the compiled plan)
         self.plans: dict[str, tuple[int, Any]] = {}
-        #: the calls whose plan check waits for the checking thread (bounded), and
-        #: that thread (None: not started in this process)
-        self.plan_pending: collections.deque[Any] = collections.deque(maxlen=65_536)
-        self.plan_thread: Any = None
         # the front ends
         self.loguru_hook_installed = False
         self.loguru_hook_lock = threading.Lock()
@@ -169,7 +164,6 @@ class State:
         self.rejected_calls = 0
         self.trackers_built = 0
         self.plans.clear()
-        self.plan_pending.clear()
 
     def forget(self, sender: LiveSender) -> None:
         """A closed sender is neither flushed nor shared any more."""
@@ -246,7 +240,6 @@ def after_fork_in_child() -> None:
     state.loguru_hook_lock = threading.Lock()
     state.busy.clear()  # the threads that were busy do not exist in the child
     state.filtering.clear()
-    state.plan_thread = None  # (started again by the next check that waits for it)
     for callback in list(state.after_fork_in_child):
         callback()
     for sender in list(state.live):

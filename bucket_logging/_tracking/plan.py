@@ -82,6 +82,8 @@ FEEDBACK_NAMES: Final = {
 }
 _FEEDBACK_IDS: Final = frozenset({"type", "userId", "companyId", "timestamp", "context"})
 _TYPE_RULES: Final = frozenset({"type"})
+#: Values whose verdict a section keeps (then values are checked each time).
+_PASSED_MAX: Final = 4096
 
 
 class Violation(NamedTuple):
@@ -105,6 +107,42 @@ class Section:
     required: frozenset[str] = frozenset()
     additional: bool = False
     action: Action = "report"
+    #: the attribute names it declares (the fast check's shape test)
+    names: frozenset[str] = frozenset()
+    #: (name, type, value) of each attribute value that passed (bounded): the
+    #: everyday call's values repeat (a source, a plan, a format), their check is a look-up
+    passed: dict[tuple[str, type, Any], bool] = field(default_factory=dict)
+
+    def passes(self, attributes: object) -> bool:
+        """Whether ``attributes`` surely break nothing of this section: the cached verdict
+        of each (name, type, value) and a shape test; False means "check it in full"
+        (:meth:`violations`). Never raises."""
+        if attributes is None:
+            return not self.required
+        if type(attributes) is not dict:
+            return False
+        keys = attributes.keys()
+        if not (self.additional or keys <= self.names) or not self.required <= keys:
+            return False
+        passed = self.passed
+        properties = self.properties
+        for name, value in attributes.items():
+            key = (name, value.__class__, value)
+            try:
+                if key in passed:
+                    continue
+            except TypeError:  # an unhashable value (a list, a dict): the full check
+                return False
+            check = properties.get(name)
+            if check is None:
+                continue  # (additional attributes allowed)
+            try:
+                check(value)
+            except Exception:
+                return False
+            if len(passed) < _PASSED_MAX:
+                passed[key] = True
+        return True
 
     def violations(self, call: str, attributes: Mapping[str, Any] | None) -> list[Violation]:
         """What ``attributes`` break of this section (empty when nothing)."""
@@ -163,8 +201,6 @@ class Plan:
         self.company = company
         self.feedback = feedback
         self.action: Action = action
-        #: how many calls of each planned event were checked
-        self.emitted: dict[str, int] = dict.fromkeys(events, 0)
         #: distinct violations seen -> (count, where: the first log call's place)
         self.seen: dict[tuple[str, str, str | None], tuple[int, str]] = {}
         self.lock = threading.Lock()
@@ -174,6 +210,12 @@ class Plan:
         """What the plan does about a violation of ``event`` (None: another call)."""
         section = self.events.get(event) if event is not None else None
         return section.action if section is not None else self.action
+
+    def passes(self, event: object, attributes: object) -> bool:
+        """Whether the everyday event ``event`` with ``attributes`` surely breaks nothing
+        (see :meth:`Section.passes`); False: :meth:`check` it. Never raises."""
+        section = self.events.get(event) if type(event) is str else None  # type: ignore[arg-type,unused-ignore]
+        return section is not None and section.passes(attributes)
 
     def check(self, wire: Mapping[str, Any]) -> list[Violation]:
         """The violations of one call, given as its wire dict (``type``, ``event``,
@@ -195,8 +237,6 @@ class Plan:
                     f" (a likely typo of {hint!r}?)" if hint else ""
                 )
                 return [Violation("unplanned_event", "event", str(event), None, problem)]
-            with self.lock:
-                self.emitted[section.name] += 1
             return section.violations("event", attributes)
         if kind in ("user", "company"):
             section = self.user if kind == "user" else self.company
@@ -239,7 +279,6 @@ class Plan:
     def reset(self) -> None:
         """Forget the tallies (a new pytest session, a test)."""
         with self.lock:
-            self.emitted = dict.fromkeys(self.events, 0)
             self.seen.clear()
 
 
@@ -349,6 +388,7 @@ def _section(  # noqa: PLR0917 - the entry and what it inherits
     if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
         raise ValueError(f"{where}: required must be a list of attribute names")
     section.required = frozenset(required)
+    section.names = frozenset(section.properties)
     extra = entry.get("additional_attributes", entry.get("additionalProperties", additional))
     if not isinstance(extra, bool):
         raise ValueError(f"{where}: additional_attributes must be true or false")

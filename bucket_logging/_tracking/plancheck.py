@@ -8,44 +8,30 @@ kind, and applies the plan's action for the call: ``report`` (sent as it is),
 ``strip`` (sent without its unexpected or unplanned attributes) or ``drop`` (not
 sent, counted in ``stats.refused["plan_violation"]``).
 
-Only what must be done on the calling thread is done there: the everyday event of an
-event the plan only reports (:meth:`PlanCheck.defer`) is queued as its encoded bytes
-(one ``deque.append``) and checked by the plan's thread, which wakes every
-:data:`INTERVAL` seconds; :func:`drain` checks what waits at once (a flush, the pytest
-report, the exit). Calls whose action changes what is sent are checked where they are
-made.
+On the calling thread, the everyday event costs one cached verdict
+(:meth:`~bucket_logging._tracking.plan.Plan.passes`: the event's attribute names, and
+each (name, type, value) already seen valid is a dict look-up); a call that may break
+the plan takes the full check, which reports and applies the action.
 
 Imports: the plan, the tracking layer's port onto the sender, the process layer.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
-import orjson
-
 from .._runtime import diagnostics as _diagnostics
-from .._runtime import shutdown as _shutdown
-from .._runtime.state import state as _state
 from .plan import FEEDBACK_NAMES, Plan, Violation
 from .senders import Sender, plan_counter, refusal_counter
 
-__all__ = ["INTERVAL", "PlanCheck", "drain"]
-
-#: Seconds between two wakes of the plan's thread.
-INTERVAL: Final = 0.05
+__all__ = ["PlanCheck"]
 
 #: The kinds whose attribute ``strip`` leaves out.
 _STRIPPED: Final = frozenset(
     {"unexpected_attribute", "unplanned_user_attribute", "unplanned_company_attribute",
      "unplanned_feedback"}
 )  # fmt: skip
-_pending: Final = _state.plan_pending
-_drain_lock: Final = threading.Lock()
 
 
 def _short(obj: object, limit: int = 80) -> str:
@@ -64,26 +50,15 @@ class PlanCheck:
         sender: the tracker's sender (its stats count the violations).
     """
 
-    __slots__ = ("_count", "_refused", "all_sync", "plan", "sync")
+    __slots__ = ("_count", "_refused", "passes", "plan")
 
     def __init__(self, plan: Plan, sender: Sender) -> None:
         self.plan = plan
         self._count = plan_counter(sender)
         self._refused = refusal_counter(sender)
-        #: whether every call must be checked where it is made (the plan's action for
-        #: unplanned events changes what is sent), else the events that must be
-        self.all_sync = plan.action != "report"
-        self.sync = frozenset(n for n, s in plan.events.items() if s.action != "report")
-
-    def defer(self, body: bytes, event: object, logger_name: str, template: object) -> bool:
-        """Queue the everyday event's encoded ``body`` for the plan's thread; False when
-        its check must be done now (its action changes what is sent)."""
-        if self.all_sync or event in self.sync:
-            return False
-        _pending.append((self, body, logger_name, template))
-        if _state.plan_thread is None:
-            _start()
-        return True
+        #: ``passes(event, attributes)``: the everyday event's cached verdict (True:
+        #: nothing to report); else the call takes :meth:`check`
+        self.passes = plan.passes
 
     def check(
         self, wire: dict[str, Any], logger_name: str, template: object
@@ -153,43 +128,3 @@ def _stripped(wire: dict[str, Any], violations: list[Violation]) -> dict[str, An
         else:
             del wire["attributes"]
     return wire
-
-
-def drain() -> None:
-    """Check every call that waits for the plan's thread, now (on this thread)."""
-    with _drain_lock:
-        while True:
-            try:
-                check, body, logger_name, template = _pending.popleft()
-            except IndexError:
-                return
-            with contextlib.suppress(Exception):  # (the body is the encoder's own)
-                check.check(orjson.loads(body), logger_name, template)
-
-
-def _run() -> None:
-    ident = threading.get_ident()
-    _diagnostics.internal_threads.add(ident)
-    wake = threading.Event()
-    try:
-        while True:
-            wake.wait(INTERVAL)
-            if _pending:
-                drain()
-    finally:
-        _diagnostics.internal_threads.discard(ident)
-
-
-def _start() -> None:
-    with _drain_lock:
-        if _state.plan_thread is not None:
-            return
-        thread = threading.Thread(target=_run, name="bucket-logging-plan", daemon=True)
-        try:
-            _shutdown.start_thread(thread)
-        except RuntimeError:  # interpreter shutdown: checked at exit instead
-            return
-        _state.plan_thread = thread
-
-
-atexit.register(drain)

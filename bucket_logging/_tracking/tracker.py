@@ -42,7 +42,6 @@ from .context import KEY_PREFIX as _CONTEXT_PREFIX
 from .context import from_context as _from_context
 from .plan import Plan, plan_of
 from .plancheck import PlanCheck
-from .plancheck import drain as drain_plan
 from .rules import Rule, RuleSet, compile_rules
 from .senders import (
     Sender,
@@ -165,8 +164,6 @@ class Tracker:
 
         See :func:`~bucket_logging._tracking.senders.flush_sender` for the default timeout.
         """
-        if self._plan is not None:
-            drain_plan()
         return flush_sender(self._sender, timeout)
 
     def wants(self, fields: Mapping[str, Any], logger_name: str, template: object) -> object:
@@ -245,16 +242,12 @@ class Tracker:
                     get("bucket_event"), user_id, company_id, get("bucket_attributes"), created
                 )
                 if body is not None:
-                    plan = self._plan  # with a plan, a check that can wait, or the slow path
-                    if plan is None:
+                    plan = self._plan  # (with one: the cached verdict, or the slow path)
+                    if plan is None or plan.passes(get("bucket_event"), get("bucket_attributes")):
                         if _captures:
                             self._deliver(Item("event", body))
                         else:
                             self._put(body)
-                        return
-                    event = get("bucket_event")
-                    if not _captures and plan.defer(body, event, logger_name, template):
-                        self._put(body)
                         return
         except InvalidItemError as exc:  # too large: final, and not encoded again
             self._reject("invalid_item", "event", logger_name, template, "; ".join(exc.errors))

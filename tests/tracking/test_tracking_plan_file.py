@@ -6,8 +6,6 @@ file, the line and the entry; the everyday event's check waits for the plan's th
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +13,6 @@ import pytest
 
 from bucket_logging import BucketHandler, BulkSender, ConfigurationError
 from bucket_logging._tracking.plan import load_plan
-from bucket_logging._tracking.plancheck import drain
 
 PLANS = Path(__file__).parent / "plan_data"
 
@@ -97,44 +94,41 @@ def test_the_plan_comes_from_bucket_tracking_plan(
     assert BucketHandler(sender=make_sender(offline=True)).tracker.plan is None
 
 
-def test_the_everyday_event_is_checked_on_the_plan_thread_not_the_calling_one(
+def test_the_everyday_events_values_are_checked_once_then_looked_up(
     make_sender: Callable[..., BulkSender], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sender = make_sender(offline=True)
-    log = logging.getLogger("app.plan.thread")
+    log = logging.getLogger("app.plan.verdicts")
     log.propagate = False
     log.setLevel(logging.INFO)
     handler = BucketHandler(sender=sender, tracking_plan=PLANS / "tracking-plan.yaml")
     log.addHandler(handler)
     plan = handler.tracker.plan
     assert plan is not None
-    threads: list[str] = []
+    section = plan.events["Report viewed"]
+    checked: list[object] = []
+    for name, check in list(section.properties.items()):
+
+        def counted(value: object, check: Callable[[object], object] = check) -> object:
+            checked.append(value)
+            return check(value)
+
+        monkeypatch.setitem(section.properties, name, counted)
+    full_checks: list[object] = []
     real_check = plan.check
-
-    def check(wire: dict[str, object]) -> object:
-        threads.append(threading.current_thread().name)
-        return real_check(wire)
-
-    monkeypatch.setattr(plan, "check", check)
+    monkeypatch.setattr(plan, "check", lambda wire: full_checks.append(wire) or real_check(wire))
     try:
-        log.info("x", extra={"bucket_event": "Signed up", "user_id": "u"})
-        deadline = time.monotonic() + 10
-        while not sender.stats.plan_violations and time.monotonic() < deadline:
-            time.sleep(0.01)  # (polled with a deadline: the plan's thread wakes on its own)
-        assert sender.stats.plan_violations == {"unplanned_event": 1}
-        assert threads == ["bucket-logging-plan"]
+        for n in range(3):
+            attributes = {"item_id": "report_0a1b2c", "source": "web", "first_view": n == 0}
+            log.info("x", extra={"bucket_event": "Report viewed", "user_id": "u",
+                                 "bucket_attributes": attributes})  # fmt: skip
+        # each distinct value checked once; no call needed the full check
+        assert sorted(map(repr, checked)) == ["'report_0a1b2c'", "'web'", "False", "True"]
+        assert full_checks == []
+        # 1 is not True for the cache: a boolean attribute's integer is checked in full
+        log.info("x", extra={"bucket_event": "Report viewed", "user_id": "u",
+                             "bucket_attributes": {**attributes, "first_view": 1}})  # fmt: skip
+        assert len(full_checks) == 1
+        assert sender.stats.plan_violations == {"wrong_type": 1}
     finally:
         log.removeHandler(handler)
-        drain()
-
-
-def test_a_flush_checks_what_waits_for_the_plan_thread(
-    make_sender: Callable[..., BulkSender],
-) -> None:
-    sender = make_sender(offline=True)
-    handler = BucketHandler(sender=sender, tracking_plan=PLANS / "tracking-plan.yaml")
-    record = logging.LogRecord("app", logging.INFO, __file__, 1, "x", (), None)
-    record.__dict__.update({"bucket_event": "Signed up", "user_id": "u"})
-    handler.handle(record)
-    assert handler.flush(5)
-    assert sender.stats.plan_violations == {"unplanned_event": 1}
