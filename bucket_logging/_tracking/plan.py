@@ -70,7 +70,7 @@ KINDS: Final[dict[str, str]] = {
     "unexpected_attribute": "an attribute the event does not declare",
     "unplanned_user_attribute": "a user attribute the plan does not declare",
     "unplanned_company_attribute": "a company attribute the plan does not declare",
-    "unplanned_feedback": "feedback where the plan allows none, or a field it does not declare",
+    "unplanned_feedback": "feedback, where the plan allows none (``feedback: false``)",
 }
 
 #: Feedback's wire names -> the snake_case names a plan (and a tag) uses.
@@ -181,6 +181,10 @@ class Section:
         return found
 
 
+#: The feedback section of a plan that allows none (``feedback: false``).
+_NO_FEEDBACK: Final = Section("feedback")
+
+
 class Plan:
     """A loaded, compiled plan (see the module's docstring); shared by every tracker
     given the same file, and the tally of what was checked against it (for the pytest
@@ -245,6 +249,9 @@ class Plan:
             return section.violations(kind, attributes)
         if kind == "feedback":
             section = self.feedback
+            if section is _NO_FEEDBACK:
+                problem = "the plan allows no feedback (feedback: false)"
+                return [Violation("unplanned_feedback", "feedback", "feedback", None, problem)]
             fields = {
                 FEEDBACK_NAMES.get(k, k): v for k, v in wire.items() if k not in _FEEDBACK_IDS
             }
@@ -440,6 +447,9 @@ def compile_plan(document: object, source: str) -> Plan:
         for part in ("user", "company", "feedback"):
             entry = part
             body = document.get(part)
+            if part == "feedback" and body is False:
+                sections[part] = _NO_FEEDBACK
+                continue
             sections[part] = (
                 None if body is None
                 else _section(part, body, part, additional, action, compile_)

@@ -29,9 +29,8 @@ __all__ = ["PlanCheck"]
 
 #: The kinds whose attribute ``strip`` leaves out.
 _STRIPPED: Final = frozenset(
-    {"unexpected_attribute", "unplanned_user_attribute", "unplanned_company_attribute",
-     "unplanned_feedback"}
-)  # fmt: skip
+    {"unexpected_attribute", "unplanned_user_attribute", "unplanned_company_attribute"}
+)
 
 
 def _short(obj: object, limit: int = 80) -> str:

@@ -215,3 +215,36 @@ def test_odd_values_never_raise_from_the_log_call(front: tuple[Emit, BulkSender]
     emit(_event("Report viewed", item_id=Odd(), source=["web"]))
     emit({"user_id": "u-1", "bucket_user": {"name": Odd()}})
     sender.flush(5)
+
+
+@pytest.mark.parametrize(
+    ("feedback", "kind"),
+    [
+        ({"feature_id": "export", "score": 9}, "invalid_value"),  # 1 to 5
+        ({"feature_id": "export", "comment": "no score"}, "missing_attribute"),
+        ({"feature_id": "export", "score": 4, "prompted_question": "Why?"}, None),
+        ({"feature_id": 7, "score": 4}, "wrong_type"),
+    ],
+)
+def test_what_feedback_may_carry(
+    make_sender: Callable[..., BulkSender], feedback: dict[str, Any], kind: str | None
+) -> None:
+    sender = make_sender(offline=True)
+    emitters = _stdlib(sender)
+    emit = next(emitters)
+    emit({"user_id": "u-1", "bucket_feedback": feedback})
+    assert sender.stats.plan_violations == ({kind: 1} if kind else {})
+    next(emitters, None)
+
+
+def test_a_plan_that_allows_no_feedback(
+    make_sender: Callable[..., BulkSender], tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"events": {}, "feedback": false}')
+    sender = make_sender(offline=True)
+    handler = BucketHandler(sender=sender, tracking_plan=plan)
+    record = logging.LogRecord("app", logging.INFO, __file__, 1, "rated", (), None)
+    record.__dict__.update({"user_id": "u", "bucket_feedback": {"feature_id": "x", "score": 3}})
+    handler.handle(record)
+    assert sender.stats.plan_violations == {"unplanned_feedback": 1}
