@@ -42,7 +42,7 @@ def test_every_public_callable_has_a_docstring() -> None:
             assert inspect.getdoc(value), name
 
 
-def test_importing_the_package_loads_no_server_command_line_or_integration() -> None:
+def test_importing_the_package_loads_no_server_command_line_integration_or_plan_tool() -> None:
     import subprocess
     import sys
 
@@ -50,7 +50,9 @@ def test_importing_the_package_loads_no_server_command_line_or_integration() -> 
         "import sys, bucket_logging\n"
         "banned = ('http.server', 'bucket_logging._cli', 'bucket_logging._server.http', "
         "'bucket_logging._server.page', 'uvicorn', 'opentelemetry', 'google.protobuf', "
-        "'loguru', 'django', 'starlette', 'selenium')\n"
+        "'loguru', 'django', 'starlette', 'selenium', 'fastjsonschema', 'yaml', "
+        "'bucket_logging._tracking.plan_scan', 'bucket_logging._tracking.plan_infer', "
+        "'bucket_logging._tracking.plan_session')\n"
         "print(sorted(m for m in sys.modules if m.startswith(banned)))\n"
     )
     out = subprocess.run(
