@@ -35,6 +35,7 @@ Imports: the exceptions, the options table, the process state (the loaded plans)
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -112,6 +113,9 @@ class Section:
     #: (name, type, value) of each attribute value that passed (bounded): the
     #: everyday call's values repeat (a source, a plan, a format), their check is a look-up
     passed: dict[tuple[str, type, Any], bool] = field(default_factory=dict)
+    #: a plain test for an attribute whose schema is a type and bounds (a number's
+    #: value rarely repeats: no cache entry for it), see :func:`_plain_test`
+    plain: dict[str, Callable[[Any], bool]] = field(default_factory=dict)
 
     def passes(self, attributes: object) -> bool:
         """Whether ``attributes`` surely break nothing of this section: the cached verdict
@@ -126,7 +130,13 @@ class Section:
             return False
         passed = self.passed
         properties = self.properties
+        plain = self.plain
         for name, value in attributes.items():
+            test = plain.get(name)
+            if test is not None:
+                if test(value):
+                    continue
+                return False
             key = (name, value.__class__, value)
             try:
                 if key in passed:
@@ -289,6 +299,39 @@ class Plan:
             self.seen.clear()
 
 
+_PLAIN_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+def _plain_test(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
+    """A test equivalent to ``schema`` when it is only a type (string, integer, number,
+    boolean) and numeric bounds, else None: ``value.__class__ in classes`` and the
+    bounds, no validator call (a False sends the call to the full check)."""
+    if not set(schema) <= {"type", "minimum", "maximum", "description"}:
+        return None
+    kind = schema.get("type")
+    classes = _PLAIN_TYPES.get(kind) if isinstance(kind, str) else None
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if classes is None or any(
+        b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)))
+        for b in (low, high)
+    ):
+        return None
+    if low is None and high is None:
+        return lambda value: value.__class__ in classes
+    lo: float = -math.inf if low is None else low
+    hi: float = math.inf if high is None else high
+
+    def test(value: Any) -> bool:
+        return value.__class__ in classes and bool(lo <= value <= hi)  # type: ignore[operator,unused-ignore]
+
+    return test
+
+
 def _fold(name: str) -> str:
     return "".join(c for c in name.lower() if c.isalnum())
 
@@ -391,6 +434,9 @@ def _section(  # noqa: PLR0917 - the entry and what it inherits
         except Exception as exc:
             raise ValueError(f"{where}, attribute {attribute!r}: invalid schema ({exc})") from None
         section.schemas[str(attribute)] = dict(schema)
+        test = _plain_test(schema)
+        if test is not None:
+            section.plain[str(attribute)] = test
     required = entry.get("required") or []
     if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
         raise ValueError(f"{where}: required must be a list of attribute names")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,8 +123,9 @@ def test_the_everyday_events_values_are_checked_once_then_looked_up(
             attributes = {"item_id": "report_0a1b2c", "source": "web", "first_view": n == 0}
             log.info("x", extra={"bucket_event": "Report viewed", "user_id": "u",
                                  "bucket_attributes": attributes})  # fmt: skip
-        # each distinct value checked once; no call needed the full check
-        assert sorted(map(repr, checked)) == ["'report_0a1b2c'", "'web'", "False", "True"]
+        # each distinct value checked once (a boolean, a type alone: a plain class test,
+        # no validator); no call needed the full check
+        assert sorted(map(repr, checked)) == ["'report_0a1b2c'", "'web'"]
         assert full_checks == []
         # 1 is not True for the cache: a boolean attribute's integer is checked in full
         log.info("x", extra={"bucket_event": "Report viewed", "user_id": "u",
@@ -132,3 +134,36 @@ def test_the_everyday_events_values_are_checked_once_then_looked_up(
         assert sender.stats.plan_violations == {"wrong_type": 1}
     finally:
         log.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "integer", "minimum": 0, "maximum": 10},
+        {"type": "number", "minimum": -1.5},
+        {"type": "string"},
+        {"type": "boolean"},
+        {"type": "number", "maximum": 3},
+    ],
+)
+def test_a_plain_type_test_never_passes_what_the_validator_refuses(schema: dict[str, Any]) -> None:
+    import fastjsonschema
+
+    from bucket_logging._tracking.plan import _plain_test
+
+    plain = _plain_test(schema)
+    assert plain is not None
+    validate = fastjsonschema.compile(schema)
+    for value in (0, 1, 3, 10, 11, -1, -2, 1.5, 2.0, float("nan"), True, False, "3", "", None,
+                  [1], {"a": 1}, 10**30):  # fmt: skip
+        if plain(value):
+            validate(value)  # raises if the plain test was wrong
+
+
+def test_schemas_beyond_a_type_and_bounds_get_no_plain_test() -> None:
+    from bucket_logging._tracking.plan import _plain_test
+
+    assert _plain_test({"type": "string", "enum": ["a"]}) is None
+    assert _plain_test({"type": ["string", "null"]}) is None
+    assert _plain_test({"type": "integer", "exclusiveMinimum": 0}) is None
+    assert _plain_test({"type": "integer", "minimum": True}) is None
