@@ -18,8 +18,9 @@ from typing import Any, TextIO
 
 from .._exceptions import ConfigurationError
 from .._frontends.plan_log import logged_calls
-from .._tracking.plan import Plan, plan_of
+from .._tracking.plan import Plan
 from .._tracking.plan_infer import Drafter
+from .._tracking.plan_load import plan_of
 from .._tracking.plan_scan import scan
 from .._tracking.plan_session import PlanSession
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from . import capture as _capture
-from .plan import Plan, Violation, load_plan
+from .plan import Plan, Violation
+from .plan_load import load_plan
 
 __all__ = ["PlanSession"]
 

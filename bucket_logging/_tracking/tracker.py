@@ -40,7 +40,8 @@ from .claims import claiming, is_claimed, local
 from .context import CONTEXT_KEYS as _CONTEXT_KEYS
 from .context import KEY_PREFIX as _CONTEXT_PREFIX
 from .context import from_context as _from_context
-from .plan import Plan, plan_of
+from .plan import Plan
+from .plan_load import plan_of
 from .plancheck import PlanCheck
 from .rules import Rule, RuleSet, compile_rules
 from .senders import (
