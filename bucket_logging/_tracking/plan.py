@@ -45,12 +45,16 @@ __all__ = [
     "KINDS",
     "NO_FEEDBACK",
     "Action",
+    "Plain",
     "Plan",
     "Section",
     "Violation",
 ]
 
 Action = Literal["report", "strip", "drop"]
+#: A plain test: the classes a value may have, and a number's low and high bounds
+#: (None for a string or a boolean).
+Plain = tuple[tuple[type, ...], "float | None", "float | None"]
 #: What a plan may do about a call that breaks it.
 ACTIONS: Final = ("report", "strip", "drop")
 
@@ -104,45 +108,61 @@ class Section:
     names: frozenset[str] = frozenset()
     #: (name, type, value) of each attribute value that passed (bounded): the
     #: everyday call's values repeat (a source, a plan, a format), their check is a look-up
-    passed: dict[tuple[str, type, Any], bool] = field(default_factory=dict)
-    #: a plain test for an attribute whose schema is a type and bounds (a number's
-    #: value rarely repeats: no cache entry for it), see :func:`_plain_test`
-    plain: dict[str, Callable[[Any], bool]] = field(default_factory=dict)
+    passed: dict[Any, bool] = field(default_factory=dict)
+    #: per attribute, the strings that passed (the same bound)
+    strings: dict[str, set[str]] = field(default_factory=dict)
+    #: the plain test of an attribute whose schema is a type and bounds (a number's
+    #: value rarely repeats: no cache entry for it), see
+    #: :func:`~bucket_logging._tracking.plan_load.plain_test`
+    plain: dict[str, Plain] = field(default_factory=dict)
 
     def passes(self, attributes: object) -> bool:
-        """Whether ``attributes`` surely break nothing of this section: the cached verdict
-        of each (name, type, value) and a shape test; False means "check it in full"
-        (:meth:`violations`). Never raises."""
-        if attributes is None:
-            return not self.required
-        if type(attributes) is not dict:
-            return False
-        keys = attributes.keys()
+        """Whether ``attributes`` surely break nothing of this section: a shape test, then
+        each attribute's plain test or the cached verdict of its (name, type, value);
+        False means "check it in full" (:meth:`violations`). Never raises."""
+        if attributes.__class__ is not dict:
+            return attributes is None and not self.required
+        keys = attributes.keys()  # type: ignore[attr-defined,unused-ignore]
         if not (self.additional or keys <= self.names) or not self.required <= keys:
             return False
         passed = self.passed
-        properties = self.properties
+        strings = self.strings
         plain = self.plain
-        for name, value in attributes.items():
+        for name, value in attributes.items():  # type: ignore[attr-defined,unused-ignore]
             test = plain.get(name)
-            if test is not None:
-                if test(value):
+            if test is not None:  # a type and bounds, inline
+                if value.__class__ not in test[0]:
+                    return False
+                low = test[1]
+                if low is None or low <= value <= test[2]:  # type: ignore[operator]
                     continue
                 return False
-            key = (name, value.__class__, value)
-            try:
-                if key in passed:
+            if value.__class__ is str:  # the commonest: a set of the strings that passed
+                key: Any = None
+                known = strings.get(name)
+                if known is not None and value in known:
                     continue
-            except TypeError:  # an unhashable value (a list, a dict): the full check
-                return False
-            check = properties.get(name)
+            else:
+                key = (name, value.__class__, value)
+                known = None
+                try:
+                    if key in passed:
+                        continue
+                except TypeError:  # an unhashable value (a list, a dict): the full check
+                    return False
+            check = self.properties.get(name)
             if check is None:
                 continue  # (additional attributes allowed)
             try:
                 check(value)
             except Exception:
                 return False
-            if len(passed) < _PASSED_MAX:
+            if value.__class__ is str:
+                if known is None:
+                    known = strings.setdefault(name, set())
+                if len(known) < _PASSED_MAX:
+                    known.add(value)
+            elif len(passed) < _PASSED_MAX:
                 passed[key] = True
         return True
 
@@ -220,7 +240,7 @@ class Plan:
     def passes(self, event: object, attributes: object) -> bool:
         """Whether the everyday event ``event`` with ``attributes`` surely breaks nothing
         (see :meth:`Section.passes`); False: :meth:`check` it. Never raises."""
-        section = self.events.get(event) if type(event) is str else None  # type: ignore[arg-type,unused-ignore]
+        section = self.events.get(event)  # type: ignore[call-overload]
         return section is not None and section.passes(attributes)
 
     def check(self, wire: Mapping[str, Any]) -> list[Violation]:

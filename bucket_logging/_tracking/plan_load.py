@@ -21,7 +21,7 @@ from typing import Any, Final
 from .. import _options
 from .._exceptions import ConfigurationError
 from .._runtime.state import state as _state
-from .plan import ACTIONS, NO_FEEDBACK, Action, Plan, Section
+from .plan import ACTIONS, NO_FEEDBACK, Action, Plain, Plan, Section
 
 __all__ = ["compile_plan", "load_plan", "plain_test", "plan_of", "read_plan_file"]
 
@@ -34,10 +34,12 @@ _PLAIN_TYPES: Final[dict[str, tuple[type, ...]]] = {
 }
 
 
-def plain_test(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
+def plain_test(schema: Mapping[str, Any]) -> Plain | None:
     """A test equivalent to ``schema`` when it is only a type (string, integer, number,
-    boolean) and numeric bounds, else None: ``value.__class__ in classes`` and the
-    bounds, no validator call (a False sends the call to the full check)."""
+    boolean) and, for numbers, bounds, else None: the classes, the low and the high bound
+    (``None`` for a string or a boolean), read inline by
+    :meth:`~bucket_logging._tracking.plan.Plan.passes` (no validator call; a False sends
+    the call to the full check)."""
     if not set(schema) <= {"type", "minimum", "maximum", "description"}:
         return None
     kind = schema.get("type")
@@ -48,17 +50,13 @@ def plain_test(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
         for b in (low, high)
     ):
         return None
-    if low is None and high is None:
-        return lambda value: value.__class__ in classes
-    lo: float = -math.inf if low is None else low
-    hi: float = math.inf if high is None else high
-
-    def test(value: Any) -> bool:
-        return value.__class__ in classes and bool(lo <= value <= hi)  # type: ignore[operator,unused-ignore]
-
-    return test
-
-
+    if classes in ((str,), (bool,)):
+        return None if low is not None or high is not None else (classes, None, None)
+    return (
+        classes,
+        -math.inf if low is None else float(low),
+        math.inf if high is None else float(high),
+    )
 
 
 # --------------------------------------------------------------------------- loading
