@@ -106,64 +106,63 @@ class Section:
     action: Action = "report"
     #: the attribute names it declares (the fast check's shape test)
     names: frozenset[str] = frozenset()
-    #: (name, type, value) of each attribute value that passed (bounded): the
-    #: everyday call's values repeat (a source, a plan, a format), their check is a look-up
-    passed: dict[Any, bool] = field(default_factory=dict)
-    #: per attribute, the strings that passed (the same bound)
-    strings: dict[str, set[str]] = field(default_factory=dict)
-    #: the plain test of an attribute whose schema is a type and bounds (a number's
-    #: value rarely repeats: no cache entry for it), see
-    #: :func:`~bucket_logging._tracking.plan_load.plain_test`
-    plain: dict[str, Plain] = field(default_factory=dict)
+    #: (name, type, value) of each non-string value that passed (bounded)
+    passed: dict[tuple[str, type, Any], bool] = field(default_factory=dict)
+    #: per attribute: its plain test (a type and bounds, see
+    #: :func:`~bucket_logging._tracking.plan_load.plain_test`), or the set of the strings
+    #: that passed its validator (bounded): the everyday call's values repeat (a
+    #: source, a plan, a format), their check is then one look-up
+    specs: dict[str, Any] = field(default_factory=dict)
 
-    def passes(self, attributes: object) -> bool:
-        """Whether ``attributes`` surely break nothing of this section: a shape test, then
-        each attribute's plain test or the cached verdict of its (name, type, value);
-        False means "check it in full" (:meth:`violations`). Never raises."""
+    def passes(self, attributes: Any) -> bool:
+        """Whether ``attributes`` surely break nothing of this section: the names, then
+        each value's plain test or kept verdict; False means "check it in full"
+        (:meth:`violations`). Never raises."""
         if attributes.__class__ is not dict:
             return attributes is None and not self.required
-        keys = attributes.keys()  # type: ignore[attr-defined,unused-ignore]
-        if not (self.additional or keys <= self.names) or not self.required <= keys:
+        keys = attributes.keys()
+        if not (self.additional or keys <= self.names) or not keys >= self.required:
             return False
-        passed = self.passed
-        strings = self.strings
-        plain = self.plain
-        for name, value in attributes.items():  # type: ignore[attr-defined,unused-ignore]
-            test = plain.get(name)
-            if test is not None:  # a type and bounds, inline
-                if value.__class__ not in test[0]:
+        specs = self.specs
+        try:
+            for name, value in attributes.items():
+                spec = specs.get(name)
+                if spec.__class__ is tuple:  # a type and bounds
+                    if value.__class__ in spec[0] and (
+                        spec[1] is None or spec[1] <= value <= spec[2]
+                    ):
+                        continue
                     return False
-                low = test[1]
-                if low is None or low <= value <= test[2]:  # type: ignore[operator]
+                if (spec is not None and value in spec) or self._learn(name, value):
                     continue
                 return False
-            if value.__class__ is str:  # the commonest: a set of the strings that passed
-                key: Any = None
-                known = strings.get(name)
-                if known is not None and value in known:
-                    continue
-            else:
-                key = (name, value.__class__, value)
-                known = None
-                try:
-                    if key in passed:
-                        continue
-                except TypeError:  # an unhashable value (a list, a dict): the full check
-                    return False
-            check = self.properties.get(name)
-            if check is None:
-                continue  # (additional attributes allowed)
+        except TypeError:  # an unhashable value: the full check
+            return False
+        return True
+
+    def _learn(self, name: str, value: Any) -> bool:
+        """The validator's verdict on one value, kept when it passed (bounded)."""
+        check = self.properties.get(name)
+        if check is None:
+            return True  # (other attributes allowed: the names were checked)
+        if value.__class__ is str:
             try:
                 check(value)
             except Exception:
                 return False
-            if value.__class__ is str:
-                if known is None:
-                    known = strings.setdefault(name, set())
-                if len(known) < _PASSED_MAX:
-                    known.add(value)
-            elif len(passed) < _PASSED_MAX:
-                passed[key] = True
+            known = self.specs.setdefault(name, set())
+            if len(known) < _PASSED_MAX:
+                known.add(value)
+            return True
+        key = (name, value.__class__, value)
+        if key in self.passed:  # (TypeError for an unhashable value: the caller's)
+            return True
+        try:
+            check(value)
+        except Exception:
+            return False
+        if len(self.passed) < _PASSED_MAX:
+            self.passed[key] = True
         return True
 
     def violations(self, call: str, attributes: Mapping[str, Any] | None) -> list[Violation]:

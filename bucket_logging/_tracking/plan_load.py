@@ -145,7 +145,7 @@ def _section(  # noqa: PLR0917 - the entry and what it inherits
         section.schemas[str(attribute)] = dict(schema)
         test = plain_test(schema)
         if test is not None:
-            section.plain[str(attribute)] = test
+            section.specs[str(attribute)] = test
     required = entry.get("required") or []
     if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
         raise ValueError(f"{where}: required must be a list of attribute names")
