@@ -49,15 +49,16 @@ class PlanCheck:
         sender: the tracker's sender (its stats count the violations).
     """
 
-    __slots__ = ("_count", "_refused", "passes", "plan")
+    __slots__ = ("_count", "_refused", "events", "plan")
 
     def __init__(self, plan: Plan, sender: Sender) -> None:
         self.plan = plan
         self._count = plan_counter(sender)
         self._refused = refusal_counter(sender)
-        #: ``passes(event, attributes)``: the everyday event's cached verdict (True:
-        #: nothing to report); else the call takes :meth:`check`
-        self.passes = plan.passes
+        #: the plan's events: the everyday event's verdict is
+        #: ``events.get(name).passes(attributes)`` (True: nothing to report; else the
+        #: call takes :meth:`check`)
+        self.events = plan.events
 
     def check(
         self, wire: dict[str, Any], logger_name: str, template: object

@@ -239,12 +239,15 @@ class Tracker:
                 company_id = get(self._company_field)
                 if company_id is None and self._company_key in _CONTEXT_KEYS:
                     company_id = _from_context(self._company_field, self._company_key)
-                body = event_body(
-                    get("bucket_event"), user_id, company_id, get("bucket_attributes"), created
-                )
+                event = get("bucket_event")
+                attributes = get("bucket_attributes")
+                body = event_body(event, user_id, company_id, attributes, created)
                 if body is not None:
-                    plan = self._plan  # (with one: the cached verdict, or the slow path)
-                    if plan is None or plan.passes(get("bucket_event"), get("bucket_attributes")):
+                    plan = self._plan  # (with one: the kept verdict, or the slow path)
+                    if plan is None or (
+                        (section := plan.events.get(event)) is not None  # type: ignore[arg-type]
+                        and section.passes(attributes)
+                    ):
                         if _captures:
                             self._deliver(Item("event", body))
                         else:
