@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/instructions.py --before-send    # and with a before_send hook
     .venv/bin/python benchmarks/instructions.py --attributes     # and with every-event attributes
     .venv/bin/python benchmarks/instructions.py --metrics        # and with the metrics on
+    .venv/bin/python benchmarks/instructions.py --plan           # and with a tracking plan
 
 Times on a shared 2-core machine move by 20 % from one round to the next; instruction
 counts do not depend on the load (callgrind counts them, it does not time them). Each
@@ -59,6 +60,8 @@ else:
         options["before_send"] = lambda item: item
     if os.environ.get("BENCH_ATTRIBUTES"):  # --attributes: two attributes on every event
         options["attributes"] = {"environment": "prod", "release": "1.2.3"}
+    if os.environ.get("BENCH_PLAN"):  # --plan: the tracked event planned, its n an integer >= 0
+        options["tracking_plan"] = os.environ["BENCH_PLAN"]
     log.addHandler(BucketHandler(
         "bench-tracking-key", base_url="http://127.0.0.1:9", flush_interval=3600,
         max_queue_items=10**7, max_queue_bytes=10**9, **options))
@@ -77,14 +80,15 @@ SHAPES = ("null_tracked", "bucket_tracked", "null_untagged", "bucket_untagged")
 
 def count(tree: Path, shape: str, calls: int, program: Path, hook: str = "") -> int:
     """The calling thread's instruction count for ``calls`` calls of ``shape`` (``hook``:
-    an environment variable the program reads: ``BENCH_BEFORE_SEND``, ``BENCH_ATTRIBUTES``
-    or ``BENCH_METRICS``)."""
+    an environment variable the program reads, ``NAME`` or ``NAME=VALUE``:
+    ``BENCH_BEFORE_SEND``, ``BENCH_ATTRIBUTES``, ``BENCH_METRICS`` or ``BENCH_PLAN=path``)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         # a fixed hash seed: dict and set layouts (so instruction paths) repeat
         env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
-        if hook:
-            env[hook] = "1"
+        if hook:  # NAME, or NAME=VALUE
+            name, _, value = hook.partition("=")
+            env[name] = value or "1"
         subprocess.run(
             [
                 "valgrind",
@@ -132,6 +136,11 @@ def main() -> int:
         action="store_true",
         help="also this tree with bucket_logging.metrics' Prometheus and OpenTelemetry on",
     )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="also this tree with a tracking plan that plans the tracked event (issue 28)",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -148,6 +157,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         program = Path(tmp) / "calls.py"
         program.write_text(PROGRAM)
+        if args.plan:
+            plan = Path(tmp) / "plan.yaml"
+            plan.write_text(
+                "events:\n  Sent message:\n    attributes:\n"
+                "      n: {type: integer, minimum: 0}\n    required: [n]\n"
+            )
+            trees["+plan"] = (ROOT, f"BENCH_PLAN={plan}")
         print(f"instructions per call on the calling thread ({args.calls:,} calls a count)")
         print(f"{'tree':<10} {'shape':<16} {'instructions':>13} {'x floor':>8}")
         for name, (tree, hook) in trees.items():

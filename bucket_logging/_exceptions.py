@@ -92,7 +92,8 @@ class RefusedCallError(DeliveryError):
 
     Attributes:
         reason: one of ``"orphan_tags"``, ``"missing_id"``, ``"invalid_tag"``,
-            ``"invalid_item"``, ``"unknown_tag"`` (see ``_ledger.REFUSAL_REASONS``).
+            ``"invalid_item"``, ``"unknown_tag"``, ``"plan_violation"`` (see
+            ``_ledger.REFUSAL_REASONS``).
         kind: the call: ``"event"``, ``"user"``, ``"company"``, ``"feedback"`` or
             ``"tags"``.
         detail: what was wrong, as reported.

@@ -48,6 +48,7 @@ __all__ = [
     "SHUTDOWN_TIMEOUT",
     "SPOOL_MAX_AGE",
     "SPOOL_MAX_BYTES",
+    "TRACKING_OPTIONS",
     "Bounds",
     "Option",
     "attributes_from_env",
@@ -197,6 +198,17 @@ def check_path(value: object, source: str) -> str | None:
         if isinstance(path, str):
             return path
     raise _bad(source, "a directory path", value)
+
+
+def check_file(value: object, source: str) -> str | None:
+    """A file path (None or empty: off)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if isinstance(path, str):
+            return path
+    raise _bad(source, "a file path", value)
 
 
 def check_callable(value: object, source: str) -> object:
@@ -388,8 +400,16 @@ OPTIONS: Final[tuple[Option, ...]] = (
        "deliver the queue on SIGTERM when it has its default disposition"),
 )  # fmt: skip
 
-#: The table by option name.
-BY_NAME: Final[Mapping[str, Option]] = {option.name: option for option in OPTIONS}
+#: The options of the tracking path (every front end and ``track()``), not of a sender.
+TRACKING_OPTIONS: Final[tuple[Option, ...]] = (
+    _o("tracking_plan", "str | os.PathLike[str] | None", None, check_file,
+       "a tracking plan (YAML or JSON): every call is checked against it "
+       "([Tracking plan](tracking-plan.md)); needs the `plan` extra", shown="off"),
+)  # fmt: skip
+
+#: The table by option name (the sender's and the tracking path's).
+BY_NAME: Final[Mapping[str, Option]] = {o.name: o for o in OPTIONS + TRACKING_OPTIONS}
+_SENDER_NAMES: Final = frozenset(option.name for option in OPTIONS)
 
 
 def _given(option: Option, value: object) -> bool:
@@ -443,7 +463,7 @@ def _checked(option: Option, value: object, source: str) -> Any:
 
 def resolve_all(arguments: Mapping[str, object]) -> dict[str, Any]:
     """Every option's value (see :func:`resolve`); ``arguments`` by option name."""
-    unknown = set(arguments) - set(BY_NAME)
+    unknown = set(arguments) - _SENDER_NAMES
     if unknown:
         raise ConfigurationError(f"unknown sender option(s): {', '.join(sorted(unknown))}")
     return {option.name: resolve(option.name, arguments.get(option.name)) for option in OPTIONS}
@@ -461,7 +481,7 @@ def markdown_table() -> str:
         "| option | type | default | variable | range | meaning |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for option in OPTIONS:
+    for option in OPTIONS + TRACKING_OPTIONS:
         variables = " ".join(
             f"`{v}`" if i == 0 else f"(else `{v}`)"
             for i, v in enumerate(v for v in (option.env, option.reflag_env) if v)

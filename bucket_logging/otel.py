@@ -65,6 +65,9 @@ class BucketLogRecordProcessor(LogRecordProcessor):
         company_id_field: the attribute holding the company id.
         sender: an existing sender to use instead of the shared one for the key.
         **sender_options: passed on to the sender (``offline=True``, ``spool=...``).
+            ``tracking_plan=`` (a tracking plan's path; default
+            ``BUCKET_TRACKING_PLAN``) is the tracking path's: every call is checked
+            against the plan (docs: "Tracking plan").
 
     Raises:
         ConfigurationError: when a rule or an option is invalid, or no tracking key

@@ -60,6 +60,7 @@ def capture_tracking() -> Iterator[list[dict[str, Any]]]:
         yield calls
     finally:
         _capture.stop(calls)
+        _capture.checked(calls)  # the pytest plugin's tracking plan, when there is one
         if not calls and not _capture.trackers_built():
             _diagnostics.report(
                 "capture-empty",

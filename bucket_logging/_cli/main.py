@@ -1,4 +1,4 @@
-"""The command line: ``bucket-logging serve|check|ship|relay``.
+"""The command line: ``bucket-logging serve|check|ship|relay|plan``.
 
 ``python -m bucket_logging serve`` (or ``bucket-logging serve``) runs a local tracking server.
 
@@ -37,16 +37,18 @@ import orjson
 
 from .._exceptions import ConfigurationError
 from .._frontends.jsonlines import JsonLines
-from .._relay.limits import Limits
 from .._relay.sender import RelaySender
 from .._runtime.diagnostics import escape_controls
 from .._server.format import format_call, format_rejection
 from .._server.server import MAX_CALLS, RequestRecord, TrackingServer
+from .._tracking.plan_session import PlanSession
 from .._tracking.senders import resolve_sender
 from .._version import __version__
 from . import relay as _relay_command
 from .check import check
 from .logfiles import StateFile
+from .plan import add_parser as add_plan_parser
+from .plan import run as run_plan
 from .ship import Shipper
 
 __all__ = ["format_call", "format_rejection", "main"]
@@ -80,6 +82,10 @@ class _Printer:
         else:
             line = format_call(call)
         self._write(self._calls, line)
+
+    def note(self, line: str) -> None:
+        """Print a line about the call printed last (its plan violations)."""
+        self._write(self._other, line)
 
     def on_request(self, record: RequestRecord) -> None:
         """Print a request that was not accepted."""
@@ -198,85 +204,10 @@ def _build_parser() -> argparse.ArgumentParser:
             "relay extra (uvicorn). The token defaults to env BUCKET_RELAY_TOKEN."
         ),
     )
-    relay.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    relay.add_argument("--port", type=int, default=8788, help="port (default 8788; 0: any)")
-    relay.add_argument(
-        "--token", help="require Authorization: Bearer TOKEN (env BUCKET_RELAY_TOKEN)"
-    )
-    limits = Limits()
-    for name, default, what in (
-        ("max-body", limits.max_body, "bytes of a body as sent"),
-        ("max-decoded", limits.max_decoded, "bytes of a body once decompressed"),
-        ("max-concurrent", limits.max_concurrent, "requests served at once"),
-        ("max-connections", limits.max_connections, "open connections"),
-        ("max-pending", limits.max_pending, "items the sender may hold before 503"),
-        ("max-objects", limits.max_objects, "JSON values the requests in progress may hold"),
-        ("workers", 1, "processes serving the port, each with its own sender"),
-    ):
-        relay.add_argument(f"--{name}", type=int, default=default, metavar="N", help=what)
-    relay.add_argument(
-        "--allow-origin",
-        action="append",
-        metavar="ORIGIN",
-        help=(
-            "take requests from web pages of this origin (repeatable); by default a "
-            "request with an Origin or Sec-Fetch-Site header is refused"
-        ),
-    )
-    relay.add_argument(
-        "--allow-host",
-        action="append",
-        metavar="NAME",
-        help=(
-            "on loopback, take this Host name besides addresses and localhost "
-            "(repeatable; a reverse proxy that passes its own name on)"
-        ),
-    )
-    relay.add_argument(
-        "--head-timeout",
-        type=float,
-        default=limits.head_timeout,
-        metavar="S",
-        help=(
-            "seconds a request head may take (from the connection, or from its first "
-            "byte on a kept-alive one); slow and half-open clients are closed"
-        ),
-    )
-    relay.add_argument(
-        "--request-timeout",
-        type=float,
-        default=limits.request_timeout,
-        metavar="S",
-        help="seconds a connection has for each request (headers and body)",
-    )
-    relay.add_argument(
-        "--unready-after",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="GET /readyz answers 503 once the API has failed this long with nowhere to "
-        "keep items (no spool, or a full one); default 60",
-    )
-    relay.add_argument(
-        "--drain-delay",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="after SIGTERM, answer 503 to /readyz and posts for S seconds while still "
-        "serving (load balancers stop sending), then drain; default 0",
-    )
-    relay.add_argument(
-        "--no-metrics",
-        action="store_true",
-        help="count nothing for GET /metrics (it answers 404); the probes still work",
-    )
-    relay.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="the relay's own log lines: text, or one JSON object a line",
-    )
+    _relay_command.add_arguments(relay)
     _add_tracking_options(relay)
+    serve.add_argument("--plan", metavar="FILE", help="check each call against a tracking plan")
+    add_plan_parser(sub)
     return parser
 
 
@@ -290,6 +221,10 @@ def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
         "--url", help="the API's base URL (env BUCKET_TRACKING_URL, REFLAG_API_BASE_URL)"
     )
     parser.add_argument("--rules", metavar="FILE", help="zero-code rules: a JSON list of rules")
+    parser.add_argument(
+        "--plan", metavar="FILE", help="a tracking plan to check every call against (env "
+        "BUCKET_TRACKING_PLAN)"
+    )
     parser.add_argument(
         "--spool-dir", metavar="DIR", help="an on-disk spool (default: env BUCKET_SPOOL_DIR)"
     )
@@ -326,6 +261,7 @@ def _front_end(args: argparse.Namespace, command: str, wrap: bool = False) -> Js
                 user_id_field=args.user_id_field,
                 company_id_field=args.company_id_field,
                 sender=sender,
+                tracking_plan=args.plan,
             )
         else:
             front = JsonLines(
@@ -334,6 +270,7 @@ def _front_end(args: argparse.Namespace, command: str, wrap: bool = False) -> Js
                 rules=rules,
                 user_id_field=args.user_id_field,
                 company_id_field=args.company_id_field,
+                tracking_plan=args.plan,
                 **options,
             )
         front.track_marked = bool(getattr(args, "track_marked", False))
@@ -394,14 +331,30 @@ def _serve(args: argparse.Namespace) -> int:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     printer = _Printer(stdout, stderr if args.json else stdout, args.json)
+    on_call = printer.on_call
+    session = None
+    if args.plan:  # each call checked: its violations printed and shown on the page
+        try:
+            session = PlanSession(args.plan)
+        except ConfigurationError as exc:
+            print(f"bucket-logging serve: {exc}", file=stderr)
+            return 2
+
+        def on_call(call: dict[str, Any]) -> None:
+            found = session.check(call) if session is not None else []
+            printer.on_call(call)
+            for violation in found:
+                printer.note(f"  ! tracking plan: {violation.kind}: {violation.problem}")
+
     server = TrackingServer(
         args.host,
         args.port,
         tracking_keys=args.keys,
-        on_call=printer.on_call,
+        on_call=on_call,
         on_request=printer.on_request,
         max_calls=args.max_calls,
     )
+    server.plan_view = session
     if args.fail_first:
         server.fail_next(args.fail_first)
     if args.delay:
@@ -466,5 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         return _ship(args)
     if args.command == "relay":
         return _relay(args)
+    if args.command == "plan":
+        return run_plan(args)
     parser.print_help(sys.stderr)
     return 2

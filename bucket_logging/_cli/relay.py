@@ -16,10 +16,93 @@ from .._frontends.jsonlines import JsonLines
 from .._relay.limits import Limits
 from .._relay.origin import BrowserRules
 
-__all__ = ["limits_of", "run"]
+__all__ = ["add_arguments", "limits_of", "run"]
 
 #: Builds the relay's front end from the options: ``(args, command, wrap)``.
 FrontEndFactory = Callable[[argparse.Namespace, str, bool], "JsonLines | None"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The relay's own options (where items go and how lines are read are the shared
+    tracking options of :mod:`.main`)."""
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8788, help="port (default 8788; 0: any)")
+    parser.add_argument(
+        "--token", help="require Authorization: Bearer TOKEN (env BUCKET_RELAY_TOKEN)"
+    )
+    limits = Limits()
+    for name, default, what in (
+        ("max-body", limits.max_body, "bytes of a body as sent"),
+        ("max-decoded", limits.max_decoded, "bytes of a body once decompressed"),
+        ("max-concurrent", limits.max_concurrent, "requests served at once"),
+        ("max-connections", limits.max_connections, "open connections"),
+        ("max-pending", limits.max_pending, "items the sender may hold before 503"),
+        ("max-objects", limits.max_objects, "JSON values the requests in progress may hold"),
+        ("workers", 1, "processes serving the port, each with its own sender"),
+    ):
+        parser.add_argument(f"--{name}", type=int, default=default, metavar="N", help=what)
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help=(
+            "take requests from web pages of this origin (repeatable); by default a "
+            "request with an Origin or Sec-Fetch-Site header is refused"
+        ),
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help=(
+            "on loopback, take this Host name besides addresses and localhost "
+            "(repeatable; a reverse proxy that passes its own name on)"
+        ),
+    )
+    parser.add_argument(
+        "--head-timeout",
+        type=float,
+        default=limits.head_timeout,
+        metavar="S",
+        help=(
+            "seconds a request head may take (from the connection, or from its first "
+            "byte on a kept-alive one); slow and half-open clients are closed"
+        ),
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=limits.request_timeout,
+        metavar="S",
+        help="seconds a connection has for each request (headers and body)",
+    )
+    parser.add_argument(
+        "--unready-after",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="GET /readyz answers 503 once the API has failed this long with nowhere to "
+        "keep items (no spool, or a full one); default 60",
+    )
+    parser.add_argument(
+        "--drain-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="after SIGTERM, answer 503 to /readyz and posts for S seconds while still "
+        "serving (load balancers stop sending), then drain; default 0",
+    )
+    parser.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="count nothing for GET /metrics (it answers 404); the probes still work",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="the relay's own log lines: text, or one JSON object a line",
+    )
 
 
 def limits_of(args: argparse.Namespace) -> Limits:

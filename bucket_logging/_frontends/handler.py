@@ -77,6 +77,9 @@ class BucketHandler(FrontEnd, logging.Handler):
             with the key or sender options.
         **sender_options: passed on to the sender (``offline``, ``flush_interval``,
             ``shutdown_timeout``, ...).
+            ``tracking_plan=`` (a tracking plan's path; default
+            ``BUCKET_TRACKING_PLAN``) is the tracking path's: every call is checked
+            against the plan (docs: "Tracking plan").
 
     Raises:
         ConfigurationError: when a rule or an option is invalid, or no tracking key

@@ -153,6 +153,9 @@ class BucketProcessor(KeywordFrontEnd):
             ``bucket-logging ship`` / ``relay`` skip it instead of tracking it a
             second time; ``False`` leaves the event dict untouched.
         **sender_options: passed on to the sender.
+            ``tracking_plan=`` (a tracking plan's path; default
+            ``BUCKET_TRACKING_PLAN``) is the tracking path's: every call is checked
+            against the plan (docs: "Tracking plan").
 
     Raises:
         ConfigurationError: when a rule or an option is invalid, or no tracking key

@@ -10,6 +10,7 @@ middlewares (structlog's context variables) when none is given, the captures of
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from collections.abc import Mapping
@@ -28,8 +29,10 @@ __all__ = ["track"]
 #: The logger name the tracker sees for these calls (in its reports and for rules).
 LOGGER_NAME: Final = "track"
 
-#: One tracker per sender.
-_trackers: weakref.WeakKeyDictionary[BulkSender, Tracker] = weakref.WeakKeyDictionary()
+#: One tracker per sender and tracking plan (None: BUCKET_TRACKING_PLAN's, or none).
+_trackers: weakref.WeakKeyDictionary[BulkSender, dict[object, Tracker]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _default_sender() -> BulkSender | None:
@@ -58,6 +61,7 @@ def track(
     user: Mapping[str, Any] | bool | None = None,
     company: Mapping[str, Any] | bool | None = None,
     sender: BulkSender | None = None,
+    tracking_plan: str | os.PathLike[str] | None = None,
 ) -> None:
     """Track an event (and/or a user or company update) without a log statement.
 
@@ -73,15 +77,20 @@ def track(
     shared sender for the environment's key. Never raises and never blocks: a
     problem (no user id, an invalid value, no key) is reported on the
     ``bucket_logging`` logger and counted in ``sender.stats.refused``, as for a log
-    record.
+    record. ``tracking_plan`` (a plan's path; default ``BUCKET_TRACKING_PLAN``) checks
+    the calls against a tracking plan, as a front end's ``tracking_plan=`` does.
     """
     try:
         target = sender if sender is not None else _default_sender()
         if target is None:
             return
-        tracker = _trackers.get(target)
+        plan_key = None if tracking_plan is None else os.fspath(tracking_plan)
+        trackers = _trackers.get(target)
+        if trackers is None:
+            trackers = _trackers.setdefault(target, {})
+        tracker = trackers.get(plan_key)
         if tracker is None:
-            tracker = _trackers.setdefault(target, Tracker(target))
+            tracker = trackers.setdefault(plan_key, Tracker(target, tracking_plan=plan_key))
         fields: dict[str, Any] = {}
         if event is not None:
             fields["bucket_event"] = event

@@ -134,6 +134,11 @@ class State:
         #: the metrics observers every sender reports to, on its own thread (see
         #: bucket_logging._sender.observe)
         self.observers: list[Any] = []
+        #: what checks the calls of each capture block at its end (the pytest plugin's
+        #: tracking plan; owned by the plugin, so not cleared by reset())
+        self.capture_checks: list[Any] = []
+        #: tracking plans loaded, by path: (the file's mtime, the compiled plan)
+        self.plans: dict[str, tuple[int, Any]] = {}
         # the front ends
         self.loguru_hook_installed = False
         self.loguru_hook_lock = threading.Lock()
@@ -158,6 +163,7 @@ class State:
         self.announced = False
         self.rejected_calls = 0
         self.trackers_built = 0
+        self.plans.clear()
 
     def forget(self, sender: LiveSender) -> None:
         """A closed sender is neither flushed nor shared any more."""

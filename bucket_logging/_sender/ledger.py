@@ -63,7 +63,9 @@ DROP_REASONS: Final[dict[DropReason, str]] = {
     "before_send_error": "the before_send hook raised, or returned no valid item (reported)",
 }
 
-RefusalReason = Literal["orphan_tags", "missing_id", "invalid_tag", "invalid_item", "unknown_tag"]
+RefusalReason = Literal[
+    "orphan_tags", "missing_id", "invalid_tag", "invalid_item", "unknown_tag", "plan_violation"
+]
 
 #: Why a record's tracking call was not sent (``SenderStats.refused`` keys); each is
 #: also reported on the ``bucket_logging`` logger and passed to ``on_error`` as a
@@ -74,6 +76,7 @@ REFUSAL_REASONS: Final[dict[RefusalReason, str]] = {
     "invalid_tag": "a tag's value is not what the call needs (e.g. an empty event name)",
     "invalid_item": "the call breaks the API's rules (a value, a size)",
     "unknown_tag": "a misspelled bucket_* key (e.g. bucket_events): it was ignored",
+    "plan_violation": "the call breaks the tracking plan, whose action is drop",
 }
 
 
@@ -109,6 +112,10 @@ class SenderStats:
         refused: tracking calls of log records that were never queued because the
             record's tags or values were wrong, by reason (see
             :data:`bucket_logging._sender.ledger.REFUSAL_REASONS`); not counted in ``queued``.
+        plan_violations: calls that break the tracking plan, by kind of violation
+            (``unplanned_event``, ``missing_attribute``, ``wrong_type``,
+            ``invalid_value``, ``unexpected_attribute``, ``unplanned_user_attribute``,
+            ``unplanned_company_attribute``, ``unplanned_feedback``).
     """
 
     queued: int = 0
@@ -125,6 +132,7 @@ class SenderStats:
     replayed: int = 0
     redelivered: int = 0
     refused: dict[str, int] = field(default_factory=dict)
+    plan_violations: dict[str, int] = field(default_factory=dict)
 
     @property
     def dropped_total(self) -> int:
@@ -179,6 +187,7 @@ class Ledger:
         self.redelivered = 0
         self._dropped: dict[str, int] = {}
         self._refused: dict[str, int] = {}
+        self._plan: dict[str, int] = {}
 
     # -- the queue -------------------------------------------------------------------
 
@@ -265,6 +274,11 @@ class Ledger:
         with self._lock:
             self.deduplicated += 1
 
+    def count_plan(self, kind: str) -> None:
+        """A call that breaks the tracking plan (sent or not: counted apart)."""
+        with self._lock:
+            self._plan[kind] = self._plan.get(kind, 0) + 1
+
     def count_refused(self, reason: RefusalReason) -> None:
         """A record's call refused before it was queued (never pending)."""
         with self._lock:
@@ -323,4 +337,5 @@ class Ledger:
                 replayed=self.replayed,
                 redelivered=self.redelivered,
                 refused=dict(self._refused),
+                plan_violations=dict(self._plan),
             )

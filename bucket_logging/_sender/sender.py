@@ -190,6 +190,7 @@ class BulkSender:
         self._verify = verify if self.config.offline else tls_verify(verify, transport)
         self._start_lock = threading.Lock()
         self._ledger = Ledger()
+        self.plan_violation: Final = self._ledger.count_plan  # (stats.plan_violations)
         self._queue = BatchQueue(
             self._ledger,
             max_batch_items=self.config.max_batch_items,
@@ -380,10 +381,9 @@ class BulkSender:
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver everything queued so far; wait at most ``timeout`` seconds.
 
-        Returns True when every item queued before the call was delivered or dropped
-        (and counted), False on time-out. Retry back-offs are cut short: a flush does
-        not sit out a long delay. Safe to call from any thread; from the sender's own
-        thread it returns False at once instead of deadlocking.
+        Returns True when every item queued before the call was delivered or dropped (and
+        counted), False on time-out. Retry back-offs are cut short: a flush does not sit
+        out a long delay. Safe from any thread; from the sender's own it returns False.
         """
         future = self._request_flush()
         if future is None:

@@ -77,6 +77,9 @@ class Hooks:
         [str, int, int, int],
         tuple[str, int, list[RequestRecord], list[dict[str, Any]], tuple[int, int, int]],
     ]
+    #: The tracking plan's view for the page (``serve --plan``): ``violations_of(call)`` (a
+    #: list of strings) and ``coverage()`` (a dict); None without a plan.
+    plan: Any = None
 
 
 #: The answer to a connection over :attr:`HTTPServer.max_connections` when none can make room.

@@ -135,6 +135,10 @@ def _records(query: str, owner: Hooks) -> Answer:
         "from": {"requests": start, "calls": start_calls},
         "dropped": dropped,
     }
+    plan = owner.plan
+    if plan is not None:  # (serve --plan) each call's violations, and the coverage
+        body["violations"] = [plan.violations_of(call) for call in new_calls]
+        body["plan"] = plan.coverage()
     return Answer(200, orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS))
 
 

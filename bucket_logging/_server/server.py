@@ -109,6 +109,8 @@ class TrackingServer:
         self._received = 0
         self._epoch = os.urandom(6).hex()  # a new one on each clear(), for the page
         self._faults = Faults()
+        #: what the page shows of a tracking plan (see ``Hooks.plan``), or None
+        self.plan_view: Any = None
         # life cycle
         self._life = threading.Lock()
         self._httpd: HTTPServer | None = None
@@ -131,6 +133,7 @@ class TrackingServer:
                 lambda: self.calls,
                 self.clear,
                 self._records_since,
+                self.plan_view,
             )
             httpd = HTTPServer(hooks, (self._host, self._port))
             self._port = int(httpd.server_address[1])

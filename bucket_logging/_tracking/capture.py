@@ -7,15 +7,29 @@ capture that caught nothing says so when there are none).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any, Final
 
 from .._runtime.state import state as _state
 
-__all__ = ["active", "start", "stop", "tracker_built", "trackers_built"]
+__all__ = ["active", "checked", "checks", "start", "stop", "tracker_built", "trackers_built"]
 
 #: The lists of the active capture blocks. Changed in place, under the GIL, by
 #: :func:`start` and :func:`stop`; readers copy it before iterating.
 active: Final[list[list[dict[str, Any]]]] = _state.captures
+
+
+#: What sees the calls of each capture block when it ends (the pytest plugin's check
+#: against the tracking plan); registered and removed by their owner.
+checks: Final[list[Callable[[list[dict[str, Any]]], None]]] = _state.capture_checks
+
+
+def checked(calls: list[dict[str, Any]]) -> None:
+    """Show a capture block's ``calls`` to every registered check; never raises."""
+    for check in tuple(checks):
+        with contextlib.suppress(Exception):  # a check's bug must not fail the test
+            check(calls)
 
 
 def tracker_built() -> None:

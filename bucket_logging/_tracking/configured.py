@@ -34,6 +34,9 @@ class KeywordFrontEnd(FrontEnd):
         sender: an existing sender to use instead of the shared one for the key
             (anything with ``enqueue(item)`` and ``flush(timeout)``).
         **sender_options: passed on to the sender.
+            ``tracking_plan=`` (a tracking plan's path; default
+            ``BUCKET_TRACKING_PLAN``) is the tracking path's: every call is checked
+            against the plan (docs: "Tracking plan").
 
     Raises:
         ConfigurationError: when a rule or an option is invalid, or no tracking key

@@ -18,7 +18,8 @@ class FrontEnd:
 
     :class:`~bucket_logging.BucketHandler` and :class:`~bucket_logging.BucketProcessor`
     call :meth:`_set_up` from their constructors; everything the hot path needs is
-    looked up once there.
+    looked up once there. ``tracking_plan=`` among the keyword options of every front
+    end is the tracking path's (the plan every call is checked against), not the sender's.
     """
 
     __slots__ = ("_rule_cache", "_track", "_track_event", "_tracker", "_wants")
@@ -40,11 +41,14 @@ class FrontEnd:
         user_id_field: str,
         company_id_field: str,
     ) -> None:
+        options = dict(sender_options)
+        plan = options.pop("tracking_plan", None)  # the tracking path's, not the sender's
         tracker = Tracker(
-            resolve_sender(sender, tracking_key, base_url, sender_options),
+            resolve_sender(sender, tracking_key, base_url, options),
             rules=rules,
             user_id_field=user_id_field,
             company_id_field=company_id_field,
+            tracking_plan=plan,
         )
         self._tracker = tracker
         compiled = tracker.rules

@@ -29,6 +29,7 @@ __all__ = [
     "encoded_put",
     "every_event_attributes",
     "flush_sender",
+    "plan_counter",
     "refusal_counter",
     "resolve_sender",
 ]
@@ -79,6 +80,12 @@ def refusal_counter(sender: Sender) -> Callable[[RefusalReason, str, str], None]
     """What counts a record's refused call in ``sender``'s stats, or None for a sender
     that keeps no stats (:meth:`BulkSender.refused`)."""
     return sender.refused if isinstance(sender, BulkSender) else None
+
+
+def plan_counter(sender: Sender) -> Callable[[str], None] | None:
+    """What counts a call's plan violation by kind in ``sender``'s stats, or None for a
+    sender that keeps no stats (:meth:`BulkSender.plan_violation`)."""
+    return sender.plan_violation if isinstance(sender, BulkSender) else None
 
 
 def resolve_sender(

@@ -40,6 +40,9 @@ from .claims import claiming, is_claimed, local
 from .context import CONTEXT_KEYS as _CONTEXT_KEYS
 from .context import KEY_PREFIX as _CONTEXT_PREFIX
 from .context import from_context as _from_context
+from .plan import Plan
+from .plan_load import plan_of
+from .plancheck import PlanCheck
 from .rules import Rule, RuleSet, compile_rules
 from .senders import (
     Sender,
@@ -99,6 +102,9 @@ class Tracker:
         rules: zero-code rules, see :mod:`bucket_logging._tracking.rules`.
         user_id_field: the field holding the user id (also the contextvars key).
         company_id_field: the field holding the company id (also the contextvars key).
+        tracking_plan: a tracking plan's path (or a loaded plan): every call is checked
+            against it (:mod:`bucket_logging._tracking.plancheck`); None: the
+            ``BUCKET_TRACKING_PLAN`` variable, else none.
     """
 
     __slots__ = (
@@ -106,6 +112,7 @@ class Tracker:
         "_company_field",
         "_company_key",
         "_count_refused",
+        "_plan",
         "_put",
         "_reserved",
         "_rules",
@@ -121,8 +128,11 @@ class Tracker:
         rules: object = None,
         user_id_field: str = "user_id",
         company_id_field: str = "company_id",
+        tracking_plan: object = None,
     ) -> None:
         self._sender = sender
+        plan = plan_of(tracking_plan)  # (None: BUCKET_TRACKING_PLAN, else no plan)
+        self._plan = None if plan is None else PlanCheck(plan, sender)
         # the everyday event's encoded bytes go straight onto a BulkSender's queue
         self._put = encoded_put(sender) or self._enqueue_body
         self._count_refused = refusal_counter(sender)
@@ -143,6 +153,11 @@ class Tracker:
     def sender(self) -> Sender:
         """The sender items are queued on."""
         return self._sender
+
+    @property
+    def plan(self) -> Plan | None:
+        """The tracking plan calls are checked against, or None."""
+        return None if self._plan is None else self._plan.plan
 
     @property
     def rules(self) -> RuleSet | None:
@@ -228,17 +243,23 @@ class Tracker:
                 company_id = get(self._company_field)
                 if company_id is None and self._company_key in _CONTEXT_KEYS:
                     company_id = _from_context(self._company_field, self._company_key)
+                event = get("bucket_event")
                 attributes = get("bucket_attributes")
                 base = self._base
                 if base is not None:
                     attributes = under(base, attributes)
-                body = event_body(get("bucket_event"), user_id, company_id, attributes, created)
+                body = event_body(event, user_id, company_id, attributes, created)
                 if body is not None:
-                    if _captures:
-                        self._deliver(Item("event", body))
-                    else:
-                        self._put(body)
-                    return
+                    plan = self._plan  # (with one: the kept verdict, or the slow path)
+                    if plan is None or (
+                        (section := plan.events.get(event)) is not None  # type: ignore[arg-type]
+                        and section.passes(attributes)
+                    ):
+                        if _captures:
+                            self._deliver(Item("event", body))
+                        else:
+                            self._put(body)
+                        return
         except InvalidItemError as exc:  # too large: final, and not encoded again
             self._reject("invalid_item", "event", logger_name, template, "; ".join(exc.errors))
             return
@@ -369,7 +390,7 @@ class Tracker:
                 # a rule's event (or one beside other tags) with plain values: the
                 # everyday encoder; anything else is validated and converted by encode
                 body = None
-                if context is None:
+                if context is None and self._plan is None:
                     try:
                         body = event_body(event, user_id, company_id, attributes, created)
                     except InvalidItemError as exc:
@@ -408,6 +429,11 @@ class Tracker:
         self, wire: dict[str, Any], timestamp: str, logger_name: str, template: object
     ) -> None:
         kind = wire["type"]
+        if self._plan is not None:
+            checked = self._plan.check(wire, logger_name, template)
+            if checked is None:
+                return
+            wire = checked
         try:
             item = encode(wire, timestamp)
         except InvalidItemError as exc:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -442,3 +443,39 @@ def test_format_rejection_keeps_one_short_line() -> None:
 )
 def test_format_call_of_odd_calls(call: dict[str, Any], line: str) -> None:
     assert format_call(call) == line
+
+
+def test_serve_with_a_plan_prints_each_calls_violations_and_the_page_has_them(
+    streams: Callable[..., Run], signals: None, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("events:\n  Sent message:\n    attributes:\n      channel: {type: string}\n")
+    answers: list[dict[str, Any]] = []
+
+    def client_side(run: Run, client: httpx.Client) -> None:
+        body = [
+            {"type": "event", "event": "Sent message", "userId": 1, "attributes": {"channel": 7}},
+            {"type": "event", "event": "Sent mesage", "userId": 2},
+        ]
+        assert post(client, run.url, "bulk", body) == 200
+        run.out.wait_lines(4 + 4)
+        answers.append(client.get(f"{run.url}/_page/records").json())
+
+    run = serve(streams(), ["--plan", str(plan)], client_side)
+    assert run.status == 0
+    assert run.out.lines[4:] == [
+        'event     user=1  "Sent message"  channel=7',
+        "  ! tracking plan: wrong_type: 'channel' must be string (got 7)",
+        'event     user=2  "Sent mesage"',
+        "  ! tracking plan: unplanned_event: event 'Sent mesage' is not planned "
+        "(a likely typo of 'Sent message'?)",
+    ]
+    [page] = answers
+    assert page["violations"] == [
+        ["wrong_type: 'channel' must be string (got 7)"],
+        ["unplanned_event: event 'Sent mesage' is not planned (a likely typo of 'Sent message'?)"],
+    ]
+    assert page["plan"] == {
+        "source": str(plan), "planned": 1, "seen": ["Sent message"], "never": [],
+        "violations": 2,
+    }  # fmt: skip

@@ -395,6 +395,61 @@ def test_the_page_keeps_up_with_1000_calls(page: Any, server: TrackingServer) ->
     assert "the newest 300 shown" in page.find_element("id", "shown").text
 
 
+PLAN = """\
+events:
+  Signed in:
+    attributes:
+      method: {type: string, enum: [password, sso]}
+  Exported data: {}
+  Deleted account: {}
+"""
+
+
+@pytest.fixture
+def plan_page(driver: Any, tmp_path: Path) -> Iterator[tuple[Any, TrackingServer]]:
+    """The page of a server that checks each call against a plan, as ``serve --plan``."""
+    from bucket_logging._tracking.plan_session import PlanSession
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(PLAN)
+    session = PlanSession(str(path))
+    server = TrackingServer(on_call=session.check)
+    server.plan_view = session  # (before it binds: the page's hooks are made then)
+    with server as srv:
+        driver.get(f"{srv.url}/")
+        assert wait_for_text(driver, "#status", "live", 10) >= 0
+        yield driver, srv
+
+
+def test_with_a_plan_each_calls_violations_show_beside_it_and_the_coverage(
+    plan_page: tuple[Any, TrackingServer],
+) -> None:
+    page, server = plan_page
+    calls = [
+        {"type": "event", "event": "Signed in", "userId": "u-1",
+         "attributes": {"method": "magic", "colour": "red"}},
+        {"type": "event", "event": "Signed In", "userId": "u-2"},
+        {"type": "event", "event": "Exported data", "userId": "u-3"},
+    ]  # fmt: skip
+    assert post_bulk(server, *calls) == 200
+    assert wait_for_text(page, "#entries", "u-3", 5) >= 0
+    assert wait_for_text(page, "#plan-coverage", "2 of 3 planned events seen", 5) >= 0
+    by_user = {}
+    for row in page.find_elements("css selector", "#entries > li"):
+        found = [li.text for li in row.find_elements("css selector", ".violations li")]
+        user = row.find_element("css selector", ".ids").text
+        by_user[user] = found
+    assert by_user["user=u-3"] == []
+    assert by_user["user=u-2"] == [
+        "unplanned_event: event 'Signed In' is not planned (a likely typo of 'Signed in'?)"
+    ]
+    assert sorted(v.partition(":")[0] for v in by_user["user=u-1"]) == [
+        "invalid_value",
+        "unexpected_attribute",
+    ]
+    assert page.find_element("id", "plan-never").text == "Deleted account"
+
+
 def test_screenshot_for_the_docs(page: Any, server: TrackingServer, handler: BucketHandler) -> None:
     """An app's session as the page shows it; saved to docs/images/tracking-page.png."""
     logger = logging.getLogger("tests.page")

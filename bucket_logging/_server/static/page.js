@@ -21,6 +21,7 @@ const state = {
   users: new Map(), // id -> {count, name}
   companies: new Map(),
   events: new Map(), // name -> {count}
+  plan: null, // serve --plan: {source, planned, seen, never, violations}
 };
 
 const $ = (id) => document.getElementById(id);
@@ -86,15 +87,18 @@ function receive(data) {
   }
   state.dropped = typeof data.dropped === "number" ? data.dropped : 0;
   let next = 0; // the next of data.calls: the calls of the accepted requests, in order
+  if (data.plan) state.plan = data.plan;
+  const violations = Array.isArray(data.violations) ? data.violations : [];
   for (const req of data.requests) {
     state.requests += 1;
     req.seq = state.requests;
     state.recent.push(req);
     if (req.status === 200) {
       for (let i = 0; i < req.items && next < data.calls.length; i += 1) {
+        const found = violations[next];
         const call = data.calls[next++];
         state.calls += 1;
-        state.entries.push({ call, req });
+        state.entries.push({ call, req, violations: Array.isArray(found) ? found : [] });
         const attrs = call.attributes && typeof call.attributes === "object" ? call.attributes : {};
         count(state.users, idOf(call.userId), call.type === "user" ? attrs.name : null);
         count(state.companies, idOf(call.companyId), call.type === "company" ? attrs.name : null);
@@ -227,6 +231,12 @@ function callRow(entry) {
   if (call.context && call.context.active === false) extras.append(el("span", "inactive", "inactive"));
   line.append(extras, jsonButton(row, () => call));
   row.append(line);
+  if (entry.violations && entry.violations.length) { // serve --plan: beside the call
+    row.classList.add("off-plan");
+    const list = el("ul", "violations");
+    for (const text of entry.violations) list.append(el("li", "violation", clip(String(text), 300)));
+    row.append(list);
+  }
   return row;
 }
 
@@ -387,6 +397,20 @@ function renderEventNames() {
 
 let renderedEvents = -1;
 
+function renderPlan() {
+  const plan = state.plan;
+  const section = $("plan");
+  if (!plan || !section) return;
+  section.hidden = false;
+  const seen = Array.isArray(plan.seen) ? plan.seen : [];
+  const never = Array.isArray(plan.never) ? plan.never : [];
+  $("plan-coverage").textContent =
+    `${seen.length} of ${plan.planned} planned events seen; ${plan.violations} violation(s)`;
+  const list = $("plan-never");
+  list.replaceChildren(...never.slice(0, 50).map((name) => el("li", "never", name)));
+  $("plan-never-title").hidden = never.length === 0;
+}
+
 function render() {
   $("count-calls").textContent = state.calls.toLocaleString("en");
   $("count-requests").textContent = state.requests.toLocaleString("en");
@@ -399,6 +423,7 @@ function render() {
   renderView("view-companies", state.companies, "filter-id", (key) => key);
   renderView("view-events", state.events, "filter-event", (key) => key);
   renderRequests();
+  renderPlan();
   if (renderedEvents !== state.events.size) {
     renderedEvents = state.events.size;
     renderEventNames();
