@@ -101,8 +101,7 @@ def too_many_values(limit: int) -> Refused:
     """The 413 of a body that may hold more JSON values than ``limit``."""
     return Refused(
         413,
-        f"the body may hold more than {limit:,} JSON values (--max-objects): "
-        "send smaller batches",
+        f"the body may hold more than {limit:,} JSON values (--max-objects): send smaller batches",
     )
 
 

@@ -48,6 +48,7 @@ from .._tracking.configured import KeywordFrontEnd
 
 __all__ = ["LoguruSink"]
 
+
 def _complete_loguru() -> None:
     """At exit: hand the records in loguru's ``enqueue=True`` queues to the sinks.
 

@@ -48,6 +48,7 @@ from .._runtime.worker import Worker
 from .._spool.rows import destination
 from .._spool.store import MAINTENANCE_SECONDS, SPOOL_ERRORS, Evicted, SpoolStore
 from .config import SenderConfig
+from .journaling import JournalSide
 from .ledger import DropReason, Ledger, Ticket
 from .settle import Chunk
 
@@ -93,6 +94,9 @@ class Spool:
             spool.directory, destination(config.destination), spool.max_bytes, spool.max_age
         )
         self.path = self.store.path
+        #: this process's journal (opened by the engine), and the dead ones' recovery
+        self.journal = JournalSide(spool.directory, self.store.dest, config.max_batch_items)
+        self.wake: Callable[[], object] | None = None  # the engine's: pump again
         self._executor: Worker | None = None
         self._opened = False
         self.failed = False
@@ -181,24 +185,28 @@ class Spool:
                 return False
             if time.monotonic() >= self._next_maintenance:
                 await self._maintain()
+            if self.journal.pending:
+                await self._recover()
         except SPOOL_ERRORS as exc:
             self.fail(exc)
         return not self.failed
 
-    async def close(self, queued: Iterable[tuple[list[bytes], Ticket]]) -> None:
-        """At the sender's stop: persist what is still ``queued``, release what it owns."""
+    async def close(self, queued: Iterable[tuple[list[bytes], Ticket, int]]) -> None:
+        """At the sender's stop: persist what is still ``queued`` (batch, ticket, mark),
+        release what it owns."""
         ledger = self._ledger
         try:
             if not self._opened or self.failed:
                 return
-            for batch, ticket in queued:
-                await self.persist(batch, ticket, send_soon=False)
+            for batch, ticket, mark in queued:
+                await self.persist(batch, ticket, send_soon=False, mark=mark)
             cut = [(c.row, c.ambiguous or c.posting) for c in self._cancelled if c.row]
             memory_only = sum(c.count for c in self._cancelled if c.row is None)
             self._cancelled.clear()
             if cut:
                 await self.call(self.store.release_rows, cut)
             await self.call(self.store.release_all)
+            await self.call(self.journal.forget, self.store)
             memory_only += sum(c.count for c in self._waiting if c.row is None)
             for chunk in self._waiting:
                 if chunk.row is not None:
@@ -226,6 +234,7 @@ class Spool:
                 level=logging.ERROR,
             )
         finally:
+            self.journal.close()
             executor, self._executor = self._executor, None
             if executor is not None:
                 executor.submit(self.store.close)
@@ -262,17 +271,31 @@ class Spool:
         self._backlog_maybe = batches > 0
         return True
 
+    async def _recover(self) -> None:  # one step: dead journals into the backlog
+        stored, evicted, no_room = await self.journal.recover(self.call, self.store, self._sending)
+        self._evicted(evicted, "spool_full")
+        if no_room:
+            self.drop("spool_full", no_room, None, "the spool is full (recovering a journal)")
+        if stored:
+            self._backlog_maybe, self._backlog_after = True, 0.0
+        if (stored or self.journal.pending) and self.wake is not None:
+            self.wake()
+
     async def _maintain(self) -> None:
         self._next_maintenance = time.monotonic() + MAINTENANCE_SECONDS
+        self.journal.heartbeat()
         expired, full = await self.call(self.store.maintain, frozenset(self._sending))
         self._evicted(expired, "spool_expired")
         self._evicted(full, "spool_full")
         self._backlog_maybe = True
 
-    async def persist(self, batch: list[bytes], ticket: Ticket, *, send_soon: bool) -> None:
+    async def persist(
+        self, batch: list[bytes], ticket: Ticket, *, send_soon: bool, mark: int = 0
+    ) -> None:
         """Write one batch taken off the queue; keep its items if it is sent next.
 
         ``send_soon``: a request slot is free now (False at the close: only stored).
+        ``mark``: the batch's journal mark (settled once it is stored).
         """
         send = send_soon
         size = sum(map(len, batch))
@@ -288,11 +311,14 @@ class Spool:
                 batch,
                 sent_next,  # its row says "attempted" before the request starts
                 frozenset(self._sending),
+                False,
+                self.journal.mark(mark),  # with the batch: recovery's exact mark
             )
         except BaseException:
             chunk.items = batch  # the memory fallback delivers it
             self._waiting.append(chunk)
             raise
+        self.journal.settle(mark)
         self._evicted(evicted, "spool_full")
         if row is None:
             # No room, even after deleting everything this sender may delete: the
