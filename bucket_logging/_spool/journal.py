@@ -75,6 +75,8 @@ _CHECKPOINT: Final = struct.Struct("<QId")
 _CHECKPOINT_AT: Final = 96
 RECORD_MAGIC: Final = 0x9AE70CB1  # b"\xb1\x0c\xe7\x9a": not UTF-8, so rare in JSON
 RECORD: Final = struct.Struct("<IIQI")  # magic, length, sequence, crc32
+_pack_record = RECORD.pack_into
+_crc32 = zlib.crc32
 _MASK: Final = 0xFFFFFFFF
 
 
@@ -174,16 +176,28 @@ class Journal:
         if not lock.acquire(False):
             while not lock.acquire(False):
                 time.sleep(0)  # the GIL goes to the writer (see queue._acquire_contended)
+        if self._busy:
+            lock.release()
+            return False
+        self._busy = True
         try:
-            if self._busy:
-                return False
-            self._busy = True
-            try:
+            mm = self._mm
+            n = len(body)
+            off = self._off
+            end = off + 20 + n
+            if mm is not None and end <= self._size:  # the everyday case, inline
+                seq = self._seq
+                _pack_record(mm, off, RECORD_MAGIC, n, seq, _crc32(body, (seq ^ n) & _MASK))
+                mm[off + 20 : end] = body
+                self._off = end
+                self._seq = seq + 1
+            else:
                 self.write_locked(body)
-                then(body)
-            finally:
-                self._busy = False
+            then(body)
+        except Exception as exc:  # pragma: no cover - defensive: never raise in a log call
+            self._fail(exc)
         finally:
+            self._busy = False
             lock.release()
         return True
 
