@@ -21,6 +21,8 @@ from .._spool.journal import Journal
 from .._spool.recovery import Recovery
 from .._spool.store import LEASE_SECONDS, Evicted, SpoolStore
 from .config import SenderConfig
+from .ledger import DropReason, Ledger
+from .settle import Chunk
 
 __all__ = ["JournalSide", "open_journal"]
 
@@ -54,15 +56,28 @@ class JournalSide:
     """The journal of a sender's spool, and the recovery of dead ones.
 
     Args:
-        directory: the spool directory.
-        dest: the destination id.
+        store: the spool's store.
         batch_items: the most items in a recovered batch.
+        ledger: where recovered items are counted (as replayed).
+        evicted: counts batches deleted for the size limit (the spool's).
+        drop: reports items given up on (the spool's).
     """
 
-    def __init__(self, directory: str, dest: str, batch_items: int) -> None:
-        self.directory = directory
-        self.dest = dest
+    def __init__(
+        self,
+        store: SpoolStore,
+        batch_items: int,
+        ledger: Ledger,
+        evicted: Callable[[list[Evicted], DropReason], None],
+        drop: Callable[[DropReason, int, int | None, str], None],
+    ) -> None:
+        self.store = store
+        self.directory = store.directory
+        self.dest = store.dest
         self.batch_items = batch_items
+        self._ledger = ledger
+        self._evicted = evicted
+        self._drop = drop
         self.journal: Journal | None = None
         self._recovery: Recovery | None = None
         #: whether a look for dead journals is due
@@ -79,11 +94,11 @@ class JournalSide:
             return None
         return journal.id, mark
 
-    def forget(self, store: SpoolStore) -> None:
+    def forget(self) -> None:
         """On the worker thread, at a clean stop: this journal's mark is not needed."""
         journal = self.journal
         if journal is not None and journal.settled >= journal.written:
-            marks.forget(store.conn, journal.id)
+            marks.forget(self.store.conn, journal.id)
 
     def settle(self, mark: int) -> None:
         """Every entry queued before ``mark`` is stored (or given to memory, or dropped)."""
@@ -98,30 +113,33 @@ class JournalSide:
         self.pending = True
 
     async def recover(
-        self,
-        call: Callable[..., Awaitable[Any]],
-        store: SpoolStore,
-        sending: Iterable[int],
-    ) -> tuple[int, list[Evicted], int]:
-        """One step: (items stored as free batches, evictions, items that found no room).
+        self, call: Callable[..., Awaitable[Any]], sending: Iterable[int]
+    ) -> list[Chunk]:
+        """One step: the batches stored, this sender's to send (their items in memory).
 
-        Clears :attr:`pending` when no dead journal is left. An error here is reported
-        and leaves the rest for the next look (the spool itself goes on)."""
+        The batches are this sender's own rows (as those it persists), sent without
+        being read back nor checked again (their records' checksums held). Clears
+        :attr:`pending` when no dead journal is left. An error here is reported and
+        leaves the rest for the next look (the spool itself goes on)."""
         if self._recovery is None:
             own = self.journal.id if self.journal is not None else None
             self._recovery = Recovery(
                 self.directory, self.dest, own, self.batch_items, LEASE_SECONDS
             )
         recovery = self._recovery
+        store = self.store
         protect = frozenset(sending)  # rows being delivered: never evicted
         evicted: list[Evicted] = []
+        stored: list[tuple[int, list[bytes]]] = []
         no_room = [0]
 
         def insert(batch: list[bytes], journal: str, mark: int) -> None:
-            row, gone = store.insert(batch, False, protect, free=True, journal=(journal, mark))
+            row, gone = store.insert(batch, False, protect, journal=(journal, mark))
             evicted.extend(gone)
             if row is None:
                 no_room[0] += len(batch)
+            else:
+                stored.append((row, batch))
 
         def stored_mark(journal: str) -> int:
             return marks.mark_of(store.conn, journal)
@@ -130,7 +148,7 @@ class JournalSide:
             marks.forget(store.conn, journal)
 
         try:
-            stored, damaged, more = await call(recovery.step, insert, stored_mark, forget)
+            count, damaged, more = await call(recovery.step, insert, stored_mark, forget)
         except OSError as exc:
             recovery.release()
             self.pending = False
@@ -142,11 +160,20 @@ class JournalSide:
                 exc,
                 level=logging.ERROR,
             )
-            return 0, evicted, no_room[0]
-        self.recovered += stored
+            return []
+        self.recovered += count
         self.damaged += damaged
         self.pending = more
-        return stored, evicted, no_room[0]
+        self._evicted(evicted, "spool_full")
+        if no_room[0]:
+            self._drop("spool_full", no_room[0], None, "the spool is full (recovering a journal)")
+        chunks = []
+        for row, batch in stored:
+            chunk = Chunk(self._ledger.replay(len(batch), redelivered=False), len(batch), row)
+            chunk.items = batch
+            chunk.size = sum(map(len, batch))
+            chunks.append(chunk)
+        return chunks
 
     def close(self) -> None:
         """At the stop: close the journal (deleted when all settled), let go of any

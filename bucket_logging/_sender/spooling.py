@@ -94,8 +94,7 @@ class Spool:
             spool.directory, destination(config.destination), spool.max_bytes, spool.max_age
         )
         self.path = self.store.path
-        #: this process's journal (opened by the engine), and the dead ones' recovery
-        self.journal = JournalSide(spool.directory, self.store.dest, config.max_batch_items)
+        self.journal = JournalSide(self.store, config.max_batch_items, ledger, self._evicted, drop)
         self.wake: Callable[[], object] | None = None  # the engine's: pump again
         self._executor: Worker | None = None
         self._opened = False
@@ -206,7 +205,7 @@ class Spool:
             if cut:
                 await self.call(self.store.release_rows, cut)
             await self.call(self.store.release_all)
-            await self.call(self.journal.forget, self.store)
+            await self.call(self.journal.forget)
             memory_only += sum(c.count for c in self._waiting if c.row is None)
             for chunk in self._waiting:
                 if chunk.row is not None:
@@ -271,14 +270,15 @@ class Spool:
         self._backlog_maybe = batches > 0
         return True
 
-    async def _recover(self) -> None:  # one step: dead journals into the backlog
-        stored, evicted, no_room = await self.journal.recover(self.call, self.store, self._sending)
-        self._evicted(evicted, "spool_full")
-        if no_room:
-            self.drop("spool_full", no_room, None, "the spool is full (recovering a journal)")
-        if stored:
-            self._backlog_maybe, self._backlog_after = True, 0.0
-        if (stored or self.journal.pending) and self.wake is not None:
+    async def _recover(self) -> None:  # one step: dead journals into the waiting batches
+        limit = self._config.max_queue_bytes // 4  # items kept in memory as persist() does
+        for chunk in await self.journal.recover(self.call, self._sending):
+            if self._retained + chunk.size <= limit:
+                self._retained += chunk.size
+            else:
+                chunk.items = None  # read back when its turn comes
+            self._waiting.append(chunk)
+        if self.journal.pending and self.wake is not None:
             self.wake()
 
     async def _maintain(self) -> None:
@@ -311,7 +311,6 @@ class Spool:
                 batch,
                 sent_next,  # its row says "attempted" before the request starts
                 frozenset(self._sending),
-                False,
                 self.journal.mark(mark),  # with the batch: recovery's exact mark
             )
         except BaseException:

@@ -6,9 +6,9 @@ waits. A journal is taken over when every one of its segments can be ``flock``-e
 (its writer is gone: the kernel released its locks) and, when it was written on
 another host, once its heartbeat is older than :data:`~.store.LEASE_SECONDS`.
 
-The records after the journal's checkpoint are stored as free batches (claimed and
-sent by the backlog, oldest first); after each batch the segment's checkpoint moves
-on, so a recovery cut short by another crash repeats at most one batch. Damaged
+The records after the journal's mark are stored in batches, each with the journal's
+new mark in the same transaction (:mod:`.marks`), so a recovery cut short by another
+crash goes on where it stopped, never storing a record twice. Damaged
 records (a torn last write, a flipped byte) are skipped, counted and reported;
 every intact record is recovered.
 

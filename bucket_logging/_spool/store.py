@@ -252,11 +252,10 @@ class SpoolStore:
         bodies: list[bytes],
         attempted: bool,
         protect: frozenset[int],
-        free: bool = False,
         journal: tuple[str, int] | None = None,
     ) -> tuple[int | None, list[Evicted]]:
-        """Write one batch owned by this sender (``free``: by nobody, for the backlog),
-        and its ``journal``'s new mark; None when no room could be made."""
+        """Write one batch owned by this sender, and how far it settles ``journal``
+        (its id, its new mark); None when no room could be made."""
         kinds_blob, sizes_blob, blob = payload(bodies)
         size = len(blob) + len(kinds_blob) + len(sizes_blob)
         now = time.time()
@@ -273,8 +272,8 @@ class SpoolStore:
                         now,
                         len(bodies),
                         size,
-                        None if free else self.owner,
-                        0 if free else now + LEASE_SECONDS,
+                        self.owner,
+                        now + LEASE_SECONDS,
                         int(attempted),
                     ),
                 )
