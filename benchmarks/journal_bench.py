@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _calls import stdlib_tracked  # noqa: E402
-from spool_bench import KEY, Server, make_items  # noqa: E402
+from _calls import stdlib_tracked
+from spool_bench import KEY, Server, make_items
 
-from bucket_logging import BucketHandler, BulkSender  # noqa: E402
-from bucket_logging._spool.journal import Journal  # noqa: E402
-from bucket_logging._spool.rows import destination  # noqa: E402
+from bucket_logging import BucketHandler, BulkSender
+from bucket_logging._spool.journal import Journal
+from bucket_logging._spool.rows import destination
 
 
 def logger(name: str, handler: logging.Handler) -> logging.Logger:

@@ -45,9 +45,9 @@ def killed_burst(tmp_path: Path, spool: Path, url: str, count: int) -> Path:
     script.write_text(BURST)
     config = json.dumps({"url": url, "spool": str(spool), "count": count})
     proc = subprocess.run(
-        [sys.executable, str(script), config], capture_output=True, text=True, timeout=30
+        [sys.executable, str(script), config], check=False, capture_output=True, timeout=30
     )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     (segment,) = [p for p in spool.iterdir() if p.suffix == ".blj"]
     return segment
 
@@ -117,7 +117,8 @@ import logging, os
 from bucket_logging import BucketHandler
 
 log = logging.getLogger("app")
-log.addHandler(BucketHandler(KEY, base_url=os.environ["TEST_URL"], spool_dir=os.environ["TEST_SPOOL"]))
+url, spool = os.environ["TEST_URL"], os.environ["TEST_SPOOL"]
+log.addHandler(BucketHandler(KEY, base_url=url, spool_dir=spool))
 log.setLevel(logging.INFO)
 log.propagate = False
 
