@@ -19,7 +19,7 @@ server's page, ``http://127.0.0.1:8787/`` in a browser, shows them live (see
 (see :mod:`bucket_logging._cli.check`). ``bucket-logging ship [FILE ...]`` sends the
 tagged lines of JSON-lines logs (see :mod:`bucket_logging._cli.ship`);
 ``bucket-logging relay`` is an HTTP intake for log pipelines (see
-:mod:`bucket_logging._cli.relay`). Both read JSON objects with
+:mod:`bucket_logging._relay`). Both read JSON objects with
 :class:`~bucket_logging._frontends.jsonlines.JsonLines`.
 """
 
@@ -37,14 +37,16 @@ import orjson
 
 from .._exceptions import ConfigurationError
 from .._frontends.jsonlines import JsonLines
+from .._relay.limits import Limits
+from .._relay.sender import RelaySender
 from .._runtime.diagnostics import escape_controls
 from .._server.format import format_call, format_rejection
 from .._server.server import RequestRecord, TrackingServer
 from .._tracking.senders import resolve_sender
 from .._version import __version__
+from . import relay as _relay_command
 from .check import check
 from .logfiles import StateFile
-from .relay import Limits, RelaySender
 from .ship import Shipper
 
 __all__ = ["format_call", "format_rejection", "main"]
@@ -303,9 +305,7 @@ def _ship(args: argparse.Namespace) -> int:
 
 
 def _relay(args: argparse.Namespace) -> int:
-    from .relay_cli import run  # noqa: PLC0415 - uvicorn only for the relay
-
-    return run(args, _front_end)
+    return _relay_command.run(args, _front_end)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -6,7 +6,6 @@ import logging
 
 import pytest
 
-from bucket_logging._cli.relay import is_loopback as relay_is_loopback
 from bucket_logging._runtime import diagnostics
 from bucket_logging._runtime.diagnostics import is_loopback, warn_if_insecure
 from bucket_logging._runtime.state import state
@@ -33,7 +32,10 @@ HOSTS = [
 
 
 def test_the_relay_uses_the_one_loopback_check() -> None:
-    assert relay_is_loopback is is_loopback
+    pytest.importorskip("uvicorn")
+    from bucket_logging._relay import serve
+
+    assert serve.is_loopback is is_loopback
 
 
 @pytest.mark.parametrize(("host", "loopback"), HOSTS)

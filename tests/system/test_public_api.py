@@ -48,7 +48,8 @@ def test_importing_the_package_loads_no_server_command_line_or_integration() -> 
 
     program = (
         "import sys, bucket_logging\n"
-        "banned = ('http.server', 'bucket_logging._cli', 'bucket_logging._server.http', "
+        "banned = ('http.server', 'bucket_logging._cli', 'bucket_logging._relay', "
+        "'bucket_logging._server.http', "
         "'bucket_logging._server.page', 'uvicorn', 'opentelemetry', 'google.protobuf', "
         "'loguru', 'django', 'starlette', 'selenium')\n"
         "print(sorted(m for m in sys.modules if m.startswith(banned)))\n"

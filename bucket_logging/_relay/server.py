@@ -1,9 +1,9 @@
 """The relay on uvicorn: its h11 protocol, its server and its listening socket.
 
-:func:`uvicorn_server` serves a :class:`~bucket_logging._cli.relay_app.RelayApp` with
+:func:`uvicorn_server` serves a :class:`~bucket_logging._relay.app.RelayApp` with
 the relay's bounds: uvicorn's h11 protocol with a connection cap (the excess answered
 503 before anything is read) and a request deadline (:func:`protocol_class`), heads of
-at most :data:`~bucket_logging._cli.relay_app.MAX_HEAD` bytes, and a server whose
+at most :data:`~bucket_logging._relay.app.MAX_HEAD` bytes, and a server whose
 SIGTERM and SIGINT drain it without being raised again (:class:`RelayServer`).
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .relay_app import MAX_HEAD, RelayApp, plain_answer
+from .app import MAX_HEAD, RelayApp, plain_answer
 
 __all__ = ["RelayServer", "listen", "protocol_class", "uvicorn_server"]
 

@@ -3,7 +3,7 @@
 :class:`RelayApp` is an ASGI application: ``POST /`` (any path but ``/v1/logs``)
 takes a batch of JSON log events (a JSON array, NDJSON or one object), ``POST
 /v1/logs`` an OTLP/HTTP logs export (protobuf or JSON), either optionally gzip;
-``GET /health`` answers load balancers. :mod:`bucket_logging._cli.relay_server` serves
+``GET /health`` answers load balancers. :mod:`bucket_logging._relay.server` serves
 it on uvicorn with the relay's connection bounds.
 
 Bounds, in the order a request meets them:
@@ -25,10 +25,10 @@ Bounds, in the order a request meets them:
 * **bytes**: a ``Content-Length`` over ``max_body`` is answered 413 (a chunked body
   as soon as it passes it); gzip is decompressed a bounded step at a time up to
   ``max_decoded`` bytes (a gzip bomb costs at most that), in at most
-  :data:`~bucket_logging._cli.bodies.MAX_GZIP_MEMBERS` members walked by offset;
+  :data:`~bucket_logging._relay.bodies.MAX_GZIP_MEMBERS` members walked by offset;
 * **objects**: before a body is parsed, the JSON values (objects, arrays, strings,
   numbers, keys) it can hold are counted at memory speed
-  (:func:`~bucket_logging._cli.bodies.value_bound`); all requests in progress together
+  (:func:`~bucket_logging._relay.bodies.value_bound`); all requests in progress together
   hold at most ``max_objects`` of them: a body that can never fit gets 413, one that
   does not fit now 503 with ``Retry-After``;
 * **queue**: a batch with more items than ``max_pending`` can never be queued (413);
@@ -55,7 +55,8 @@ from .._frontends import otlp as _otlp
 from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import register_secret
 from .bodies import Refused, gunzip, parse_body, too_many_values, value_bound
-from .relay import Limits, RelaySender
+from .limits import Limits
+from .sender import RelaySender
 
 __all__ = ["MAX_HEAD", "OTLP_PATH", "RelayApp", "plain_answer"]
 
@@ -106,7 +107,7 @@ class RelayApp:
 
     Args:
         front: the front end every event or record is tracked through (its sender a
-            :class:`~bucket_logging._cli.relay.RelaySender`).
+            :class:`~bucket_logging._relay.sender.RelaySender`).
         sender: that RelaySender.
         token: the shared secret of ``Authorization: Bearer``; None for none.
         limits: the bounds.

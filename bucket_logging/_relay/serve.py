@@ -1,6 +1,6 @@
-"""``bucket-logging relay``: the command, on uvicorn, with ``--workers N``.
+"""The relay as a service: one process on uvicorn, or ``--workers N`` forked processes.
 
-One process: the relay's app (:mod:`bucket_logging._cli.relay_app`) served by uvicorn on
+One process: the relay's app (:mod:`bucket_logging._relay.app`) served by uvicorn on
 the main thread; SIGTERM or SIGINT drains it, then the sender delivers what it holds
 (or leaves it in the spool) and the relay prints its summary, with exit status 1 if
 items it had answered 200 were lost.
@@ -10,11 +10,16 @@ exists; each worker serves the shared socket with its own front end and sender (
 shared ``--spool-dir`` is safe: its batches are claimed per process). SIGTERM or
 SIGINT to the parent is passed on to every worker; the parent exits once they all
 did, with status 1 if any worker lost items.
+
+It knows nothing of argument parsing: the command line (:mod:`bucket_logging._cli.relay`)
+hands it a front-end factory, the address, the token and the :class:`Limits`.
+
+May import: the relay's app and server (so the ``relay`` extra), the front ends, the
+sender, the process layer.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
@@ -26,87 +31,86 @@ from typing import Any, cast
 from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import is_loopback
 from .._sender.sender import BulkSender
-from .relay import Limits, RelaySender
+from .app import RelayApp
+from .limits import Limits
+from .sender import RelaySender
+from .server import listen, uvicorn_server
 
 __all__ = ["run"]
 
 #: A worker told to stop before its server started (it then starts, and stops at once).
 _stop_early = False
 
-FrontEndFactory = Callable[[argparse.Namespace, str, bool], "JsonLines | None"]
+#: Builds the front end a relay process tracks through (its sender a
+#: :class:`RelaySender`), or None when it cannot (the reason already printed).
+FrontEndFactory = Callable[[], "JsonLines | None"]
 
 
-def _limits(args: argparse.Namespace) -> Limits:
-    return Limits(
-        max_body=args.max_body,
-        max_decoded=args.max_decoded,
-        max_concurrent=args.max_concurrent,
-        max_connections=args.max_connections,
-        max_pending=args.max_pending,
-        max_objects=args.max_objects,
-        request_timeout=args.request_timeout,
-    )
+def run(
+    front_end: FrontEndFactory,
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    limits: Limits,
+    workers: int = 1,
+) -> int:
+    """Serve the relay on ``host:port`` until SIGTERM or SIGINT; the exit status.
 
-
-def run(args: argparse.Namespace, front_end: FrontEndFactory) -> int:
-    """Run the relay the options describe; the exit status."""
+    Args:
+        front_end: called once in each serving process (after the fork).
+        host: the interface to listen on.
+        port: the port (0 picks a free one).
+        token: the shared secret of ``Authorization: Bearer``; None for none.
+        limits: the bounds.
+        workers: how many processes serve the one listening socket.
+    """
     stderr = sys.stderr
-    try:
-        from . import relay_server as _relay_server  # noqa: PLC0415 - the relay extra
-    except ImportError as exc:
+    if not is_loopback(host) and token is None:
         print(
-            f"bucket-logging relay needs the relay extra ({exc.name} is missing): "
-            "pip install 'bucket-logging[relay]'",
-            file=stderr,
-        )
-        return 2
-    token = args.token or os.environ.get("BUCKET_RELAY_TOKEN") or None
-    if not is_loopback(args.host) and token is None:
-        print(
-            f"WARNING: bucket-logging relay listens on {args.host} WITHOUT a token: anyone "
+            f"WARNING: bucket-logging relay listens on {host} WITHOUT a token: anyone "
             "who can reach this port can send tracking calls in your app's name. Set "
             "--token (or BUCKET_RELAY_TOKEN) and send it as 'Authorization: Bearer ...'.",
             file=stderr,
             flush=True,
         )
-    workers = max(1, int(getattr(args, "workers", 1) or 1))
+    workers = max(1, workers)
     try:
-        sock = _relay_server.listen(args.host, args.port)
+        sock = listen(host, port)
     except OSError as exc:
-        print(f"bucket-logging relay: cannot listen on {args.host}:{args.port}: {exc}", file=stderr)
+        print(f"bucket-logging relay: cannot listen on {host}:{port}: {exc}", file=stderr)
         return 1
-    host, port = sock.getsockname()[:2]
-    where = f"[{host}]" if ":" in host else host
+    bound_host, bound_port = sock.getsockname()[:2]
+    where = f"[{bound_host}]" if ":" in bound_host else bound_host
     banner = (
-        f"bucket-logging relay on http://{where}:{port} "
+        f"bucket-logging relay on http://{where}:{bound_port} "
         f"({'bearer token required' if token else 'no token'}"
         f"{f', {workers} workers' if workers > 1 else ''}); SIGTERM drains"
     )
     if workers == 1:
-        return _serve(args, front_end, sock, token=token, banner=banner, name="")
-    return _supervise(args, front_end, sock, token=token, banner=banner, workers=workers)
+        return _serve(front_end, sock, token=token, limits=limits, banner=banner, name="")
+    return _supervise(
+        front_end, sock, token=token, limits=limits, banner=banner, workers=workers
+    )
 
 
 def _serve(
-    args: argparse.Namespace,
     front_end: FrontEndFactory,
     sock: socket.socket,
     *,
     token: str | None,
+    limits: Limits,
     banner: str | None,
     name: str,
 ) -> int:
     """Serve ``sock`` in this process until SIGTERM/SIGINT; the exit status."""
-    from .relay_app import RelayApp  # noqa: PLC0415 - the relay extra
-    from .relay_server import uvicorn_server  # noqa: PLC0415
-
     stderr = sys.stderr
-    front = front_end(args, "relay", True)
+    front = front_end()
     if front is None:
         sock.close()
         return 2
     sender = cast(RelaySender, front.sender)
-    app = RelayApp(front, sender, token=token, limits=_limits(args), log=stderr)
+    app = RelayApp(front, sender, token=token, limits=limits, log=stderr)
     server = uvicorn_server(app)
     real = sender.real
     dropped0 = real.stats.dropped_total if isinstance(real, BulkSender) else 0
@@ -133,11 +137,11 @@ def _stop_before_serving(signum: int, frame: Any) -> None:
 
 
 def _supervise(
-    args: argparse.Namespace,
     front_end: FrontEndFactory,
     sock: socket.socket,
     *,
     token: str | None,
+    limits: Limits,
     banner: str,
     workers: int,
 ) -> int:
@@ -163,7 +167,12 @@ def _supervise(
             status = 1
             try:
                 status = _serve(
-                    args, front_end, sock, token=token, banner=None, name=f" worker {index + 1}"
+                    front_end,
+                    sock,
+                    token=token,
+                    limits=limits,
+                    banner=None,
+                    name=f" worker {index + 1}",
                 )
             finally:
                 sys.stderr.flush()

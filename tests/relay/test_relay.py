@@ -32,8 +32,8 @@ import pytest
 from support import closed_port
 
 from bucket_logging import TrackingServer
-from bucket_logging._cli.bodies import Refused, gunzip, parse_body
-from bucket_logging._cli.relay import is_loopback
+from bucket_logging._relay.bodies import Refused, gunzip, parse_body
+from bucket_logging._runtime.diagnostics import is_loopback
 
 KEY = "trRELAYkey-8e2b4d6f1a3c5079"
 TOKEN = "relay-token-5b9d2e7c41f0a6"
@@ -358,8 +358,10 @@ def test_in_process_relay_serves_and_drains(server: TrackingServer) -> None:
     import io
 
     from bucket_logging import BulkSender
-    from bucket_logging._cli.relay import Limits, Relay, RelaySender
     from bucket_logging._frontends.jsonlines import JsonLines
+    from bucket_logging._relay.inprocess import Relay
+    from bucket_logging._relay.limits import Limits
+    from bucket_logging._relay.sender import RelaySender
 
     sender = RelaySender(BulkSender(KEY, base_url=f"http://localhost:{server.port}"))
     log = io.StringIO()

@@ -9,8 +9,8 @@ import sys
 
 def test_importing_the_package_and_its_cli_does_not_import_uvicorn() -> None:
     code = (
-        "import sys, bucket_logging, bucket_logging.__main__, bucket_logging._cli.relay\n"
-        "loaded = [m for m in ('uvicorn', 'bucket_logging._cli.relay_app') if m in sys.modules]\n"
+        "import sys, bucket_logging, bucket_logging.__main__, bucket_logging._cli.main\n"
+        "loaded = [m for m in ('uvicorn', 'bucket_logging._relay.app') if m in sys.modules]\n"
         "print(loaded)\n"
     )
     done = subprocess.run(

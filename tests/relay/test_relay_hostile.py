@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from bucket_logging import TrackingServer
-from bucket_logging._cli.bodies import Refused, gunzip, value_bound
+from bucket_logging._relay.bodies import Refused, gunzip, value_bound
 
 KEY = "trHOSTILEkey-4c1e9a7b2d5f8036"
 TOKEN = "hostile-token-9d3b6e1f02a7c4"
