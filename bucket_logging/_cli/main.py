@@ -185,7 +185,13 @@ def _build_parser() -> argparse.ArgumentParser:
             "JSON or one object, optionally gzip) and send the tagged ones. Answers 200 "
             "once the sender accepted the batch, 503 with Retry-After when its queue is "
             "full. POST /v1/logs takes OTLP/HTTP logs (protobuf or JSON). Needs the "
-            "relay extra (uvicorn). The token defaults to env BUCKET_RELAY_TOKEN."
+            "relay extra (uvicorn). The token defaults to env BUCKET_RELAY_TOKEN. "
+            "What a 200 survives: without --spool-dir, nothing beyond the process (a "
+            "kill loses what it holds); with --spool-dir, the relay's SIGKILL or crash "
+            "(every item is in the spool's journal before the 200); with --spool-dir "
+            "and --fsync, also a power loss (the journal is fsynced before the 200). "
+            "An identical body posted again within --dedupe-window seconds is answered "
+            "200 and not tracked twice (with a spool, across restarts too)."
         ),
     )
     relay.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
@@ -204,6 +210,20 @@ def _build_parser() -> argparse.ArgumentParser:
         ("workers", 1, "processes serving the port, each with its own sender"),
     ):
         relay.add_argument(f"--{name}", type=int, default=default, metavar="N", help=what)
+    relay.add_argument(
+        "--dedupe-window",
+        type=float,
+        default=limits.dedupe_window,
+        metavar="S",
+        help="seconds an identical body (a pipeline's retry) is not tracked again "
+        "(default 600; 0: off)",
+    )
+    relay.add_argument(
+        "--fsync",
+        action="store_true",
+        help="with --spool-dir: answer 200 only once the journal is fsynced (survives a "
+        "power loss; one fsync shared by concurrent requests)",
+    )
     relay.add_argument(
         "--request-timeout",
         type=float,

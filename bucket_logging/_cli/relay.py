@@ -31,6 +31,8 @@ def limits_of(args: argparse.Namespace) -> Limits:
         max_pending=args.max_pending,
         max_objects=args.max_objects,
         request_timeout=args.request_timeout,
+        dedupe_window=max(0.0, float(getattr(args, "dedupe_window", 600.0))),
+        fsync=bool(getattr(args, "fsync", False)),
     )
 
 
@@ -44,6 +46,9 @@ def run(args: argparse.Namespace, front_end: FrontEndFactory) -> int:
             "pip install 'bucket-logging[relay]'",
             file=sys.stderr,
         )
+        return 2
+    if getattr(args, "fsync", False) and not (args.spool_dir or os.environ.get("BUCKET_SPOOL_DIR")):
+        print("bucket-logging relay: --fsync needs --spool-dir (nothing to fsync)", file=sys.stderr)
         return 2
     return serve.run(
         lambda: front_end(args, "relay", True),

@@ -55,6 +55,7 @@ from .._frontends import otlp as _otlp
 from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import register_secret
 from .bodies import Refused, gunzip, parse_body, too_many_values, value_bound
+from .dedupe import durability
 from .limits import Limits
 from .sender import RelaySender
 
@@ -138,6 +139,8 @@ class RelayApp:
         self._pool = ThreadPoolExecutor(
             max(1, self.limits.max_concurrent), thread_name_prefix="bucket-logging relay"
         )
+        #: Retried bodies (not tracked twice) and ``--fsync`` (see :mod:`.dedupe`).
+        self.retries, self.commit = durability(sender, self.limits)
         #: Whether the server is stopping (set by its runner): /health says so.
         self.stopping: Callable[[], bool] = lambda: False
 
@@ -320,6 +323,28 @@ class RelayApp:
             with self._lock:
                 self._objects -= objects
 
+    def _begin(self, digest: bytes) -> bool:
+        """False for a body tracked within the window (answered 200, not tracked)."""
+        state = self.retries.begin(digest)
+        if state == "busy":
+            raise Refused(503, "an identical body is being tracked", self.retry_headers)
+        return state == "new"
+
+    @contextlib.contextmanager
+    def _kept(self, digest: bytes) -> Any:
+        """Track a new body: once all its items are queued (so in the spool's journal),
+        remember it, and with ``--fsync`` wait for the journal's fsync."""
+        kept: list[bool] = []  # the caller says whether every item was queued
+        try:
+            yield kept
+            if not (kept and kept[0]):
+                return
+            self.retries.done(digest)
+            if self.commit is not None and not self.commit.commit():
+                raise Refused(503, "the spool could not be fsynced", self.retry_headers)
+        finally:
+            self.retries.end(digest)
+
     def _check_room(self, items: int) -> None:
         limits = self.limits
         if items > limits.max_pending:
@@ -335,7 +360,10 @@ class RelayApp:
         """Track one batch of JSON events; (status, message)."""
         text = self._decode(body, encoding)
         del body
-        with self._holding(value_bound(text)):
+        digest = self.retries.digest("bulk", text)
+        if not self._begin(digest):
+            return 200, "a retried body, tracked already: not tracked again"
+        with self._kept(digest) as kept, self._holding(value_bound(text)):
             objects, bad = parse_body(text)
             del text
             self._check_room(len(objects))
@@ -344,6 +372,7 @@ class RelayApp:
                 self.sender.take_refused()
                 tracked = sum(1 for obj in objects if track(obj))
                 refused = self.sender.take_refused()
+            kept.append(not refused)
         if refused:
             raise Refused(
                 503, f"the sender refused {refused} item(s): queue full", self.retry_headers
@@ -363,10 +392,13 @@ class RelayApp:
             raise Refused(415, "OTLP/HTTP takes application/x-protobuf or application/json")
         data = self._decode(body, encoding, kind == "application/json")
         del body
+        digest = self.retries.digest(OTLP_PATH, data)
+        if not self._begin(digest):
+            return 200, {"Content-Type": kind}, _otlp.export_logs_response(kind, rejected=0)
         # protobuf: a record or value takes at least two bytes, so the body's size
         # bounds them (the decoder counts them again as it goes)
         bound = value_bound(data) if kind == "application/json" else len(data) // 2 + 1
-        with self._holding(min(bound, self.limits.max_objects)):
+        with self._kept(digest) as kept, self._holding(min(bound, self.limits.max_objects)):
             try:
                 records = _otlp.decode_export_logs(
                     data,
@@ -384,6 +416,7 @@ class RelayApp:
                 self.sender.take_refused()
                 _, rejected, message = _otlp.track_records(self.front, records)
                 refused = self.sender.take_refused()
+            kept.append(not refused)
         if refused:
             raise Refused(
                 503, f"the sender refused {refused} item(s): queue full", self.retry_headers

@@ -22,6 +22,8 @@ class Limits:
         max_objects: int = 2_000_000,
         request_timeout: float = 30.0,
         retry_after: int = 5,
+        dedupe_window: float = 600.0,
+        fsync: bool = False,
     ) -> None:
         self.max_body = max_body
         self.max_decoded = max_decoded
@@ -31,3 +33,7 @@ class Limits:
         self.max_objects = max_objects
         self.request_timeout = request_timeout
         self.retry_after = retry_after
+        #: seconds a tracked body is remembered: an identical one is not tracked again
+        self.dedupe_window = dedupe_window
+        #: answer 200 only once the spool's journal is fsynced (group commit)
+        self.fsync = fsync

@@ -89,9 +89,7 @@ def run(
     )
     if workers == 1:
         return _serve(front_end, sock, token=token, limits=limits, banner=banner, name="")
-    return _supervise(
-        front_end, sock, token=token, limits=limits, banner=banner, workers=workers
-    )
+    return _supervise(front_end, sock, token=token, limits=limits, banner=banner, workers=workers)
 
 
 def _serve(
@@ -127,7 +125,12 @@ def _serve(
     else:
         dropped = 0
     answered = ", ".join(f"{n} x {status}" for status, n in sorted(app.counts.items()))
-    print(f"relay{name} stopped: {answered or 'no requests'}; {dropped} item(s) lost", file=stderr)
+    retried = app.retries.retried
+    print(
+        f"relay{name} stopped: {answered or 'no requests'}; {dropped} item(s) lost; "
+        f"{retried} retried body(ies) answered 200, not tracked again",
+        file=stderr,
+    )
     return 1 if dropped else 0
 
 

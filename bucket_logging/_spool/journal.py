@@ -310,6 +310,19 @@ class Journal:
         for segment in done:
             _remove(segment)
 
+    def sync(self) -> None:
+        """Make every record written so far durable (fsync: for a power loss; a killed
+        process needs nothing). Raises OSError."""
+        with self.lock:
+            fds = [segment.fd for segment in self._segments]
+        for fd in fds:
+            os.fsync(fd)  # (writes back the pages dirtied through the mapping too)
+        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)  # the segments' names
+        finally:
+            os.close(dir_fd)
+
     def heartbeat(self) -> None:
         """Renew the heartbeat (a journal of another host is taken over by its age)."""
         with self.lock:
