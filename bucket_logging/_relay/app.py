@@ -140,7 +140,7 @@ class RelayApp:
             max(1, self.limits.max_concurrent), thread_name_prefix="bucket-logging relay"
         )
         #: Retried bodies (not tracked twice) and ``--fsync`` (see :mod:`.dedupe`).
-        self.retries, self.commit = durability(sender, self.limits)
+        self.retries, self.commit, self.note = durability(sender, self.limits)
         #: Whether the server is stopping (set by its runner): /health says so.
         self.stopping: Callable[[], bool] = lambda: False
 
@@ -339,11 +339,17 @@ class RelayApp:
             yield kept
             if not (kept and kept[0]):
                 return
-            self.retries.done(digest)
             if self.commit is not None and not self.commit.commit():
                 raise Refused(503, "the spool could not be fsynced", self.retry_headers)
         finally:
             self.retries.end(digest)
+
+    def _end(self, digest: bytes, refused: int) -> None:
+        """A request's items are queued (``refused`` of them were not): "end" in the
+        journal, then the digest at once (a kill between the two costs a duplicate)."""
+        self.note(b"end")
+        if not refused:
+            self.retries.done(digest)
 
     def _check_room(self, items: int) -> None:
         limits = self.limits
@@ -370,8 +376,10 @@ class RelayApp:
             track = self.front.track
             with _TRACKING:
                 self.sender.take_refused()
+                self.note(b"begin")  # (a kill before "end": recovery leaves these out)
                 tracked = sum(1 for obj in objects if track(obj))
                 refused = self.sender.take_refused()
+                self._end(digest, refused)
             kept.append(not refused)
         if refused:
             raise Refused(
@@ -414,8 +422,10 @@ class RelayApp:
             self._check_room(len(records))
             with _TRACKING:
                 self.sender.take_refused()
+                self.note(b"begin")
                 _, rejected, message = _otlp.track_records(self.front, records)
                 refused = self.sender.take_refused()
+                self._end(digest, refused)
             kept.append(not refused)
         if refused:
             raise Refused(

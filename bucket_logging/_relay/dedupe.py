@@ -213,9 +213,12 @@ class GroupCommit:
             return not low < mine <= high
 
 
-def durability(sender: object, limits: object) -> tuple[RetryWindow, GroupCommit | None]:
-    """The relay's retry window and, with ``--fsync``, its group commit, for the
-    ``sender`` (a :class:`~bucket_logging._relay.sender.RelaySender`) and its limits.
+def durability(
+    sender: object, limits: object
+) -> tuple[RetryWindow, GroupCommit | None, Callable[[bytes], None]]:
+    """The relay's retry window, with ``--fsync`` its group commit, and how it notes a
+    request's bounds in the spool's journal (a no-op without one), for the ``sender``
+    (a :class:`~bucket_logging._relay.sender.RelaySender`) and its limits.
 
     Raises ValueError for ``--fsync`` without a spool (nothing to fsync)."""
     real = getattr(sender, "real", sender)
@@ -224,11 +227,12 @@ def durability(sender: object, limits: object) -> tuple[RetryWindow, GroupCommit
     directory = getattr(spool, "directory", None)
     window = float(getattr(limits, "dedupe_window", DEDUPE_WINDOW))
     retries = RetryWindow(directory, window)
-    if not getattr(limits, "fsync", False):
-        return retries, None
     engine = getattr(real, "engine", None)
     side = getattr(getattr(engine, "spool", None), "journal", None)
     journal = getattr(side, "journal", None)
+    note: Callable[[bytes], None] = journal.note if journal is not None else _nothing
+    if not getattr(limits, "fsync", False):
+        return retries, None, note
     if journal is None:
         raise ValueError("--fsync needs a spool (--spool-dir) whose journal could be opened")
 
@@ -236,4 +240,8 @@ def durability(sender: object, limits: object) -> tuple[RetryWindow, GroupCommit
         journal.sync()
         retries.sync()
 
-    return retries, GroupCommit(sync)
+    return retries, GroupCommit(sync), note
+
+
+def _nothing(tag: bytes) -> None:
+    """No journal: nothing to note."""

@@ -51,6 +51,7 @@ from .upkeep import check_private
 __all__ = [
     "HEADER",
     "HEADER_BYTES",
+    "NOTE_MAGIC",
     "RECORD",
     "RECORD_MAGIC",
     "SEGMENT_BYTES",
@@ -74,6 +75,8 @@ HEADER_BYTES: Final = 128
 _CHECKPOINT: Final = struct.Struct("<QId")
 _CHECKPOINT_AT: Final = 96
 RECORD_MAGIC: Final = 0x9AE70CB1  # b"\xb1\x0c\xe7\x9a": not UTF-8, so rare in JSON
+#: A note between records, not an item (the relay's request bounds: see note()).
+NOTE_MAGIC: Final = 0x9AE70CB2
 RECORD: Final = struct.Struct("<IIQI")  # magic, length, sequence, crc32
 _pack_record = RECORD.pack_into
 _crc32 = zlib.crc32
@@ -228,6 +231,23 @@ class Journal:
             return
         self._off = end
         self._seq = seq + 1
+
+    def note(self, tag: bytes) -> None:
+        """Write a note (not an item: it takes no sequence number). The relay brackets
+        each request's items with ``b"begin"`` and ``b"end"``; recovery leaves out the
+        items of a request begun and never ended in the last segment (its process died
+        before answering: the pipeline sends it again). Never raises."""
+        with self.lock:
+            mm = self._mm
+            n = len(tag)
+            off = self._off
+            end = off + 20 + n
+            if mm is None or self._busy or end > self._size:
+                return  # (a note lost to a roll costs at most a duplicate)
+            seq = self._seq
+            _pack_record(mm, off, NOTE_MAGIC, n, seq, _crc32(tag, (seq ^ n) & _MASK))
+            mm[off + 20 : end] = tag
+            self._off = end
 
     def _roll(self) -> None:
         """Start a new segment (the lock is held); give the journal up on failure."""

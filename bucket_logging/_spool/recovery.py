@@ -32,6 +32,7 @@ from .._runtime.diagnostics import report
 from .journal import (
     HEADER,
     HEADER_BYTES,
+    NOTE_MAGIC,
     RECORD,
     RECORD_MAGIC,
     SEGMENT_MAGIC,
@@ -52,11 +53,15 @@ Step = tuple[int, int, bool]
 Insert = Callable[[list[bytes], str, int], None]
 
 
-def parse(data: bytes, start: int, after: int) -> tuple[list[tuple[int, bytes]], int, int]:
+def parse(
+    data: bytes, start: int, after: int, last: bool = False
+) -> tuple[list[tuple[int, bytes]], int, int]:
     """The intact records of a segment's ``data`` from ``start`` whose sequence is at
-    least ``after``: ([(sequence, bytes)], damaged records, damaged bytes)."""
+    least ``after``: ([(sequence, bytes)], damaged records, damaged bytes). In the
+    ``last`` segment, the items of a request begun and never ended are left out."""
     records: list[tuple[int, bytes]] = []
     damaged = skipped = 0
+    begun: int | None = None  # where the open request's items start in records
     unpack = RECORD.unpack_from
     size = len(data)
     off = start
@@ -65,11 +70,13 @@ def parse(data: bytes, start: int, after: int) -> tuple[list[tuple[int, bytes]],
         magic, n, seq, crc = unpack(data, off)
         end = off + 20 + n
         if (
-            magic == RECORD_MAGIC
+            magic in (RECORD_MAGIC, NOTE_MAGIC)
             and end <= size
             and zlib.crc32(view[off + 20 : end], (seq ^ n) & _MASK) == crc
         ):
-            if seq >= after:
+            if magic == NOTE_MAGIC:
+                begun = len(records) if data[off + 20 : end] == b"begin" else None
+            elif seq >= after:
                 records.append((seq, data[off + 20 : end]))
             off = end
             continue
@@ -81,6 +88,8 @@ def parse(data: bytes, start: int, after: int) -> tuple[list[tuple[int, bytes]],
         if following < 0:
             break
         off = following
+    if last and begun is not None:
+        del records[begun:]  # never answered: its sender retries it
     return records, damaged, skipped
 
 
@@ -229,7 +238,8 @@ class Recovery:
     def _read_segment(self, path: str, fd: int) -> tuple[deque[tuple[int, bytes]], int]:
         """The records of a segment after the checkpoint, and how many were damaged."""
         data = os.pread(fd, os.fstat(fd).st_size, 0)
-        records, damaged, skipped = parse(data, HEADER_BYTES, self._checkpoint)
+        last = len(self._held) == 1
+        records, damaged, skipped = parse(data, HEADER_BYTES, self._checkpoint, last)
         if damaged:
             report(
                 "journal-damaged",
