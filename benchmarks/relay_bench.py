@@ -96,13 +96,14 @@ def otlp_bodies(lines: int, batch: int) -> list[bytes]:
 class Relay:
     """``bucket-logging relay`` as a subprocess."""
 
-    def __init__(self, server: Server, workers: int) -> None:
+    def __init__(self, server: Server, workers: int, extra: tuple[str, ...] = ()) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BUCKET_")}
         env.update(BUCKET_TRACKING_KEY=KEY, BUCKET_TRACKING_URL=server.url)
         self.proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "bucket_logging", "relay", "--port", "0"),
                 *("--workers", str(workers), "--max-pending", "1000000"),
+                *extra,
             ],
             env=env,
             stderr=subprocess.PIPE,
@@ -153,11 +154,18 @@ def post_all(url: str, bodies: list[bytes], content_type: str) -> None:
 
 
 def run_relay(
-    server: Server, workers: int, path: str, bodies: list[bytes], *, content_type: str, lines: int
+    server: Server,
+    workers: int,
+    path: str,
+    bodies: list[bytes],
+    *,
+    content_type: str,
+    lines: int,
+    extra: tuple[str, ...] = (),
 ) -> float:
-    """Items/s through a relay of ``workers`` workers."""
+    """Items/s through a relay of ``workers`` workers (``extra``: more options)."""
     server.ask("clear")
-    relay = Relay(server, workers)
+    relay = Relay(server, workers, extra)
     try:
         post_all(relay.url + "/", [b'{"warm": 1}'] * CLIENTS, "application/json")  # connected
         started = time.perf_counter()
@@ -177,6 +185,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--spool",
+        action="store_true",
+        help="only NDJSON through one worker: without a spool, with --spool-dir (a fresh "
+        "one each run), and with --spool-dir --fsync",
+    )
     args = parser.parse_args()
     server = Server()
     results: dict[str, list[float]] = {}
@@ -213,6 +227,28 @@ def main() -> None:
                         ),
                     )
                 )
+            if args.spool:
+                runs = []
+                for label, options in (
+                    ("relay NDJSON, no spool", ()),
+                    ("relay NDJSON, --spool-dir", ("--spool-dir",)),
+                    ("relay NDJSON, --spool-dir --fsync", ("--spool-dir", "--fsync")),
+                ):
+
+                    def spooled(options: tuple[str, ...] = options) -> float:
+                        with tempfile.TemporaryDirectory(prefix="relay-spool-") as spool:
+                            extra = ("--spool-dir", spool, *options[1:]) if options else ()
+                            return run_relay(
+                                server,
+                                1,
+                                "/",
+                                ndjson,
+                                content_type="application/x-ndjson",
+                                lines=lines,
+                                extra=extra,
+                            )
+
+                    runs.append((label, spooled))
             for _ in range(args.rounds):
                 for name, run in runs:
                     results.setdefault(name, []).append(run())
