@@ -105,6 +105,7 @@ class JournalSide:
         journal = self.journal
         if journal is not None:
             journal.checkpoint(mark)
+            journal.prepare()  # the next segment, ahead of the log calls
 
     def heartbeat(self) -> None:
         """Renew this journal's heartbeat, and look for dead journals again."""

@@ -71,6 +71,10 @@ VERSION: Final = 1
 #: magic, version, destination (32), host (32), pid, first sequence
 HEADER: Final = struct.Struct("<4sI32s32sIQ")
 HEADER_BYTES: Final = 128
+_FIRST: Final = struct.Struct("<Q")
+_FIRST_AT: Final = 76  # the first sequence, in HEADER
+#: Faults a new segment's pages in when it is made (on the sender's thread, ahead).
+_POPULATE: Final = getattr(mmap, "MAP_POPULATE", 0)
 #: checkpoint, its crc32, heartbeat (wall clock)
 _CHECKPOINT: Final = struct.Struct("<QId")
 _CHECKPOINT_AT: Final = 96
@@ -140,6 +144,8 @@ class Journal:
         self.lock = threading.RLock()
         self._busy = False
         self._segments: list[_Segment] = []
+        self._spare: _Segment | None = None  # the next segment, made ahead (prepare)
+        self._index = 0  # the last segment's number (its file name)
         self._mm: mmap.mmap | None = None
         self._off = 0
         self._size = 0
@@ -249,11 +255,37 @@ class Journal:
             mm[off + 20 : end] = tag
             self._off = end
 
+    def prepare(self) -> None:
+        """Make the next segment ahead, on the sender's thread (reserved, mapped, its
+        pages faulted in), so that the log call that fills a segment only switches."""
+        with self.lock:
+            if self._spare is not None or self._mm is None or self.failed:
+                return
+            self._index += 1
+            index = self._index
+        try:
+            spare = self._new_segment(index, 0)
+        except OSError:
+            return  # the log call that needs it tries again (and reports)
+        with self.lock:
+            if self._spare is None and self._mm is not None:
+                self._spare = spare
+                return
+        _remove(spare)
+
     def _roll(self) -> None:
         """Start a new segment (the lock is held); give the journal up on failure."""
+        spare, self._spare = self._spare, None
         try:
-            segment = self._new_segment()
-        except OSError as exc:
+            if spare is None:
+                self._index += 1
+                spare = self._new_segment(self._index, self._seq)
+            else:  # made ahead: it starts here
+                spare.first = self._seq
+                _FIRST.pack_into(spare.mm, _FIRST_AT, self._seq)
+                write_checkpoint(spare.mm, self._checkpoint)
+            segment = spare
+        except (OSError, ValueError) as exc:
             self._fail(exc)
             return
         old = self._mm
@@ -265,8 +297,8 @@ class Journal:
             with contextlib.suppress(BufferError, ValueError):
                 old.close()  # its fd stays open: the flock says the file is ours
 
-    def _new_segment(self) -> _Segment:
-        name = f"journal-{self.id}-{self._seq:012d}.blj"
+    def _new_segment(self, index: int, first: int) -> _Segment:
+        name = f"journal-{self.id}-{index:012d}.blj"
         path = os.path.join(self.directory, name)
         temp = os.path.join(self.directory, f".{name}.tmp")
         fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -274,7 +306,10 @@ class Journal:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.posix_fallocate(fd, 0, self.segment_bytes)  # ENOSPC now, not SIGBUS later
             mm = mmap.mmap(
-                fd, self.segment_bytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+                fd,
+                self.segment_bytes,
+                mmap.MAP_SHARED | _POPULATE,
+                mmap.PROT_READ | mmap.PROT_WRITE,
             )
             HEADER.pack_into(
                 mm,
@@ -284,7 +319,7 @@ class Journal:
                 self.dest.encode("ascii"),
                 self.host.encode("ascii"),
                 os.getpid(),
-                self._seq,
+                first,
             )
             write_checkpoint(mm, self._checkpoint)
             os.rename(temp, path)  # found by recovery only once complete, and flocked
@@ -293,7 +328,7 @@ class Journal:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
-        return _Segment(path, fd, mm, self._seq)
+        return _Segment(path, fd, mm, first)
 
     def _fail(self, exc: BaseException) -> None:
         """Give the journal up: what it holds stays for the next sender; items go on in
@@ -356,7 +391,10 @@ class Journal:
         with self.lock:
             segments, self._segments = self._segments, []
             mm, self._mm = self._mm, None
+            spare, self._spare = self._spare, None
             settled = self._checkpoint >= self._seq and not self.failed
+        if spare is not None:
+            _remove(spare)  # never written to
         if mm is not None:
             with contextlib.suppress(BufferError, ValueError):
                 mm.close()
@@ -371,6 +409,9 @@ class Journal:
         """In a forked child: let go of the parent's journal without touching its files
         (closing the inherited descriptors, so the parent's death frees them)."""
         segments, self._segments = self._segments, []
+        if self._spare is not None:
+            segments.append(self._spare)
+            self._spare = None
         mm, self._mm = self._mm, None
         self.lock = threading.RLock()
         self._busy = False

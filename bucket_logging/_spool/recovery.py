@@ -238,7 +238,8 @@ class Recovery:
     def _read_segment(self, path: str, fd: int) -> tuple[deque[tuple[int, bytes]], int]:
         """The records of a segment after the checkpoint, and how many were damaged."""
         data = os.pread(fd, os.fstat(fd).st_size, 0)
-        last = len(self._held) == 1
+        empty = b"\0" * 4  # a segment made ahead and never written to
+        last = all(os.pread(later, 4, HEADER_BYTES) == empty for _, later in self._held[1:])
         records, damaged, skipped = parse(data, HEADER_BYTES, self._checkpoint, last)
         if damaged:
             report(
