@@ -20,6 +20,9 @@ Shapes: a ``NullHandler`` call with the tracked call's ``extra=`` (the floor), t
 tracked event (ids and attribute values change on every call), and an untagged call
 with no ``extra=`` at all against its own ``NullHandler`` floor. The sender's thread
 is not counted: it is another thread (its cost shows in ``run.py``'s throughput).
+With ``--spool``, also both calls with ``spool_dir=`` (each written to the journal; the
+page faults of a new segment's first touch are the kernel's, not counted here:
+``journal_bench.py`` times them).
 
 Needs valgrind (Debian: ``apt-get install valgrind``); a run takes a few minutes.
 """
@@ -62,6 +65,8 @@ else:
         options["attributes"] = {"environment": "prod", "release": "1.2.3"}
     if os.environ.get("BENCH_PLAN"):  # --plan: the tracked event planned, its n an integer >= 0
         options["tracking_plan"] = os.environ["BENCH_PLAN"]
+    if shape.startswith("spool"):  # --spool: every call is written to the spool's journal
+        options["spool_dir"] = os.path.abspath("spool")
     log.addHandler(BucketHandler(
         "bench-tracking-key", base_url="http://127.0.0.1:9", flush_interval=3600,
         max_queue_items=10**7, max_queue_bytes=10**9, **options))
@@ -76,6 +81,7 @@ os._exit(0)
 """
 
 SHAPES = ("null_tracked", "bucket_tracked", "null_untagged", "bucket_untagged")
+SPOOL_SHAPES = ("spool_tracked", "spool_untagged")
 
 
 def count(tree: Path, shape: str, calls: int, program: Path, hook: str = "") -> int:
@@ -141,6 +147,9 @@ def main() -> int:
         action="store_true",
         help="also this tree with a tracking plan that plans the tracked event (issue 28)",
     )
+    parser.add_argument(
+        "--spool", action="store_true", help="also the calls with spool_dir= (the journal)"
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -167,8 +176,9 @@ def main() -> int:
         print(f"instructions per call on the calling thread ({args.calls:,} calls a count)")
         print(f"{'tree':<10} {'shape':<16} {'instructions':>13} {'x floor':>8}")
         for name, (tree, hook) in trees.items():
-            results = {shape: per_call(tree, shape, args.calls, program, hook) for shape in SHAPES}
-            for shape in SHAPES:
+            shapes = SHAPES + SPOOL_SHAPES if args.spool else SHAPES
+            results = {shape: per_call(tree, shape, args.calls, program, hook) for shape in shapes}
+            for shape in shapes:
                 floor = results["null_" + shape.split("_", 1)[1]]
                 ratio = results[shape] / floor
                 print(f"{name:<10} {shape:<16} {results[shape]:>13,.0f} {ratio:>8.3f}")

@@ -203,6 +203,12 @@ def main() -> None:
         help="only the relay (NDJSON, 1 and 2 workers) with and without --no-metrics, "
         "interleaved; prints the median of per-round ratios",
     )
+    parser.add_argument(
+        "--spool",
+        action="store_true",
+        help="only NDJSON through one worker: without a spool, with --spool-dir (a fresh "
+        "one each run), and with --spool-dir --fsync",
+    )
     args = parser.parse_args()
     server = Server()
     results: dict[str, list[float]] = {}
@@ -258,6 +264,28 @@ def main() -> None:
                         ),
                     )
                 )
+            if args.spool:
+                runs = []
+                for label, options in (
+                    ("relay NDJSON, no spool", ()),
+                    ("relay NDJSON, --spool-dir", ("--spool-dir",)),
+                    ("relay NDJSON, --spool-dir --fsync", ("--spool-dir", "--fsync")),
+                ):
+
+                    def spooled(options: tuple[str, ...] = options) -> float:
+                        with tempfile.TemporaryDirectory(prefix="relay-spool-") as spool:
+                            extra = ("--spool-dir", spool, *options[1:]) if options else ()
+                            return run_relay(
+                                server,
+                                1,
+                                "/",
+                                ndjson,
+                                content_type="application/x-ndjson",
+                                lines=lines,
+                                extra=extra,
+                            )
+
+                    runs.append((label, spooled))
             for round_ in range(args.rounds):
                 order = runs if round_ % 2 == 0 else runs[::-1]  # interleaved, alternated
                 for name, run in order:

@@ -201,7 +201,13 @@ def _build_parser() -> argparse.ArgumentParser:
             "JSON or one object, optionally gzip) and send the tagged ones. Answers 200 "
             "once the sender accepted the batch, 503 with Retry-After when its queue is "
             "full. POST /v1/logs takes OTLP/HTTP logs (protobuf or JSON). Needs the "
-            "relay extra (uvicorn). The token defaults to env BUCKET_RELAY_TOKEN."
+            "relay extra (uvicorn). The token defaults to env BUCKET_RELAY_TOKEN. "
+            "What a 200 survives: without --spool-dir, nothing beyond the process (a "
+            "kill loses what it holds); with --spool-dir, the relay's SIGKILL or crash "
+            "(every item is in the spool's journal before the 200); with --spool-dir "
+            "and --fsync, also a power loss (the journal is fsynced before the 200). "
+            "An identical body posted again within --dedupe-window seconds is answered "
+            "200 and not tracked twice (with a spool, across restarts too)."
         ),
     )
     _relay_command.add_arguments(relay)

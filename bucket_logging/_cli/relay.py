@@ -42,6 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         parser.add_argument(f"--{name}", type=int, default=default, metavar="N", help=what)
     parser.add_argument(
+        "--dedupe-window",
+        type=float,
+        default=limits.dedupe_window,
+        metavar="S",
+        help="seconds an identical body (a pipeline's retry) is not tracked again "
+        "(default 600; 0: off)",
+    )
+    parser.add_argument(
+        "--fsync",
+        action="store_true",
+        help="with --spool-dir: answer 200 only once the journal is fsynced (survives a "
+        "power loss; one fsync shared by concurrent requests)",
+    )
+    parser.add_argument(
         "--allow-origin",
         action="append",
         metavar="ORIGIN",
@@ -116,6 +130,8 @@ def limits_of(args: argparse.Namespace) -> Limits:
         max_objects=args.max_objects,
         request_timeout=args.request_timeout,
         head_timeout=getattr(args, "head_timeout", None) or Limits().head_timeout,
+        dedupe_window=max(0.0, float(getattr(args, "dedupe_window", 600.0))),
+        fsync=bool(getattr(args, "fsync", False)),
     )
 
 
@@ -129,6 +145,9 @@ def run(args: argparse.Namespace, front_end: FrontEndFactory) -> int:
             "pip install 'bucket-logging[relay]'",
             file=sys.stderr,
         )
+        return 2
+    if getattr(args, "fsync", False) and not (args.spool_dir or os.environ.get("BUCKET_SPOOL_DIR")):
+        print("bucket-logging relay: --fsync needs --spool-dir (nothing to fsync)", file=sys.stderr)
         return 2
     return serve.run(
         lambda: front_end(args, "relay", True),

@@ -58,6 +58,7 @@ from .._frontends import otlp as _otlp
 from .._frontends.jsonlines import JsonLines
 from .._runtime.diagnostics import register_secret
 from .bodies import Refused, gunzip, parse_body, value_bound
+from .dedupe import durability
 from .limits import Limits
 from .objects import Pool, otlp_budget
 from .ops import Ops
@@ -147,6 +148,8 @@ class RelayApp:
         )
         #: What a browser may do (set by its runner, who knows the bound interface).
         self.browser = BrowserRules()
+        #: Retried bodies (not tracked twice) and ``--fsync`` (see :mod:`.dedupe`).
+        self.retries, self.commit, self.note = durability(sender, self.limits)
         #: Whether the server is stopping (set by its runner): /readyz says so.
         self.stopping: Callable[[], bool] = lambda: False
         #: GET /metrics, /livez, /readyz, /health, and the counts behind them (the
@@ -322,6 +325,34 @@ class RelayApp:
             raise Refused(413, f"the body is over {self.limits.max_decoded:,} bytes")
         return body
 
+    def _begin(self, digest: bytes) -> bool:
+        """False for a body tracked within the window (answered 200, not tracked)."""
+        state = self.retries.begin(digest)
+        if state == "busy":
+            raise Refused(503, "an identical body is being tracked", self.retry_headers)
+        return state == "new"
+
+    @contextlib.contextmanager
+    def _kept(self, digest: bytes) -> Any:
+        """Track a new body: once all its items are queued (so in the spool's journal),
+        remember it, and with ``--fsync`` wait for the journal's fsync."""
+        kept: list[bool] = []  # the caller says whether every item was queued
+        try:
+            yield kept
+            if not (kept and kept[0]):
+                return
+            if self.commit is not None and not self.commit.commit():
+                raise Refused(503, "the spool could not be fsynced", self.retry_headers)
+        finally:
+            self.retries.end(digest)
+
+    def _end(self, digest: bytes, refused: int) -> None:
+        """A request's items are queued (``refused`` of them were not): "end" in the
+        journal, then the digest at once (a kill between the two costs a duplicate)."""
+        self.note(b"end")
+        if not refused:
+            self.retries.done(digest)
+
     def _check_room(self, items: int, otlp: bool = False) -> None:
         limits = self.limits
         if items > limits.max_pending:
@@ -338,15 +369,21 @@ class RelayApp:
         """Track one batch of JSON events; (status, message)."""
         text = self._decode(body, encoding)
         del body
-        with self.objects.reserve(value_bound(text)):
+        digest = self.retries.digest("bulk", text)
+        if not self._begin(digest):
+            return 200, "a retried body, tracked already: not tracked again"
+        with self._kept(digest) as kept, self.objects.reserve(value_bound(text)):
             objects, bad = parse_body(text)
             del text
             self._check_room(len(objects))
             track = self.front.track
             with _TRACKING:
                 self.sender.take_refused()
+                self.note(b"begin")  # (a kill before "end": recovery leaves these out)
                 tracked = sum(1 for obj in objects if track(obj))
                 refused = self.sender.take_refused()
+                self._end(digest, refused)
+            kept.append(not refused)
         self.ops.records(False, len(objects), tracked, refused, bad)
         if refused:
             raise Refused(
@@ -367,11 +404,18 @@ class RelayApp:
             raise Refused(415, "OTLP/HTTP takes application/x-protobuf or application/json")
         data = self._decode(body, encoding, kind == "application/json")
         del body
+        digest = self.retries.digest(OTLP_PATH, data)
+        if not self._begin(digest):
+            return 200, {"Content-Type": kind}, _otlp.export_logs_response(kind, rejected=0)
         # JSON: what it can hold, reserved before it is parsed; protobuf: charged as it
         # is read, within a budget proportional to its size (see objects.py)
         json = kind == "application/json"
         values = otlp_budget(data, json, self.limits.max_objects)
-        with self.objects.reserve(values if json else 0), self.objects.charging() as charge:
+        with (
+            self._kept(digest) as kept,
+            self.objects.reserve(values if json else 0),
+            self.objects.charging() as charge,
+        ):
             try:
                 records = _otlp.decode_export_logs(
                     data,
@@ -390,8 +434,11 @@ class RelayApp:
             self._check_room(len(records), otlp=True)
             with _TRACKING:
                 self.sender.take_refused()
+                self.note(b"begin")
                 tracked, rejected, message = _otlp.track_records(self.front, records)
                 refused = self.sender.take_refused()
+                self._end(digest, refused)
+            kept.append(not refused)
         self.ops.records(True, len(records), tracked, refused)
         if refused:
             raise Refused(

@@ -23,6 +23,8 @@ class Limits:
         request_timeout: float = 30.0,
         retry_after: int = 5,
         head_timeout: float = 5.0,
+        dedupe_window: float = 600.0,
+        fsync: bool = False,
     ) -> None:
         self.max_body = max_body
         self.max_decoded = max_decoded
@@ -34,3 +36,7 @@ class Limits:
         self.retry_after = retry_after
         #: seconds a request head may take (of the connection, or of its first byte)
         self.head_timeout = head_timeout
+        #: seconds a tracked body is remembered: an identical one is not tracked again
+        self.dedupe_window = dedupe_window
+        #: answer 200 only once the spool's journal is fsynced (group commit)
+        self.fsync = fsync

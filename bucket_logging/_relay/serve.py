@@ -169,7 +169,12 @@ def _serve(
     else:
         dropped = 0
     answered = ", ".join(f"{n} x {status}" for status, n in sorted(app.counts.items()))
-    print(f"relay{name} stopped: {answered or 'no requests'}; {dropped} item(s) lost", file=stderr)
+    retried = app.retries.retried
+    print(
+        f"relay{name} stopped: {answered or 'no requests'}; {dropped} item(s) lost; "
+        f"{retried} retried body(ies) answered 200, not tracked again",
+        file=stderr,
+    )
     return 1 if dropped else 0
 
 

@@ -37,6 +37,7 @@ from .._spool.store import SPOOL_ERRORS
 from .._version import __version__
 from .config import SenderConfig
 from .delivery import Delivery, Outcome, Pace, Post
+from .journaling import open_journal
 from .ledger import DropReason, Ledger, Mark, Ticket
 from .loop import ResolvingLoop
 from .observe import Levels, Publisher, observers
@@ -111,6 +112,11 @@ class SenderLoop:
         self.spool: Spool | None = (
             Spool(config, ledger, self.drop, self.notify) if config.spool is not None else None
         )
+        if self.spool is not None:  # this process's journal, opened here (see queue)
+            if queue.journal is None:
+                queue.journal = open_journal(config, self.spool.store.dest)
+            self.spool.journal.journal = queue.journal
+            self.spool.wake = self.wake_soon
         # Everything the loop's callbacks touch is made here, on the caller's thread:
         # the caller never waits for the new thread (dictConfig holds logging's lock
         # while it builds handlers), and a fork during a half-done import on the
@@ -329,6 +335,8 @@ class SenderLoop:
                 self.slots.release()
                 self.check_waiters()
                 break
+            if self.spool is not None:  # a failed spool: memory from now on
+                self.spool.journal.settle(taken[0].mark)
             self.spawn(self.deliver(*taken))
 
     @property
@@ -347,7 +355,12 @@ class SenderLoop:
                 taken = self._queue.take(partial=False)
                 if taken is None:
                     break
-                await spool.persist(taken[0].entries(), taken[1], send_soon=not self.slots.locked())
+                await spool.persist(
+                    taken[0].entries(),
+                    taken[1],
+                    send_soon=not self.slots.locked(),
+                    mark=taken[0].mark,
+                )
         except SPOOL_ERRORS as exc:
             spool.fail(exc)
         self.check_waiters()
@@ -401,10 +414,11 @@ class SenderLoop:
             return
         await self.deliver(items, chunk.ticket)
 
-    def _all_queued(self) -> Iterator[tuple[list[bytes], Ticket]]:
-        """What the queue still holds, batch by batch (the close stores it)."""
+    def _all_queued(self) -> Iterator[tuple[list[bytes], Ticket, int]]:
+        """What the queue still holds, batch by batch, with each one's journal mark
+        (the close stores it)."""
         while (taken := self._queue.take()) is not None:
-            yield taken[0].entries(), taken[1]
+            yield taken[0].entries(), taken[1], taken[0].mark
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a delivery task on the loop (cancelled at the stop)."""

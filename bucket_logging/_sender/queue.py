@@ -26,6 +26,7 @@ from typing import Final
 
 from .._items.item import MAX_BODY_BYTES, kind_of
 from .._runtime.diagnostics import report
+from .._spool.journal import Journal
 from .ledger import DropReason, Ledger, Ticket
 
 __all__ = ["DEDUPE_MAX_KEYS", "INBOX_ITEMS", "INBOX_ITEM_BYTES", "Batch", "BatchQueue"]
@@ -63,11 +64,14 @@ class Batch:
     by a comma; the last comma becomes the closing ``]`` when the body is sent.
     """
 
-    __slots__ = ("buf", "ends")
+    __slots__ = ("buf", "ends", "mark")
 
-    def __init__(self, buf: bytearray, ends: list[int]) -> None:
+    def __init__(self, buf: bytearray, ends: list[int], mark: int = 0) -> None:
         self.buf = buf
         self.ends = ends
+        #: entries that had left the queue (into this or an earlier batch, or dropped)
+        #: when it was sealed: once it is stored, the journal is settled up to here
+        self.mark = mark
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -128,10 +132,16 @@ class BatchQueue:
         self._not_running = not_running
         # the inbox is moved into the batches when it holds a batch's worth
         self._inbox_limit = min(INBOX_ITEMS, max_batch_items)
+        #: With a spool: this process's journal (see :meth:`put_journaled`).
+        self.journal: Journal | None = None
         self.reset()
 
     def reset(self) -> None:
-        """Empty, not running, with a new lock (a forked child starts afresh)."""
+        """Empty, not running, with a new lock (a forked child starts afresh, and opens
+        a journal of its own: the parent's is let go of, untouched)."""
+        if self.journal is not None:
+            self.journal.abandon()
+            self.journal = None
         #: Whether entries are accepted: started, not closed, not offline.
         self.running = False
         #: The lock guarding the batches. Re-entrant: a signal handler or a finaliser
@@ -143,6 +153,8 @@ class BatchQueue:
         self._open = bytearray(b"[")
         self._open_ends: list[int] = []  # where each entry of the open batch ends
         self._items = 0  # entries in the batches
+        self._left = 0  # entries that left the inbox: into a batch, or dropped
+        self._accepted = True  # what the last journaled put_locked did
         self._bytes = 0  # their encoded bytes
         # entries not yet counted nor copied into a batch (see put), oldest first
         self._inbox: collections.deque[bytes] = collections.deque()
@@ -175,6 +187,19 @@ class BatchQueue:
         # drains after it stops running): this call counts and reports the entry
         return self.put_locked(None) and self.running
 
+    def put_journaled(self, body: bytes) -> bool:
+        """:meth:`put` with a journal: the entry is written to it first, on this thread
+        (in the same lock, so the journal and the queue hold entries in one order)."""
+        journal = self.journal
+        if journal is None or not self.running or len(body) > INBOX_ITEM_BYTES:
+            return self.put(body)
+        inbox = self._inbox
+        if not journal.append(b"".join((body, b"")), inbox.append):
+            return self._put_reentrant(body)  # a signal handler inside the journal's lock
+        if len(inbox) < self._inbox_limit and self.running:
+            return True
+        return self.put_locked(None) and self.running
+
     def put_locked(self, body: bytes | None) -> bool:
         """Queue ``body`` under the lock (the inbox first): False if it was dropped.
 
@@ -192,6 +217,14 @@ class BatchQueue:
             self._drain_locked()
             reason: DropReason | None = None
             if body is not None:
+                journal = self.journal
+                if journal is not None and not journal.failed:
+                    # journaled in the queue's order: what other threads journaled
+                    # meanwhile (into the inbox) goes first
+                    with journal.lock:
+                        if journal.append(body, self._put_after_journal):
+                            return self._accepted
+                    return self._put_reentrant(body)
                 self._changing = True
                 try:
                     reason = self._append_locked(body)
@@ -210,6 +243,24 @@ class BatchQueue:
         if wake:
             self._wake()
         return True
+
+    def _put_after_journal(self, body: bytes) -> None:
+        """The rest of :meth:`put_locked` once ``body`` is journaled (both locks held)."""
+        self._drain_locked()
+        self._changing = True
+        try:
+            reason = self._append_locked(body)
+            if reason is None:
+                self.ledger.queued(1)
+        finally:
+            self._changing = False
+        wake = reason is None and self._sealed and not self._wake_requested
+        if wake:
+            self._wake_requested = True
+            self._wake()
+        self._accepted = reason is None
+        if reason is not None:
+            self.report_drop(body, reason)
 
     def put_once(self, body: bytes, key: bytes) -> bool:
         """:meth:`put_locked`, unless an entry with the same dedupe key was queued lately.
@@ -254,6 +305,7 @@ class BatchQueue:
     def _append_locked(self, body: bytes) -> DropReason | None:
         """Copy ``body`` into the open batch (the lock is held): None or why it was dropped."""
         size = len(body)
+        self._left += 1
         if (
             self._items >= self.max_queue_items
             or self._bytes + size > self.max_queue_bytes
@@ -265,7 +317,9 @@ class BatchQueue:
         buf = self._open
         ends = self._open_ends
         if ends and len(buf) + size >= MAX_BODY_BYTES:
+            self._left -= 1  # (this entry is the next one's)
             self._seal_locked()  # full by bytes: the entry goes into the next one
+            self._left += 1
             buf = self._open
             ends = self._open_ends
         buf.extend(body)  # (extend: four times faster than +=)
@@ -279,7 +333,7 @@ class BatchQueue:
 
     def _seal_locked(self) -> None:
         """Close the open batch (not empty) and start a new one; the lock is held."""
-        self._sealed.append(Batch(self._open, self._open_ends))
+        self._sealed.append(Batch(self._open, self._open_ends, self._left))
         self._open = bytearray(b"[")
         self._open_ends = []
 

@@ -202,11 +202,11 @@ class BulkSender:
             not_running=self._put_slowly,
         )
         #: Queue one encoded bulk entry (an ``Item.body``, valid, not deduplicated);
-        #: the trackers' fast path. Never blocks, never raises; False if dropped.
-        #: (With ``before_send``, the entry goes through it first.)
+        #: the fast path (journaled with a spool; with ``before_send``, filtered first).
         self._before_send = BeforeSend(self.config.before_send, self._ledger)
+        self._put = self._queue.put if self.config.spool is None else self._queue.put_journaled
         self.put_encoded: Final = (
-            self._queue.put if self.config.before_send is None else self._put_filtered
+            self._put if self.config.before_send is None else self._put_filtered
         )
         self._reset()
         _process.watch(self)
@@ -309,7 +309,7 @@ class BulkSender:
             return False
         if item.dedupe_key is not None and self.config.dedupe_window > 0 and self._queue.running:
             return self._queue.put_once(item.body, item.dedupe_key)
-        return self._queue.put(item.body)
+        return self._put(item.body)
 
     def apply_before_send(self, entry: dict[str, Any]) -> dict[str, Any] | None:
         """``entry`` (a decoded item) as ``before_send`` returns it, or None when it is

@@ -48,6 +48,7 @@ from .._runtime.worker import Worker
 from .._spool.rows import destination
 from .._spool.store import MAINTENANCE_SECONDS, SPOOL_ERRORS, Evicted, SpoolStore
 from .config import SenderConfig
+from .journaling import JournalSide
 from .ledger import DropReason, Ledger, Ticket
 from .observe import SpoolLevels
 from .settle import Chunk
@@ -94,6 +95,8 @@ class Spool:
             spool.directory, destination(config.destination), spool.max_bytes, spool.max_age
         )
         self.path = self.store.path
+        self.journal = JournalSide(self.store, config.max_batch_items, ledger, self._evicted, drop)
+        self.wake: Callable[[], object] | None = None  # the engine's: pump again
         self._executor: Worker | None = None
         self._opened = False
         self.failed = False
@@ -185,24 +188,28 @@ class Spool:
                 return False
             if time.monotonic() >= self._next_maintenance:
                 await self._maintain()
+            if self.journal.pending:
+                await self._recover()
         except SPOOL_ERRORS as exc:
             self.fail(exc)
         return not self.failed
 
-    async def close(self, queued: Iterable[tuple[list[bytes], Ticket]]) -> None:
-        """At the sender's stop: persist what is still ``queued``, release what it owns."""
+    async def close(self, queued: Iterable[tuple[list[bytes], Ticket, int]]) -> None:
+        """At the sender's stop: persist what is still ``queued`` (batch, ticket, mark),
+        release what it owns."""
         ledger = self._ledger
         try:
             if not self._opened or self.failed:
                 return
-            for batch, ticket in queued:
-                await self.persist(batch, ticket, send_soon=False)
+            for batch, ticket, mark in queued:
+                await self.persist(batch, ticket, send_soon=False, mark=mark)
             cut = [(c.row, c.ambiguous or c.posting) for c in self._cancelled if c.row]
             memory_only = sum(c.count for c in self._cancelled if c.row is None)
             self._cancelled.clear()
             if cut:
                 await self.call(self.store.release_rows, cut)
             await self.call(self.store.release_all)
+            await self.call(self.journal.forget)
             memory_only += sum(c.count for c in self._waiting if c.row is None)
             for chunk in self._waiting:
                 if chunk.row is not None:
@@ -230,6 +237,7 @@ class Spool:
                 level=logging.ERROR,
             )
         finally:
+            self.journal.close()
             executor, self._executor = self._executor, None
             if executor is not None:
                 executor.submit(self.store.close)
@@ -283,18 +291,32 @@ class Spool:
             self.levels = SpoolLevels(max_bytes=levels.max_bytes, failed=True)
             return
         self.levels = SpoolLevels(used, levels.max_bytes, items, oldest)
+    async def _recover(self) -> None:  # one step: dead journals into the waiting batches
+        limit = self._config.max_queue_bytes // 4  # items kept in memory as persist() does
+        for chunk in await self.journal.recover(self.call, self._sending):
+            if self._retained + chunk.size <= limit:
+                self._retained += chunk.size
+            else:
+                chunk.items = None  # read back when its turn comes
+            self._waiting.append(chunk)
+        if self.journal.pending and self.wake is not None:
+            self.wake()
 
     async def _maintain(self) -> None:
         self._next_maintenance = time.monotonic() + MAINTENANCE_SECONDS
+        self.journal.heartbeat()
         expired, full = await self.call(self.store.maintain, frozenset(self._sending))
         self._evicted(expired, "spool_expired")
         self._evicted(full, "spool_full")
         self._backlog_maybe = True
 
-    async def persist(self, batch: list[bytes], ticket: Ticket, *, send_soon: bool) -> None:
+    async def persist(
+        self, batch: list[bytes], ticket: Ticket, *, send_soon: bool, mark: int = 0
+    ) -> None:
         """Write one batch taken off the queue; keep its items if it is sent next.
 
         ``send_soon``: a request slot is free now (False at the close: only stored).
+        ``mark``: the batch's journal mark (settled once it is stored).
         """
         send = send_soon
         size = sum(map(len, batch))
@@ -310,11 +332,13 @@ class Spool:
                 batch,
                 sent_next,  # its row says "attempted" before the request starts
                 frozenset(self._sending),
+                self.journal.mark(mark),  # with the batch: recovery's exact mark
             )
         except BaseException:
             chunk.items = batch  # the memory fallback delivers it
             self._waiting.append(chunk)
             raise
+        self.journal.settle(mark)
         self._evicted(evicted, "spool_full")
         if row is None:
             # No room, even after deleting everything this sender may delete: the

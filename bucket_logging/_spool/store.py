@@ -62,6 +62,7 @@ from typing import Final
 
 from .._runtime import state as _process
 from .._runtime.diagnostics import report
+from . import marks
 from .rows import check_entries, payload, split_payload
 from .upkeep import EVICTABLE, Evicted, Space, check_private, owner_dead, pid_namespace
 
@@ -121,6 +122,7 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS batches_dest ON batches (dest, id)",
     "CREATE INDEX IF NOT EXISTS batches_owner ON batches (owner)",
     "CREATE INDEX IF NOT EXISTS batches_created ON batches (created)",
+    marks.SCHEMA,
 )
 
 # A batch another sender may take: released, or its owner's lease expired.
@@ -246,9 +248,14 @@ class SpoolStore:
     # -- the sender's own batches -------------------------------------------------------
 
     def insert(
-        self, bodies: list[bytes], attempted: bool, protect: frozenset[int]
+        self,
+        bodies: list[bytes],
+        attempted: bool,
+        protect: frozenset[int],
+        journal: tuple[str, int] | None = None,
     ) -> tuple[int | None, list[Evicted]]:
-        """Write one batch owned by this sender; None when no room could be made."""
+        """Write one batch owned by this sender, and how far it settles ``journal``
+        (its id, its new mark); None when no room could be made."""
         kinds_blob, sizes_blob, blob = payload(bodies)
         size = len(blob) + len(kinds_blob) + len(sizes_blob)
         now = time.time()
@@ -275,6 +282,8 @@ class SpoolStore:
                     "INSERT INTO payloads (id, kinds, sizes, bodies) VALUES (?, ?, ?, ?)",
                     (row, kinds_blob, sizes_blob, blob),
                 )
+            if journal is not None:  # (even with no room: sent from memory by choice)
+                marks.record(conn, *journal)
         return row, evicted
 
     def load(self, row: int) -> list[bytes] | None:
