@@ -259,7 +259,7 @@ class SenderLoop:
                     await self.pump(partial)
                     if observers:
                         if self.spool is not None:
-                            await self.spool.measure()
+                            await self.spool.meter.measure(self.spool)
                         self.publisher.publish(levels(self))
                 except Exception as exc:  # never let the thread die: report, go on
                     report("pump", "bucket_logging: sending failed, retrying: %r", exc)
@@ -489,5 +489,5 @@ def levels(engine: SenderLoop) -> Levels:
         config.max_queue_items,
         config.max_queue_bytes,
         engine.delivery.failing_seconds,
-        None if spool is None else spool.levels,
+        None if spool is None else spool.meter.levels,
     )

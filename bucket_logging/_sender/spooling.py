@@ -53,7 +53,7 @@ from .ledger import DropReason, Ledger, Ticket
 from .observe import SpoolLevels
 from .settle import Chunk
 
-__all__ = ["Drop", "Spool"]
+__all__ = ["Drop", "LevelsMeter", "Spool", "retained"]
 
 _T = TypeVar("_T")
 
@@ -61,6 +61,38 @@ _T = TypeVar("_T")
 #: How the spool reports items it gives up on (the engine's ``drop``: counted as
 #: dropped, reported, passed to ``on_error``).
 Drop = Callable[[DropReason, int, "int | None", str], None]
+
+
+def retained(chunks: Iterable[Chunk]) -> int:
+    """The bytes of these batches' items held in memory (they leave the waiting list)."""
+    return sum(chunk.size for chunk in chunks if chunk.items is not None)
+
+
+class LevelsMeter:
+    """A spool file's levels for the metrics, measured at most once a second."""
+
+    def __init__(self, max_bytes: int) -> None:
+        #: The levels as last measured.
+        self.levels = SpoolLevels(max_bytes=max_bytes)
+        self._at = 0.0
+
+    async def measure(self, spool: Spool) -> None:
+        """Measure ``spool``'s file on its worker (a failure fails the spool)."""
+        now = time.monotonic()
+        if now < self._at + 1.0:
+            return
+        self._at = now
+        max_bytes = self.levels.max_bytes
+        if not spool.opened:
+            self.levels = SpoolLevels(max_bytes=max_bytes, failed=spool.failed)
+            return
+        try:
+            used, items, oldest = await spool.call(spool.store.measure)
+        except SPOOL_ERRORS as exc:
+            spool.fail(exc)
+            self.levels = SpoolLevels(max_bytes=max_bytes, failed=True)
+            return
+        self.levels = SpoolLevels(used, max_bytes, items, oldest)
 
 
 class Spool:
@@ -108,13 +140,17 @@ class Spool:
         self._backlog_after = 0.0
         self._backlog_maybe = True
         self._left_at_exit = 0
-        #: The file's levels as last measured (see :meth:`measure`).
-        self.levels = SpoolLevels(max_bytes=spool.max_bytes)
-        self._measured = 0.0
+        #: The file's levels for the metrics (the engine measures them).
+        self.meter: Final = LevelsMeter(spool.max_bytes)
 
     def __repr__(self) -> str:
         state = "failed" if self.failed else "open" if self._opened else "new"
         return f"<Spool {self.path} {state} waiting={len(self._waiting)}>"
+
+    @property
+    def opened(self) -> bool:
+        """Whether the file was opened (and has not failed since)."""
+        return self._opened and not self.failed
 
     @property
     def executor(self) -> Worker | None:
@@ -274,23 +310,6 @@ class Spool:
         self._backlog_maybe = batches > 0
         return True
 
-    async def measure(self) -> None:
-        """Measure the file for the metrics, at most once a second (:attr:`levels`)."""
-        now = time.monotonic()
-        if now < self._measured + 1.0:
-            return
-        self._measured = now
-        levels = self.levels
-        if self.failed or not self._opened:
-            self.levels = SpoolLevels(max_bytes=levels.max_bytes, failed=self.failed)
-            return
-        try:
-            used, items, oldest = await self.call(self.store.measure)
-        except SPOOL_ERRORS as exc:
-            self.fail(exc)
-            self.levels = SpoolLevels(max_bytes=levels.max_bytes, failed=True)
-            return
-        self.levels = SpoolLevels(used, levels.max_bytes, items, oldest)
     async def _recover(self) -> None:  # one step: dead journals into the waiting batches
         limit = self._config.max_queue_bytes // 4  # items kept in memory as persist() does
         for chunk in await self.journal.recover(self.call, self._sending):
@@ -356,12 +375,6 @@ class Spool:
             self._retained += size
         self._waiting.append(chunk)
 
-    def _unretain(self, chunks: Iterable[Chunk]) -> None:
-        """Waiting batches leave the waiting list: stop counting their items."""
-        for chunk in chunks:
-            if chunk.items is not None:
-                self._retained -= chunk.size
-
     async def next_batch(self, *, flush_waiting: bool, closing: bool) -> Chunk | None:
         """The batch to send next, its items loaded: the backlog, oldest first, then
         this sender's own batches (those first while a flush or the exit waits); None
@@ -374,7 +387,7 @@ class Spool:
             if not self._waiting:
                 return None
             chunk = self._waiting.popleft()
-            self._unretain((chunk,))
+            self._retained -= retained((chunk,))
             if chunk.items is None and chunk.row is not None:
                 try:
                     items = await self.call(self.store.load, chunk.row)
@@ -470,7 +483,7 @@ class Spool:
         dropped_own = [c for c in self._waiting if c.row in mine]
         if dropped_own:
             self._waiting = deque(c for c in self._waiting if c.row not in mine)
-            self._unretain(dropped_own)
+            self._retained -= retained(dropped_own)
         self._ledger.count_evicted(reason, total, sum(c.count for c in dropped_own))
         why = (
             "older than spool_max_age"

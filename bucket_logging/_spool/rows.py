@@ -29,12 +29,49 @@ import hashlib
 import itertools
 import sqlite3
 from collections.abc import Sequence
+from typing import Final
 
 import orjson
 
 from .._items.validation import MAX_ITEM_BYTES, validate_wire
+from . import marks
 
-__all__ = ["check_entries", "destination", "payload", "split_payload"]
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "check_entries",
+    "destination",
+    "payload",
+    "split_payload",
+]
+
+#: The version of the format below; a file of another is refused.
+SCHEMA_VERSION: Final = "1"
+
+#: The statements that make the tables (idempotent), the journal's marks among them.
+SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS batches ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " dest TEXT NOT NULL,"
+    " created REAL NOT NULL,"
+    " items INTEGER NOT NULL,"
+    " bytes INTEGER NOT NULL,"
+    " owner TEXT,"
+    " lease REAL NOT NULL DEFAULT 0,"
+    " attempted INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS payloads ("
+    " id INTEGER PRIMARY KEY,"
+    " kinds BLOB NOT NULL,"
+    " sizes BLOB NOT NULL,"
+    " bodies BLOB NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS batches_delete AFTER DELETE ON batches"
+    " BEGIN DELETE FROM payloads WHERE id = old.id; END",
+    "CREATE INDEX IF NOT EXISTS batches_dest ON batches (dest, id)",
+    "CREATE INDEX IF NOT EXISTS batches_owner ON batches (owner)",
+    "CREATE INDEX IF NOT EXISTS batches_created ON batches (created)",
+    marks.SCHEMA,
+)
 
 
 def payload(bodies: Sequence[bytes]) -> tuple[bytes, bytes, bytes]:

@@ -63,7 +63,7 @@ from typing import Final
 from .._runtime import state as _process
 from .._runtime.diagnostics import report
 from . import marks
-from .rows import check_entries, payload, split_payload
+from .rows import SCHEMA, SCHEMA_VERSION, check_entries, payload, split_payload
 from .upkeep import EVICTABLE, Evicted, Space, check_private, owner_dead, pid_namespace
 
 __all__ = [
@@ -98,32 +98,6 @@ CALL_SECONDS: Final = 30.0
 
 #: SQLite VM steps between two looks at the clock.
 _PROGRESS_STEPS: Final = 10_000
-
-SCHEMA_VERSION: Final = "1"
-
-_SCHEMA: Final = (
-    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS batches ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " dest TEXT NOT NULL,"
-    " created REAL NOT NULL,"
-    " items INTEGER NOT NULL,"
-    " bytes INTEGER NOT NULL,"
-    " owner TEXT,"
-    " lease REAL NOT NULL DEFAULT 0,"
-    " attempted INTEGER NOT NULL DEFAULT 0)",
-    "CREATE TABLE IF NOT EXISTS payloads ("
-    " id INTEGER PRIMARY KEY,"
-    " kinds BLOB NOT NULL,"
-    " sizes BLOB NOT NULL,"
-    " bodies BLOB NOT NULL)",
-    "CREATE TRIGGER IF NOT EXISTS batches_delete AFTER DELETE ON batches"
-    " BEGIN DELETE FROM payloads WHERE id = old.id; END",
-    "CREATE INDEX IF NOT EXISTS batches_dest ON batches (dest, id)",
-    "CREATE INDEX IF NOT EXISTS batches_owner ON batches (owner)",
-    "CREATE INDEX IF NOT EXISTS batches_created ON batches (created)",
-    marks.SCHEMA,
-)
 
 # A batch another sender may take: released, or its owner's lease expired.
 _FREE: Final = "(owner IS NULL OR lease < ?)"
@@ -218,7 +192,7 @@ class SpoolStore:
             conn.execute("PRAGMA secure_delete = FAST")
             conn.execute("PRAGMA journal_size_limit = 16777216")
             with self.transaction(conn):
-                for statement in _SCHEMA:
+                for statement in SCHEMA:
                     conn.execute(statement)
                 conn.execute(
                     "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)",
