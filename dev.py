@@ -37,7 +37,9 @@ DEMO = "demo"
 DEMO_PTH = "bucket_logging_demo.pth"
 
 #: Test workers of ``python3 dev.py test`` (pytest-xdist's ``-n``), chosen by measurement
-#: on 2 cores: the tests wait on subprocesses and sockets more than they compute. How
+#: on 2 cores: the tests wait on subprocesses and sockets more than they compute (tests/cli
+#: at load 6-11: 149 s on 2 workers, 84-117 s on 4; more workers make the timing tests
+#: and the bursts of programs of tests/system compete for the 2 cores). How
 #: the tests are shared out among them: file by file, the slowest first, except a few
 #: big files split test by test (tests/conftest.py: SLOW_FIRST, SPLIT).
 TEST_WORKERS = "4"

@@ -17,7 +17,9 @@ def test_benchmark_smoke_run_completes_and_prints_its_tables(tmp_path: Path) -> 
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        # a hang guard, below pytest's 120 s: about 5 s alone, over 60 s beside the other
+        # test workers on a 2-core machine at load 15
+        timeout=110,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
