@@ -5,6 +5,9 @@ for violations and for planned events never emitted (ini and command line)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 
 # loaded here, before pytester's in-process runs: they drop the modules they import, and
@@ -32,7 +35,7 @@ APP = """\
 import logging
 from bucket_logging import BucketHandler
 
-log = logging.getLogger("app")
+log = logging.getLogger("plan_example_app")
 log.setLevel(logging.INFO)
 if not log.handlers:  # (pytester's in-process runs import the app again)
     log.addHandler(BucketHandler())
@@ -64,14 +67,18 @@ def test_sign_out():
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+def project(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[pytest.Pytester]:
     monkeypatch.delenv("BUCKET_TRACKING_KEY", raising=False)
     monkeypatch.delenv("BUCKET_OFFLINE", raising=False)
     monkeypatch.delenv("BUCKET_TRACKING_PLAN", raising=False)
     (pytester.path / "plans").mkdir()
     (pytester.path / "plans" / "tracking.yaml").write_text(PLAN)
     pytester.makepyfile(app=APP, test_app=TESTS)
-    return pytester
+    yield pytester
+    # the in-process runs' handler stays on the logger (logging is the process's)
+    logging.getLogger("plan_example_app").handlers.clear()
 
 
 def _run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -127,7 +134,7 @@ def test_the_failing_options_of_the_ini_file(project: pytest.Pytester) -> None:
         test_export="""
         import logging
         def test_export(bucket_tracking):
-            logging.getLogger("app").info("x", extra={
+            logging.getLogger("plan_example_app").info("x", extra={
                 "bucket_event": "Exported data", "user_id": 1,
                 "bucket_attributes": {"format": "csv"}})
         """
