@@ -75,6 +75,7 @@ _FIRST: Final = struct.Struct("<Q")
 _FIRST_AT: Final = 76  # the first sequence, in HEADER
 #: Faults a new segment's pages in when it is made (on the sender's thread, ahead).
 _POPULATE: Final = getattr(mmap, "MAP_POPULATE", 0)
+_FAULT_SLICE: Final = 64 * 1024
 #: checkpoint, its crc32, heartbeat (wall clock)
 _CHECKPOINT: Final = struct.Struct("<QId")
 _CHECKPOINT_AT: Final = 96
@@ -265,7 +266,8 @@ class Journal:
             index = self._index
         try:
             spare = self._new_segment(index, 0)
-        except OSError:
+            _write_fault(spare.mm)
+        except (OSError, ValueError):
             return  # the log call that needs it tries again (and reports)
         with self.lock:
             if self._spare is None and self._mm is not None:
@@ -421,6 +423,17 @@ class Journal:
         for segment in segments:
             with contextlib.suppress(OSError):
                 os.close(segment.fd)
+
+
+def _write_fault(mm: mmap.mmap) -> None:
+    """Write every page of a new segment once (zeros, as it holds), a slice at a time
+    so that logging threads run in between: a shared mapping's first write to a clean
+    page faults, and that is for the sender's thread to take, not a log call."""
+    zeros = bytes(_FAULT_SLICE)
+    for start in range(HEADER_BYTES, len(mm), _FAULT_SLICE):
+        end = min(len(mm), start + _FAULT_SLICE)
+        mm[start:end] = zeros[: end - start]
+        time.sleep(0)
 
 
 def _remove(segment: _Segment) -> None:
