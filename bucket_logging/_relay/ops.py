@@ -14,6 +14,7 @@ May import: the relay's metrics, probes, limits and sender wrapper.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -115,6 +116,11 @@ class Ops:
     def answered(self, scope: Any, otlp: bool, status: int, started: float) -> None:
         """Count a request answered ``status`` (it began at ``started``, perf_counter)."""
         self.metrics.request(self.receiver(scope["method"], scope["path"], otlp), status, started)
+
+    def refused_early(self, status: int) -> None:
+        """A connection answered ``status`` before the app saw a request (the connection
+        cap's 503, h11's 400 for a malformed head): counted as receiver ``other``."""
+        self.metrics.request("other", status, time.perf_counter())
 
     def records(
         self, otlp: bool, received: int, tracked: int, queue_full: int, not_objects: int = 0

@@ -59,6 +59,7 @@ def protocol_class(app: RelayApp) -> type[H11Protocol]:
             ):
                 self._refused = True
                 app.count(503)
+                app.ops.refused_early(503)
                 assert isinstance(transport, asyncio.Transport)
                 transport.write(refusal)
                 transport.close()
@@ -123,6 +124,7 @@ def protocol_class(app: RelayApp) -> type[H11Protocol]:
 
         def send_400_response(self, msg: str) -> None:
             app.count(400)
+            app.ops.refused_early(400)
             app.say("relay: 400 invalid HTTP request (head, Content-Length or framing)")
             super().send_400_response(msg)
 

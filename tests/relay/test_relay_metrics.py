@@ -4,6 +4,7 @@ what it counts; the relay's own log lines as JSON (--log-format json)."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +50,10 @@ def test_metrics_need_the_token_and_count_requests_records_and_items(
         body += [{"event": "not a tracking call"}]
         assert relay.post(json.dumps([*body, "text", 3]).encode(), TOKEN).status_code == 200
         assert relay.post(b"not json", TOKEN).status_code == 400
+        host, port = relay.url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as raw:  # h11's 400
+            raw.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc")
+            assert raw.recv(100).startswith(b"HTTP/1.1 400")
         assert server.wait_for(4, 10)
         auth = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -63,6 +68,8 @@ def test_metrics_need_the_token_and_count_requests_records_and_items(
         ndjson = (("receiver", "ndjson"),)
         assert got[("bucket_relay_requests_total", (("code", "200"), *ndjson))] == 1
         assert got[("bucket_relay_requests_total", (("code", "400"), *ndjson))] == 1
+        other = (("receiver", "other"),)
+        assert got[("bucket_relay_requests_total", (("code", "400"), *other))] == 1
         assert got[("bucket_relay_records_received_total", ndjson)] == 8
         assert got[("bucket_relay_records_accepted_total", ndjson)] == 5
         refused = "bucket_relay_records_refused_total"
