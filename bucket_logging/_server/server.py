@@ -271,9 +271,10 @@ class TrackingServer:
 
     @property
     def call_count(self) -> int:
-        """How many calls were accepted (cheaper than ``len(calls)``)."""
+        """How many calls were accepted since the last clear, the oldest ones dropped
+        over ``max_calls`` included (cheaper than ``len(calls)``)."""
         with self._lock:
-            return len(self._calls)
+            return len(self._calls) + self._dropped[1]
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -287,9 +288,12 @@ class TrackingServer:
             return [c for c in self._calls if c.get("type") == kind]
 
     def wait_for(self, count: int, timeout: float | None = 5.0) -> bool:
-        """Block until at least ``count`` calls were accepted; False on timeout."""
+        """Block until at least ``count`` calls were accepted (those dropped over
+        ``max_calls`` included); False on timeout."""
         with self._changed:
-            return self._changed.wait_for(lambda: len(self._calls) >= count, timeout)
+            return self._changed.wait_for(
+                lambda: len(self._calls) + self._dropped[1] >= count, timeout
+            )
 
     def wait_for_requests(self, count: int, timeout: float | None = 5.0) -> bool:
         """Block until at least ``count`` requests were answered; False on timeout."""

@@ -133,5 +133,8 @@ def test_what_the_server_keeps_is_bounded_and_the_oldest_dropped_are_counted(
         again = client.get(f"{server.url}/_page/records", params=cursor).json()
         assert [c["event"] for c in again["calls"]] == kept
         assert "oldest call(s) dropped" in server.summary()
+        # what arrived still counts: a test waiting for 8 calls is not kept waiting
+        assert server.call_count == 8
+        assert server.wait_for(8, timeout=1)
     with pytest.raises(ValueError, match="max_calls"):
         TrackingServer(max_calls=0)
