@@ -271,8 +271,7 @@ class TrackingServer:
 
     @property
     def call_count(self) -> int:
-        """How many calls were accepted since the last clear, the oldest ones dropped
-        over ``max_calls`` included (cheaper than ``len(calls)``)."""
+        """Calls accepted since the last clear, those dropped over ``max_calls`` too."""
         with self._lock:
             return len(self._calls) + self._dropped[1]
 
@@ -288,12 +287,10 @@ class TrackingServer:
             return [c for c in self._calls if c.get("type") == kind]
 
     def wait_for(self, count: int, timeout: float | None = 5.0) -> bool:
-        """Block until at least ``count`` calls were accepted (those dropped over
-        ``max_calls`` included); False on timeout."""
+        """Block until ``count`` calls were accepted (dropped ones too); False on timeout."""
         with self._changed:
-            return self._changed.wait_for(
-                lambda: len(self._calls) + self._dropped[1] >= count, timeout
-            )
+            enough = lambda: len(self._calls) + self._dropped[1] >= count  # noqa: E731
+            return self._changed.wait_for(enough, timeout)
 
     def wait_for_requests(self, count: int, timeout: float | None = 5.0) -> bool:
         """Block until at least ``count`` requests were answered; False on timeout."""
@@ -316,10 +313,7 @@ class TrackingServer:
             return self._changed.wait_for(lambda: self._received >= count, timeout)
 
     def clear(self) -> None:
-        """Forget the recorded calls and requests and the received count.
-
-        The fault switches stay.
-        """
+        """Forget the recorded calls and requests and the received count (not the faults)."""
         with self._lock:
             self._calls.clear()
             self._requests.clear()
