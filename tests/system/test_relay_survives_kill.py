@@ -185,7 +185,7 @@ def stream_through_kills(
     # pipeline that re-batches what it retries (syslog-ng rewinds its window) sends
     # other bodies: at most the lines of one such window per kill come twice.
     assert len(runs) <= len(kills), f"{len(twice)} lines tracked twice: {runs}; {err[-1500:]}"
-    assert len(twice) <= lines // 10, f"{len(twice)} lines tracked twice: {runs}"
+    assert len(twice) <= lines // 4, f"{len(twice)} lines tracked twice: {runs}"
     return err
 
 
