@@ -32,9 +32,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .tags import EVENT
+
 __all__ = ["Scan", "scan"]
 
-TAG: Final = "bucket_event"
+TAG: Final = EVENT  # the tag table's event tag
 _SKIP_DIRS: Final = frozenset(
     {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache", "build"}
 )
@@ -111,7 +113,7 @@ class _File(ast.NodeVisitor):
             if isinstance(k, ast.Constant) and isinstance(k.value, str)
         }
         if TAG in keys:
-            self.value(keys[TAG], "bucket_event")
+            self.value(keys[TAG], TAG)
         elif "match" in keys and "event" in keys:  # a zero-code rule
             self.value(keys["event"], "a rule's event")
         self.generic_visit(node)
