@@ -25,8 +25,6 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Final
 
-import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
-import httpcore  # noqa: F401 - (a fork during an import leaves a partial module)
 import httpx
 
 from .._exceptions import DeliveryError
@@ -35,6 +33,7 @@ from .._runtime import shutdown as _shutdown
 from .._runtime.diagnostics import report
 from .._spool.store import SPOOL_ERRORS
 from .._version import __version__
+from . import http_stack  # noqa: F401 - the HTTP client's modules, imported now
 from .config import SenderConfig
 from .delivery import Delivery, Outcome, Pace, Post
 from .journaling import open_journal

@@ -33,8 +33,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-import anyio  # noqa: F401 - imported now, not lazily on the sender's thread
-import httpcore  # noqa: F401 - (a fork during an import leaves a partial module)
 import httpx
 
 from .. import _options

@@ -76,6 +76,31 @@ def test_queued_items_are_delivered_at_exit(tmp_path: Path, server: TrackingServ
     assert_no_key(done)
 
 
+def test_the_first_request_imports_nothing_on_the_senders_thread(
+    tmp_path: Path, server: TrackingServer
+) -> None:
+    # anyio 4.16+ imports its parts on first use: the sender imports them up front, or
+    # the first request spends ~25 ms importing on the sender's thread (at exit, when that
+    # is the first send) and a fork during that import leaves a partial module
+    done, _ = run(
+        tmp_path,
+        server,
+        """
+        import sys
+        from bucket_logging import Item, get_sender
+
+        sender = get_sender(flush_interval=60)
+        before = set(sys.modules)
+        sender.enqueue(Item.event("e", "u1"))
+        assert sender.flush(10)
+        print(sorted(set(sys.modules) - before))
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]"]
+    assert server.call_count == 1
+
+
 @pytest.mark.parametrize("fault", ["hanging", "down"])
 def test_a_bad_endpoint_does_not_hold_the_exit(
     tmp_path: Path, server: TrackingServer, fault: str

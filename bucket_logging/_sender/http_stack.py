@@ -1,0 +1,49 @@
+"""The HTTP client's modules, imported with the sender and never later on its thread.
+
+httpx hands each request to httpcore, which runs it on anyio's asyncio backend; anyio
+4.16 and later import their parts on first use, so ``import anyio`` alone loads almost
+nothing. Without this module the sender's first request imports them on the sender's
+thread: about 25 ms, at exit when that is when the first batch goes (Django's
+autoreloader SIGKILLs its child 0.25 s after Ctrl-C), and a fork while that import is
+half done leaves the child a partial module. Importing them here does it once, on the
+thread that imports the sender. A module a version does not have is skipped.
+
+Imports nothing of this package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from typing import Final
+
+import httpcore  # noqa: F401 - the request path of httpx
+import httpx  # noqa: F401
+
+__all__ = ["MODULES"]
+
+#: What a request through ``httpx.AsyncClient`` on asyncio imports (listed by diffing
+#: ``sys.modules`` around a client's first request, anyio 4.16, httpcore 1.0).
+MODULES: Final = (
+    "httpcore._backends.anyio",
+    "anyio._backends._asyncio",
+    "anyio._core._eventloop",
+    "anyio._core._exceptions",
+    "anyio._core._resources",
+    "anyio._core._sockets",
+    "anyio._core._streams",
+    "anyio._core._synchronization",
+    "anyio._core._tasks",
+    "anyio._core._typedattr",
+    "anyio.abc",
+    "anyio.lowlevel",
+    "anyio.streams.memory",
+    "anyio.streams.stapled",
+    "anyio.streams.tls",
+    "anyio.to_thread",
+    "concurrent.futures.thread",
+)
+
+for _name in MODULES:
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_name)
