@@ -7,6 +7,7 @@ pyproject.toml). The fixtures built on these helpers are in ``tests/conftest.py`
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import random
@@ -323,12 +324,17 @@ class Scripts:
 class RelayProcess:
     """``bucket-logging relay`` in a process of its own, sending to ``url`` with ``key``.
 
-    ``start`` waits for its banner and reads its address from it; ``stop`` ends it with
-    SIGTERM and returns (exit status, everything it wrote to stderr).
+    Waits for its banner and reads its port from it; :attr:`url` names it by ``host``
+    (it listens on 127.0.0.1: ``localhost`` is what a pipeline's config says).
+    :meth:`stop` ends it with SIGTERM and returns (exit status, everything it wrote to
+    stderr), having checked that neither the key nor the ``--token`` was printed.
     """
 
-    def __init__(self, url: str, key: str, *args: str, **env: str) -> None:
+    def __init__(self, url: str, key: str, *args: str, host: str = "127.0.0.1", **env: str) -> None:
         base = {k: v for k, v in os.environ.items() if not k.startswith("BUCKET_")}
+        self.secrets = [key]
+        if "--token" in args:
+            self.secrets.append(args[args.index("--token") + 1])
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bucket_logging", "relay", "--port", "0", *args],
             env={**base, "BUCKET_TRACKING_KEY": key, "BUCKET_TRACKING_URL": url, **env},
@@ -345,8 +351,14 @@ class RelayProcess:
                 self.proc.kill()
                 pytest.fail(f"the relay did not start: {self.banner}")
             self.banner += line
-        self.url = self.banner.split("relay on http://", 1)[1].split()[0]
-        self.url = "http://" + self.url.rstrip('",')
+        address = self.banner.split("relay on http://", 1)[1].split()[0].rstrip('",')
+        self.port = int(address.rsplit(":", 1)[1])
+        self.url = f"http://{host}:{self.port}"
+
+    @property
+    def root(self) -> str:
+        """Its URL with the path ``/`` (where pipelines post)."""
+        return self.url + "/"
 
     def get(self, path: str, **headers: str) -> httpx.Response:
         return httpx.get(self.url + path, headers=headers, timeout=10)
@@ -357,14 +369,29 @@ class RelayProcess:
             headers["Authorization"] = f"Bearer {token}"
         return httpx.post(self.url + "/", content=body, headers=headers, timeout=10)
 
+    def peak_rss_mb(self) -> float:
+        """The relay's peak resident memory so far, in MiB (its largest process; Linux)."""
+        pids = [self.proc.pid]
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as fh:
+                pids += [int(p) for p in fh.read().split()]
+        peaks = []
+        for pid in pids:
+            with open(f"/proc/{pid}/status") as fh:
+                peaks += [int(ln.split()[1]) / 1024 for ln in fh if ln.startswith("VmHWM:")]
+        return max(peaks)
+
     def signal_stop(self) -> None:
         self.proc.send_signal(15)
 
-    def stop(self, timeout: float = 30.0) -> tuple[int, str]:
+    def stop(self, timeout: float = 60.0) -> tuple[int, str]:
         if self.proc.poll() is None:
             self.proc.send_signal(15)
         _, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, self.banner + err
+        err = self.banner + err
+        for secret in self.secrets:
+            assert secret not in err
+        return self.proc.returncode, err
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -248,13 +248,13 @@ class Tracker:
                 base = self._base
                 if base is not None:
                     attributes = under(base, attributes)
-                body = event_body(event, user_id, company_id, attributes, created)
-                if body is not None:
-                    plan = self._plan  # (with one: the kept verdict, or the slow path)
-                    if plan is None or (
-                        (section := plan.events.get(event)) is not None  # type: ignore[arg-type]
-                        and section.passes(attributes)
-                    ):
+                plan = self._plan  # with one: its kept verdict first (else the slow path,
+                if plan is None or (  # which checks and encodes: never encoded twice)
+                    (section := plan.events.get(event)) is not None  # type: ignore[arg-type]
+                    and section.passes(attributes)
+                ):
+                    body = event_body(event, user_id, company_id, attributes, created)
+                    if body is not None:
                         if _captures:
                             self._deliver(Item("event", body))
                         else:

@@ -16,20 +16,14 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from support import closed_port
+from support import RelayProcess, closed_port
 
 from bucket_logging import TrackingServer
 from bucket_logging._relay.bodies import Refused, gunzip, parse_body
@@ -40,56 +34,13 @@ TOKEN = "relay-token-5b9d2e7c41f0a6"
 TIMEOUT = 30.0
 
 
-@dataclass
-class Running:
-    proc: subprocess.Popen[str]
-    url: str
-    banner: str
-
-    def stop(self) -> tuple[int, str]:
-        self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=TIMEOUT)
-        err = self.banner + err
-        assert KEY not in err
-        assert TOKEN not in err
-        return self.proc.returncode, err
-
-
-@pytest.fixture
-def server() -> Iterator[TrackingServer]:
-    with TrackingServer(tracking_keys=[KEY]) as srv:
-        yield srv
-
-
-@pytest.fixture
-def relays() -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for run in started:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.communicate()
-
-
-def start(relays: list[Running], server: TrackingServer, *args: str, **env: str) -> Running:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("BUCKET_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bucket_logging", "relay", "--port", "0", *args],
-        env={**base, "BUCKET_TRACKING_KEY": KEY, "BUCKET_TRACKING_URL": server.url, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    banner = ""
-    assert proc.stderr is not None
-    while "relay on http://" not in banner:
-        line = proc.stderr.readline()
-        assert line, f"the relay did not start: {banner}"
-        banner += line
-    url = banner.split("relay on ", 1)[1].split()[0].replace("127.0.0.1", "localhost") + "/"
-    run = Running(proc, url, banner)
-    relays.append(run)
-    return run
+def start(
+    relays: list[RelayProcess], server: TrackingServer, *args: str, **env: str
+) -> RelayProcess:
+    """A relay named by ``localhost``, as pipelines' configs name it."""
+    relay = RelayProcess(server.url, KEY, *args, host="localhost", **env)
+    relays.append(relay)
+    return relay
 
 
 def post(
@@ -142,7 +93,9 @@ def delivered(server: TrackingServer, count: int) -> list[dict[str, Any]]:
     return sorted(server.calls, key=lambda c: c["userId"])
 
 
-def test_each_pipeline_body_shape_is_tracked(server: TrackingServer, relays: list[Running]) -> None:
+def test_each_pipeline_body_shape_is_tracked(
+    server: TrackingServer, relays: list[RelayProcess]
+) -> None:
     relay = start(relays, server, "--token", TOKEN)
     bodies = [
         # Vector http sink, codec json (an array), gzip
@@ -165,7 +118,7 @@ def test_each_pipeline_body_shape_is_tracked(server: TrackingServer, relays: lis
         assert answer.status_code == 200, answer.text
     # a request cannot choose where items go: the path and headers are ignored
     answer = post(
-        relay.url + "trSomeOtherKey-12345678/bulk",
+        relay.root + "trSomeOtherKey-12345678/bulk",
         json.dumps([vector_event(12)]).encode(),
         X_Bucket_Tracking_Key="trSomeOtherKey-12345678",
     )
@@ -186,7 +139,7 @@ def test_each_pipeline_body_shape_is_tracked(server: TrackingServer, relays: lis
 
 
 def test_refusals_and_the_relay_keeps_serving(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     relay = start(
         relays, server, "--max-body", "100000", "--max-decoded", "1000000", "--token", TOKEN
@@ -208,7 +161,7 @@ def test_refusals_and_the_relay_keeps_serving(
     bomb = gzip.compress(b"[" + b" " * 50_000_000 + b"]")  # about 50 KB: 50 MB decoded
     assert len(bomb) < 100_000
     assert post(relay.url, bomb, Content_Encoding="gzip").status_code == 413
-    assert httpx.get(relay.url + "health", timeout=TIMEOUT).status_code == 200
+    assert httpx.get(relay.root + "health", timeout=TIMEOUT).status_code == 200
     assert httpx.delete(relay.url, timeout=TIMEOUT).status_code == 405
     assert post(relay.url, good).status_code == 200  # still serving
     assert delivered(server, 1)[0]["userId"] == 1
@@ -219,7 +172,7 @@ def test_refusals_and_the_relay_keeps_serving(
 
 
 def test_a_full_queue_is_answered_503_with_retry_after(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     server.fail_next(10_000)  # nothing is delivered: items stay pending
     relay = start(relays, server, "--max-pending", "10")
@@ -242,7 +195,7 @@ def test_a_full_queue_is_answered_503_with_retry_after(
 
 
 def test_sigterm_delivers_what_was_answered_200(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     server.delay(0.5)  # still in flight when SIGTERM arrives
     relay = start(relays, server)
@@ -256,7 +209,7 @@ def test_sigterm_delivers_what_was_answered_200(
 
 
 def test_slow_clients_time_out_and_connections_are_capped(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     relay = start(relays, server, "--request-timeout", "1", "--max-connections", "2")
     port = int(relay.url.rstrip("/").rsplit(":", 1)[1])
@@ -293,7 +246,7 @@ def test_slow_clients_time_out_and_connections_are_capped(
     assert status == 0, err
 
 
-def test_concurrent_requests_are_capped(server: TrackingServer, relays: list[Running]) -> None:
+def test_concurrent_requests_are_capped(server: TrackingServer, relays: list[RelayProcess]) -> None:
     relay = start(relays, server, "--max-concurrent", "1")
     port = int(relay.url.rstrip("/").rsplit(":", 1)[1])
     slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
@@ -318,7 +271,7 @@ def test_concurrent_requests_are_capped(server: TrackingServer, relays: list[Run
 
 
 def test_listening_beyond_loopback_without_a_token_is_loud(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     relay = start(relays, server, "--host", "0.0.0.0")
     assert "WARNING" in relay.banner
@@ -418,7 +371,7 @@ def test_in_process_relay_serves_and_drains(server: TrackingServer) -> None:
     assert "401 a valid bearer token is required" in log.getvalue()
 
 
-def test_items_lost_after_a_200_make_the_exit_status_1(relays: list[Running]) -> None:
+def test_items_lost_after_a_200_make_the_exit_status_1(relays: list[RelayProcess]) -> None:
     with TrackingServer(tracking_keys=["trSomeOtherKey-000000000"]) as refusing:
         relay = start(relays, refusing)
         assert post(relay.url, json.dumps([vector_event(n) for n in range(3)]).encode()).is_success
@@ -428,7 +381,7 @@ def test_items_lost_after_a_200_make_the_exit_status_1(relays: list[Running]) ->
 
 
 def test_with_a_spool_what_was_answered_200_survives_an_outage(
-    server: TrackingServer, relays: list[Running], tmp_path: Path
+    server: TrackingServer, relays: list[RelayProcess], tmp_path: Path
 ) -> None:
     from bucket_logging import BulkSender
 

@@ -12,19 +12,17 @@ import contextlib
 import gzip
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support import RelayProcess
 
 from bucket_logging import TrackingServer
 from bucket_logging._relay.bodies import Refused, gunzip, value_bound
@@ -36,79 +34,10 @@ TIMEOUT = 60.0
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 
-@dataclass
-class Running:
-    proc: subprocess.Popen[str]
-    port: int
-    banner: str
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def peak_rss_mb(self) -> float:
-        """The relay's peak resident memory so far (all its processes: the largest)."""
-        pids = [self.proc.pid, *_children(self.proc.pid)]
-        peaks = []
-        for pid in pids:
-            with open(f"/proc/{pid}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmHWM:"):
-                        peaks.append(int(line.split()[1]) / 1024)
-        return max(peaks)
-
-    def stop(self) -> tuple[int, str]:
-        self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=TIMEOUT)
-        err = self.banner + err
-        assert KEY not in err
-        assert TOKEN not in err
-        return self.proc.returncode, err
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(p) for p in fh.read().split()]
-    except OSError:
-        return []
-
-
-@pytest.fixture
-def server() -> Iterator[TrackingServer]:
-    with TrackingServer(tracking_keys=[KEY]) as srv:
-        yield srv
-
-
-@pytest.fixture
-def relays() -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for run in started:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.communicate()
-
-
-def start(relays: list[Running], server: TrackingServer, *args: str) -> Running:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("BUCKET_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bucket_logging", "relay", "--port", "0", "--token", TOKEN, *args],
-        env={**base, "BUCKET_TRACKING_KEY": KEY, "BUCKET_TRACKING_URL": server.url},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    banner = ""
-    assert proc.stderr is not None
-    while "relay on http://" not in banner:
-        line = proc.stderr.readline()
-        assert line, f"the relay did not start: {banner}"
-        banner += line
-    port = int(banner.split("relay on http://", 1)[1].split()[0].rsplit(":", 1)[1])
-    run = Running(proc, port, banner)
-    relays.append(run)
-    return run
+def start(relays: list[RelayProcess], server: TrackingServer, *args: str) -> RelayProcess:
+    relay = RelayProcess(server.url, KEY, "--token", TOKEN, *args)
+    relays.append(relay)
+    return relay
 
 
 def post(url: str, body: bytes, **headers: str) -> httpx.Response:
@@ -144,7 +73,7 @@ def event(n: int) -> dict[str, Any]:
 
 
 def test_a_body_of_tiny_objects_is_refused_before_it_is_built(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     """32 MiB of ``{}`` lines, gzipped to about 32 KB, three at once: the old relay built
     every object (1.54 GB for one request, 4.47 GB for three) and then answered 503."""
@@ -175,7 +104,7 @@ def test_a_body_of_tiny_objects_is_refused_before_it_is_built(
 
 
 def test_requests_in_progress_share_the_object_budget(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     relay = start(relays, server, "--max-objects", "1000")
     batch = json.dumps([event(n) for n in range(50)]).encode()  # about 250 values
@@ -193,7 +122,7 @@ def test_requests_in_progress_share_the_object_budget(
 
 
 def test_many_tiny_gzip_members_are_refused_in_linear_time(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     """10 MiB of 20-byte members held the old relay's request thread over a minute."""
     relay = start(relays, server)
@@ -227,7 +156,7 @@ def test_gunzip_walks_members_by_offset() -> None:
 
 
 def test_a_batch_larger_than_max_pending_gets_413_not_503_forever(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     relay = start(relays, server, "--max-pending", "100")
     answer = post(relay.url, b"\n".join(json.dumps(event(n)).encode() for n in range(101)))
@@ -253,7 +182,7 @@ def test_a_batch_larger_than_max_pending_gets_413_not_503_forever(
     ],
 )
 def test_malformed_or_conflicting_lengths_are_refused(
-    server: TrackingServer, relays: list[Running], length_headers: bytes
+    server: TrackingServer, relays: list[RelayProcess], length_headers: bytes
 ) -> None:
     relay = start(relays, server)
     body = b'{"bucket_event":"e","user_id":1}'  # 32 bytes: what a lax parser would take
@@ -274,7 +203,7 @@ def test_malformed_or_conflicting_lengths_are_refused(
 
 
 def test_expect_100_continue_only_after_the_token(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     relay = start(relays, server)
     body = json.dumps([event(7)]).encode()
@@ -295,7 +224,7 @@ def test_expect_100_continue_only_after_the_token(
 
 
 def test_a_flood_of_huge_headers_costs_little_memory(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     """64 connections sending 99 headers of 64 KB took the old relay to 444 MB."""
     relay = start(relays, server)
@@ -333,7 +262,7 @@ def test_a_flood_of_huge_headers_costs_little_memory(
 
 
 def test_chunked_bodies_are_taken_under_the_same_limits(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     relay = start(relays, server, "--max-body", "100000")
 
@@ -388,7 +317,7 @@ def test_chunked_bodies_are_taken_under_the_same_limits(
 
 
 def test_two_workers_share_the_port_and_a_spool_and_drain_on_sigterm(
-    server: TrackingServer, relays: list[Running], tmp_path: Path
+    server: TrackingServer, relays: list[RelayProcess], tmp_path: Path
 ) -> None:
     server.delay(0.2)  # still in flight when SIGTERM arrives
     relay = start(relays, server, "--workers", "2", "--spool-dir", str(tmp_path / "spool"))
@@ -410,7 +339,7 @@ def test_two_workers_share_the_port_and_a_spool_and_drain_on_sigterm(
 
 
 def test_a_body_too_large_for_100_continue_is_refused_unsent(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     relay = start(relays, server, "--max-body", "1000")
     head = (
@@ -423,7 +352,7 @@ def test_a_body_too_large_for_100_continue_is_refused_unsent(
 
 
 def test_a_stalled_chunked_body_is_cut_off_at_the_deadline(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     relay = start(relays, server, "--request-timeout", "1", "--max-concurrent", "1")
     started = time.monotonic()
@@ -441,12 +370,12 @@ def test_a_stalled_chunked_body_is_cut_off_at_the_deadline(
     assert relay.stop()[0] == 0
 
 
-def test_answers_carry_a_content_length(server: TrackingServer, relays: list[Running]) -> None:
+def test_answers_carry_a_content_length(server: TrackingServer, relays: list[RelayProcess]) -> None:
     relay = start(relays, server)
     for answer in (
         post(relay.url, json.dumps([event(1)]).encode()),
         post(relay.url, b"not json"),
-        httpx.get(relay.url + "health", timeout=TIMEOUT),
+        httpx.get(relay.root + "health", timeout=TIMEOUT),
     ):
         assert answer.headers["content-length"] == str(len(answer.content))
         assert "transfer-encoding" not in answer.headers

@@ -6,7 +6,6 @@ long with nowhere to keep items; /health is /readyz."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ pytest.importorskip("uvicorn")
 from bucket_logging import TrackingServer
 
 KEY = "trRELAYkey-8e2b4d6f1a3c5079"
-
-
-@pytest.fixture
-def relays() -> Iterator[list[RelayProcess]]:
-    started: list[RelayProcess] = []
-    yield started
-    for relay in started:
-        relay.kill()
 
 
 def events(n: int) -> bytes:
@@ -43,9 +34,12 @@ def reasons(relay: RelayProcess, path: str = "/readyz") -> list[str]:
     return found
 
 
-def test_ready_and_live_while_the_destination_answers(relays: list[RelayProcess]) -> None:
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+def test_ready_and_live_while_the_destination_answers(
+    relays: list[RelayProcess], host: str
+) -> None:
     with TrackingServer(tracking_keys=[KEY]) as server:
-        relay = RelayProcess(server.url, KEY)
+        relay = RelayProcess(server.url.replace("127.0.0.1", host), KEY, host=host)
         relays.append(relay)
         assert relay.post(events(3)).status_code == 200
         assert server.wait_for(3, 10)

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -89,7 +88,15 @@ def test_prometheus_sums_the_workers_and_counts_400s_by_reason(
         server.reject_items(lambda entry: entry.get("userId") in REJECTED)
         spool = tmp_path / "spool"
         relay = RelayProcess(
-            server.url, KEY, "--workers", "2", "--token", TOKEN, "--spool-dir", str(spool)
+            server.url,
+            KEY,
+            "--workers",
+            "2",
+            "--token",
+            TOKEN,
+            "--spool-dir",
+            str(spool),
+            host="localhost",  # the target as a Prometheus config names it
         )
         relays.append(relay)
         port = free_port()
@@ -133,11 +140,3 @@ def test_prometheus_sums_the_workers_and_counts_400s_by_reason(
         status, err = relay.stop()
         assert status == 1, err  # the rejected items were lost (said in the summary)
         assert TOKEN not in err and KEY not in err
-
-
-@pytest.fixture
-def relays() -> Iterator[list[RelayProcess]]:
-    started: list[RelayProcess] = []
-    yield started
-    for relay in started:
-        relay.kill()

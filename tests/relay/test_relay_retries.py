@@ -11,30 +11,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-from test_relay import KEY, Running, post, start, vector_event
+from support import RelayProcess
+from test_relay import KEY, post, start, vector_event
 
 from bucket_logging import TrackingServer
-
-
-@pytest.fixture
-def server() -> Iterator[TrackingServer]:
-    with TrackingServer(tracking_keys=[KEY]) as srv:
-        yield srv
-
-
-@pytest.fixture
-def relays() -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for run in started:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.communicate()
 
 
 def tracked(srv: TrackingServer, at_least: int, settle: float = 1.0) -> list[int]:
@@ -47,14 +30,14 @@ def tracked(srv: TrackingServer, at_least: int, settle: float = 1.0) -> list[int
     return sorted(int(call["userId"]) for call in srv.calls)
 
 
-def kill(relay: Running) -> None:
+def kill(relay: RelayProcess) -> None:
     relay.proc.send_signal(signal.SIGKILL)
     relay.proc.communicate(timeout=10)
     assert relay.proc.returncode == -signal.SIGKILL
 
 
 def test_a_retried_body_is_tracked_once_even_across_sigkill_and_restart(
-    server: TrackingServer, relays: list[Running], tmp_path: Path
+    server: TrackingServer, relays: list[RelayProcess], tmp_path: Path
 ) -> None:
     spool = str(tmp_path / "spool")
     body = json.dumps([vector_event(n) for n in range(5)]).encode()
@@ -77,7 +60,7 @@ def test_a_retried_body_is_tracked_once_even_across_sigkill_and_restart(
 
 
 def test_without_a_window_a_retried_body_is_tracked_again(
-    server: TrackingServer, relays: list[Running]
+    server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
     body = json.dumps([vector_event(n) for n in range(3)]).encode()
     relay = start(relays, server, "--dedupe-window", "0")
@@ -87,7 +70,7 @@ def test_without_a_window_a_retried_body_is_tracked_again(
 
 
 def test_fsync_answers_after_one_group_commit_and_delivers(
-    server: TrackingServer, relays: list[Running], tmp_path: Path
+    server: TrackingServer, relays: list[RelayProcess], tmp_path: Path
 ) -> None:
     relay = start(relays, server, "--spool-dir", str(tmp_path / "spool"), "--fsync")
     bodies = [json.dumps([vector_event(100 * b + n) for n in range(10)]).encode() for b in range(8)]

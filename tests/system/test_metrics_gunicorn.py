@@ -100,7 +100,7 @@ def test_one_scrape_sums_both_workers(
         got: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         while time.monotonic() < deadline:
             try:
-                got = scrape(f"http://127.0.0.1:{port}/metrics")
+                got = scrape(f"http://localhost:{port}/metrics")
             except httpx.TransportError:
                 got = {}
             if all(got.get(k) == v for k, v in want.items()):

@@ -202,6 +202,28 @@ def test_a_planned_call_is_sent_untouched_and_not_reported(
     assert not [line for line in lines if "Tracking plan" in line]
 
 
+def test_a_call_that_fails_the_quick_verdict_is_encoded_once(
+    front: tuple[Emit, BulkSender], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bucket_logging._tracking import tracker
+
+    encoded: list[str] = []
+    for name in ("event_body", "encode"):
+        real = getattr(tracker, name)
+
+        def counting(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            encoded.append(_name)
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(tracker, name, counting)
+    emit, sender = front
+    emit(_event("Report viewed", item_id=ITEM, source="desktop"))  # invalid_value: report
+    sender.flush(5)
+    assert sender.stats.plan_violations == {"invalid_value": 1}
+    assert sender.stats.offline == 1  # sent as it is
+    assert len(encoded) == 1, encoded
+
+
 def test_odd_values_never_raise_from_the_log_call(front: tuple[Emit, BulkSender]) -> None:
     emit, sender = front
 
