@@ -9,11 +9,11 @@
 from round to round) of N calls each of: a ``NullHandler`` call with the tracked call's
 ``extra=`` (the floor), the tracked event without a plan, the tracked event with the
 realistic plan of the tests (50 events, 349 attributes; the event planned, its action
-``report``: the calling thread queues the check for the plan's thread, which runs during
-the measurement), and the same with a plan whose action is ``strip`` (checked on the
-calling thread). Printed: each variant's median µs per call and the median of its
-per-round ratios to the floor. The senders are offline (each item is validated and
-counted by the sender's thread; nothing is sent while measuring).
+``report``), and the same with a plan whose action is ``strip``; both are checked on
+the calling thread before the event is queued. Printed: each variant's median µs per call and the
+median of its per-round ratios to the floor. The senders send to a local server in a
+process of its own (``spool_bench.py``'s), as they do in production; the sender's
+thread is flushed every fifth round.
 
 **2. plan status.** A tree of ``--files`` modules (each ~60 lines: imports, a wrapper, a
 class, log calls with ``extra=`` and ``bucket_event``, structlog keyword calls, ``track()``)
@@ -47,20 +47,22 @@ def _logger(name: str, handler: logging.Handler) -> logging.Logger:
     return log
 
 
-def _variants(tmp: Path) -> dict[str, logging.Logger]:
+def _variants(tmp: Path, url: str) -> dict[str, logging.Logger]:
+    from spool_bench import KEY
+
     from bucket_logging import BucketHandler
 
-    options = {"offline": True}  # validated and counted, nothing sent while measuring
+    options = {"base_url": url}
     strip = tmp / "strip.yaml"
     strip.write_text(PLAN.read_text().replace("action: report", "action: strip", 1))
     return {
         "null": _logger("null", logging.NullHandler()),
-        "tracked": _logger("tracked", BucketHandler("bench-key-a", **options)),
+        "tracked": _logger("tracked", BucketHandler(KEY, **options)),
         "tracked+plan": _logger(
-            "plan", BucketHandler("bench-key-b", tracking_plan=PLAN, **options)
+            "plan", BucketHandler(KEY, tracking_plan=PLAN, **options)
         ),
         "tracked+plan(strip)": _logger(
-            "strip", BucketHandler("bench-key-c", tracking_plan=strip, **options)
+            "strip", BucketHandler(KEY, tracking_plan=strip, **options)
         ),
     }
 
@@ -83,8 +85,14 @@ def _run(log: logging.Logger, n: int) -> float:
 
 
 def cost(calls: int, rounds: int) -> None:
+    sys.path.insert(0, str(HERE))
+    from spool_bench import Server
+
+    from bucket_logging import BucketHandler
+
+    server = Server()
     with tempfile.TemporaryDirectory() as folder:
-        variants = _variants(Path(folder))
+        variants = _variants(Path(folder), server.url)
         names = list(variants)
         times: dict[str, list[float]] = {name: [] for name in names}
         ratios: dict[str, list[float]] = {name: [] for name in names}
@@ -93,6 +101,11 @@ def cost(calls: int, rounds: int) -> None:
             if r % 2:
                 order.reverse()
             seen = {name: _run(variants[name], calls) for name in order}
+            if r % 5 == 4:
+                for log in variants.values():
+                    for handler in log.handlers:
+                        if isinstance(handler, BucketHandler):
+                            handler.flush()
             for name in names:
                 times[name].append(seen[name])
                 ratios[name].append(seen[name] / seen["null"])
@@ -105,6 +118,10 @@ def cost(calls: int, rounds: int) -> None:
                 f"  {statistics.median(ratios[name]):5.2f}x NullHandler"
                 f"  (rounds {min(times[name]):.2f}-{max(times[name]):.2f})"
             )
+        for log in variants.values():
+            for handler in log.handlers:
+                handler.close()
+    server.close()
 
 
 MODULE = '''\

@@ -228,8 +228,9 @@ def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rules", metavar="FILE", help="zero-code rules: a JSON list of rules")
     parser.add_argument(
-        "--plan", metavar="FILE", help="a tracking plan to check every call against (env "
-        "BUCKET_TRACKING_PLAN)"
+        "--plan",
+        metavar="FILE",
+        help="a tracking plan to check every call against (env BUCKET_TRACKING_PLAN)",
     )
     parser.add_argument(
         "--spool-dir", metavar="DIR", help="an on-disk spool (default: env BUCKET_SPOOL_DIR)"

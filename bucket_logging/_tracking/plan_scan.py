@@ -129,9 +129,7 @@ class _File(ast.NodeVisitor):
             for keyword in node.keywords:
                 if keyword.arg == "event":
                     event = keyword.value
-            if event is not None and not (
-                isinstance(event, ast.Constant) and event.value is None
-            ):
+            if event is not None and not (isinstance(event, ast.Constant) and event.value is None):
                 self.value(event, "track()'s event")
         self.calls.append((node, self._function[-1] if self._function else None))
         self.generic_visit(node)
