@@ -59,6 +59,21 @@ def test_a_retried_body_is_tracked_once_even_across_sigkill_and_restart(
     assert "1 retried body(ies) answered 200, not tracked again" in err
 
 
+def test_workers_share_the_window_of_retried_bodies(
+    server: TrackingServer, relays: list[RelayProcess], tmp_path: Path
+) -> None:
+    spool = str(tmp_path / "spool")
+    relay = start(relays, server, "--spool-dir", spool, "--workers", "2")
+    body = json.dumps([vector_event(n) for n in range(5)]).encode()
+    # each post on a new connection: the kernel spreads them over both workers'
+    # sockets (SO_REUSEPORT; all 20 on one worker: 1 chance in 500,000)
+    answers = [post(relay.url, body).status_code for _ in range(20)]
+    assert answers == [200] * 20
+    assert tracked(server, 5) == list(range(5))
+    status, err = relay.stop()
+    assert status == 0, err
+
+
 def test_without_a_window_a_retried_body_is_tracked_again(
     server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
