@@ -1,4 +1,5 @@
-"""The benchmark runs end to end in its smoke mode (tiny counts; not a timed test)."""
+"""Every benchmark of benchmarks/ runs end to end with tiny counts, so that none rots
+unseen (not timed tests: the figures are in benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench(script: str, *args: str, timeout: float = 110) -> str:
+    """Run ``benchmarks/<script>`` with ``args``; its standard output, once it exited 0.
+
+    ``timeout`` is a hang guard below pytest's 120 s: a smoke run takes seconds alone,
+    and over a minute beside the other test workers on a 2-core machine at load 15.
+    """
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
 
 
 def test_benchmark_smoke_run_completes_and_prints_its_tables(tmp_path: Path) -> None:
@@ -17,9 +38,7 @@ def test_benchmark_smoke_run_completes_and_prints_its_tables(tmp_path: Path) -> 
         cwd=ROOT,
         capture_output=True,
         text=True,
-        # a hang guard, below pytest's 120 s: about 5 s alone, over 60 s beside the other
-        # test workers on a 2-core machine at load 15
-        timeout=110,
+        timeout=110,  # (see bench)
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -51,15 +70,57 @@ def test_benchmark_smoke_run_completes_and_prints_its_tables(tmp_path: Path) -> 
 
 
 def test_ship_benchmark_smoke_run_compares_ship_with_the_handler() -> None:
-    bench = str(ROOT / "benchmarks" / "ship_bench.py")
-    proc = subprocess.run(
-        [sys.executable, bench, "--lines", "2000", "--rounds", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = bench("ship_bench.py", "--lines", "2000", "--rounds", "1")
     for text in ("bucket-logging ship FILE", "ship --state", "BucketHandler", "ship / handler"):
-        assert text in proc.stdout
+        assert text in out
+
+
+def test_relay_benchmark_smoke_run_has_every_path() -> None:
+    out = bench("relay_bench.py", "--lines", "2000", "--rounds", "1", "--batch", "500")
+    for text in (
+        "bucket-logging ship FILE",
+        "BucketHandler in process",
+        "relay NDJSON, 1 worker(s)",
+        "relay NDJSON, 2 worker(s)",
+        "relay OTLP protobuf, 1 worker(s)",
+        "relay OTLP protobuf, 2 worker(s)",
+    ):
+        assert text in out
+
+
+def test_metrics_benchmark_completes_with_its_three_rows() -> None:
+    pytest.importorskip("prometheus_client")
+    assert "metrics on  / metrics off: " in bench(
+        "metrics_bench.py", "--calls", "200", "--rounds", "1"
+    )
+
+
+def test_otel_benchmark_completes_and_delivers_every_item() -> None:
+    out = bench("otel_bench.py", "--calls", "200", "--rounds", "1")
+    assert "on_emit tagged: Bucket / Batch(no-op) = " in out
+    assert "every tracked item delivered: True" in out
+
+
+def test_journal_benchmark_measures_the_cost_and_a_recovery() -> None:
+    out = bench("journal_bench.py", "--calls", "200", "--rounds", "1", "--recover", "500")
+    assert "BucketHandler + spool" in out
+    assert "A dead journal of 500 items" in out
+
+
+def test_journal_parts_benchmark_runs_every_variant() -> None:
+    out = bench("journal_parts.py", "--calls", "100", "--rounds", "3")
+    for variant in ("full", "no-journal", "call-only", "lock-only", "no-write", "no-prefault"):
+        assert f"== {variant} (" in out
+    assert out.count("BucketHandler + spool") == 6
+
+
+def test_plan_benchmark_measures_the_cost_and_plan_status() -> None:
+    out = bench("plan_bench.py", "--calls", "200", "--rounds", "2", "--files", "5")
+    assert "tracked+plan(strip)" in out
+    assert "plan status: 5 files" in out
+
+
+def test_spool_benchmark_runs_its_shapes() -> None:
+    out = bench("spool_bench.py", "--items", "500", "--rounds", "1", "--seconds", "0.5")
+    for text in ("throughput, end to end", "replay of a spooled backlog", "steady rate"):
+        assert text in out
