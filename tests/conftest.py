@@ -40,6 +40,7 @@ SLOW_FIRST = (
     "system/test_relay_clients.py",  # 34 s
     "frontends/test_otlp_hostile.py",  # 33 s
     "relay/test_relay.py",  # 33 s
+    "system/test_benchmarks_smoke.py",  # 50 s: every benchmark, run small
     "sender/test_retry_after_bounds.py",  # 31 s
     "cli/test_ship.py",  # 23 s
     "cli/test_ship_hostile.py",  # 19 s
