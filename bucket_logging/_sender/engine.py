@@ -44,26 +44,9 @@ from .queue import Batch, BatchQueue
 from .settle import Chunk, Settlement
 from .spooling import Spool
 
-__all__ = ["SenderLoop", "levels", "new_event_loop", "tls_verify"]
+__all__ = ["SenderLoop", "levels", "new_event_loop"]
 
 _USER_AGENT: Final = f"bucket-logging/{__version__}"
-
-
-def tls_verify(
-    verify: bool | str | ssl.SSLContext, transport: httpx.AsyncBaseTransport | None
-) -> ssl.SSLContext | bool | str:
-    """What the HTTP client gets as ``verify``: a TLS context made now, once per sender.
-
-    A forked child's engine reuses it (making one loads the CA bundle). With a custom
-    transport or ``verify=False`` it is ``verify`` as given.
-    """
-    if transport is not None or verify is False or isinstance(verify, ssl.SSLContext):
-        return verify
-    create = getattr(httpx, "create_ssl_context", None)
-    if not callable(create):  # pragma: no cover - httpx before 0.28
-        return verify
-    context: ssl.SSLContext = create(verify=verify)
-    return context
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -108,6 +91,8 @@ class SenderLoop:
         self.thread_id: int | None = None
         self._stopping = False
         self._waiters: list[tuple[Mark, concurrent.futures.Future[bool]]] = []
+        #: the close's wait for the spool's backlog (see request_backlog)
+        self._backlog_waiters: list[concurrent.futures.Future[bool]] = []
         self.spool: Spool | None = (
             Spool(config, ledger, self.drop, self.notify) if config.spool is not None else None
         )
@@ -210,6 +195,17 @@ class SenderLoop:
         if not self.call_soon(self._add_waiter, mark, future):
             return None
         return future
+
+    def request_backlog(self) -> concurrent.futures.Future[bool] | None:
+        """At the close, once this sender's own items are finished: a future answered
+        when the spool's backlog (an earlier sender's batches) is delivered, or none can
+        be claimed now (a failure's back-off); the close's deadline bounds it."""
+        future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        return future if self.call_soon(self._add_backlog_waiter, future) else None
+
+    def _add_backlog_waiter(self, future: concurrent.futures.Future[bool]) -> None:
+        self._backlog_waiters.append(future)
+        self._wake.set()
 
     def start_closing(self, deadline: float) -> None:
         """Cut back-offs short; what is not delivered by ``deadline`` is given up."""
@@ -377,10 +373,16 @@ class SenderLoop:
             if closing is not None and time.monotonic() >= closing:
                 await spool.leave_waiting()
                 return
-            chunk = await spool.next_batch(
-                flush_waiting=pace.flush_waiting(), closing=closing is not None
+            chunk = await spool.next_batch(  # (claims the backlog unless a flush or
+                flush_waiting=pace.flush_waiting(),  # the close waits, or the close
+                closing=closing is not None and not self._backlog_waiters,  # asks it)
             )
             if chunk is None:
+                if self._backlog_waiters and not self._tasks:  # nothing more to claim
+                    for future in self._backlog_waiters:
+                        with contextlib.suppress(concurrent.futures.InvalidStateError):
+                            future.set_result(True)
+                    self._backlog_waiters = []
                 return
             items, chunk.items = chunk.items or [], None
             spool.sending(chunk)

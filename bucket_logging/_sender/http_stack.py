@@ -1,4 +1,5 @@
-"""The HTTP client's modules, imported with the sender and never later on its thread.
+"""The HTTP client's modules, imported with the sender and never later on its thread,
+and its TLS context (:func:`tls_verify`).
 
 httpx hands each request to httpcore, which runs it on anyio's asyncio backend; anyio
 4.16 and later import their parts on first use, so ``import anyio`` alone loads almost
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import ssl
 from typing import Final
 
 import httpcore  # noqa: F401 - the request path of httpx
-import httpx  # noqa: F401
+import httpx
 
-__all__ = ["MODULES"]
+__all__ = ["MODULES", "tls_verify"]
 
 #: What a request through ``httpx.AsyncClient`` on asyncio imports (listed by diffing
 #: ``sys.modules`` around a client's first request, anyio 4.16, httpcore 1.0).
@@ -47,3 +49,20 @@ MODULES: Final = (
 for _name in MODULES:
     with contextlib.suppress(ImportError):
         importlib.import_module(_name)
+
+
+def tls_verify(
+    verify: bool | str | ssl.SSLContext, transport: httpx.AsyncBaseTransport | None
+) -> ssl.SSLContext | bool | str:
+    """What the HTTP client gets as ``verify``: a TLS context made now, once per sender.
+
+    A forked child's engine reuses it (making one loads the CA bundle). With a custom
+    transport or ``verify=False`` it is ``verify`` as given.
+    """
+    if transport is not None or verify is False or isinstance(verify, ssl.SSLContext):
+        return verify
+    create = getattr(httpx, "create_ssl_context", None)
+    if not callable(create):  # pragma: no cover - httpx before 0.28
+        return verify
+    context: ssl.SSLContext = create(verify=verify)
+    return context

@@ -45,7 +45,8 @@ from .._runtime import uvicorn_stop as _uvicorn_stop
 from .._runtime.diagnostics import report
 from .before_send import BeforeSend, announce
 from .config import DEFAULT_BASE_URL, ConfigValue, SenderConfig
-from .engine import SenderLoop, tls_verify
+from .engine import SenderLoop
+from .http_stack import tls_verify
 from .ledger import Ledger, RefusalReason, SenderStats
 from .queue import BatchQueue
 
@@ -440,7 +441,12 @@ class BulkSender:
         timeout = bounded_wait(self.config.shutdown_timeout if timeout is None else timeout)
         deadline = time.monotonic() + timeout
         self.start_closing(deadline)
-        self.flush(timeout)
+        engine = self._engine
+        if self.flush(timeout) and engine is not None and engine.spool is not None:
+            backlog = engine.request_backlog()  # a short-lived process delivers it too
+            if backlog is not None:
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    backlog.result(max(0.0, deadline - time.monotonic()))
         with self._queue.lock:
             self._queue.drain()  # logged during the flush: counted below as not delivered
             self._closed = True

@@ -28,7 +28,7 @@ from bucket_logging._runtime import diagnostics as _diagnostics
 from bucket_logging._runtime import shutdown as _shutdown
 from bucket_logging._runtime import state as _process
 from bucket_logging._sender import sender as _sender
-from bucket_logging._sender.engine import tls_verify
+from bucket_logging._sender.http_stack import tls_verify
 from bucket_logging._server.server import TrackingServer
 
 Make = Callable[..., BulkSender]

@@ -12,7 +12,7 @@ import pytest
 from support import KEY
 
 from bucket_logging import BulkSender
-from bucket_logging._sender.engine import tls_verify
+from bucket_logging._sender.http_stack import tls_verify
 
 
 def test_an_ssl_context_is_used_as_given() -> None:

@@ -273,6 +273,25 @@ def test_outage_for_a_whole_life_then_the_next_process_delivers(
     assert spooled_items(spool) == 0
 
 
+def test_a_short_lived_process_delivers_the_backlog_before_it_exits(
+    script: Path, spool: Path, server: TrackingServer
+) -> None:
+    # a cron job, a CLI: the first run meets an outage, the next one lives 0.3 s
+    first = Child(script, spool, closed_port_url(), count=30, mode="exit",
+                  shutdown_timeout=0.5, **QUICK)  # fmt: skip
+    report, err = first.finish()
+    assert report["stats"]["spooled"] == 30, err
+    second = Child(script, spool, server.url, count=5, mode="exit", prefix="b",
+                   shutdown_timeout=5.0, **QUICK)  # fmt: skip
+    report, err = second.finish()
+    got = delivered_ids(server)  # (the process has exited: nothing more comes)
+    assert set(got) == ids(30) | ids(5, "b"), err
+    assert len(got) == 35
+    assert report["stats"]["replayed"] == 30
+    assert "left in the spool" not in err
+    assert spooled_items(spool) == 0
+
+
 def test_two_processes_share_a_spool(script: Path, spool: Path) -> None:
     srv = TrackingServer(port=free_port()).start()  # its port stays free while it is down
     url = srv.url
