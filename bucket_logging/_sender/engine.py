@@ -43,6 +43,7 @@ from .observe import Levels, Publisher, observers
 from .queue import Batch, BatchQueue
 from .settle import Chunk, Settlement
 from .spooling import Spool
+from .waiters import Waiters
 
 __all__ = ["SenderLoop", "levels", "new_event_loop"]
 
@@ -90,9 +91,7 @@ class SenderLoop:
         #: The thread's id once it runs (flush() on it must not wait for itself).
         self.thread_id: int | None = None
         self._stopping = False
-        self._waiters: list[tuple[Mark, concurrent.futures.Future[bool]]] = []
-        #: the close's wait for the spool's backlog (see request_backlog)
-        self._backlog_waiters: list[concurrent.futures.Future[bool]] = []
+        self._waiters = Waiters(ledger)
         self.spool: Spool | None = (
             Spool(config, ledger, self.drop, self.notify) if config.spool is not None else None
         )
@@ -121,7 +120,7 @@ class SenderLoop:
             if mine:
                 _diagnostics.internal_threads.discard(me)
         self._wake = asyncio.Event()
-        self.pace = Pace(self._flush_waiting)
+        self.pace = Pace(self._waiters.flush_waiting)
         self.slots = asyncio.Semaphore(config.max_concurrent_requests)
         self._tasks: set[asyncio.Task[None]] = set()
         self._client = httpx.AsyncClient(
@@ -204,7 +203,7 @@ class SenderLoop:
         return future if self.call_soon(self._add_backlog_waiter, future) else None
 
     def _add_backlog_waiter(self, future: concurrent.futures.Future[bool]) -> None:
-        self._backlog_waiters.append(future)
+        self._waiters.add_backlog(future)
         self._wake.set()
 
     def start_closing(self, deadline: float) -> None:
@@ -268,11 +267,7 @@ class SenderLoop:
                 await self.spool.close(self._all_queued())
             await self._client.aclose()
             self.publisher.publish(None)  # the last counts; this sender's levels are gone
-            self.check_waiters()
-            for _, future in self._waiters:  # never left waiting on a stopped sender
-                if not future.done():
-                    future.set_result(False)
-            self._waiters = []
+            self._waiters.stopped()
 
     def _set_closing(self, deadline: float) -> None:
         self.pace.closing_deadline = deadline
@@ -289,27 +284,14 @@ class SenderLoop:
         self.pace.hurry()
         self._wake.set()
 
-    def _flush_waiting(self) -> bool:
-        return any(not f.done() for _, f in self._waiters)
-
     def _add_waiter(self, mark: Mark, future: concurrent.futures.Future[bool]) -> None:
-        self._waiters.append((mark, future))
+        self._waiters.add_flush(mark, future)
         self._hurry()
         self.check_waiters()
 
     def check_waiters(self) -> None:
         """Answer the flushes whose items are all finished."""
-        if not self._waiters:
-            return
-        keep = []
-        for mark, future in self._waiters:
-            if self._ledger.reached(mark):
-                if not future.done():
-                    with contextlib.suppress(concurrent.futures.InvalidStateError):
-                        future.set_result(True)  # unless cancelled meanwhile
-            elif not future.done():
-                keep.append((mark, future))
-        self._waiters = keep
+        self._waiters.check()
 
     async def pump(self, partial: bool) -> None:
         """Take sealed batches off the queue while a request slot is free, and send them.
@@ -375,14 +357,11 @@ class SenderLoop:
                 return
             chunk = await spool.next_batch(  # (claims the backlog unless a flush or
                 flush_waiting=pace.flush_waiting(),  # the close waits, or the close
-                closing=closing is not None and not self._backlog_waiters,  # asks it)
+                closing=closing is not None and not self._waiters.backlog_waiting,  # asks)
             )
             if chunk is None:
-                if self._backlog_waiters and not self._tasks:  # nothing more to claim
-                    for future in self._backlog_waiters:
-                        with contextlib.suppress(concurrent.futures.InvalidStateError):
-                            future.set_result(True)
-                    self._backlog_waiters = []
+                if not self._tasks:  # nothing of the backlog is being sent, nor claimable
+                    self._waiters.backlog_done()
                 return
             items, chunk.items = chunk.items or [], None
             spool.sending(chunk)

@@ -441,12 +441,8 @@ class BulkSender:
         timeout = bounded_wait(self.config.shutdown_timeout if timeout is None else timeout)
         deadline = time.monotonic() + timeout
         self.start_closing(deadline)
-        engine = self._engine
-        if self.flush(timeout) and engine is not None and engine.spool is not None:
-            backlog = engine.request_backlog()  # a short-lived process delivers it too
-            if backlog is not None:
-                with contextlib.suppress(concurrent.futures.TimeoutError):
-                    backlog.result(max(0.0, deadline - time.monotonic()))
+        if self.flush(timeout):
+            _deliver_backlog(self._engine, deadline)
         with self._queue.lock:
             self._queue.drain()  # logged during the flush: counted below as not delivered
             self._closed = True
@@ -470,6 +466,15 @@ class BulkSender:
         if lost:
             engine.drop("shutdown", lost, None, engine.delivery.shutdown_loss())
         _process.state.forget(self)
+
+
+def _deliver_backlog(engine: SenderLoop | None, deadline: float) -> None:
+    """At the close, once its own items are delivered: the spool's backlog too, until
+    ``deadline`` (a short-lived process, a cron job or a CLI, delivers it as well)."""
+    backlog = None if engine is None or engine.spool is None else engine.request_backlog()
+    if backlog is not None:
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            backlog.result(max(0.0, deadline - time.monotonic()))
 
 
 def _still_spooling(items: int, path: object) -> None:
