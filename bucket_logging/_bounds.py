@@ -10,11 +10,11 @@ May import: the exceptions only (it sits under the options table).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Final
 
 from ._exceptions import ConfigurationError
+from ._said import logger, prefixed
 
 __all__ = ["CLAMP", "REFUSE", "Bounds"]
 
@@ -55,14 +55,9 @@ class Bounds:
                     f"{source} must be between {self.shown(self.low)} and "
                     f"{self.shown(self.high)}, got {value!r:.60}"
                 )
-            logging.getLogger("bucket_logging").warning(
-                "bucket_logging: %s=%r is %s %s: %s is used",
-                source,
-                value,
-                word,
-                self.shown(bound),
-                self.shown(bound),
-            )
+            shown = self.shown(bound)
+            said = f"{source}={value!r} is {word} {shown}: {shown} is used"
+            logger.warning("%s", prefixed(said))
             return type(value)(bound)
         return value
 

@@ -146,16 +146,26 @@ def run(args: argparse.Namespace, front_end: FrontEndFactory) -> int:
             file=sys.stderr,
         )
         return 2
-    if getattr(args, "fsync", False) and not (args.spool_dir or os.environ.get("BUCKET_SPOOL_DIR")):
+    spooled = bool(args.spool_dir or os.environ.get("BUCKET_SPOOL_DIR"))
+    if getattr(args, "fsync", False) and not spooled:
         print("bucket-logging relay: --fsync needs --spool-dir (nothing to fsync)", file=sys.stderr)
         return 2
+    workers = int(getattr(args, "workers", 1) or 1)
+    if workers > 1 and not spooled and limits_of(args).dedupe_window > 0:
+        print(
+            f"bucket-logging relay: with --workers {workers} and no --spool-dir, each worker "
+            "remembers only the bodies it took: a retried body that reaches another worker "
+            "is tracked again. Give --spool-dir to share the window of retried bodies.",
+            file=sys.stderr,
+            flush=True,
+        )
     return serve.run(
         lambda: front_end(args, "relay", True),
         host=args.host,
         port=args.port,
         token=args.token or os.environ.get("BUCKET_RELAY_TOKEN") or None,
         limits=limits_of(args),
-        workers=int(getattr(args, "workers", 1) or 1),
+        workers=workers,
         unready_after=float(getattr(args, "unready_after", 60.0)),
         log_format=str(getattr(args, "log_format", "text")),
         drain_delay=float(getattr(args, "drain_delay", 0.0)),

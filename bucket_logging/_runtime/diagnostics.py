@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import quote
 
+from .._said import LOGGER_NAME, PREFIX, logger, prefixed
 from .state import state as _state
 
 __all__ = [
@@ -43,11 +44,6 @@ __all__ = [
     "warn_once",
     "when_logging_is_configured",
 ]
-
-#: The name of the logger the library reports on.
-LOGGER_NAME: Final = "bucket_logging"
-
-logger: Final = logging.getLogger(LOGGER_NAME)
 
 #: Loggers whose records are never tracked.
 INTERNAL_LOGGER_PREFIXES: Final = ("bucket_logging", "httpx", "httpcore")
@@ -319,7 +315,7 @@ def report(
                 _last[topic] = (now, entry[1], text)
         if suppressed:
             text += f" ({suppressed} similar message(s){_in_all(held)} suppressed)"
-        logger.log(level, "%s", _prefixed(text))
+        logger.log(level, "%s", prefixed(text))
     except Exception:  # a diagnostic must never break the caller
         pass
 
@@ -330,7 +326,7 @@ def info(message: str, *args: Any) -> None:
     try:
         if logger.isEnabledFor(logging.INFO):
             text = escape_controls(redact(message % args if args else message))
-            logger.info("%s", _prefixed(text))
+            logger.info("%s", prefixed(text))
     except Exception:  # a diagnostic must never break the caller
         pass
 
@@ -402,22 +398,7 @@ def report_suppressed() -> None:
                 text += "like this one shown earlier: "
             else:
                 text = f"{count} more message(s) like this one suppressed: "
-            text += said.removeprefix(_PREFIX)[:300]
-            logger.warning("%s", _prefixed(text))
+            text += said.removeprefix(PREFIX)[:300]
+            logger.warning("%s", prefixed(text))
     except Exception:  # a diagnostic must never break the caller
         pass
-
-
-_PREFIX: Final = LOGGER_NAME + ": "
-
-
-def _prefixed(text: str) -> str:
-    """``text`` said once as the library's: the logger's name is its prefix.
-
-    A configured handler's format usually shows the logger name already
-    (``%(name)s: %(message)s``), so the text goes without it; with no handler at all,
-    logging's last resort prints the bare message, so the prefix is added.
-    """
-    if text.startswith(_PREFIX):
-        text = text[len(_PREFIX) :]
-    return text if logger.hasHandlers() else _PREFIX + text

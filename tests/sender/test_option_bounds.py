@@ -176,3 +176,15 @@ def test_an_invalid_url_from_httpx_is_never_what_the_user_sees() -> None:
     with pytest.raises(ConfigurationError):
         BulkSender(KEY, base_url="http://" + "a" * 70_000 + ".example")
     assert not isinstance(ConfigurationError("x"), httpx.InvalidURL)
+
+
+def test_a_clamped_value_is_said_once_with_the_librarys_name(
+    monkeypatch: pytest.MonkeyPatch, lines: list[str]
+) -> None:
+    monkeypatch.setenv("BUCKET_SHUTDOWN_TIMEOUT", "inf")
+    BulkSender(KEY, offline=True).close()
+    said = [line for line in lines if "BUCKET_SHUTDOWN_TIMEOUT" in line]
+    # (the handler's format shows the logger's name: the text does not repeat it)
+    assert said == [
+        "bucket_logging: BUCKET_SHUTDOWN_TIMEOUT=inf is over its maximum 3,600 s: 3,600 s is used"
+    ]
