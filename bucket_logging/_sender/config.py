@@ -275,9 +275,9 @@ def check_key(key: str) -> str:
         else:
             what = "a non-ASCII character"
         raise ConfigurationError(
-            f"the tracking key has {what} {where} ({len(key)} characters): a key is one "
-            f"word of ASCII letters and digits; check tracking_key, {ENV_KEY} or "
-            f"{ENV_REFLAG_KEY} for a stray newline, space or character"
+            f"the tracking key has {what} {where} ({len(key)} characters): a key is "
+            f"printable ASCII without spaces (letters, digits, '_'); check tracking_key, "
+            f"{ENV_KEY} or {ENV_REFLAG_KEY} for a stray newline, space or pasted character"
         )
     return key
 
