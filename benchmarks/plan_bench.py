@@ -58,12 +58,8 @@ def _variants(tmp: Path, url: str) -> dict[str, logging.Logger]:
     return {
         "null": _logger("null", logging.NullHandler()),
         "tracked": _logger("tracked", BucketHandler(KEY, **options)),
-        "tracked+plan": _logger(
-            "plan", BucketHandler(KEY, tracking_plan=PLAN, **options)
-        ),
-        "tracked+plan(strip)": _logger(
-            "strip", BucketHandler(KEY, tracking_plan=strip, **options)
-        ),
+        "tracked+plan": _logger("plan", BucketHandler(KEY, tracking_plan=PLAN, **options)),
+        "tracked+plan(strip)": _logger("strip", BucketHandler(KEY, tracking_plan=strip, **options)),
     }
 
 

@@ -115,10 +115,14 @@ class Relay:
             text=True,
         )
         assert self.proc.stderr is not None
-        banner = self.proc.stderr.readline()
-        if "relay on http://" not in banner:
-            raise SystemExit(f"the relay did not start: {banner}")
-        self.url = banner.split("relay on ", 1)[1].split()[0]
+        said = ""
+        while "relay on http://" not in said:  # (a warning may come before the banner)
+            line = self.proc.stderr.readline()
+            if not line:
+                self.proc.kill()
+                raise SystemExit(f"the relay did not start: {said}")
+            said += line
+        self.url = said.split("relay on ", 1)[1].split()[0]
 
     def close(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

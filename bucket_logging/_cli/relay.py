@@ -151,13 +151,12 @@ def run(args: argparse.Namespace, front_end: FrontEndFactory) -> int:
         print("bucket-logging relay: --fsync needs --spool-dir (nothing to fsync)", file=sys.stderr)
         return 2
     workers = int(getattr(args, "workers", 1) or 1)
+    warnings = []
     if workers > 1 and not spooled and limits_of(args).dedupe_window > 0:
-        print(
-            f"bucket-logging relay: with --workers {workers} and no --spool-dir, each worker "
-            "remembers only the bodies it took: a retried body that reaches another worker "
-            "is tracked again. Give --spool-dir to share the window of retried bodies.",
-            file=sys.stderr,
-            flush=True,
+        warnings.append(
+            f"WARNING: bucket-logging relay: with --workers {workers} and no --spool-dir, each "
+            "worker remembers only the bodies it took: a retried body that reaches another worker "
+            "is tracked again. Give --spool-dir to share the window of retried bodies."
         )
     return serve.run(
         lambda: front_end(args, "relay", True),
@@ -166,6 +165,7 @@ def run(args: argparse.Namespace, front_end: FrontEndFactory) -> int:
         token=args.token or os.environ.get("BUCKET_RELAY_TOKEN") or None,
         limits=limits_of(args),
         workers=workers,
+        warnings=tuple(warnings),
         unready_after=float(getattr(args, "unready_after", 60.0)),
         log_format=str(getattr(args, "log_format", "text")),
         drain_delay=float(getattr(args, "drain_delay", 0.0)),

@@ -64,6 +64,7 @@ def run(
     drain_delay: float = 0.0,
     metrics: bool = True,
     browser: BrowserRules | None = None,
+    warnings: tuple[str, ...] = (),
 ) -> int:
     """Serve the relay on ``host:port`` until SIGTERM or SIGINT; the exit status.
 
@@ -81,6 +82,7 @@ def run(
             before the drain.
         metrics: False: no counters and no ``/metrics`` (``--no-metrics``).
         browser: what a web page may do (by default: nothing).
+        warnings: lines to say at start, before the banner (in the log format).
     """
     if log_format == "json":
         _logs.use_json()
@@ -93,6 +95,8 @@ def run(
             file=stderr,
             flush=True,
         )
+    for warning in warnings:
+        print(warning, file=stderr, flush=True)
     workers = max(1, workers)
     try:
         sockets = listen_each(host, port, workers)
