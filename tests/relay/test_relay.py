@@ -270,16 +270,31 @@ def test_concurrent_requests_are_capped(server: TrackingServer, relays: list[Rel
     assert relay.stop()[0] == 0
 
 
-def test_listening_beyond_loopback_without_a_token_is_loud(
-    server: TrackingServer, relays: list[RelayProcess]
+#: (a start that risks something and what it says; the same made safe and what it says)
+RISKY_STARTS = {
+    "beyond loopback without a token": (
+        ["--host", "0.0.0.0"], "WITHOUT a token",
+        (["--host", "0.0.0.0"], {"BUCKET_RELAY_TOKEN": TOKEN}), "bearer token required",
+    ),
+    "workers without a spool": (
+        ["--workers", "2"], "each worker remembers only the bodies it took",
+        (["--workers", "2", "--dedupe-window", "0"], {}), "2 workers",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(RISKY_STARTS))
+def test_a_start_that_risks_something_is_loud(
+    server: TrackingServer, relays: list[RelayProcess], case: str
 ) -> None:
-    relay = start(relays, server, "--host", "0.0.0.0")
+    loud, said, (safe, env), safe_said = RISKY_STARTS[case]
+    relay = start(relays, server, *loud)
     assert "WARNING" in relay.banner
-    assert "WITHOUT a token" in relay.banner
-    quiet = start(relays, server, "--host", "0.0.0.0", BUCKET_RELAY_TOKEN=TOKEN)
-    assert "WARNING" not in quiet.banner
-    assert "bearer token required" in quiet.banner
-    for run in (relay, quiet):
+    assert said in relay.banner
+    calm = start(relays, server, *safe, **env)
+    assert "WARNING" not in calm.banner
+    assert safe_said in calm.banner
+    for run in (relay, calm):
         assert run.stop()[0] == 0
 
 

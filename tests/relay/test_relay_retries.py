@@ -74,18 +74,6 @@ def test_workers_share_the_window_of_retried_bodies(
     assert status == 0, err
 
 
-def test_workers_without_a_spool_say_that_each_keeps_its_own_window(
-    server: TrackingServer, relays: list[RelayProcess]
-) -> None:
-    relay = start(relays, server, "--workers", "2")
-    assert "each worker remembers only the bodies it took" in relay.banner
-    assert "--spool-dir" in relay.banner
-    quiet = start(relays, server, "--workers", "2", "--dedupe-window", "0")
-    assert "remembers" not in quiet.banner
-    for each in (relay, quiet):
-        assert each.stop()[0] == 0
-
-
 def test_without_a_window_a_retried_body_is_tracked_again(
     server: TrackingServer, relays: list[RelayProcess]
 ) -> None:
