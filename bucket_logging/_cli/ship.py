@@ -372,6 +372,9 @@ class Shipper:
             f"ship: {counts.lines} line(s) read, {sent} item(s) sent, "
             f"{counts.skipped} skipped (not JSON objects), {rejected} rejected"
         )
+        marked = self._front.already_tracked
+        if marked:
+            summary += f", {marked} tracked by the application already (bucket_tracked)"
         if lost:
             summary += f", {lost} LOST (not delivered; the state was not advanced past them)"
         for path in counts.unreadable:

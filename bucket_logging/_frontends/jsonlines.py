@@ -207,12 +207,14 @@ class JsonLines(KeywordFrontEnd):
     are matched against the line's message and logger name.
     """
 
-    __slots__ = ("track_marked",)
+    __slots__ = ("already_tracked", "track_marked")
 
     def _configured(self) -> None:
         #: Whether a line marked ``"bucket_tracked": true`` (tracked by the application's
         #: :class:`~bucket_logging.BucketProcessor`) is tracked again; off: it is skipped.
         self.track_marked = False
+        #: The marked lines skipped so far (``ship``'s summary says how many).
+        self.already_tracked = 0
 
     def track(self, obj: dict[str, Any]) -> bool:
         """Track one parsed line if it asks for it; True when it did (tags or a rule).
@@ -224,7 +226,8 @@ class JsonLines(KeywordFrontEnd):
             if "record" in obj and "text" in obj:  # loguru's serialize=True
                 obj = _from_loguru(obj)
             if obj.get(TRACKED_MARK) is True and not self.track_marked:
-                return False  # the application's BucketProcessor tracked it already
+                self.already_tracked += 1  # the application's BucketProcessor tracked it
+                return False
             template = _first_text(obj, TEMPLATE_KEYS)
             plan: object = self._first_step(obj, template)
             if plan is False:

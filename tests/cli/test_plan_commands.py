@@ -162,8 +162,15 @@ def _log(path: Path, n: int, **extra: object) -> Path:
     lines = []
     for i in range(n):
         attributes = {"method": ["password", "sso"][i % 2], "seats": i}
-        lines.append({"timestamp": f"2026-01-02T03:04:{i % 60:02d}Z", "event": "signed in",
-                      "bucket_event": "Signed in", "user_id": i, "bucket_attributes": attributes})
+        lines.append(
+            {
+                "timestamp": f"2026-01-02T03:04:{i % 60:02d}Z",
+                "event": "signed in",
+                "bucket_event": "Signed in",
+                "user_id": i,
+                "bucket_attributes": attributes,
+            }
+        )
         lines.append({"event": "profile", "bucket_user": {"name": f"u{i}"}, "user_id": i})
     lines.append({"event": "untagged", "user_id": 1})
     lines.append(

@@ -107,6 +107,20 @@ MIXED = [
 ]
 
 
+def test_the_summary_counts_the_lines_the_application_tracked_already(
+    server: TrackingServer, tmp_path: Path
+) -> None:
+    log = tmp_path / "app.log"
+    write(log, [line(1), '{"bucket_event": "Sent", "user_id": 7, "bucket_tracked": true}\n'])
+    done = ship(f"http://localhost:{server.port}", str(log))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "ship: 2 line(s) read, 1 item(s) sent, 0 skipped (not JSON objects), 0 rejected, "
+        "1 tracked by the application already (bucket_tracked)"
+    )
+    assert [c["userId"] for c in server.calls] == [1]
+
+
 def test_a_file_of_tagged_untagged_and_broken_lines(server: TrackingServer, tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     write(log, MIXED)
