@@ -196,6 +196,8 @@ class Delivery:
         self.host = f"{url.host}:{url.port}" if url.port else str(url.host)
         #: When the current outage began (``time.monotonic()``), or None.
         self._outage_since: float | None = None
+        #: Called on the loop at each failed attempt (the engine's waiters look again).
+        self.on_failure: Callable[[], object] | None = None
         self._failed_attempts = 0
         self._last_failure = ""
         #: The ``debug`` option: each request's summary at INFO (items, bytes, status).
@@ -349,14 +351,23 @@ class Delivery:
         since = self._outage_since
         return 0.0 if since is None else time.monotonic() - since
 
+    @property
+    def failing(self) -> bool:
+        """Whether the endpoint is failing (its last request failed)."""
+        return self._outage_since is not None
+
     def _failed(self, failure: RetryableFailure) -> None:
         """A request failed: the first failure of an outage is said at once, with its cause."""
         self.ledger.count_failed()
         self._failed_attempts += 1
         self._last_failure = _diagnostics.outside_text(failure.detail)
-        if self._outage_since is not None:
-            return
-        self._outage_since = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            self._say_outage()
+        if self.on_failure is not None:
+            self.on_failure()
+
+    def _say_outage(self) -> None:
         report(
             "outage",
             "bucket_logging: cannot deliver to %s (%s); retrying for up to %gs, the items "

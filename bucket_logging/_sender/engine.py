@@ -145,6 +145,7 @@ class SenderLoop:
             request_timeout=config.request_timeout,
         )
         self.delivery.debug = config.debug
+        self.delivery.on_failure = self.check_waiters  # (the close's wait for the backlog)
         #: Tells the metrics observers (if any) what was counted, on this thread only.
         self.publisher = Publisher(ledger)
 
@@ -196,15 +197,14 @@ class SenderLoop:
         return future
 
     def request_backlog(self) -> concurrent.futures.Future[bool] | None:
-        """At the close, once this sender's own items are finished: a future answered
-        when the spool's backlog (an earlier sender's batches) is delivered, or none can
-        be claimed now (a failure's back-off); the close's deadline bounds it."""
+        """At the close: answered once the spool's backlog is delivered, or cannot be now."""
         future: concurrent.futures.Future[bool] = concurrent.futures.Future()
         return future if self.call_soon(self._add_backlog_waiter, future) else None
 
     def _add_backlog_waiter(self, future: concurrent.futures.Future[bool]) -> None:
         self._waiters.add_backlog(future)
         self._wake.set()
+        self.check_waiters()
 
     def start_closing(self, deadline: float) -> None:
         """Cut back-offs short; what is not delivered by ``deadline`` is given up."""
@@ -290,8 +290,11 @@ class SenderLoop:
         self.check_waiters()
 
     def check_waiters(self) -> None:
-        """Answer the flushes whose items are all finished."""
-        self._waiters.check()
+        """Answer the flushes whose items are all finished, and the close's wait for the
+        backlog once it cannot go on (no usable spool, or the endpoint failing)."""
+        spool = self.spool
+        hopeless = spool is None or spool.failed or self.delivery.failing
+        self._waiters.check(backlog_hopeless=hopeless)
 
     async def pump(self, partial: bool) -> None:
         """Take sealed batches off the queue while a request slot is free, and send them.
@@ -355,9 +358,9 @@ class SenderLoop:
             if closing is not None and time.monotonic() >= closing:
                 await spool.leave_waiting()
                 return
-            chunk = await spool.next_batch(  # (claims the backlog unless a flush or
-                flush_waiting=pace.flush_waiting(),  # the close waits, or the close
-                closing=closing is not None and not self._waiters.backlog_waiting,  # asks)
+            claim = self._waiters.claims_backlog(closing)
+            chunk = await spool.next_batch(
+                flush_waiting=pace.flush_waiting(), closing=closing is not None and not claim
             )
             if chunk is None:
                 if not self._tasks:  # nothing of the backlog is being sent, nor claimable

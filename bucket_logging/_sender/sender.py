@@ -471,7 +471,9 @@ class BulkSender:
 def _deliver_backlog(engine: SenderLoop | None, deadline: float) -> None:
     """At the close, once its own items are delivered: the spool's backlog too, until
     ``deadline`` (a short-lived process, a cron job or a CLI, delivers it as well)."""
-    backlog = None if engine is None or engine.spool is None else engine.request_backlog()
+    if engine is None or engine.spool is None or threading.get_ident() == engine.thread_id:
+        return  # (on the sender's own thread nothing could answer it)
+    backlog = engine.request_backlog()
     if backlog is not None:
         with contextlib.suppress(concurrent.futures.TimeoutError):
             backlog.result(max(0.0, deadline - time.monotonic()))

@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import time
+from typing import Final
 
 from .ledger import Ledger, Mark
 
-__all__ = ["Waiters"]
+__all__ = ["BACKLOG_MARGIN", "Waiters"]
+
+#: At the close, no batch of the backlog is claimed with less time than this left (one
+#: cut by the deadline may have reached the server: the next sender sends it again).
+BACKLOG_MARGIN: Final = 1.0
 
 _Future = concurrent.futures.Future
 
@@ -51,8 +57,11 @@ class Waiters:
         """Whether a flush waits that is not answered yet."""
         return any(not f.done() for _, f in self._flushes)
 
-    def check(self) -> None:
-        """Answer the flushes whose items are all finished."""
+    def check(self, *, backlog_hopeless: bool = False) -> None:
+        """Answer the flushes whose items are all finished; with ``backlog_hopeless``
+        (no usable spool, the endpoint failing), the close's wait for the backlog too."""
+        if backlog_hopeless:
+            self.backlog_done()
         if not self._flushes:
             return
         keep = []
@@ -67,10 +76,14 @@ class Waiters:
         """The close waits for the spool's backlog."""
         self._backlog.append(future)
 
-    @property
-    def backlog_waiting(self) -> bool:
-        """Whether the close waits for the spool's backlog (the loop then claims it)."""
-        return bool(self._backlog)
+    def claims_backlog(self, closing: float | None) -> bool:
+        """Whether the loop claims a batch of the spool's backlog now: the close waits for
+        it, and a request has time to finish before its deadline (``closing``)."""
+        return (
+            bool(self._backlog)
+            and closing is not None
+            and closing - time.monotonic() > BACKLOG_MARGIN
+        )
 
     def backlog_done(self) -> None:
         """Nothing more of the backlog can be claimed now: answer the close."""
