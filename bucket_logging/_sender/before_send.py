@@ -118,6 +118,11 @@ def _startup_line(config: SenderConfig) -> str:
         sigterm = "a SIGTERM handler delivers the queue before the process ends"
     elif not config.handle_sigterm:
         sigterm = "no SIGTERM handler (handle_sigterm is off)"
+    elif state.sigterm_requested is not None:  # (built off the main thread)
+        sigterm = (
+            "the main thread is asked to install a SIGTERM handler that delivers the queue "
+            "(the first sender was built off the main thread)"
+        )
     elif threading.current_thread() is not threading.main_thread():
         sigterm = "no SIGTERM handler (the first sender was built off the main thread)"
     else:

@@ -103,6 +103,32 @@ def test_an_app_says_at_start_up_whether_sigterm_is_handled(
     assert "sec_startup" not in done.stderr
 
 
+def test_a_first_sender_built_off_the_main_thread_says_the_handler_is_asked_for(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import logging, threading\n"
+        "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+        "from bucket_logging import BulkSender\n"
+        "t = threading.Thread(target=BulkSender, args=('trStartupKey-123',),\n"
+        "                     kwargs={'base_url': 'http://127.0.0.1:9'})\n"
+        "t.start(); t.join()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "REFLAG_"))}
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if "tracking to" in line]
+    assert len(said) == 1, done.stderr
+    assert said[0].endswith(
+        "the main thread is asked to install a SIGTERM handler that delivers the queue "
+        "(the first sender was built off the main thread)"
+    ), said
+
+
 #: README's set-up: root at INFO with a console handler and the bucket handler, all
 #: built by dictConfig (the bucket handler before the console one: names are sorted).
 DICTCONFIG_SCRIPT = """
