@@ -189,26 +189,25 @@ def check_key(value: object, source: str) -> str | None:
     raise ConfigurationError(f"{source} must be a string, not {type(value).__name__}")
 
 
-def check_path(value: object, source: str) -> str | None:
-    """A directory path (None or empty: off)."""
+def _path(value: object, source: str, what: str) -> str | None:
+    """A filesystem path as a str (None or empty: off), else a ConfigurationError."""
     if value is None or value == "":
         return None
     if isinstance(value, (str, os.PathLike)):
         path = os.fspath(value)
         if isinstance(path, str):
             return path
-    raise _bad(source, "a directory path", value)
+    raise _bad(source, what, value)
+
+
+def check_path(value: object, source: str) -> str | None:
+    """A directory path (None or empty: off)."""
+    return _path(value, source, "a directory path")
 
 
 def check_file(value: object, source: str) -> str | None:
     """A file path (None or empty: off)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (str, os.PathLike)):
-        path = os.fspath(value)
-        if isinstance(path, str):
-            return path
-    raise _bad(source, "a file path", value)
+    return _path(value, source, "a file path")
 
 
 def check_callable(value: object, source: str) -> object:

@@ -225,13 +225,7 @@ class BatchQueue:
                         if journal.append(body, self._put_after_journal):
                             return self._accepted
                     return self._put_reentrant(body)
-                self._changing = True
-                try:
-                    reason = self._append_locked(body)
-                    if reason is None:
-                        self.ledger.queued(1)
-                finally:
-                    self._changing = False
+                reason = self._queue_locked(body)
             wake = reason is None and self._sealed and not self._wake_requested
             if wake:
                 self._wake_requested = True
@@ -247,13 +241,7 @@ class BatchQueue:
     def _put_after_journal(self, body: bytes) -> None:
         """The rest of :meth:`put_locked` once ``body`` is journaled (both locks held)."""
         self._drain_locked()
-        self._changing = True
-        try:
-            reason = self._append_locked(body)
-            if reason is None:
-                self.ledger.queued(1)
-        finally:
-            self._changing = False
+        reason = self._queue_locked(body)
         wake = reason is None and self._sealed and not self._wake_requested
         if wake:
             self._wake_requested = True
@@ -261,6 +249,18 @@ class BatchQueue:
         self._accepted = reason is None
         if reason is not None:
             self.report_drop(body, reason)
+
+    def _queue_locked(self, body: bytes) -> DropReason | None:
+        """Copy ``body`` into the batches and count it (the lock is held, the inbox
+        drained): None, or why it was dropped."""
+        self._changing = True
+        try:
+            reason = self._append_locked(body)
+            if reason is None:
+                self.ledger.queued(1)
+        finally:
+            self._changing = False
+        return reason
 
     def put_once(self, body: bytes, key: bytes) -> bool:
         """:meth:`put_locked`, unless an entry with the same dedupe key was queued lately.
