@@ -24,7 +24,8 @@ def leave_backlog(spool: Path, count: int = 20) -> None:
 
 def test_the_close_delivers_the_backlog(tmp_path: Path, server: TrackingServer) -> None:
     leave_backlog(tmp_path)
-    sender = BulkSender(KEY, base_url=server.url, spool_dir=str(tmp_path), shutdown_timeout=5)
+    url = f"http://localhost:{server.port}"  # (as a configuration names it)
+    sender = BulkSender(KEY, base_url=url, spool_dir=str(tmp_path), shutdown_timeout=5)
     sender.close()
     assert sorted(int(c["userId"][1:]) for c in server.calls) == list(range(20))
 

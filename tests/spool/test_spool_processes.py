@@ -292,6 +292,28 @@ def test_a_short_lived_process_delivers_the_backlog_before_it_exits(
     assert spooled_items(spool) == 0
 
 
+def test_a_process_stopped_with_sigterm_delivers_the_backlog_too(
+    script: Path, spool: Path, server: TrackingServer
+) -> None:
+    # docker stop: the library's SIGTERM handler closes the sender, backlog included
+    first = Child(script, spool, closed_port_url(), count=30, mode="exit",
+                  shutdown_timeout=0.5, **QUICK)  # fmt: skip
+    report, err = first.finish()
+    assert report["stats"]["spooled"] == 30, err
+    url = f"http://localhost:{server.port}"
+    second = Child(script, spool, url, count=5, mode="hold", prefix="b",
+                   shutdown_timeout=5.0, **QUICK)  # fmt: skip
+    assert second.proc.stdout is not None
+    assert second.proc.stdout.readline() == "queued\n"
+    second.proc.send_signal(signal.SIGTERM)
+    _, err = second.proc.communicate(timeout=30)
+    assert second.proc.returncode == -signal.SIGTERM, err
+    got = delivered_ids(server)
+    assert set(got) == ids(30) | ids(5, "b"), err
+    assert len(got) == 35
+    assert spooled_items(spool) == 0
+
+
 def test_two_processes_share_a_spool(script: Path, spool: Path) -> None:
     srv = TrackingServer(port=free_port()).start()  # its port stays free while it is down
     url = srv.url
