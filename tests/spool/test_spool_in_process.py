@@ -822,7 +822,9 @@ def test_periodic_maintenance_applies_the_age_limit(
 ) -> None:
     monkeypatch.setattr(_spool, "MAINTENANCE_SECONDS", 0.0)  # every pump
     errors: list[DeliveryError] = []
-    sender = senders(Gate(), on_error=errors.append, spool_max_age=3600)
+    # no timer pump while the batch below is made old: a pump that maintained before and
+    # claims after would deliver it (flush_interval=60: the enqueue's pump is the next)
+    sender = senders(Gate(), on_error=errors.append, spool_max_age=3600, flush_interval=60)
     opened(sender)
     # another process leaves an old batch behind, owned by a live sender
     other = SpoolStore(str(spool), DEST, BIG, WEEK)
