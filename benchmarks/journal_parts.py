@@ -52,7 +52,12 @@ def patch(variant: str) -> None:
     if variant == "no-journal":
         BatchQueue.put_journaled = BatchQueue.put  # type: ignore[method-assign]
     elif variant == "no-prefault":
-        journal_module._write_fault = lambda mm: None
+        new_segment = journal._new_segment
+
+        def unfaulted(self: Any, index: int, first: int, *, prefault: bool = False) -> Any:
+            return new_segment(self, index, first, prefault=False)
+
+        journal._new_segment = unfaulted  # type: ignore[method-assign]
     elif variant == "call-only":
 
         def call_only(self: Any, body: bytes, then: Callable[[bytes], object]) -> bool:

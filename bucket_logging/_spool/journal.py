@@ -73,9 +73,8 @@ HEADER: Final = struct.Struct("<4sI32s32sIQ")
 HEADER_BYTES: Final = 128
 _FIRST: Final = struct.Struct("<Q")
 _FIRST_AT: Final = 76  # the first sequence, in HEADER
-#: Faults a new segment's pages in when it is made (on the sender's thread, ahead).
+#: Maps a new segment's pages in when it is made.
 _POPULATE: Final = getattr(mmap, "MAP_POPULATE", 0)
-_FAULT_SLICE: Final = 64 * 1024
 #: checkpoint, its crc32, heartbeat (wall clock)
 _CHECKPOINT: Final = struct.Struct("<QId")
 _CHECKPOINT_AT: Final = 96
@@ -265,8 +264,7 @@ class Journal:
             self._index += 1
             index = self._index
         try:
-            spare = self._new_segment(index, 0)
-            _write_fault(spare.mm)
+            spare = self._new_segment(index, 0, prefault=True)
         except (OSError, ValueError):
             return  # the log call that needs it tries again (and reports)
         with self.lock:
@@ -299,7 +297,7 @@ class Journal:
             with contextlib.suppress(BufferError, ValueError):
                 old.close()  # its fd stays open: the flock says the file is ours
 
-    def _new_segment(self, index: int, first: int) -> _Segment:
+    def _new_segment(self, index: int, first: int, *, prefault: bool = False) -> _Segment:
         name = f"journal-{self.id}-{index:012d}.blj"
         path = os.path.join(self.directory, name)
         temp = os.path.join(self.directory, f".{name}.tmp")
@@ -307,6 +305,11 @@ class Journal:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.posix_fallocate(fd, 0, self.segment_bytes)  # ENOSPC now, not SIGBUS later
+            if prefault:
+                # Written once through the file, before it is mapped (one system call,
+                # without the GIL): its pages are then in the page cache, dirty, and the
+                # log calls' first writes to them fault cheaply if at all.
+                os.pwrite(fd, bytes(self.segment_bytes), 0)
             mm = mmap.mmap(
                 fd,
                 self.segment_bytes,
@@ -423,17 +426,6 @@ class Journal:
         for segment in segments:
             with contextlib.suppress(OSError):
                 os.close(segment.fd)
-
-
-def _write_fault(mm: mmap.mmap) -> None:
-    """Write every page of a new segment once (zeros, as it holds), a slice at a time
-    so that logging threads run in between: a shared mapping's first write to a clean
-    page faults, and that is for the sender's thread to take, not a log call."""
-    zeros = bytes(_FAULT_SLICE)
-    for start in range(HEADER_BYTES, len(mm), _FAULT_SLICE):
-        end = min(len(mm), start + _FAULT_SLICE)
-        mm[start:end] = zeros[: end - start]
-        time.sleep(0)
 
 
 def _remove(segment: _Segment) -> None:
