@@ -11,7 +11,8 @@ never starts a delivery itself). Flushes wait here for a ledger
 :class:`~bucket_logging._sender.ledger.Mark`.
 
 Data flow: the queue's sealed batches → :meth:`SenderLoop.pump` → (spool: stored
-first) → :meth:`SenderLoop.deliver` → HTTP → the outcome counted in the ledger.
+first, unless it is idle: then sent first and stored only if that fails) →
+:meth:`SenderLoop.deliver` → HTTP → the outcome counted in the ledger.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, Final
+from typing import Any
 
 import httpx
 
@@ -32,8 +33,7 @@ from .._runtime import diagnostics as _diagnostics
 from .._runtime import shutdown as _shutdown
 from .._runtime.diagnostics import report
 from .._spool.store import SPOOL_ERRORS
-from .._version import __version__
-from . import http_stack  # noqa: F401 - the HTTP client's modules, imported now
+from . import http_stack  # the HTTP client's modules, imported now
 from .config import SenderConfig
 from .delivery import Delivery, Outcome, Pace, Post
 from .journaling import open_journal
@@ -41,13 +41,11 @@ from .ledger import DropReason, Ledger, Mark, Ticket
 from .loop import ResolvingLoop
 from .observe import Levels, Publisher, observers
 from .queue import Batch, BatchQueue
-from .settle import Chunk, Settlement
+from .settle import Chunk, FirstAttempt, Settlement
 from .spooling import Spool
 from .waiters import Waiters
 
 __all__ = ["SenderLoop", "levels", "new_event_loop"]
-
-_USER_AGENT: Final = f"bucket-logging/{__version__}"
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -123,17 +121,7 @@ class SenderLoop:
         self.pace = Pace(self._waiters.flush_waiting)
         self.slots = asyncio.Semaphore(config.max_concurrent_requests)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._client = httpx.AsyncClient(
-            transport=transport,
-            verify=verify,
-            timeout=config.request_timeout,
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": _USER_AGENT,
-                **config.headers,  # the Runtime API's key: never logged
-            },
-            limits=httpx.Limits(max_connections=config.max_concurrent_requests + 1),
-        )
+        self._client = http_stack.make_client(config, verify, transport)
         self.delivery = Delivery(
             self._client,
             config.endpoint,
@@ -264,7 +252,8 @@ class SenderLoop:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             if self.spool is not None:
-                await self.spool.close(self._all_queued())
+                await self.spool.journal.store_held()  # first attempts cut short
+                await self.spool.close(all_queued(self._queue))
             await self._client.aclose()
             self.publisher.publish(None)  # the last counts; this sender's levels are gone
             self._waiters.stopped()
@@ -332,9 +321,20 @@ class SenderLoop:
         try:
             while not self._stopping and await spool.ready():
                 await self._start_spooled(spool)
+                first = spool.idle and not self.slots.locked() and not self.delivery.failing
+                if not first and spool.journal.holding and not self._queue.filling():
+                    self._queue.park()  # woken when a first attempt ends, or it fills
+                    break  # the queue keeps the batches (journaled) meanwhile
                 taken = self._queue.take(partial=False)
                 if taken is None:
                     break
+                if first:  # sent first, stored only if that fails (see FirstAttempt)
+                    await self.slots.acquire()  # (free: no wait)
+                    attempt = FirstAttempt(spool, taken[0], taken[1], self.delivery.post)
+                    task = self.spawn(self._deliver_spooled(spool, attempt, taken[0]))
+                    task.add_done_callback(lambda _: self._wake.set())  # pump again
+                    continue
+                await spool.journal.store_held()
                 await spool.persist(
                     taken[0].entries(),
                     taken[1],
@@ -369,19 +369,23 @@ class SenderLoop:
             items, chunk.items = chunk.items or [], None
             spool.sending(chunk)
             await self.slots.acquire()
-            task = self.spawn(self._deliver_spooled(spool, chunk, items))
+            settlement = Settlement(spool, chunk, self.delivery.post)
+            task = self.spawn(self._deliver_spooled(spool, settlement, items))
             task.add_done_callback(lambda _: self._wake.set())  # a slot is free: pump
 
-    async def _deliver_spooled(self, spool: Spool, chunk: Chunk, items: list[bytes]) -> None:
-        cancelled = False
+    async def _deliver_spooled(
+        self, spool: Spool, settlement: Settlement, items: Batch | list[bytes]
+    ) -> None:
+        chunk, cancelled = settlement.chunk, False
         try:
-            if chunk.row is None or spool.failed:
-                await self.deliver(items, chunk.ticket)
-            else:
-                settlement = Settlement(spool, chunk, self.delivery.post)
+            if isinstance(settlement, FirstAttempt) or not (chunk.row is None or spool.failed):
                 await self.deliver(items, chunk.ticket, settlement.post, settlement.settle)
+            else:
+                await self.deliver(items, chunk.ticket)
         except asyncio.CancelledError:
             cancelled = True
+            if isinstance(settlement, FirstAttempt):
+                settlement.cut_short()  # (stored by the close, unless it was accepted)
             raise
         finally:
             spool.sent(chunk, cancelled=cancelled)
@@ -396,12 +400,6 @@ class SenderLoop:
             self.finished(chunk.ticket)
             return
         await self.deliver(items, chunk.ticket)
-
-    def _all_queued(self) -> Iterator[tuple[list[bytes], Ticket, int]]:
-        """What the queue still holds, batch by batch, with each one's journal mark
-        (the close stores it)."""
-        while (taken := self._queue.take()) is not None:
-            yield taken[0].entries(), taken[1], taken[0].mark
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a delivery task on the loop (cancelled at the stop)."""
@@ -460,6 +458,13 @@ class SenderLoop:
             on_error(error)
         except Exception as exc:
             report("on_error", "bucket_logging: on_error callback raised %r", exc)
+
+
+def all_queued(queue: BatchQueue) -> Iterator[tuple[list[bytes], Ticket, int]]:
+    """What the queue still holds, batch by batch, with each one's journal mark (the
+    spool's close stores it)."""
+    while (taken := queue.take()) is not None:
+        yield taken[0].entries(), taken[1], taken[0].mark
 
 
 def levels(engine: SenderLoop) -> Levels:

@@ -22,7 +22,12 @@ from typing import Final
 import httpcore  # noqa: F401 - the request path of httpx
 import httpx
 
-__all__ = ["MODULES", "tls_verify"]
+from .._version import __version__
+from .config import SenderConfig
+
+_USER_AGENT: Final = f"bucket-logging/{__version__}"
+
+__all__ = ["MODULES", "make_client", "tls_verify"]
 
 #: What a request through ``httpx.AsyncClient`` on asyncio imports (listed by diffing
 #: ``sys.modules`` around a client's first request, anyio 4.16, httpcore 1.0).
@@ -66,3 +71,22 @@ def tls_verify(
         return verify
     context: ssl.SSLContext = create(verify=verify)
     return context
+
+
+def make_client(
+    config: SenderConfig,
+    verify: ssl.SSLContext | bool | str,
+    transport: httpx.AsyncBaseTransport | None,
+) -> httpx.AsyncClient:
+    """A sender's HTTP client: its timeout, headers and connection limit."""
+    return httpx.AsyncClient(
+        transport=transport,
+        verify=verify,
+        timeout=config.request_timeout,
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": _USER_AGENT,
+            **config.headers,  # the Runtime API's key: never logged
+        },
+        limits=httpx.Limits(max_connections=config.max_concurrent_requests + 1),
+    )

@@ -3,7 +3,7 @@
 With a spool, every item a log call queues is first written to this process's
 journal (:mod:`bucket_logging._spool.journal`, by the queue on the calling thread).
 This module opens the journal when the sender starts, moves its checkpoint on as
-the engine stores batches (:meth:`JournalSide.settle`), and drives the recovery of
+the engine stores or delivers batches (:meth:`JournalSide.settle`), and drives the recovery of
 journals whose processes ended (:mod:`bucket_logging._spool.recovery`), one segment
 a step on the spool's worker thread, between the engine's own work: the
 application's start-up never waits for it.
@@ -12,6 +12,7 @@ application's start-up never waits for it.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -85,14 +86,49 @@ class JournalSide:
         #: items recovered from dead journals, and damaged records skipped
         self.recovered = 0
         self.damaged = 0
+        # [mark, settled, store] of the batches taken off the queue since the oldest one
+        # sent before it was stored and not settled yet (see hold), in the queue's order
+        self._held: deque[list[Any]] = deque()
 
     def mark(self, mark: int) -> tuple[str, int] | None:
         """What :meth:`SpoolStore.insert` records with a batch whose journal mark is
-        ``mark`` (None without a journal)."""
+        ``mark`` (None without a journal): ``mark``, or less when an earlier batch is
+        held (its records must stay after the recorded mark: recovery sends them)."""
         journal = self.journal
         if journal is None or journal.failed or mark <= 0:
             return None
+        start = journal.settled
+        for held, settled, _ in self._held:
+            if not settled and held != mark:
+                return journal.id, min(mark, start)
+            start = held
         return journal.id, mark
+
+    def hold(self, mark: int, store: Callable[[], Awaitable[None]]) -> None:
+        """A batch is sent before it is stored (its first request): the checkpoint
+        waits at its start until it is settled (delivered, stored or dropped);
+        ``store`` stores it (see :meth:`store_held`)."""
+        if self.journal is not None and mark > 0:
+            self._held.append([mark, False, store])
+
+    def attempt(self, mark: int) -> None:
+        """A held batch's first request starts (see :meth:`Journal.attempt`)."""
+        if self.journal is not None:
+            self.journal.attempt(mark)
+
+    @property
+    def holding(self) -> bool:
+        """Whether a batch sent before it was stored is not settled yet."""
+        return bool(self._held)
+
+    async def store_held(self) -> None:
+        """Store every held batch not settled yet. Called before a later batch is
+        stored, and at the close: a batch stored while an earlier one is only in the
+        journal would be recovered twice after a kill (recovery starts at the earlier
+        one), so none is."""
+        for _, settled, store in list(self._held):
+            if not settled:
+                await store()
 
     def forget(self) -> None:
         """On the worker thread, at a clean stop: this journal's mark is not needed."""
@@ -101,11 +137,46 @@ class JournalSide:
             marks.forget(self.store.conn, journal.id)
 
     def settle(self, mark: int) -> None:
-        """Every entry queued before ``mark`` is stored (or given to memory, or dropped)."""
+        """The batch whose journal mark is ``mark`` is settled: stored (or delivered,
+        given to memory, dropped). The checkpoint moves on to the last mark before which
+        every batch is settled (batches held by :meth:`hold` settle in any order)."""
         journal = self.journal
-        if journal is not None:
-            journal.checkpoint(mark)
-            journal.prepare()  # the next segment, ahead of the log calls
+        if journal is None:
+            return
+        held = self._held
+        if held:
+            for entry in held:
+                if entry[0] == mark:
+                    entry[1] = True
+                    break
+            else:
+                if mark > journal.settled:  # (taken after the held ones: stored)
+                    held.append([mark, True, None])
+            mark = 0
+            while held and held[0][1]:
+                mark = held.popleft()[0]
+            if not mark:
+                return
+        journal.checkpoint(mark)
+        journal.prepare()  # the next segment, ahead of the log calls
+
+    async def insert_held(
+        self,
+        call: Callable[..., Awaitable[Any]],
+        entries: list[bytes],
+        attempted: bool,
+        mark: int,
+        sending: Iterable[int],
+    ) -> int | None:
+        """Store a held batch (its first request failed): its row, or None when no room
+        could be made. Raises the spool's errors (:data:`~.store.SPOOL_ERRORS`)."""
+        row: int | None
+        row, evicted = await call(
+            self.store.insert, entries, attempted, frozenset(sending), self.mark(mark)
+        )
+        self.settle(mark)
+        self._evicted(evicted, "spool_full")
+        return row
 
     def heartbeat(self) -> None:
         """Renew this journal's heartbeat, and look for dead journals again."""
@@ -131,16 +202,16 @@ class JournalSide:
         store = self.store
         protect = frozenset(sending)  # rows being delivered: never evicted
         evicted: list[Evicted] = []
-        stored: list[tuple[int, list[bytes]]] = []
+        stored: list[tuple[int, list[bytes], bool]] = []
         no_room = [0]
 
-        def insert(batch: list[bytes], journal: str, mark: int) -> None:
-            row, gone = store.insert(batch, False, protect, journal=(journal, mark))
+        def insert(batch: list[bytes], journal: str, mark: int, attempted: bool) -> None:
+            row, gone = store.insert(batch, attempted, protect, journal=(journal, mark))
             evicted.extend(gone)
             if row is None:
                 no_room[0] += len(batch)
             else:
-                stored.append((row, batch))
+                stored.append((row, batch, attempted))
 
         def stored_mark(journal: str) -> int:
             return marks.mark_of(store.conn, journal)
@@ -169,8 +240,9 @@ class JournalSide:
         if no_room[0]:
             self._drop("spool_full", no_room[0], None, "the spool is full (recovering a journal)")
         chunks = []
-        for row, batch in stored:
-            chunk = Chunk(self._ledger.replay(len(batch), redelivered=False), len(batch), row)
+        for row, batch, attempted in stored:
+            chunk = Chunk(self._ledger.replay(len(batch), redelivered=attempted), len(batch), row)
+            chunk.marked = attempted
             chunk.items = batch
             chunk.size = sum(map(len, batch))
             chunks.append(chunk)

@@ -160,6 +160,7 @@ class BatchQueue:
         self._inbox: collections.deque[bytes] = collections.deque()
         self._changing = False  # this thread is changing the batches (see drain)
         self._wake_requested = False
+        self._parked = False  # the sender leaves sealed batches queued (see park)
         # dedupe key -> when it was queued, oldest first (expired keys leave from the front)
         self._dedupe: collections.OrderedDict[bytes, float] = collections.OrderedDict()
 
@@ -226,7 +227,7 @@ class BatchQueue:
                             return self._accepted
                     return self._put_reentrant(body)
                 reason = self._queue_locked(body)
-            wake = reason is None and self._sealed and not self._wake_requested
+            wake = reason is None and self._sealed and self._may_wake()
             if wake:
                 self._wake_requested = True
         finally:
@@ -242,7 +243,7 @@ class BatchQueue:
         """The rest of :meth:`put_locked` once ``body`` is journaled (both locks held)."""
         self._drain_locked()
         reason = self._queue_locked(body)
-        wake = reason is None and self._sealed and not self._wake_requested
+        wake = reason is None and self._sealed and self._may_wake()
         if wake:
             self._wake_requested = True
             self._wake()
@@ -393,7 +394,30 @@ class BatchQueue:
     def woken(self) -> None:
         """The sender woke up: the next sealed batch may call ``wake`` again."""
         with self.lock:
-            self._wake_requested = False
+            self._wake_requested = self._parked = False
+
+    def park(self) -> None:
+        """The sender leaves the sealed batches queued for now (its request slots are
+        busy): no entry wakes it again until the queue is :meth:`filling`."""
+        with self.lock:
+            self._wake_requested = self._parked = True
+
+    def filling(self) -> bool:
+        """Whether the batches hold a quarter of the queue's bounds or more."""
+        with self.lock:
+            return self._filling_locked()
+
+    def _filling_locked(self) -> bool:
+        return self._items * 4 >= self.max_queue_items or self._bytes * 4 >= self.max_queue_bytes
+
+    def _may_wake(self) -> bool:
+        """Whether a sealed batch wakes the sender now (the lock is held)."""
+        if not self._wake_requested:
+            return True
+        if self._parked and self._filling_locked():
+            self._parked = False  # once: the sender stores the batches then
+            return True
+        return False
 
     def has_queued(self) -> bool:
         """Whether any entry waits, in the batches or the inbox."""

@@ -4,6 +4,10 @@ A :class:`Settlement` wraps the request of one batch (:meth:`Settlement.post`) s
 its row says whether a request may have reached the server, and settles the
 delivery's :class:`~bucket_logging._sender.delivery.Outcome` (:meth:`Settlement.settle`):
 the row is deleted, or what was given up stays in it for a later sender.
+
+A :class:`FirstAttempt` is the delivery of a batch sent before it is stored: the
+journal holds its items meanwhile (a killed process's are recovered from it), and
+the batch is stored only if that first request fails.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from .ledger import Ticket
 
 if TYPE_CHECKING:
     from .delivery import Outcome, Post
+    from .queue import Batch
     from .spooling import Spool
 
-__all__ = ["Chunk", "Settlement"]
+__all__ = ["Chunk", "FirstAttempt", "Settlement"]
 
 
 class Chunk:
@@ -123,3 +128,117 @@ class Settlement:
                 )
         except SPOOL_ERRORS as exc:
             self.spool.fail(exc)
+
+
+class FirstAttempt(Settlement):
+    """The delivery of a batch sent before it is stored, when the spool is idle.
+
+    Storing every batch before its first request cost the spool a SQLite write and
+    delete per batch, and a copy of every item, while the journal already keeps each
+    item safe from a kill. So the engine sends the batch at once, with its journal
+    mark held (:meth:`~bucket_logging._sender.journaling.JournalSide.hold`: the
+    checkpoint waits for it). The batch is stored (:meth:`store`) when a request for
+    it fails, before a later batch is stored, and at the close if its delivery was cut
+    short; it is then a spooled batch like any other. Delivered at the first attempt,
+    it only settles its mark.
+
+    Args:
+        spool: the sender's spool.
+        batch: the batch (from the queue).
+        ticket: its ticket in the ledger.
+        post: the delivery's ``post``.
+    """
+
+    def __init__(self, spool: Spool, batch: Batch, ticket: Ticket, post: Post) -> None:
+        super().__init__(spool, Chunk(ticket, len(batch), size=batch.entry_bytes()), post)
+        self.batch = batch
+        self.mark = batch.mark
+        self.stored = False  # stored or being stored (or tried: no room, a failed spool)
+        self.settled = False  # its journal mark settled
+        self._storing: asyncio.Future[None] | None = None
+        spool.journal.hold(self.mark, self.store)
+
+    def cut_short(self) -> None:
+        """The stop cancelled the delivery: one the server accepted settles its mark
+        now; any other is stored by the close (it is still held)."""
+        if not self.stored and self.chunk.accepted:
+            self._settle()
+
+    def _settle(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.spool.journal.settle(self.mark)
+
+    async def post(self, body: bytes, url: str | None = None) -> httpx.Response:
+        """A request for the batch: stored when it fails (before the retry)."""
+        if self._storing is not None:
+            await asyncio.shield(self._storing)  # its row first: marked before the request
+        if self.stored or self.settled:
+            return await super().post(body, url)
+        chunk = self.chunk
+        if not chunk.posting:
+            self.spool.journal.attempt(self.mark)  # a recovery counts it as redelivered
+        chunk.posting = True
+        try:
+            response = await self._post(body, url)
+        except asyncio.CancelledError:
+            chunk.ambiguous = True  # it may have arrived
+            raise
+        except Exception as exc:
+            chunk.posting = False
+            chunk.ambiguous = chunk.ambiguous or bool(getattr(exc, "ambiguous", False))
+            await self.store()
+            raise
+        chunk.posting = False
+        if 200 <= response.status_code < 300:
+            chunk.accepted = True
+        else:
+            await self.store()
+        return response
+
+    async def store(self) -> None:
+        """Store the batch in the spool (once; it is then delivered as a stored batch).
+        The store runs to its end even if the delivery is cancelled meanwhile (the
+        close awaits it)."""
+        if self.settled and not self.stored:
+            return
+        if self._storing is None:
+            self.stored = True
+            self._storing = asyncio.ensure_future(self._store())
+        await asyncio.shield(self._storing)
+
+    async def _store(self) -> None:
+        spool, chunk = self.spool, self.chunk
+        if spool.failed:
+            self._settle()  # delivered from memory from now on
+            return
+        attempted = chunk.ambiguous or chunk.posting or chunk.accepted
+        try:
+            row = await spool.journal.insert_held(
+                spool.call, self.batch.entries(), attempted, self.mark, spool.in_flight
+            )
+            self.settled = True  # (insert_held settled the mark)
+        except SPOOL_ERRORS as exc:
+            spool.fail(exc)
+            row = None
+            self._settle()
+        if row is not None:  # (no room: delivered from memory, as without a spool)
+            chunk.row = row
+            chunk.marked = attempted
+            spool.sending(chunk)
+        if spool.wake is not None:
+            spool.wake()  # the batches the queue kept meanwhile may be stored now
+
+    async def settle(self, outcome: Outcome) -> None:
+        """After the delivery: what was given up is stored (and kept); the mark settles."""
+        if not self.stored:
+            if outcome.given_up and not self.spool.failed:
+                await self.store()
+            else:
+                self._settle()  # delivered (or given up with a failed spool: dropped)
+        if self.chunk.row is None and not self.spool.failed:  # no room: as from memory
+            for gave_up in outcome.given_up:
+                count = len(gave_up.entries)
+                self.spool.drop(gave_up.reason, count, gave_up.status, gave_up.detail)
+            return
+        await super().settle(outcome)

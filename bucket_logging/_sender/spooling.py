@@ -1,9 +1,11 @@
 """The optional on-disk spool: nothing lost across crashes, deploys and long outages.
 
 With ``spool_dir=`` (or env ``BUCKET_SPOOL_DIR``) a :class:`~bucket_logging.BulkSender`
-writes every batch it takes off its in-memory queue to a SQLite database in that
-directory before the batch's first request (:mod:`bucket_logging._spool` says how
-and why), and deletes it once the server accepted it (2xx) or finally rejected it.
+writes each item to its journal as it is queued, and the batches it takes off its
+in-memory queue to a SQLite database in that directory (:mod:`bucket_logging._spool`
+says how and why): each batch before its first request while others wait, else only
+once a request for it failed (see :class:`~bucket_logging._sender.settle.FirstAttempt`);
+it deletes a stored batch once the server accepted it (2xx) or finally rejected it.
 A batch the sender gives up on (retries exhausted, the shutdown deadline, another
 4xx) is released in the spool instead of being dropped; the next sender that opens
 the spool (a restarted process, another worker, or this one after a pause) delivers
@@ -129,12 +131,14 @@ class Spool:
         self.path = self.store.path
         self.journal = JournalSide(self.store, config.max_batch_items, ledger, self._evicted, drop)
         self.wake: Callable[[], object] | None = None  # the engine's: pump again
-        self._executor: Worker | None = None
+        #: The worker thread, once the spool was opened.
+        self.executor: Worker | None = None
         self._opened = False
         self.failed = False
         self._waiting: deque[Chunk] = deque()
         self._retained = 0  # bytes of waiting batches held in memory (see persist)
-        self._sending: dict[int, Chunk] = {}  # row -> batch being delivered
+        #: row -> batch being delivered (the store never evicts them)
+        self.in_flight: dict[int, Chunk] = {}
         self._cancelled: list[Chunk] = []  # deliveries cut short by the stop
         self._next_maintenance = 0.0
         self._backlog_after = 0.0
@@ -153,13 +157,13 @@ class Spool:
         return self._opened and not self.failed
 
     @property
-    def executor(self) -> Worker | None:
-        """The worker thread, once the spool was opened."""
-        return self._executor
+    def idle(self) -> bool:
+        """Nothing of this sender's waits to be sent, and no backlog is known."""
+        return not (self.failed or self._waiting or self._backlog_maybe)
 
     async def call(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run ``fn(*args)`` on the spool's worker thread and await its result."""
-        executor = self._executor
+        executor = self.executor
         if executor is None:
             raise RuntimeError("the spool worker is not running")
         store = self.store
@@ -183,7 +187,7 @@ class Spool:
             exc,
             level=logging.ERROR,
         )
-        if self._opened and self._executor is not None:
+        if self._opened and self.executor is not None:
             # Best effort: the batches now sent from memory may still be in the file;
             # if a later sender replays them, they count as possible duplicates.
             store = self.store
@@ -192,7 +196,7 @@ class Spool:
                 store.bound()
                 store.mark_all_attempted()
 
-            self._executor.submit(mark_all)
+            self.executor.submit(mark_all)
 
     def hand_over(self) -> list[Chunk]:
         """After a failure: the waiting batches, for the engine to deliver from memory
@@ -274,7 +278,7 @@ class Spool:
             )
         finally:
             self.journal.close()
-            executor, self._executor = self._executor, None
+            executor, self.executor = self.executor, None
             if executor is not None:
                 executor.submit(self.store.close)
                 executor.stop()
@@ -288,8 +292,8 @@ class Spool:
                     "this process was forked while a spool operation was running in the "
                     "parent; SQLite cannot be used safely here"
                 )
-            if self._executor is None:
-                self._executor = Worker("bucket_logging-spool", wait_at_fork=True)
+            if self.executor is None:
+                self.executor = Worker("bucket_logging-spool", wait_at_fork=True)
             batches, items, expired, full = await self.call(self.store.open)
         except SPOOL_ERRORS as exc:
             self.fail(exc)
@@ -312,7 +316,7 @@ class Spool:
 
     async def _recover(self) -> None:  # one step: dead journals into the waiting batches
         limit = self._config.max_queue_bytes // 4  # items kept in memory as persist() does
-        for chunk in await self.journal.recover(self.call, self._sending):
+        for chunk in await self.journal.recover(self.call, self.in_flight):
             if self._retained + chunk.size <= limit:
                 self._retained += chunk.size
             else:
@@ -324,7 +328,7 @@ class Spool:
     async def _maintain(self) -> None:
         self._next_maintenance = time.monotonic() + MAINTENANCE_SECONDS
         self.journal.heartbeat()
-        expired, full = await self.call(self.store.maintain, frozenset(self._sending))
+        expired, full = await self.call(self.store.maintain, frozenset(self.in_flight))
         self._evicted(expired, "spool_expired")
         self._evicted(full, "spool_full")
         self._backlog_maybe = True
@@ -332,25 +336,24 @@ class Spool:
     async def persist(
         self, batch: list[bytes], ticket: Ticket, *, send_soon: bool, mark: int = 0
     ) -> None:
-        """Write one batch taken off the queue; keep its items if it is sent next.
+        """Store one batch taken off the queue (when the spool is :attr:`idle` and a
+        request slot is free, the engine sends the batch first instead: see
+        :class:`~bucket_logging._sender.settle.FirstAttempt`).
 
         ``send_soon``: a request slot is free now (False at the close: only stored).
         ``mark``: the batch's journal mark (settled once it is stored).
         """
-        send = send_soon
         size = sum(map(len, batch))
-        sent_next = send and not self._waiting and not self._backlog_maybe
         # Waiting batches keep their items in memory up to a quarter of the queue's
         # bytes, so that a burst is sent without reading it back.
-        retain_limit = self._config.max_queue_bytes // 4
-        retain = sent_next or (send and self._retained + size <= retain_limit)
+        retain = send_soon and self._retained + size <= self._config.max_queue_bytes // 4
         chunk = Chunk(ticket, len(batch), size=size)
         try:
             row, evicted = await self.call(
                 self.store.insert,
                 batch,
-                sent_next,  # its row says "attempted" before the request starts
-                frozenset(self._sending),
+                False,  # not attempted
+                frozenset(self.in_flight),
                 self.journal.mark(mark),  # with the batch: recovery's exact mark
             )
         except BaseException:
@@ -369,7 +372,6 @@ class Spool:
                 return
             retain = True
         chunk.row = row
-        chunk.marked = sent_next and row is not None
         if retain:
             chunk.items = batch
             self._retained += size
@@ -405,14 +407,14 @@ class Spool:
     def sending(self, chunk: Chunk) -> None:
         """``chunk``'s delivery starts (its row is not the store's to evict meanwhile)."""
         if chunk.row is not None:
-            self._sending[chunk.row] = chunk
+            self.in_flight[chunk.row] = chunk
 
     def sent(self, chunk: Chunk, *, cancelled: bool) -> None:
         """``chunk``'s delivery ended (``cancelled``: cut short by the stop)."""
         if cancelled:
             self._cancelled.append(chunk)
         if chunk.row is not None:
-            self._sending.pop(chunk.row, None)
+            self.in_flight.pop(chunk.row, None)
 
     def keep(self, batch: list[bytes], reason: DropReason, status: int | None, why: str) -> None:
         """Items given up on stay in the spool: counted as spooled, reported."""

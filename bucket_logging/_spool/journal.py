@@ -58,6 +58,7 @@ __all__ = [
     "SEGMENT_MAGIC",
     "Journal",
     "host_id",
+    "read_attempted",
     "read_checkpoint",
     "record_crc",
     "write_checkpoint",
@@ -78,6 +79,9 @@ _POPULATE: Final = getattr(mmap, "MAP_POPULATE", 0)
 #: checkpoint, its crc32, heartbeat (wall clock)
 _CHECKPOINT: Final = struct.Struct("<QId")
 _CHECKPOINT_AT: Final = 96
+#: attempted (every record below it may have been sent: see Journal.attempt), its crc32
+_ATTEMPTED: Final = struct.Struct("<QI")
+_ATTEMPTED_AT: Final = 116
 RECORD_MAGIC: Final = 0x9AE70CB1  # b"\xb1\x0c\xe7\x9a": not UTF-8, so rare in JSON
 #: A note between records, not an item (the relay's request bounds: see note()).
 NOTE_MAGIC: Final = 0x9AE70CB2
@@ -102,6 +106,16 @@ def write_checkpoint(buf: mmap.mmap | bytearray, checkpoint: int) -> None:
     _CHECKPOINT.pack_into(
         buf, _CHECKPOINT_AT, checkpoint, zlib.crc32(checkpoint.to_bytes(8, "little")), time.time()
     )
+
+
+def _write_attempted(buf: mmap.mmap | bytearray, attempted: int) -> None:
+    _ATTEMPTED.pack_into(buf, _ATTEMPTED_AT, attempted, zlib.crc32(attempted.to_bytes(8, "little")))
+
+
+def read_attempted(header: bytes) -> int:
+    """How far a segment header says records may have been sent (0: none, or damaged)."""
+    attempted, crc = _ATTEMPTED.unpack_from(header, _ATTEMPTED_AT)
+    return attempted if zlib.crc32(attempted.to_bytes(8, "little")) == crc else 0
 
 
 def read_checkpoint(header: bytes) -> tuple[int | None, float]:
@@ -151,6 +165,7 @@ class Journal:
         self._size = 0
         self._seq = 0
         self._checkpoint = 0
+        self._attempted = 0
         self.failed = False
 
     def __repr__(self) -> str:
@@ -284,6 +299,7 @@ class Journal:
                 spare.first = self._seq
                 _FIRST.pack_into(spare.mm, _FIRST_AT, self._seq)
                 write_checkpoint(spare.mm, self._checkpoint)
+                _write_attempted(spare.mm, self._attempted)
             segment = spare
         except (OSError, ValueError) as exc:
             self._fail(exc)
@@ -327,6 +343,7 @@ class Journal:
                 first,
             )
             write_checkpoint(mm, self._checkpoint)
+            _write_attempted(mm, self._attempted)
             os.rename(temp, path)  # found by recovery only once complete, and flocked
         except BaseException:
             os.close(fd)
@@ -369,6 +386,17 @@ class Journal:
                 done.append(segments.pop(0))
         for segment in done:
             _remove(segment)
+
+    def attempt(self, mark: int) -> None:
+        """Records below ``mark`` may be sent now (a batch's first request, before it
+        is stored): said in the header, so that a recovery counts them as possible
+        duplicates."""
+        with self.lock:
+            if self.failed or mark <= self._attempted or self._mm is None:
+                return
+            self._attempted = mark
+            with contextlib.suppress(ValueError, OSError):
+                _write_attempted(self._mm, mark)
 
     def sync(self) -> None:
         """Make every record written so far durable (fsync: for a power loss; a killed

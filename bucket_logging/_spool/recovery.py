@@ -37,6 +37,7 @@ from .journal import (
     RECORD_MAGIC,
     SEGMENT_MAGIC,
     host_id,
+    read_attempted,
     read_checkpoint,
 )
 from .upkeep import check_private
@@ -49,8 +50,9 @@ _MASK: Final = 0xFFFFFFFF
 #: What one step did: (items stored, damaged records, more to do).
 Step = tuple[int, int, bool]
 
-#: Stores one batch of a journal with the journal's new mark, in one transaction.
-Insert = Callable[[list[bytes], str, int], None]
+#: Stores one batch of a journal with the journal's new mark, in one transaction; the
+#: last argument says whether it may have been sent already (counted as redelivered).
+Insert = Callable[[list[bytes], str, int, bool], None]
 
 
 def parse(
@@ -115,6 +117,7 @@ class Recovery:
         self.host = host_id()
         self._held: list[tuple[str, int]] = []  # (path, fd) of the journal being recovered
         self._checkpoint = 0
+        self._attempted = 0  # records below it may have been sent (see Journal.attempt)
         self._records: deque[tuple[int, bytes]] | None = None  # of the segment at hand
         self._journal = ""
         self._stored = 0
@@ -218,6 +221,7 @@ class Recovery:
         checkpoint = 0
         newest_beat = 0.0
         foreign = False
+        self._attempted = 0
         for path, fd in held:
             header = os.pread(fd, HEADER_BYTES, 0)
             if len(header) < HEADER_BYTES or header[:4] != SEGMENT_MAGIC:
@@ -230,6 +234,7 @@ class Recovery:
             newest_beat = max(newest_beat, beat)
             if point is not None:
                 checkpoint = max(checkpoint, point)
+            self._attempted = max(self._attempted, read_attempted(header))
             foreign = foreign or host.decode("ascii", "replace") != self.host
         if foreign and time.time() - newest_beat < self.lease:
             return None  # another host's, alive as far as we can tell
@@ -262,13 +267,14 @@ class Recovery:
         batch: list[bytes] = []
         size = 2  # "[" and "]"
         seq = 0
+        attempted = records[0][0] < self._attempted
         while records and len(batch) < self.batch_items:
             if batch and size + len(records[0][1]) + 1 > MAX_BODY_BYTES:
                 break
             seq, body = records.popleft()
             batch.append(body)
             size += len(body) + 1
-        insert(batch, self._journal, seq + 1)  # with the mark: never stored twice
+        insert(batch, self._journal, seq + 1, attempted)  # with the mark: never stored twice
         self._checkpoint = seq + 1
         return len(batch)
 

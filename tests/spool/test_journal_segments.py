@@ -32,7 +32,9 @@ def test_records_across_segments_are_recovered_in_order_after_the_mark(tmp_path:
     forgotten: list[str] = []
     recovery = Recovery(spool, "d" * 32, None, 100, 60.0)
     while recovery.step(
-        lambda batch, jid, m: stored.append((batch, jid, m)), lambda jid: 0, forgotten.append
+        lambda batch, jid, m, _attempted: stored.append((batch, jid, m)),
+        lambda jid: 0,
+        forgotten.append,
     )[2]:
         pass
     got = [body for batch, _, _ in stored for body in batch]

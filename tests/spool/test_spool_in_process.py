@@ -848,7 +848,7 @@ def test_periodic_maintenance_applies_the_age_limit(
 def test_a_failing_insert_hands_the_batch_to_memory(
     senders: Callable[..., BulkSender], spool: Path, reports: Callable[[], str]
 ) -> None:
-    gate = Gate()
+    gate = Gate(lambda n: 503 if n == 1 else None)  # the batch is stored after a failure
     sender = senders(gate, max_batch_items=10)
     opened(sender)
     fail_on(spool, "INSERT")
@@ -868,11 +868,13 @@ def test_a_failing_delete_after_delivery(
 ) -> None:
     inserts = Inserts(monkeypatch)
     gate = Gate(shut=True)
-    sender = senders(gate, max_batch_items=5, max_concurrent_requests=2, flush_interval=60)
-    enqueue(sender, items(5))
-    enqueue(sender, items(5, start=5))
-    assert inserts.wait(2)
-    assert gate.wait_requests(2)  # both in flight
+    sender = senders(
+        gate, max_batch_items=5, max_concurrent_requests=1, flush_interval=60, max_queue_bytes=2000
+    )
+    enqueue(sender, items(5, pad="p" * 40))
+    assert gate.wait_requests(1)  # sent before it is stored
+    enqueue(sender, items(5, start=5, pad="p" * 40))
+    assert inserts.wait(2)  # the queue is not roomy: the first is stored, then this one
     fail_on(spool, "DELETE")
     gate.opened.set()
     assert sender.flush(10)
@@ -900,12 +902,14 @@ def test_a_failing_mark_before_a_request(
 ) -> None:
     inserts = Inserts(monkeypatch)
     gate = Gate(shut=True)
-    # the default max_queue_bytes: waiting batches keep their items in memory
-    sender = senders(gate, max_batch_items=10, max_concurrent_requests=1, flush_interval=60)
+    # a queue that is not roomy: the batches are stored (not kept queued) while the
+    # first one, sent before it was stored, is held at the gate (then stored too)
+    sender = senders(
+        gate, max_batch_items=10, max_concurrent_requests=1, flush_interval=60, max_queue_bytes=2000
+    )
     for k in range(3):
         enqueue(sender, items(10, start=10 * k))
-        assert inserts.wait(k + 1)
-    assert gate.wait_requests(1)
+        assert gate.wait_requests(1) if k == 0 else inserts.wait(k + 1)
     fail_on(spool, "UPDATE")  # marking the next batch "attempted" fails
     gate.opened.set()
     assert sender.flush(10)
@@ -931,8 +935,10 @@ def waiting_batches(
     )
     for k in range(n):
         enqueue(sender, items(10, start=10 * k, pad="p" * 40))
-        assert inserts.wait(k + 1)
-    assert gate.wait_requests(1)
+        if k == 0:  # sent before it is stored (the spool is idle), held at the gate
+            assert gate.wait_requests(1)
+        else:  # the queue is not roomy: the first batch is stored, then this one
+            assert inserts.wait(k + 1)
     return sender, gate
 
 
@@ -1010,6 +1016,7 @@ def test_no_room_in_the_spool_sends_from_memory_within_a_bound(
         max_batch_items=10,
         max_concurrent_requests=1,
         flush_interval=60,
+        max_queue_bytes=2000,  # not roomy: batches are stored rather than kept queued
         on_error=errors.append,
     )
     enqueue(sender, items(10))
@@ -1032,7 +1039,12 @@ def test_a_batch_waiting_in_memory_at_the_exit_deadline_is_dropped(
     inserts = Inserts(monkeypatch)
     gate = Gate(shut=True)
     sender = senders(
-        gate, spool_max_bytes=1000, max_batch_items=10, max_concurrent_requests=1, flush_interval=60
+        gate,
+        spool_max_bytes=1000,
+        max_batch_items=10,
+        max_concurrent_requests=1,
+        flush_interval=60,
+        max_queue_bytes=2000,  # not roomy: batches are stored rather than kept queued
     )
     enqueue(sender, items(10))
     assert gate.wait_requests(1)
@@ -1098,8 +1110,8 @@ def test_items_still_queued_at_the_stop_are_written_to_the_spool(
         return real(store, *args)
 
     monkeypatch.setattr(SpoolStore, "insert", slow_insert)
-    sender = senders(Gate(), max_batch_items=5, flush_interval=60)
-    enqueue(sender, items(5))  # a full batch: the sender writes it (slowly)
+    sender = senders(Gate(lambda n: 503), max_batch_items=5, flush_interval=60)
+    enqueue(sender, items(5))  # a full batch; refused: the sender writes it (slowly)
     assert entered.wait(10)
     enqueue(sender, items(3, start=5))  # queued meanwhile
     sender.engine.stop() if sender.engine else None  # the exit's stop, once its flush gave up
@@ -1124,7 +1136,7 @@ def test_a_delete_asked_for_before_the_stop_still_happens(
         real(store, row)
 
     monkeypatch.setattr(SpoolStore, "delete", slow_delete)
-    gate = Gate()
+    gate = Gate(lambda n: 503 if n == 0 else None)  # stored after the first request failed
     sender = senders(gate, max_batch_items=4, flush_interval=60)
     enqueue(sender, items(4))
     assert entered.wait(10)  # delivered; its deletion from the spool is under way

@@ -86,7 +86,11 @@ def test_the_sdist_holds_what_the_wheel_and_the_readme_need(dist: Path) -> None:
     with tarfile.open(sdist) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
     for name in (
-        "pyproject.toml", "README.md", "CHANGELOG.md", "LICENSE", "bucket_logging/py.typed"
+        "pyproject.toml",
+        "README.md",
+        "CHANGELOG.md",
+        "LICENSE",
+        "bucket_logging/py.typed",
     ):
         assert name in names, name
 

@@ -1,0 +1,208 @@
+"""A batch sent before it is stored (the spool idle): stored only when that fails.
+
+With a spool, every item is in the journal before its log call returns, so a batch
+that leaves the memory queue while nothing else waits is sent at once; it is written
+to the store only when a request for it fails, when a later batch must be stored
+(first, so that a recovery never sends a stored batch twice), or at the close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from support import KEY
+
+from bucket_logging import BulkSender, Item
+from bucket_logging._spool.store import SPOOL_FILE, SpoolStore
+
+
+def rows(spool: Path) -> list[tuple[Any, ...]]:
+    """(attempted, items) of every stored batch, oldest first, as another process sees them."""
+    path = spool / SPOOL_FILE
+    if not path.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(path, timeout=5)) as conn:
+        return conn.execute("SELECT attempted, items FROM batches ORDER BY id").fetchall()
+
+
+class Endpoint:
+    """A bulk endpoint: ``answer(n)`` gives request n's status (200 when None); a
+    request n in :attr:`hold` waits until :attr:`release` is set."""
+
+    def __init__(self, answer: Callable[[int], int | None] = lambda n: None) -> None:
+        self.answer = answer
+        self.hold: set[int] = set()
+        self.release = threading.Event()
+        self.cond = threading.Condition()
+        self.requests = 0
+        self.delivered: list[str] = []
+        self.seen: dict[int, Any] = {}  # request n -> what `look` returned when it came
+        self.look: Callable[[], Any] | None = None
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        with self.cond:
+            n = self.requests
+            self.requests += 1
+            self.cond.notify_all()
+        if self.look is not None:
+            self.seen[n] = self.look()
+        if n in self.hold:
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+        status = self.answer(n) or 200
+        if status == 200:
+            with self.cond:
+                self.delivered.extend(str(e["userId"]) for e in orjson.loads(request.content))
+        return httpx.Response(status, json={"success": status == 200})
+
+    def wait_requests(self, n: int) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.requests >= n, 10)
+
+
+class Inserts:
+    """Counts SpoolStore.insert calls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.cond = threading.Condition()
+        self.done = 0
+        real = SpoolStore.insert
+
+        def spy(store: SpoolStore, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return real(store, *args, **kwargs)
+            finally:
+                with self.cond:
+                    self.done += 1
+                    self.cond.notify_all()
+
+        monkeypatch.setattr(SpoolStore, "insert", spy)
+
+    def wait(self, n: int) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.done >= n, 10)
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def senders(spool: Path) -> Iterator[Callable[..., BulkSender]]:
+    made: list[tuple[BulkSender, Endpoint]] = []
+
+    def make(endpoint: Endpoint, **options: Any) -> BulkSender:
+        options = {"flush_interval": 60, "backoff_base": 0.01, "backoff_max": 0.05, **options}
+        sender = BulkSender(
+            KEY,
+            transport=httpx.MockTransport(endpoint.handle),
+            spool_dir=spool,
+            **options,
+        )
+        made.append((sender, endpoint))
+        return sender
+
+    yield make
+    for sender, endpoint in made:
+        endpoint.release.set()
+        sender.close(5)
+
+
+def enqueue(sender: BulkSender, start: int, n: int) -> None:
+    assert all(
+        sender.enqueue(Item.event("Sent", str(i), {"n": i})) for i in range(start, start + n)
+    )
+
+
+def ids(n: int) -> list[str]:
+    return [str(i) for i in range(n)]
+
+
+def test_a_batch_delivered_at_its_first_request_is_never_written_to_the_store(
+    senders: Callable[..., BulkSender], spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inserts = Inserts(monkeypatch)
+    endpoint = Endpoint()
+    sender = senders(endpoint, max_batch_items=10)
+    enqueue(sender, 0, 30)
+    assert sender.flush(10)
+    assert sorted(endpoint.delivered) == sorted(ids(30))
+    assert inserts.done == 0 and rows(spool) == []
+    sender.close(5)
+    assert list(spool.glob("journal-*")) == []  # every record settled: the journal is gone
+    assert sender.stats.sent == 30 and sender.stats.spooled == 0
+
+
+def test_a_batch_whose_first_request_fails_is_stored_before_its_retry(
+    senders: Callable[..., BulkSender], spool: Path
+) -> None:
+    endpoint = Endpoint(lambda n: 503 if n == 0 else None)
+    endpoint.look = lambda: rows(spool)
+    sender = senders(endpoint, max_batch_items=10)
+    enqueue(sender, 0, 10)
+    assert sender.flush(10)
+    assert endpoint.seen[0] == []  # the first request: not stored
+    assert endpoint.seen[1] == [(1, 10)]  # the retry: stored, marked as being sent
+    assert sorted(endpoint.delivered) == sorted(ids(10))  # once
+    assert rows(spool) == []  # deleted once delivered
+    assert (sender.stats.sent, sender.stats.redelivered) == (10, 0)
+
+
+def test_a_batch_to_be_stored_behind_one_on_the_wire_stores_that_one_first(
+    senders: Callable[..., BulkSender], spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inserts = Inserts(monkeypatch)
+    endpoint = Endpoint()
+    endpoint.hold = {0}
+    # one request slot, and a queue small enough that a second batch is stored
+    sender = senders(endpoint, max_batch_items=10, max_concurrent_requests=1, max_queue_bytes=2000)
+    enqueue(sender, 0, 10)
+    assert endpoint.wait_requests(1)  # on the wire, not stored
+    enqueue(sender, 10, 10)
+    assert inserts.wait(2)
+    # the one on the wire first (it may have arrived), then the one that waits
+    assert rows(spool) == [(1, 10), (0, 10)]
+    endpoint.release.set()
+    assert sender.flush(10)
+    assert sorted(endpoint.delivered) == sorted(ids(20))
+    assert rows(spool) == []
+
+
+def test_batches_wait_in_the_queue_while_first_requests_use_every_slot(
+    senders: Callable[..., BulkSender], spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inserts = Inserts(monkeypatch)
+    endpoint = Endpoint()
+    endpoint.hold = {0}
+    sender = senders(endpoint, max_batch_items=10, max_concurrent_requests=1)
+    enqueue(sender, 0, 30)
+    assert endpoint.wait_requests(1)
+    assert sender.flush(0.2) is False  # the first is held; the others wait behind it
+    assert inserts.done == 0  # in the queue (and the journal), not the store
+    endpoint.release.set()
+    assert sender.flush(10)
+    assert sorted(endpoint.delivered) == sorted(ids(30))
+    assert inserts.done == 0
+
+
+def test_a_first_request_cut_short_by_the_exit_leaves_the_batch_in_the_store(
+    senders: Callable[..., BulkSender], spool: Path
+) -> None:
+    endpoint = Endpoint()
+    endpoint.hold = {0}
+    sender = senders(endpoint, max_batch_items=10)
+    enqueue(sender, 0, 10)
+    assert endpoint.wait_requests(1)
+    sender.close(0.2)  # the request never got its answer
+    assert rows(spool) == [(1, 10)]  # it may have arrived: counted if sent again
+    assert sender.stats.spooled == 10
+    assert list(spool.glob("journal-*")) == []  # settled by the store
