@@ -37,6 +37,7 @@ from .._items.item import bulk_body, kind_of
 from .._runtime import diagnostics as _diagnostics
 from .._runtime.diagnostics import report
 from .answers import post_bounded
+from .config import SenderConfig
 from .ledger import DropReason, Ledger
 from .observe import Publisher, observers
 from .queue import Batch
@@ -169,6 +170,30 @@ class Delivery:
         request_timeout: seconds for one request, its answer's body included (of which
             at most 64 KiB is read: see :mod:`bucket_logging._sender.answers`).
     """
+
+    @classmethod
+    def configured(
+        cls,
+        client: httpx.AsyncClient,
+        config: SenderConfig,
+        ledger: Ledger,
+        pace: Pace,
+        notify: Callable[[DeliveryError], None],
+    ) -> Delivery:
+        """A delivery to ``config``'s endpoints, with its retry policy, request timeout
+        and debug summaries."""
+        delivery = cls(
+            client,
+            config.endpoint,
+            ledger,
+            feedback_endpoint=config.feedback_endpoint,
+            policy=config.retry,
+            pace=pace,
+            notify=notify,
+            request_timeout=config.request_timeout,
+        )
+        delivery.debug = config.debug
+        return delivery
 
     def __init__(
         self,

@@ -122,17 +122,7 @@ class SenderLoop:
         self.slots = asyncio.Semaphore(config.max_concurrent_requests)
         self._tasks: set[asyncio.Task[None]] = set()
         self._client = http_stack.make_client(config, verify, transport)
-        self.delivery = Delivery(
-            self._client,
-            config.endpoint,
-            ledger,
-            feedback_endpoint=config.feedback_endpoint,
-            policy=config.retry,
-            pace=self.pace,
-            notify=self.notify,
-            request_timeout=config.request_timeout,
-        )
-        self.delivery.debug = config.debug
+        self.delivery = Delivery.configured(self._client, config, ledger, self.pace, self.notify)
         self.delivery.on_failure = self.check_waiters  # (the close's wait for the backlog)
         #: Tells the metrics observers (if any) what was counted, on this thread only.
         self.publisher = Publisher(ledger)
@@ -321,7 +311,12 @@ class SenderLoop:
         try:
             while not self._stopping and await spool.ready():
                 await self._start_spooled(spool)
-                first = spool.idle and not self.slots.locked() and not self.delivery.failing
+                closing = self.pace.closing_deadline  # (past it, batches are stored)
+                first = (
+                    spool.idle
+                    and not (self.slots.locked() or self.delivery.failing)
+                    and (closing is None or time.monotonic() < closing)
+                )
                 if not first and spool.journal.holding and not self._queue.filling():
                     self._queue.park()  # woken when a first attempt ends, or it fills
                     break  # the queue keeps the batches (journaled) meanwhile
@@ -383,12 +378,12 @@ class SenderLoop:
             else:
                 await self.deliver(items, chunk.ticket)
         except asyncio.CancelledError:
-            cancelled = True
-            if isinstance(settlement, FirstAttempt):
-                settlement.cut_short()  # (stored by the close, unless it was accepted)
+            cancelled = True  # (a first attempt stays held: the close stores it)
             raise
         finally:
             spool.sent(chunk, cancelled=cancelled)
+            if isinstance(settlement, FirstAttempt) and not cancelled:
+                settlement.finished()
 
     async def _deliver_handed_over(self, spool: Spool, chunk: Chunk) -> None:
         """Deliver a batch that waited in a failed spool from memory."""

@@ -104,11 +104,16 @@ class JournalSide:
             start = held
         return journal.id, mark
 
+    @property
+    def usable(self) -> bool:
+        """Whether this process's journal is open and writable."""
+        return self.journal is not None and not self.journal.failed
+
     def hold(self, mark: int, store: Callable[[], Awaitable[None]]) -> None:
         """A batch is sent before it is stored (its first request): the checkpoint
         waits at its start until it is settled (delivered, stored or dropped);
         ``store`` stores it (see :meth:`store_held`)."""
-        if self.journal is not None and mark > 0:
+        if self.usable and mark > 0:
             self._held.append([mark, False, store])
 
     def attempt(self, mark: int) -> None:
@@ -121,12 +126,14 @@ class JournalSide:
         """Whether a batch sent before it was stored is not settled yet."""
         return bool(self._held)
 
-    async def store_held(self) -> None:
-        """Store every held batch not settled yet. Called before a later batch is
-        stored, and at the close: a batch stored while an earlier one is only in the
-        journal would be recovered twice after a kill (recovery starts at the earlier
-        one), so none is."""
-        for _, settled, store in list(self._held):
+    async def store_held(self, before: int | None = None) -> None:
+        """Store every held batch not settled yet (those before mark ``before`` only,
+        when given). Called before a later batch is stored or settled, and at the
+        close: a batch settled while an earlier one is only in the journal would be
+        recovered again after a kill (recovery starts at the earlier one), so none is."""
+        for mark, settled, store in list(self._held):
+            if before is not None and mark >= before:
+                break
             if not settled:
                 await store()
 

@@ -140,7 +140,8 @@ class FirstAttempt(Settlement):
     checkpoint waits for it). The batch is stored (:meth:`store`) when a request for
     it fails, before a later batch is stored, and at the close if its delivery was cut
     short; it is then a spooled batch like any other. Delivered at the first attempt,
-    it only settles its mark.
+    it only settles its mark, once every earlier held batch is settled (stored if need
+    be): a kill then sends again at most the batches on the wire.
 
     Args:
         spool: the sender's spool.
@@ -158,10 +159,10 @@ class FirstAttempt(Settlement):
         self._storing: asyncio.Future[None] | None = None
         spool.journal.hold(self.mark, self.store)
 
-    def cut_short(self) -> None:
-        """The stop cancelled the delivery: one the server accepted settles its mark
-        now; any other is stored by the close (it is still held)."""
-        if not self.stored and self.chunk.accepted:
+    def finished(self) -> None:
+        """The delivery ended without :meth:`settle` (an unexpected error: its items
+        were dropped): the mark settles, unless the batch is stored or being stored."""
+        if not self.stored:
             self._settle()
 
     def _settle(self) -> None:
@@ -209,6 +210,7 @@ class FirstAttempt(Settlement):
 
     async def _store(self) -> None:
         spool, chunk = self.spool, self.chunk
+        await spool.journal.store_held(before=self.mark)  # earlier ones first: in order
         if spool.failed:
             self._settle()  # delivered from memory from now on
             return
@@ -231,11 +233,15 @@ class FirstAttempt(Settlement):
 
     async def settle(self, outcome: Outcome) -> None:
         """After the delivery: what was given up is stored (and kept); the mark settles."""
+        if self._storing is not None:
+            await asyncio.shield(self._storing)  # (its row, if any, is settled below)
         if not self.stored:
             if outcome.given_up and not self.spool.failed:
                 await self.store()
-            else:
-                self._settle()  # delivered (or given up with a failed spool: dropped)
+            else:  # delivered (or given up with a failed spool: dropped)
+                await self.spool.journal.store_held(before=self.mark)
+                if not self.stored:
+                    self._settle()
         if self.chunk.row is None and not self.spool.failed:  # no room: as from memory
             for gave_up in outcome.given_up:
                 count = len(gave_up.entries)

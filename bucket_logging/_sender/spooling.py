@@ -158,8 +158,8 @@ class Spool:
 
     @property
     def idle(self) -> bool:
-        """Nothing of this sender's waits to be sent, and no backlog is known."""
-        return not (self.failed or self._waiting or self._backlog_maybe)
+        """Nothing of this sender's waits to be sent, no backlog is known, the journal works."""
+        return self.journal.usable and not (self.failed or self._waiting or self._backlog_maybe)
 
     async def call(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run ``fn(*args)`` on the spool's worker thread and await its result."""

@@ -4,7 +4,8 @@ A batch taken from a journal (by its writer, or by the recovery of a dead one) i
 stored in the same SQLite transaction as its journal's new mark, so that "stored"
 and "the journal is settled up to here" can never disagree: recovery re-stores
 exactly the records after the mark, never one twice, whatever kills which process
-when. (The checkpoint in a segment's header is only a hint for deleting segments.)
+when. (The checkpoint in a segment's header says the same for batches delivered
+without being stored, and deletes segments: recovery starts at the larger of the two.)
 
 May import: nothing of the package.
 """

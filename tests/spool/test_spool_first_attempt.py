@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,6 +65,7 @@ class Endpoint:
         if status == 200:
             with self.cond:
                 self.delivered.extend(str(e["userId"]) for e in orjson.loads(request.content))
+                self.cond.notify_all()
         return httpx.Response(status, json={"success": status == 200})
 
     def wait_requests(self, n: int) -> bool:
@@ -206,3 +211,152 @@ def test_a_first_request_cut_short_by_the_exit_leaves_the_batch_in_the_store(
     assert rows(spool) == [(1, 10)]  # it may have arrived: counted if sent again
     assert sender.stats.spooled == 10
     assert list(spool.glob("journal-*")) == []  # settled by the store
+
+
+def test_a_batch_answered_while_it_is_being_stored_is_deleted_not_left(
+    senders: Callable[..., BulkSender], spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = Endpoint()
+    endpoint.hold = {0}
+    real = SpoolStore.insert
+    stores = [0]
+
+    def answered_meanwhile(store: SpoolStore, *args: Any, **kwargs: Any) -> Any:
+        stores[0] += 1
+        if stores[0] == 1:  # the batch on the wire is being stored: its answer comes
+            endpoint.release.set()
+            with endpoint.cond:
+                assert endpoint.cond.wait_for(lambda: len(endpoint.delivered) == 10, 10)
+        return real(store, *args, **kwargs)
+
+    monkeypatch.setattr(SpoolStore, "insert", answered_meanwhile)
+    sender = senders(endpoint, max_batch_items=10, max_concurrent_requests=1, max_queue_bytes=2000)
+    enqueue(sender, 0, 10)
+    assert endpoint.wait_requests(1)
+    enqueue(sender, 10, 10)  # to be stored: the one on the wire is stored first
+    assert sender.flush(10)
+    assert rows(spool) == []  # delivered, so deleted: never left for a next sender
+    sender.close(5)
+    assert rows(spool) == []
+    assert sorted(endpoint.delivered) == sorted(ids(20))
+
+
+class RuntimeEndpoint(Endpoint):
+    """Reflag's Runtime API: feedback to /feedback, one at a time, the rest to /bulk."""
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        with self.cond:
+            n = self.requests
+            self.requests += 1
+            self.cond.notify_all()
+        if n in self.hold:
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+        body = orjson.loads(request.content)
+        with self.cond:
+            self.delivered.extend(
+                str(e.get("userId")) for e in (body if isinstance(body, list) else [body])
+            )
+            self.cond.notify_all()
+        return httpx.Response(200, json={"success": True})
+
+
+def test_a_batch_cut_short_between_its_parts_stays_in_the_store(
+    senders: Callable[..., BulkSender], spool: Path
+) -> None:
+    endpoint = RuntimeEndpoint()
+    endpoint.hold = {1}  # the feedback part is accepted; the events' part never answered
+    sender = senders(endpoint, max_batch_items=10, api="runtime", base_url="http://x.test")
+    assert sender.enqueue(Item.feedback("fb", feature_id="f1", score=5))
+    enqueue(sender, 0, 9)
+    assert endpoint.wait_requests(2)
+    sender.close(0.2)
+    assert rows(spool) == [(1, 10)]  # all of it, possibly delivered: counted if sent again
+    assert sender.stats.dropped == {}
+    later = RuntimeEndpoint()
+    again = senders(later, api="runtime", base_url="http://x.test")
+    with later.cond:  # (the backlog is delivered on the sender's own time)
+        assert later.cond.wait_for(lambda: len(later.delivered) == 10, 10)
+    assert again.flush(10)
+    assert set(ids(9)) <= set(later.delivered)  # the events arrive
+    assert again.stats.redelivered == 10
+
+
+KILLED = r"""
+import asyncio, json, os, signal, sys, threading
+import httpx, orjson
+from bucket_logging import BulkSender, Item
+
+cfg = json.loads(sys.argv[1])
+cond = threading.Condition()
+delivered = []
+failed = set()
+
+async def handle(request):
+    ids = [e["userId"] for e in orjson.loads(request.content)]
+    if "0" in ids:  # the first batch: on the wire, never answered
+        await asyncio.sleep(3600)
+    if cfg["fail_once"] and ids[0] not in failed:
+        failed.add(ids[0])
+        return httpx.Response(503, json={})
+    with open(cfg["out"], "a") as out:
+        out.write(" ".join(ids) + "\n")
+    with cond:
+        delivered.extend(ids)
+        cond.notify_all()
+    return httpx.Response(200, json={"success": True})
+
+sender = BulkSender(
+    cfg["key"], transport=httpx.MockTransport(handle), spool_dir=cfg["spool"],
+    flush_interval=60, backoff_base=0.01, backoff_max=0.05, max_batch_items=10,
+    max_concurrent_requests=2,
+)
+for i in range(cfg["count"]):
+    sender.enqueue(Item.event("Sent", str(i), {"n": i}))
+    if i == 9:
+        sender.flush(0.05)  # the first batch goes out alone
+with cond:
+    assert cond.wait_for(lambda: len(delivered) == cfg["count"] - 10, 30), delivered
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize(
+    ("count", "fail_once"),
+    [(20, True), (110, False)],
+    ids=["a-later-batch-stored-after-a-failure", "later-batches-delivered"],
+)
+def test_killed_behind_a_batch_on_the_wire_only_that_batch_can_come_again(
+    tmp_path: Path, spool: Path, count: int, fail_once: bool
+) -> None:
+    # The first batch hangs on the wire; later ones are delivered through the other
+    # request slot (one of them stored after a failed first request). Then SIGKILL.
+    # The next sender must send the hanging batch again (counted), and nothing else:
+    # the later batches settled only once the hanging one was stored.
+    script, out = tmp_path / "child.py", tmp_path / "delivered.txt"
+    script.write_text(KILLED)
+    cfg = {"key": KEY, "spool": str(spool), "out": str(out), "count": count, "fail_once": fail_once}
+    child = subprocess.run(
+        [sys.executable, str(script), json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    before = out.read_text().split()
+    later = Endpoint()
+    sender = BulkSender(KEY, transport=httpx.MockTransport(later.handle), spool_dir=spool)
+    try:
+        with later.cond:
+            assert later.cond.wait_for(lambda: len(later.delivered) >= 10, 15)
+        assert sender.flush(10)
+    finally:
+        sender.close(5)
+    got = before + later.delivered
+    assert set(got) == set(ids(count))  # nothing lost
+    duplicates = len(got) - count
+    # At most the batch answered as the kill came (its row not deleted yet) comes
+    # again besides the one that hung: before, every batch delivered behind the hung
+    # one came again (their journal records were not settled)
+    assert set(ids(10)) <= set(later.delivered) and duplicates <= 10
+    assert duplicates <= sender.stats.redelivered <= 20  # counted
