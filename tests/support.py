@@ -29,6 +29,7 @@ import pytest
 from bucket_logging import Item
 from bucket_logging._sender.ledger import Ledger
 from bucket_logging._sender.queue import BatchQueue
+from bucket_logging._spool.store import SpoolStore
 
 #: A distinctive tracking key: tests assert it never shows up in any output.
 KEY = "trSECRETkey-5f3a9c1e7b2d4068"
@@ -408,3 +409,26 @@ def poll(check: Callable[[], bool], timeout: float = 15.0, step: float = 0.05) -
         if time.monotonic() >= deadline:
             return False
         time.sleep(step)
+
+
+class Inserts:
+    """Counts ``SpoolStore.insert`` calls (run on the spool's worker), for waiting on them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.cond = threading.Condition()
+        self.done = 0
+        real = SpoolStore.insert
+
+        def spy(store: SpoolStore, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return real(store, *args, **kwargs)
+            finally:
+                with self.cond:
+                    self.done += 1
+                    self.cond.notify_all()
+
+        monkeypatch.setattr(SpoolStore, "insert", spy)
+
+    def wait(self, n: int) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.done >= n, 10)

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from support import KEY
+from support import KEY, Inserts
 
 from bucket_logging import BulkSender, Item
 from bucket_logging._spool.store import SPOOL_FILE, SpoolStore
@@ -71,29 +71,6 @@ class Endpoint:
     def wait_requests(self, n: int) -> bool:
         with self.cond:
             return self.cond.wait_for(lambda: self.requests >= n, 10)
-
-
-class Inserts:
-    """Counts SpoolStore.insert calls."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.cond = threading.Condition()
-        self.done = 0
-        real = SpoolStore.insert
-
-        def spy(store: SpoolStore, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return real(store, *args, **kwargs)
-            finally:
-                with self.cond:
-                    self.done += 1
-                    self.cond.notify_all()
-
-        monkeypatch.setattr(SpoolStore, "insert", spy)
-
-    def wait(self, n: int) -> bool:
-        with self.cond:
-            return self.cond.wait_for(lambda: self.done >= n, 10)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from support import KEY
+from support import KEY, Inserts
 
 from bucket_logging import BulkSender, DeliveryError, Item
 from bucket_logging._runtime import state as _process
@@ -620,29 +620,6 @@ class Gate:
     def wait_requests(self, n: int) -> bool:
         with self.cond:
             return self.cond.wait_for(lambda: self.requests >= n, 10)
-
-
-class Inserts:
-    """Counts SpoolStore.insert calls (run on the spool's worker), for waiting on them."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.cond = threading.Condition()
-        self.done = 0
-        real = SpoolStore.insert
-
-        def spy(store: SpoolStore, *args: Any) -> Any:
-            try:
-                return real(store, *args)
-            finally:
-                with self.cond:
-                    self.done += 1
-                    self.cond.notify_all()
-
-        monkeypatch.setattr(SpoolStore, "insert", spy)
-
-    def wait(self, n: int) -> bool:
-        with self.cond:
-            return self.cond.wait_for(lambda: self.done >= n, 10)
 
 
 @pytest.fixture

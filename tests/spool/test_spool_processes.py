@@ -213,9 +213,28 @@ def test_kill_9_then_the_next_process_delivers_all(
     assert spooled_items(spool) == 0
 
 
-def test_killed_during_a_request_duplicates_are_counted(
-    script: Path, spool: Path, senders: Callable[..., BulkSender]
+@pytest.mark.parametrize(
+    "case",
+    [
+        (100, 0, {}),
+        # The next four batches must be stored (one request slot, a queue that is not
+        # roomy), so the one on the wire is stored first: recovery must not send those
+        # four again from the journal, only the one on the wire.
+        (
+            500,
+            500,
+            {"max_batch_items": 100, "max_concurrent_requests": 1, "max_queue_bytes": 150_000},
+        ),
+    ],
+    ids=["one-batch", "batches-stored-behind-it"],
+)
+def test_killed_during_a_request_only_that_batch_comes_twice_and_is_counted(
+    script: Path,
+    spool: Path,
+    senders: Callable[..., BulkSender],
+    case: tuple[int, int, dict[str, Any]],
 ) -> None:
+    count, stored, options = case  # items logged, items stored before the kill, options
     # The server holds the first request until the test let it go: after the kill, so
     # the answer never reaches the child however slowly this process is scheduled (a
     # timed delay raced the kill on a loaded machine); then accepts it.
@@ -226,63 +245,25 @@ def test_killed_during_a_request_duplicates_are_counted(
 
     with TrackingServer(on_call=hold) as server:
         try:
-            child = Child(script, spool, server.url, count=100, mode="hang", prefix="d")
+            child = Child(
+                script, spool, server.url, count=count, mode="hang", prefix="d", **options
+            )
             try:
                 assert server.wait_for_received(1, timeout=10)
+                assert wait_until(lambda: spooled_items(spool) == stored)
             finally:
                 child.kill()  # the answer never reaches it (its journal says "attempted")
         finally:
             gate.set()
-        assert server.wait_for(100, timeout=10)  # the held request was accepted after all
+        first = min(count, options.get("max_batch_items", count))
+        assert server.wait_for(first, timeout=10)  # the held request was accepted after all
         sender = senders(spool, server.url)
-        assert server.wait_for(200, timeout=15)
+        assert server.wait_for(count + first, timeout=15)
         assert sender.flush(timeout=5)
         got = delivered_ids(server)
-    assert set(got) == ids(100, "d")
+    assert set(got) == ids(count, "d")
     duplicates = len(got) - len(set(got))
-    assert duplicates == sender.stats.redelivered == 100  # rare, and counted
-    assert spooled_items(spool) == 0
-
-
-def test_killed_with_batches_stored_behind_one_on_the_wire_only_that_one_comes_twice(
-    script: Path, spool: Path, senders: Callable[..., BulkSender]
-) -> None:
-    # The first batch is sent before it is stored and held by the server; the next
-    # four must be stored (one request slot, a queue that is not roomy), so the first
-    # is stored before them. After the kill, recovery must not send those four again
-    # from the journal: only the one on the wire comes twice, and it is counted.
-    gate = threading.Event()
-
-    def hold(call: dict[str, Any]) -> None:
-        gate.wait(30)
-
-    with TrackingServer(on_call=hold) as server:
-        try:
-            child = Child(
-                script,
-                spool,
-                server.url,
-                count=500,
-                mode="hang",
-                prefix="s",
-                max_batch_items=100,
-                max_concurrent_requests=1,
-                max_queue_bytes=150_000,  # a quarter of it: about three batches
-            )
-            try:
-                assert server.wait_for_received(1, timeout=10)
-                assert wait_until(lambda: spooled_items(spool) == 500)
-            finally:
-                child.kill()
-        finally:
-            gate.set()
-        assert server.wait_for(100, timeout=10)  # the held request was accepted after all
-        sender = senders(spool, server.url)
-        assert server.wait_for(600, timeout=15)
-        assert sender.flush(timeout=5)
-        got = delivered_ids(server)
-    assert set(got) == ids(500, "s")
-    assert len(got) - len(set(got)) == sender.stats.redelivered == 100
+    assert duplicates == sender.stats.redelivered == first  # rare, and counted
     assert spooled_items(spool) == 0
 
 
