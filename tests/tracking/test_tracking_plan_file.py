@@ -169,3 +169,87 @@ def test_schemas_beyond_a_type_and_bounds_get_noplain_test() -> None:
     assert plain_test({"type": ["string", "null"]}) is None
     assert plain_test({"type": "integer", "exclusiveMinimum": 0}) is None
     assert plain_test({"type": "integer", "minimum": True}) is None
+
+
+_PLAN_FILE = Path(__file__).parent / "plan_data" / "tracking-plan.yaml"
+
+
+def _attribute_values() -> Any:
+    from hypothesis import strategies as st
+
+    return st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 4_000_000),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=12),
+        st.sampled_from(["web", "ios", "report_0a1b2c", "email", "csv", "x" * 300]),
+        st.sampled_from([-1, 0, 1, 100, 101, 3_600_000, 3_600_001, 1.5, -0.0]),  # bounds
+        st.lists(st.integers(), max_size=2),
+    )
+
+
+#: Values the plan accepts for the attributes of two of its events (most calls drawn
+#: below pass, so that a quick verdict that lets a fault through is found).
+_VALID: dict[str, list[Any]] = {
+    "item_id": ["report_0a1b2c"],
+    "source": ["web", "ios"],
+    "duration_ms": [0, 5, 3_600_000],
+    "referrer": ["https://example.com"],
+    "first_view": [True, False],
+    "report_kind": ["pie", ""],
+    "channel": ["email", "slack"],
+    "recipients": [1, 100],
+    "public": [False],
+}
+
+
+def test_the_quick_verdict_never_passes_a_call_the_full_check_faults() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    plan = load_plan(_PLAN_FILE)  # one plan: what a verdict learns is kept across calls
+
+    @settings(max_examples=500, deadline=None, database=None)
+    @given(st.data())
+    def check(data: Any) -> None:
+        name = data.draw(st.sampled_from(["Report viewed", "Report shared"]))
+        section = plan.events[name]
+
+        # a call the plan accepts, then at most one change: a value, a name, a removal
+        attributes: dict[Any, Any] = {
+            key: data.draw(st.sampled_from(_VALID[key]))
+            for key in sorted(section.names)
+            if key in section.required or data.draw(st.booleans())
+        }
+        change = data.draw(st.sampled_from(["none", "value", "unplanned", "remove"]))
+        if change == "value":
+            attributes[data.draw(st.sampled_from(sorted(section.names)))] = data.draw(
+                _attribute_values()
+            )
+        elif change == "unplanned":
+            attributes[data.draw(st.sampled_from(["unplanned", 7]))] = 1
+        elif change == "remove":
+            del attributes[data.draw(st.sampled_from(sorted(attributes)))]
+        for _ in range(2):  # the second time with what the first one learned
+            if section.passes(attributes):
+                assert section.violations("event", attributes) == [], (name, attributes)
+        if data.draw(st.booleans()):
+            assert not section.passes(data.draw(st.one_of(st.none(), st.lists(st.integers()))))
+
+    check()
+
+
+def test_the_quick_verdict_passes_the_everyday_call_and_keeps_its_verdicts() -> None:
+    plan = load_plan(_PLAN_FILE)
+    section = plan.events["Report viewed"]
+    for i in range(3):
+        attributes = {"item_id": "report_0a1b2c", "source": "web", "duration_ms": i}
+        assert section.passes(attributes)
+    assert section.specs["item_id"] == {"report_0a1b2c"}  # learned once, then looked up
+    assert not section.passes({"item_id": "report_0a1b2c"})  # source is required
+    assert not section.passes({"item_id": "report_0a1b2c", "source": "web", "other": 1})
+    assert not section.passes({"item_id": "report_0a1b2c", "source": "tv"})
+    assert not section.passes({"item_id": "report_0a1b2c", "source": "web", "duration_ms": -1})
+    assert not section.passes({"item_id": ["x"], "source": "web"})  # unhashable: full check
+    assert not section.passes(None) and not section.passes(["a"])
