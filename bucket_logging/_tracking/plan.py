@@ -125,7 +125,7 @@ class Section:
             quick = self.quick = quick_check(self)
         return quick(attributes)
 
-    def _learn(self, name: str, value: Any) -> bool:
+    def learn(self, name: str, value: Any) -> bool:
         """The validator's verdict on one value, kept when it passed (bounded)."""
         check = self.properties.get(name)
         if check is None:
@@ -198,7 +198,7 @@ def quick_check(section: Section) -> Callable[[Any], bool]:
     each one's test. Attribute names enter the source only as ``repr`` literals."""
     if section.required - section.names and not section.additional:
         return _never  # a required attribute the plan does not declare: never passes
-    env: dict[str, Any] = {"_M": _MISSING, "learn": section._learn}
+    env: dict[str, Any] = {"_M": _MISSING, "learn": section.learn}
     lines = [
         "def quick(a):",
         "    if a.__class__ is not dict:",
@@ -223,7 +223,7 @@ def quick_check(section: Section) -> Callable[[Any], bool]:
             if spec[1] is not None:
                 test += f" and lo{k} <= v <= hi{k}"
             lines += [f"{pad}if not ({test}):", f"{pad}    return False"]
-        else:  # the strings that passed (learned: the same set as _learn's)
+        else:  # the strings that passed (learned: the same set as learn's)
             env[f"s{k}"] = section.specs.setdefault(name, set())
             lines += [
                 f"{pad}try:",
