@@ -188,7 +188,7 @@ class Journal:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         check_private(self.directory, "directory")
         with self.lock:
-            self._roll()
+            self._roll(prefault=True)  # (the sender's start: its log calls do not fault)
 
     def append(self, body: bytes, then: Callable[[bytes], object]) -> bool:
         """Write ``body`` as a record, then call ``then(body)`` under the same lock (so
@@ -288,13 +288,13 @@ class Journal:
                 return
         _remove(spare)
 
-    def _roll(self) -> None:
+    def _roll(self, *, prefault: bool = False) -> None:
         """Start a new segment (the lock is held); give the journal up on failure."""
         spare, self._spare = self._spare, None
         try:
             if spare is None:
                 self._index += 1
-                spare = self._new_segment(self._index, self._seq)
+                spare = self._new_segment(self._index, self._seq, prefault=prefault)
             else:  # made ahead: it starts here
                 spare.first = self._seq
                 _FIRST.pack_into(spare.mm, _FIRST_AT, self._seq)
