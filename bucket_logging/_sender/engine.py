@@ -242,7 +242,8 @@ class SenderLoop:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             if self.spool is not None:
-                await self.spool.journal.store_held()  # first attempts cut short
+                with contextlib.suppress(Exception):  # (a failure fails the spool: said)
+                    await self.spool.journal.store_held()  # first attempts cut short
                 await self.spool.close(all_queued(self._queue))
             await self._client.aclose()
             self.publisher.publish(None)  # the last counts; this sender's levels are gone
@@ -317,9 +318,12 @@ class SenderLoop:
                     and not (self.slots.locked() or self.delivery.failing)
                     and (closing is None or time.monotonic() < closing)
                 )
-                if not first and spool.journal.holding and not self._queue.filling():
-                    self._queue.park()  # woken when a first attempt ends, or it fills
-                    break  # the queue keeps the batches (journaled) meanwhile
+                if not first and spool.journal.holding:
+                    if not self._queue.filling():
+                        self._queue.park()  # woken when a first attempt ends, or it fills
+                        break  # the queue keeps the batches (journaled) meanwhile
+                    await spool.journal.store_held()  # (stored first: then look again)
+                    continue
                 taken = self._queue.take(partial=False)
                 if taken is None:
                     break
@@ -329,7 +333,6 @@ class SenderLoop:
                     task = self.spawn(self._deliver_spooled(spool, attempt, taken[0]))
                     task.add_done_callback(lambda _: self._wake.set())  # pump again
                     continue
-                await spool.journal.store_held()
                 await spool.persist(
                     taken[0].entries(),
                     taken[1],

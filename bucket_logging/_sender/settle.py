@@ -13,6 +13,7 @@ the batch is stored only if that first request fails.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import httpx
@@ -154,10 +155,16 @@ class FirstAttempt(Settlement):
         super().__init__(spool, Chunk(ticket, len(batch), size=batch.entry_bytes()), post)
         self.batch = batch
         self.mark = batch.mark
-        self.stored = False  # stored or being stored (or tried: no room, a failed spool)
         self.settled = False  # its journal mark settled
-        self._storing: asyncio.Future[None] | None = None
+        # the one task that settles it: its store, or (delivered) the wait for the
+        # earlier held batches; whoever needs it settled awaits this task
+        self._settling: asyncio.Future[None] | None = None
         spool.journal.hold(self.mark, self.store)
+
+    @property
+    def stored(self) -> bool:
+        """Whether it is stored or being stored (or settled otherwise)."""
+        return self._settling is not None or self.settled
 
     def finished(self) -> None:
         """The delivery ended without :meth:`settle` (an unexpected error: its items
@@ -170,11 +177,21 @@ class FirstAttempt(Settlement):
             self.settled = True
             self.spool.journal.settle(self.mark)
 
+    async def _until_settled(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Start ``work`` as the task that settles this batch, unless one runs (or it
+        is settled); await that task. It runs to its end even if the caller is
+        cancelled (the close awaits it)."""
+        if self._settling is None:
+            if self.settled:
+                return
+            self._settling = asyncio.ensure_future(work())
+        await asyncio.shield(self._settling)
+
     async def post(self, body: bytes, url: str | None = None) -> httpx.Response:
         """A request for the batch: stored when it fails (before the retry)."""
-        if self._storing is not None:
-            await asyncio.shield(self._storing)  # its row first: marked before the request
-        if self.stored or self.settled:
+        if self._settling is not None:
+            await asyncio.shield(self._settling)  # its row first: marked before the request
+        if self.stored:
             return await super().post(body, url)
         chunk = self.chunk
         if not chunk.posting:
@@ -198,15 +215,10 @@ class FirstAttempt(Settlement):
         return response
 
     async def store(self) -> None:
-        """Store the batch in the spool (once; it is then delivered as a stored batch).
-        The store runs to its end even if the delivery is cancelled meanwhile (the
-        close awaits it)."""
-        if self.settled and not self.stored:
-            return
-        if self._storing is None:
-            self.stored = True
-            self._storing = asyncio.ensure_future(self._store())
-        await asyncio.shield(self._storing)
+        """Store the batch in the spool, once; it is then delivered as a stored batch.
+        A batch whose delivery ended meanwhile is not stored: this waits until it is
+        settled."""
+        await self._until_settled(self._store)
 
     async def _store(self) -> None:
         spool, chunk = self.spool, self.chunk
@@ -220,7 +232,7 @@ class FirstAttempt(Settlement):
                 spool.call, self.batch.entries(), attempted, self.mark, spool.in_flight
             )
             self.settled = True  # (insert_held settled the mark)
-        except SPOOL_ERRORS as exc:
+        except Exception as exc:  # (a spool error, or anything else: the spool is given up)
             spool.fail(exc)
             row = None
             self._settle()
@@ -231,17 +243,17 @@ class FirstAttempt(Settlement):
         if spool.wake is not None:
             spool.wake()  # the batches the queue kept meanwhile may be stored now
 
+    async def _delivered(self) -> None:
+        await self.spool.journal.store_held(before=self.mark)  # earlier ones first
+        self._settle()
+
     async def settle(self, outcome: Outcome) -> None:
-        """After the delivery: what was given up is stored (and kept); the mark settles."""
-        if self._storing is not None:
-            await asyncio.shield(self._storing)  # (its row, if any, is settled below)
-        if not self.stored:
-            if outcome.given_up and not self.spool.failed:
-                await self.store()
-            else:  # delivered (or given up with a failed spool: dropped)
-                await self.spool.journal.store_held(before=self.mark)
-                if not self.stored:
-                    self._settle()
+        """After the delivery: what was given up is stored (and kept); the mark settles,
+        once every earlier held batch is settled."""
+        if outcome.given_up and not self.spool.failed:
+            await self.store()
+        else:  # delivered (or given up with a failed spool: dropped); unless being stored
+            await self._until_settled(self._delivered)
         if self.chunk.row is None and not self.spool.failed:  # no room: as from memory
             for gave_up in outcome.given_up:
                 count = len(gave_up.entries)

@@ -243,7 +243,7 @@ class Spool:
                 return
             for batch, ticket, mark in queued:
                 await self.persist(batch, ticket, send_soon=False, mark=mark)
-            cut = [(c.row, c.ambiguous or c.posting) for c in self._cancelled if c.row]
+            cut = [(c.row, c.marked or c.ambiguous or c.posting) for c in self._cancelled if c.row]
             memory_only = sum(c.count for c in self._cancelled if c.row is None)
             self._cancelled.clear()
             if cut:

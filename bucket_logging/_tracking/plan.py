@@ -49,6 +49,7 @@ __all__ = [
     "Plan",
     "Section",
     "Violation",
+    "quick_check",
 ]
 
 Action = Literal["report", "strip", "drop"]
@@ -194,25 +195,26 @@ def quick_check(section: Section) -> Callable[[Any], bool]:
     """``section``'s quick verdict (:meth:`Section.passes`) as one function written for
     it, once: each declared attribute looked up by name, its value tested inline (its
     classes and bounds, or the set of strings that passed), then a count of the names
-    against the dict's size. Twice as fast as a loop over the attributes that looks up
-    each one's test. Attribute names enter the source only as ``repr`` literals."""
+    against the dict's size; anything raised means "check it in full" (False). Twice
+    as fast as a loop over the attributes that looks up each one's test. Attribute
+    names enter the source only as ``repr`` literals; the tests' classes, bounds and
+    sets are the function's globals. Made when the plan is loaded."""
     if section.required - section.names and not section.additional:
         return _never  # a required attribute the plan does not declare: never passes
     env: dict[str, Any] = {"_M": _MISSING, "learn": section.learn}
     lines = [
-        "def quick(a):",
-        "    if a.__class__ is not dict:",
-        f"        return a is None and {not section.required}",
-        "    n = 0",
+        "if a.__class__ is not dict:",
+        f"    return a is None and {not section.required}",
+        "n = 0",
     ]
     for k, name in enumerate(sorted(section.names | section.required)):
-        lines.append(f"    v = a.get({name!r}, _M)")
+        lines.append(f"v = a.get({name!r}, _M)")
         if name in section.required:
-            lines += ["    if v is _M:", "        return False"]
-            pad = "    "
+            lines += ["if v is _M:", "    return False"]
+            pad = ""
         else:
-            lines.append("    if v is not _M:")
-            pad = "        "
+            lines.append("if v is not _M:")
+            pad = "    "
         lines.append(f"{pad}n += 1")
         if name not in section.names:
             continue  # (other attributes allowed: present is enough)
@@ -225,18 +227,17 @@ def quick_check(section: Section) -> Callable[[Any], bool]:
             lines += [f"{pad}if not ({test}):", f"{pad}    return False"]
         else:  # the strings that passed (learned: the same set as learn's)
             env[f"s{k}"] = section.specs.setdefault(name, set())
-            lines += [
-                f"{pad}try:",
-                f"{pad}    if v not in s{k} and not learn({name!r}, v):",
-                f"{pad}        return False",
-                f"{pad}except TypeError:  # unhashable: the full check",
+            lines += [  # (an unhashable value raises: the full check)
+                f"{pad}if v not in s{k} and not learn({name!r}, v):",
                 f"{pad}    return False",
             ]
     if section.additional:  # the others are allowed and not checked
-        lines.append("    return True")
+        lines.append("return True")
     else:
-        lines.append("    return n == len(a)  # no other attribute")
-    exec("\n".join(lines), env)  # (the names enter as repr literals only)
+        lines.append("return n == len(a)  # no other attribute")
+    body = "\n".join("        " + line for line in lines)
+    source = f"def quick(a):\n    try:\n{body}\n    except Exception:\n        return False"
+    exec(source, env)  # (the names enter as repr literals only)
     quick: Callable[[Any], bool] = env["quick"]
     return quick
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 from .. import _options
 from .._exceptions import ConfigurationError
 from .._runtime.state import state as _state
-from .plan import ACTIONS, NO_FEEDBACK, Action, Plain, Plan, Section
+from .plan import ACTIONS, NO_FEEDBACK, Action, Plain, Plan, Section, quick_check
 
 __all__ = ["compile_plan", "load_plan", "plain_test", "plan_of", "read_plan_file"]
 
@@ -156,6 +156,7 @@ def _section(  # noqa: PLR0917 - the entry and what it inherits
         raise ValueError(f"{where}: additional_attributes must be true or false")
     section.additional = extra
     section.action = _action(entry.get("action"), where, action)
+    section.quick = quick_check(section)  # (made now, not by the first log call)
     return section
 
 

@@ -9,6 +9,7 @@ to the store only when a request for it fails, when a later batch must be stored
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import signal
@@ -46,6 +47,9 @@ class Endpoint:
         self.answer = answer
         self.hold: set[int] = set()
         self.release = threading.Event()
+        self.releases: dict[int, threading.Event] = {}  # request n waits for its own
+        # (the sender's loop has one executor thread: held requests wait on these)
+        self.waiting = concurrent.futures.ThreadPoolExecutor(4)
         self.cond = threading.Condition()
         self.requests = 0
         self.delivered: list[str] = []
@@ -59,8 +63,9 @@ class Endpoint:
             self.cond.notify_all()
         if self.look is not None:
             self.seen[n] = self.look()
-        if n in self.hold:
-            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+        if n in self.hold or n in self.releases:
+            event = self.releases.get(n, self.release)
+            await asyncio.get_running_loop().run_in_executor(self.waiting, event.wait, 30)
         status = self.answer(n) or 200
         if status == 200:
             with self.cond:
@@ -218,6 +223,38 @@ def test_a_batch_answered_while_it_is_being_stored_is_deleted_not_left(
     assert sorted(endpoint.delivered) == sorted(ids(20))
 
 
+def test_a_batch_delivered_while_an_earlier_one_is_stored_is_not_stored_after(
+    senders: Callable[..., BulkSender], spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A (request 0) hangs; C's first request (2) fails, so C stores A first; while A's
+    # insert runs, B (1) is answered: B waits for A to settle, then settles as
+    # delivered. C's store must not store B (it would stay in the store, delivered).
+    endpoint = Endpoint(lambda n: 503 if n == 2 else None)
+    a_answer, b_answer = threading.Event(), threading.Event()
+    endpoint.releases = {0: a_answer, 1: b_answer}
+    real = SpoolStore.insert
+    inserted: list[list[str]] = []
+
+    def b_answered_meanwhile(store: SpoolStore, batch: list[bytes], *args: Any, **kw: Any) -> Any:
+        inserted.append([str(orjson.loads(e)["userId"]) for e in batch[:1]])
+        if len(inserted) == 1:  # A's insert: B is answered (and settled) meanwhile
+            b_answer.set()
+            with endpoint.cond:
+                assert endpoint.cond.wait_for(lambda: len(endpoint.delivered) == 10, 10)
+        return real(store, batch, *args, **kw)
+
+    monkeypatch.setattr(SpoolStore, "insert", b_answered_meanwhile)
+    sender = senders(endpoint, max_batch_items=10, max_concurrent_requests=3)
+    enqueue(sender, 0, 30)
+    assert endpoint.wait_requests(4)  # A and B held, C refused then retried
+    a_answer.set()
+    assert sender.flush(10)
+    assert inserted == [["0"], ["20"]]  # A (for C), then C; never B
+    assert rows(spool) == []
+    sender.close(5)
+    assert rows(spool) == [] and sorted(endpoint.delivered) == sorted(ids(30))
+
+
 class RuntimeEndpoint(Endpoint):
     """Reflag's Runtime API: feedback to /feedback, one at a time, the rest to /bulk."""
 
@@ -337,3 +374,26 @@ def test_killed_behind_a_batch_on_the_wire_only_that_batch_can_come_again(
     # one came again (their journal records were not settled)
     assert set(ids(10)) <= set(later.delivered) and duplicates <= 10
     assert duplicates <= sender.stats.redelivered <= 20  # counted
+
+
+def test_a_store_failing_behind_a_first_attempt_sends_everything_from_memory(
+    senders: Callable[..., BulkSender], spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoint = Endpoint()
+    a_answer = threading.Event()
+    endpoint.releases = {0: a_answer}
+    sender = senders(endpoint, max_batch_items=10, max_concurrent_requests=1, max_queue_bytes=2000)
+    enqueue(sender, 0, 10)
+    assert endpoint.wait_requests(1)  # A: sent first, held (the spool is open by now)
+    with contextlib.closing(sqlite3.connect(spool / SPOOL_FILE, timeout=5)) as conn:
+        conn.execute(
+            "CREATE TRIGGER injected BEFORE INSERT ON batches"
+            " BEGIN SELECT RAISE(ABORT, 'injected disk error'); END"
+        )
+        conn.commit()
+    enqueue(sender, 10, 10)  # B must be stored: A first, whose insert fails the spool
+    a_answer.set()
+    assert sender.flush(10)
+    assert sorted(endpoint.delivered) == sorted(ids(20))  # each once, from memory
+    assert sender.stats.dropped == {} and sender.stats.sent == 20
+    assert "cannot be used (IntegrityError: injected disk error)" in caplog.text
