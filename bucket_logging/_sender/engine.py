@@ -11,7 +11,7 @@ never starts a delivery itself). Flushes wait here for a ledger
 :class:`~bucket_logging._sender.ledger.Mark`.
 
 Data flow: the queue's sealed batches → :meth:`SenderLoop.pump` → (spool: stored
-first, unless it is idle: then sent first and stored only if that fails) →
+first, unless it is idle: then sent first and stored only if need be) →
 :meth:`SenderLoop.deliver` → HTTP → the outcome counted in the ledger.
 """
 

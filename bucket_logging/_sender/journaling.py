@@ -175,7 +175,7 @@ class JournalSide:
         mark: int,
         sending: Iterable[int],
     ) -> int | None:
-        """Store a held batch (its first request failed): its row, or None when no room
+        """Store a held batch (see :meth:`store_held`): its row, or None when no room
         could be made. Raises the spool's errors (:data:`~.store.SPOOL_ERRORS`)."""
         row: int | None
         row, evicted = await call(

@@ -7,7 +7,8 @@ the row is deleted, or what was given up stays in it for a later sender.
 
 A :class:`FirstAttempt` is the delivery of a batch sent before it is stored: the
 journal holds its items meanwhile (a killed process's are recovered from it), and
-the batch is stored only if that first request fails.
+the batch is stored only if need be (a failed request, a later batch stored or
+answered first, the exit).
 """
 
 from __future__ import annotations

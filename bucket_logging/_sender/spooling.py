@@ -3,8 +3,9 @@
 With ``spool_dir=`` (or env ``BUCKET_SPOOL_DIR``) a :class:`~bucket_logging.BulkSender`
 writes each item to its journal as it is queued, and the batches it takes off its
 in-memory queue to a SQLite database in that directory (:mod:`bucket_logging._spool`
-says how and why): each batch before its first request while others wait, else only
-once a request for it failed (see :class:`~bucket_logging._sender.settle.FirstAttempt`);
+says how and why): each batch before its first request, unless the spool is idle, a
+slot is free and the endpoint answers: then it is sent first and stored only if need
+be (see :class:`~bucket_logging._sender.settle.FirstAttempt`);
 it deletes a stored batch once the server accepted it (2xx) or finally rejected it.
 A batch the sender gives up on (retries exhausted, the shutdown deadline, another
 4xx) is released in the spool instead of being dropped; the next sender that opens
@@ -21,8 +22,8 @@ they are read back from the file when their turn comes. Fork: see
 :mod:`bucket_logging._runtime.worker`.
 
 One way: the engine (:class:`~bucket_logging._sender.engine.SenderLoop`) drives,
-the spool answers. The engine hands it the batches it takes off the queue
-(:meth:`Spool.persist`), asks it which batch to send next (:meth:`Spool.next_batch`)
+the spool answers. The engine hands it the batches it takes off the queue and does
+not send first (:meth:`Spool.persist`), asks it which batch to send next (:meth:`Spool.next_batch`)
 and settles each delivery through a
 :class:`~bucket_logging._sender.settle.Settlement`; the spool never starts a
 delivery. It counts in the sender's ledger and reports drops through ``drop``.
@@ -158,7 +159,7 @@ class Spool:
 
     @property
     def idle(self) -> bool:
-        """Nothing of this sender's waits to be sent, no backlog is known, the journal works."""
+        """Nothing of this sender's waits, the backlog is known to be empty, the journal works."""
         return self.journal.usable and not (self.failed or self._waiting or self._backlog_maybe)
 
     async def call(self, fn: Callable[..., _T], *args: Any) -> _T:

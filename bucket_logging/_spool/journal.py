@@ -11,13 +11,15 @@ Record: ``magic, length, sequence, crc32`` (20 bytes, little-endian) then the by
 the checksum covers the bytes, seeded with the sequence and length, so a torn last
 record, a flipped byte or a bad length is detected (recovery resynchronises on the
 next magic). Segment header (128 bytes): magic, version, destination (a hash of the
-tracking key), host, pid, first sequence, the checkpoint with its checksum, and a
-heartbeat.
+tracking key), host, pid, first sequence, the checkpoint with its checksum, a
+heartbeat, and *attempted* with its checksum (records below it may have been sent
+before they were stored: a recovery counts them as possible duplicates).
 
-Settlement: the engine stores sealed batches in SQLite in the order they were
-queued, so one number is enough: :meth:`Journal.checkpoint` says "every record below
-sequence N is in SQLite (or delivered, or dropped)". A segment whose records all lie
-below it is deleted; at a clean close everything is, and the files go.
+Settlement: the engine settles batches (stored in SQLite, delivered, or dropped) in
+the order they were queued, so one number is enough: :meth:`Journal.checkpoint` says
+"every record below sequence N is in SQLite (or delivered, or dropped)". A segment
+whose records all lie below it is deleted; at a clean close everything is, and the
+files go.
 
 Ownership: the writer holds ``flock`` on each of its segments; the kernel releases
 it when the process dies, so the next sender on the same host takes a dead journal

@@ -118,9 +118,10 @@ class Section:
     quick: Callable[[Any], bool] | None = None
 
     def passes(self, attributes: Any) -> bool:
-        """Whether ``attributes`` surely break nothing of this section: the names, then
-        each value's plain test or kept verdict; False means "check it in full"
-        (:meth:`violations`). Never raises."""
+        """Whether ``attributes`` surely break nothing of this section: each planned
+        attribute's value (its plain test or kept verdict), then the names (see
+        :func:`quick_check`); False means "check it in full" (:meth:`violations`).
+        Never raises."""
         quick = self.quick
         if quick is None:
             quick = self.quick = quick_check(self)

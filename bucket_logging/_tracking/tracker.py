@@ -251,7 +251,7 @@ class Tracker:
                 plan = self._plan  # with one: its kept verdict first (else the slow path,
                 if plan is None or (  # which checks and encodes: never encoded twice)
                     (section := plan.events.get(event)) is not None  # type: ignore[arg-type]
-                    and section.passes(attributes)
+                    and (section.quick or section.passes)(attributes)  # (made at load)
                 ):
                     body = event_body(event, user_id, company_id, attributes, created)
                     if body is not None:
