@@ -2,8 +2,9 @@
 
 With a spool, every item a log call queues is first written to this process's
 journal (:mod:`bucket_logging._spool.journal`, by the queue on the calling thread).
-This module opens the journal when the sender starts, moves its checkpoint on as
-the engine stores or delivers batches (:meth:`JournalSide.settle`), and drives the recovery of
+This module opens the journal when the sender starts, stores batches with their
+marks (:meth:`JournalSide.store_batch`), moves its checkpoint on as batches are
+stored or delivered (:meth:`JournalSide.settle`), and drives the recovery of
 journals whose processes ended (:mod:`bucket_logging._spool.recovery`), one segment
 a step on the spool's worker thread, between the engine's own work: the
 application's start-up never waits for it.
@@ -167,7 +168,7 @@ class JournalSide:
         journal.checkpoint(mark)
         journal.prepare()  # the next segment, ahead of the log calls
 
-    async def insert_held(
+    async def store_batch(
         self,
         call: Callable[..., Awaitable[Any]],
         entries: list[bytes],
@@ -175,8 +176,10 @@ class JournalSide:
         mark: int,
         sending: Iterable[int],
     ) -> int | None:
-        """Store a held batch (see :meth:`store_held`): its row, or None when no room
-        could be made. Raises the spool's errors (:data:`~.store.SPOOL_ERRORS`)."""
+        """Store one of this sender's batches with its journal mark (one transaction),
+        settle the mark, count the rows deleted to make room (never one of ``sending``):
+        its row, or None when no room could be made. Raises the spool's errors
+        (:data:`~.store.SPOOL_ERRORS`)."""
         row: int | None
         row, evicted = await call(
             self.store.insert, entries, attempted, frozenset(sending), self.mark(mark)

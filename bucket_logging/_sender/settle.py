@@ -140,10 +140,10 @@ class FirstAttempt(Settlement):
     item safe from a kill. So the engine sends the batch at once, with its journal
     mark held (:meth:`~bucket_logging._sender.journaling.JournalSide.hold`: the
     checkpoint waits for it). The batch is stored (:meth:`store`) when a request for
-    it fails, before a later batch is stored, and at the close if its delivery was cut
-    short; it is then a spooled batch like any other. Delivered at the first attempt,
-    it only settles its mark, once every earlier held batch is settled (stored if need
-    be): a kill then sends again at most the batches on the wire.
+    it fails, before a later batch is stored or settles as delivered, and at the
+    close if its delivery was cut short; it is then a spooled batch like any other.
+    Delivered, it only settles its mark, once every earlier held batch is settled
+    (stored if need be): a kill then sends again at most the batches on the wire.
 
     Args:
         spool: the sender's spool.
@@ -229,10 +229,10 @@ class FirstAttempt(Settlement):
             return
         attempted = chunk.ambiguous or chunk.posting or chunk.accepted
         try:
-            row = await spool.journal.insert_held(
+            row = await spool.journal.store_batch(
                 spool.call, self.batch.entries(), attempted, self.mark, spool.in_flight
             )
-            self.settled = True  # (insert_held settled the mark)
+            self.settled = True  # (store_batch settled the mark)
         except Exception as exc:  # (a spool error, or anything else: the spool is given up)
             spool.fail(exc)
             row = None

@@ -5,8 +5,8 @@ writes each item to its journal as it is queued, and the batches it takes off it
 in-memory queue to a SQLite database in that directory (:mod:`bucket_logging._spool`
 says how and why): each batch before its first request, unless the spool is idle, a
 slot is free and the endpoint answers: then it is sent first and stored only if need
-be (see :class:`~bucket_logging._sender.settle.FirstAttempt`);
-it deletes a stored batch once the server accepted it (2xx) or finally rejected it.
+be (see :class:`~bucket_logging._sender.settle.FirstAttempt`). It deletes a stored
+batch once the server accepted it (2xx) or finally rejected it.
 A batch the sender gives up on (retries exhausted, the shutdown deadline, another
 4xx) is released in the spool instead of being dropped; the next sender that opens
 the spool (a restarted process, another worker, or this one after a pause) delivers
@@ -23,8 +23,8 @@ they are read back from the file when their turn comes. Fork: see
 
 One way: the engine (:class:`~bucket_logging._sender.engine.SenderLoop`) drives,
 the spool answers. The engine hands it the batches it takes off the queue and does
-not send first (:meth:`Spool.persist`), asks it which batch to send next (:meth:`Spool.next_batch`)
-and settles each delivery through a
+not send first (:meth:`Spool.persist`), asks it which batch to send next
+(:meth:`Spool.next_batch`) and settles each delivery through a
 :class:`~bucket_logging._sender.settle.Settlement`; the spool never starts a
 delivery. It counts in the sender's ledger and reports drops through ``drop``.
 
@@ -349,20 +349,12 @@ class Spool:
         # bytes, so that a burst is sent without reading it back.
         retain = send_soon and self._retained + size <= self._config.max_queue_bytes // 4
         chunk = Chunk(ticket, len(batch), size=size)
-        try:
-            row, evicted = await self.call(
-                self.store.insert,
-                batch,
-                False,  # not attempted
-                frozenset(self.in_flight),
-                self.journal.mark(mark),  # with the batch: recovery's exact mark
-            )
+        try:  # (not attempted; with recovery's exact mark)
+            row = await self.journal.store_batch(self.call, batch, False, mark, self.in_flight)
         except BaseException:
             chunk.items = batch  # the memory fallback delivers it
             self._waiting.append(chunk)
             raise
-        self.journal.settle(mark)
-        self._evicted(evicted, "spool_full")
         if row is None:
             # No room, even after deleting everything this sender may delete: the
             # batch is sent from memory, as without a spool, within a small bound.

@@ -103,27 +103,30 @@ def record_crc(body: bytes | memoryview, seq: int, length: int) -> int:
     return zlib.crc32(body, (seq ^ length) & _MASK)
 
 
+def _number_crc(number: int) -> int:
+    """The checksum that guards a number in a segment header."""
+    return zlib.crc32(number.to_bytes(8, "little"))
+
+
 def write_checkpoint(buf: mmap.mmap | bytearray, checkpoint: int) -> None:
     """Write ``checkpoint`` (and a fresh heartbeat) into a segment header."""
-    _CHECKPOINT.pack_into(
-        buf, _CHECKPOINT_AT, checkpoint, zlib.crc32(checkpoint.to_bytes(8, "little")), time.time()
-    )
+    _CHECKPOINT.pack_into(buf, _CHECKPOINT_AT, checkpoint, _number_crc(checkpoint), time.time())
 
 
 def _write_attempted(buf: mmap.mmap | bytearray, attempted: int) -> None:
-    _ATTEMPTED.pack_into(buf, _ATTEMPTED_AT, attempted, zlib.crc32(attempted.to_bytes(8, "little")))
+    _ATTEMPTED.pack_into(buf, _ATTEMPTED_AT, attempted, _number_crc(attempted))
 
 
 def read_attempted(header: bytes) -> int:
     """How far a segment header says records may have been sent (0: none, or damaged)."""
     attempted, crc = _ATTEMPTED.unpack_from(header, _ATTEMPTED_AT)
-    return attempted if zlib.crc32(attempted.to_bytes(8, "little")) == crc else 0
+    return attempted if _number_crc(attempted) == crc else 0
 
 
 def read_checkpoint(header: bytes) -> tuple[int | None, float]:
     """(checkpoint or None when it is damaged, heartbeat) of a segment header."""
     checkpoint, crc, heartbeat = _CHECKPOINT.unpack_from(header, _CHECKPOINT_AT)
-    if zlib.crc32(checkpoint.to_bytes(8, "little")) != crc:
+    if _number_crc(checkpoint) != crc:
         return None, heartbeat
     return checkpoint, heartbeat
 

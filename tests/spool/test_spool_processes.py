@@ -296,14 +296,19 @@ def test_outage_for_a_whole_life_then_the_next_process_delivers(
     assert spooled_items(spool) == 0
 
 
-def test_a_short_lived_process_delivers_the_backlog_before_it_exits(
-    script: Path, spool: Path, server: TrackingServer
-) -> None:
-    # a cron job, a CLI: the first run meets an outage, the next one lives 0.3 s
+def leave_a_backlog_of_30(script: Path, spool: Path) -> None:
+    """A run that logs 30 items during an outage and exits: they stay in the spool."""
     first = Child(script, spool, closed_port_url(), count=30, mode="exit",
                   shutdown_timeout=0.5, **QUICK)  # fmt: skip
     report, err = first.finish()
     assert report["stats"]["spooled"] == 30, err
+
+
+def test_a_short_lived_process_delivers_the_backlog_before_it_exits(
+    script: Path, spool: Path, server: TrackingServer
+) -> None:
+    # a cron job, a CLI: the first run meets an outage, the next one lives 0.3 s
+    leave_a_backlog_of_30(script, spool)
     second = Child(script, spool, server.url, count=5, mode="exit", prefix="b",
                    shutdown_timeout=5.0, **QUICK)  # fmt: skip
     report, err = second.finish()
@@ -319,10 +324,7 @@ def test_a_process_stopped_with_sigterm_delivers_the_backlog_too(
     script: Path, spool: Path, server: TrackingServer
 ) -> None:
     # docker stop: the library's SIGTERM handler closes the sender, backlog included
-    first = Child(script, spool, closed_port_url(), count=30, mode="exit",
-                  shutdown_timeout=0.5, **QUICK)  # fmt: skip
-    report, err = first.finish()
-    assert report["stats"]["spooled"] == 30, err
+    leave_a_backlog_of_30(script, spool)
     url = f"http://localhost:{server.port}"
     second = Child(script, spool, url, count=5, mode="hold", prefix="b",
                    shutdown_timeout=5.0, **QUICK)  # fmt: skip
