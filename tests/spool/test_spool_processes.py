@@ -245,9 +245,8 @@ def test_killed_during_a_request_only_that_batch_comes_twice_and_is_counted(
 
     with TrackingServer(on_call=hold) as server:
         try:
-            child = Child(
-                script, spool, server.url, count=count, mode="hang", prefix="d", **options
-            )
+            url = server.url if not stored else f"http://localhost:{server.port}"  # both
+            child = Child(script, spool, url, count=count, mode="hang", prefix="d", **options)
             try:
                 assert server.wait_for_received(1, timeout=10)
                 assert wait_until(lambda: spooled_items(spool) == stored)
